@@ -1,0 +1,20 @@
+/*
+ * The agent's side of a container's life: `create` forks the process that sets up its namespaces and init,
+ * then follows the init through the sync channel (hooks point, created, exec'd); `finish_create` and
+ * `start` let it go on; `delete` ends it.
+ */
+#pragma once
+#include "registry.h"
+#include "server.h"
+
+void op_create(struct request *r);
+void op_finish_create(struct request *r);
+void op_start(struct request *r);
+void op_delete(struct request *r);
+
+/* Reads what the init's sync channel holds (also called by the reaper before it records an exit). */
+void container_sync_drain(struct proc *init);
+/* After a reap: answers a failed op or a delete once every process of the container is gone. */
+void container_settle(struct container *c);
+/* Whether s is an acceptable container id (it names a cgroup directory). */
+bool container_id_valid(const char *id);

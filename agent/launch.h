@@ -1,0 +1,14 @@
+/* The last steps of any container process (init or exec'd), shared by both: cwd, rlimits, lookup, execve. */
+#pragma once
+#include "spec.h"
+
+/* Changes to cwd, creating it if missing. */
+void launch_chdir(const struct procspec *p);
+/*
+ * Finds the executable as execvp would, in the PATH of the process's env, with runc's messages:
+ * exec: "NAME": executable file not found in $PATH, exec: "PATH": stat PATH: no such file or directory.
+ */
+char *launch_lookup(const struct procspec *p);
+void launch_rlimits(const struct procspec *p);
+/* Identity (creds.c), umask, closes every fd but 0-2 and the close-on-exec sync fd, execve. */
+_Noreturn void launch_exec(const struct procspec *p, const char *path, int sync_fd);

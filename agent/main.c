@@ -1,0 +1,188 @@
+/*
+ * runbox-agent: the process that runs containers where they run, and stays their parent. It serves the
+ * protocol of PROTOCOL.md on a unix socket (the emulated driver); as a microVM's init it will serve one
+ * virtio-serial port instead (--port), which conn.h is ready for.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "container.h"
+#include "creds.h"
+#include "exec.h"
+#include "freezer.h"
+#include "listener.h"
+#include "log.h"
+#include "loop.h"
+#include "proc.h"
+#include "registry.h"
+#include "server.h"
+#include "stdio.h"
+#include "util.h"
+
+#define SHUTDOWN_REAP_MS 5000
+
+static int signal_fd = -1;
+
+static void on_signal(void *ctx, short revents)
+{
+	(void)ctx;
+	(void)revents;
+	struct signalfd_siginfo si;
+	while (read(signal_fd, &si, sizeof si) == sizeof si) {
+		if (si.ssi_signo == SIGCHLD)
+			continue; /* reaped below, once for all */
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+			log_msg("signal %u: stopping", si.ssi_signo);
+			server_stopping = true;
+		}
+	}
+	reaper_reap();
+}
+
+static int setup_signals(void)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (signal_fd < 0)
+		return -1;
+	loop_watch(signal_fd, NULL, on_signal, NULL);
+	return 0;
+}
+
+static bool all_reaped(void)
+{
+	for (struct container *c = containers; c; c = c->next)
+		if (!ctr_all_reaped(c))
+			return false;
+	return true;
+}
+
+/* Kills every container, reaps them (waiting a while at most), answers `shutdown` and lets go of all. */
+static void stop_everything(void)
+{
+	for (struct container *c = containers; c; c = c->next) {
+		if (c->freezer)
+			freezer_set(c->freezer, false);
+		if (c->stage1_pid)
+			kill(c->stage1_pid, SIGKILL);
+		proc_kill_container(c, SIGKILL);
+	}
+	uint64_t deadline = now_mono_ms() + SHUTDOWN_REAP_MS;
+	for (;;) {
+		reaper_reap();
+		reaper_replay();
+		if (all_reaped() || now_mono_ms() >= deadline)
+			break;
+		loop_run_once(10);
+	}
+	while (containers)
+		ctr_forget(containers);
+	while (freezer_retry() && now_mono_ms() < deadline) {
+		loop_run_once(10);
+		reaper_reap();
+	}
+	reply_ok(server_shutdown_reply, NULL);
+	conn_flush_all(1000);
+	conn_close_all();
+	listener_close();
+}
+
+static bool logging; /* fd 2 is the log now, no longer the caller's stderr */
+
+/* Says why the agent cannot start: on fd 3 if the driver gave one (it reads it), else on the caller's stderr. */
+static _Noreturn void startup_failed(int ready_fd, const char *msg)
+{
+	if (logging)
+		log_msg("%s", msg);
+	if (ready_fd >= 0)
+		dprintf(ready_fd, "%s\n", msg);
+	else if (stdio_saved_stderr() >= 0)
+		dprintf(stdio_saved_stderr(), "runbox-agent: %s\n", msg);
+	exit(1);
+}
+
+int main(int argc, char **argv)
+{
+	/* Before anything opens an fd: the inherited stdio for stdio=inherit, and the ready pipe. */
+	int ready_fd = fcntl(3, F_GETFD) >= 0 ? fcntl(3, F_DUPFD_CLOEXEC, 10) : -1;
+	if (ready_fd >= 0)
+		close(3);
+	stdio_save_inherited();
+
+	const char *socket_path = NULL, *log_path = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--socket") && i + 1 < argc) {
+			socket_path = argv[++i];
+		} else if (!strcmp(argv[i], "--log") && i + 1 < argc) {
+			log_path = argv[++i];
+		} else if (!strcmp(argv[i], "--help")) {
+			puts("usage: runbox-agent --socket PATH [--log PATH]");
+			return 0;
+		} else if (!strcmp(argv[i], "--port")) {
+			startup_failed(ready_fd, "--port (guest init mode) is not implemented yet");
+		} else {
+			startup_failed(ready_fd, "invalid arguments (usage: runbox-agent --socket PATH [--log PATH])");
+		}
+	}
+	if (!socket_path)
+		startup_failed(ready_fd, "--socket PATH is required (usage: runbox-agent --socket PATH [--log PATH])");
+
+	/* Our own 0-2: /dev/null in, the log out (or /dev/null). */
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	int log = log_path ? open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600) : null;
+	if (null < 0 || log < 0)
+		startup_failed(ready_fd, log_path ? "cannot open the log file" : "cannot open /dev/null");
+	dup2(null, 0);
+	dup2(log, 1);
+	dup2(log, 2);
+	if (log != null && log > 2)
+		close(log);
+	if (null > 2)
+		close(null);
+	logging = true;
+
+	/* Big buffers (a 4 MiB frame, a burst of output) go back to the system when freed, not to the heap. */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+	setsid();
+	/* Orphans of container processes come to us, not to the host's init: we reap them. */
+	prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+	creds_read_cap_last_cap();
+	server_init();
+	char err[512];
+	if (setup_signals() < 0)
+		startup_failed(ready_fd, "signalfd failed");
+	if (exec_init() < 0)
+		startup_failed(ready_fd, "cannot open /proc/self/ns/pid");
+	if (listener_open(socket_path, err, sizeof err) < 0)
+		startup_failed(ready_fd, err);
+	log_msg("listening on %s", socket_path);
+	if (ready_fd >= 0) {
+		(void)!write(ready_fd, "ready\n", 6);
+		close(ready_fd);
+	}
+
+	while (!server_stopping) {
+		loop_run_once(freezer_retry() ? 20 : -1);
+		reaper_replay();
+	}
+	stop_everything();
+	log_msg("exiting");
+	return 0;
+}

@@ -1,0 +1,95 @@
+// npm run bench: median latency of each lifecycle operation for runbox and runc in the same run, beside a bare
+// `node -e 0` (the floor any Node CLI pays). Prints a markdown table.
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { defaultSpec } from '../src/oci/default-spec.js';
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
+const project = fileURLToPath(new URL('../../', import.meta.url));
+const work = mkdtempSync(join(tmpdir(), 'runbox-bench-'));
+
+function bundle(name: string, args: string[]): string {
+  const dir = join(work, name);
+  cpSync(join(project, 'fixtures', 'busybox', 'build', 'rootfs'), join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
+  const spec = defaultSpec();
+  spec.process!.terminal = false;
+  spec.process!.args = args;
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(spec));
+  return dir;
+}
+
+function timed(command: string, args: string[]): number {
+  const started = process.hrtime.bigint();
+  const result = spawnSync(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const ms = Number(process.hrtime.bigint() - started) / 1e6;
+  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')}: ${result.stderr.toString().trim()}`);
+  return ms;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+function waitStopped(command: string, root: string, id: string): void {
+  for (let i = 0; i < 500; i++) {
+    const out = spawnSync(command, ['--root', root, 'state', id], { encoding: 'utf8' });
+    if (out.status === 0 && JSON.parse(out.stdout).status === 'stopped') return;
+    spawnSync('sleep', ['0.01']);
+  }
+  throw new Error(`${id} did not stop`);
+}
+
+type Op = 'create' | 'start' | 'state' | 'kill' | 'delete' | 'cycle';
+const OPS: Op[] = ['create', 'start', 'state', 'kill', 'delete', 'cycle'];
+
+function measure(command: string): Record<Op, number> {
+  const root = join(work, `root-${command.replace(/\W/g, '_')}`);
+  const sleeper = bundle(`sleep-${command.replace(/\W/g, '_')}`, ['sleep', '100']);
+  const trueBundle = bundle(`true-${command.replace(/\W/g, '_')}`, ['/bin/true']);
+  const samples: Record<Op, number[]> = { create: [], start: [], state: [], kill: [], delete: [], cycle: [] };
+  for (let round = 0; round < ROUNDS; round++) {
+    const id = `bench-${round}`;
+    samples.create.push(timed(command, ['--root', root, 'create', '--bundle', sleeper, id]));
+    samples.start.push(timed(command, ['--root', root, 'start', id]));
+    samples.state.push(timed(command, ['--root', root, 'state', id]));
+    samples.kill.push(timed(command, ['--root', root, 'kill', id, 'KILL']));
+    waitStopped(command, root, id);
+    samples.delete.push(timed(command, ['--root', root, 'delete', id]));
+
+    const cycleId = `cycle-${round}`;
+    const started = process.hrtime.bigint();
+    timed(command, ['--root', root, 'create', '--bundle', trueBundle, cycleId]);
+    timed(command, ['--root', root, 'start', cycleId]);
+    waitStopped(command, root, cycleId);
+    timed(command, ['--root', root, 'delete', cycleId]);
+    samples.cycle.push(Number(process.hrtime.bigint() - started) / 1e6);
+  }
+  return Object.fromEntries(OPS.map((op) => [op, median(samples[op])])) as Record<Op, number>;
+}
+
+try {
+  const floor = median(Array.from({ length: ROUNDS * 2 }, () => timed(process.execPath, ['-e', '0'])));
+  const runbox = measure(join(project, 'bin', 'runbox'));
+  const runc = measure('runc');
+  const targets: Record<Op, number> = { create: 1.5, start: 1.5, state: 1.3, kill: 1.5, delete: 1.5, cycle: 1.5 };
+  const lines = [
+    `median of ${ROUNDS} rounds; floor = \`node -e 0\` = ${floor.toFixed(1)} ms; cycle = create→start→(poll state until stopped)→delete of /bin/true`,
+    '',
+    '| operation | runbox ms | runc ms | runbox ÷ floor | target |',
+    '| --- | ---: | ---: | ---: | --- |',
+    ...OPS.map((op) => {
+      // The cycle is several CLI calls: its floor is that many node starts.
+      const calls = op === 'cycle' ? 4 : 1;
+      const ratio = runbox[op] / (floor * calls);
+      return `| ${op} | ${runbox[op].toFixed(1)} | ${runc[op].toFixed(1)} | ${ratio.toFixed(2)}× | ≤ ${targets[op]}× ${ratio <= targets[op] ? 'met' : 'NOT met'} |`;
+    }),
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}

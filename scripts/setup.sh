@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Makes a fresh Debian 12 machine (Node 20, root) ready to build, demo, test and bench runbox:
+# installs the Debian packages that are missing, the npm dependencies, then builds. Idempotent and quiet when
+# there is nothing to do.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command-or-file → Debian package
+declare -A wanted=(
+  [gcc]=gcc
+  [make]=make
+  [/usr/lib/x86_64-linux-gnu/libc.a]=libc6-dev
+  [umoci]=umoci
+  [runc]=runc
+  [hyperfine]=hyperfine
+)
+missing=()
+for what in "${!wanted[@]}"; do
+  if [[ $what == /* ]]; then [ -e "$what" ] && continue
+  else command -v "$what" >/dev/null 2>&1 && continue; fi
+  missing+=("${wanted[$what]}")
+done
+# busybox-static, not the dynamic busybox: it is copied into rootfs images
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq "${missing[@]}" >&2
+fi
+
+if [ ! -f node_modules/.package-lock.json ] || [ package.json -nt node_modules/.package-lock.json ] \
+   || [ ! -e node_modules/fs-ext/build/Release/fs_ext.node ]; then
+  echo "setup: installing npm dependencies" >&2
+  npm install --no-audit --no-fund --loglevel=error >&2
+  [ -e node_modules/fs-ext/build/Release/fs_ext.node ] || npm rebuild fs-ext >&2
+fi
+
+npm run -s build >&2

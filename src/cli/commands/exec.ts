@@ -1,0 +1,89 @@
+import * as Args from '@oclif/core/args';
+import { Command } from '@oclif/core/command';
+import * as Flags from '@oclif/core/flags';
+import { readFileSync } from 'node:fs';
+import { constants } from 'node:os';
+import type { Process } from '../../oci/spec.js';
+import { writeFileAtomic } from '../../runtime/atomic-file.js';
+import { RuntimeError } from '../../runtime/errors.js';
+import { attachStdin, forwardSignals, outputToStdio } from '../attach.js';
+import { context } from '../context.js';
+
+function parseUser(text: string): { uid: number; gid?: number } {
+  const match = /^(\d+)(?::(\d+))?$/.exec(text);
+  if (!match) throw new RuntimeError(`invalid --user "${text}": want UID[:GID]`);
+  return { uid: Number(match[1]), ...(match[2] ? { gid: Number(match[2]) } : {}) };
+}
+
+export default class Exec extends Command {
+  static summary = 'Run a new process inside a running container.';
+  static strict = false;
+  static args = { id: Args.string({ description: 'container id', required: true }) };
+  static flags = {
+    process: Flags.string({ char: 'p', description: 'a JSON file holding the process (config.json\'s process object)' }),
+    tty: Flags.boolean({ char: 't', description: 'allocate a pseudo-TTY' }),
+    detach: Flags.boolean({ char: 'd', description: 'do not wait for the process' }),
+    cwd: Flags.string({ description: 'working directory inside the container' }),
+    env: Flags.string({ char: 'e', multiple: true, description: 'set an environment variable (NAME=value)' }),
+    user: Flags.string({ char: 'u', description: 'UID[:GID] to run as' }),
+    'additional-gids': Flags.integer({ char: 'g', multiple: true, description: 'additional group ids' }),
+    'pid-file': Flags.string({ description: 'write the process id to this file' }),
+    'console-socket': Flags.string({ description: 'unix socket that receives the pty master' }),
+    'no-new-privs': Flags.boolean({ description: 'set no_new_privs for the process' }),
+  };
+
+  async run(): Promise<void> {
+    const { args, argv, flags } = await this.parse(Exec);
+    const runtime = context().runtime;
+    const id = args.id;
+    const command = (argv as string[]).slice(1);
+    let process_: Process;
+    if (flags.process) {
+      try {
+        process_ = JSON.parse(readFileSync(flags.process, 'utf8')) as Process;
+      } catch (error) {
+        throw new RuntimeError(`container ${id}: cannot read process file ${flags.process}: ${(error as Error).message}`);
+      }
+    } else {
+      if (command.length === 0) throw new RuntimeError(`container ${id}: exec needs a command (runbox exec ID -- CMD ARGS…)`);
+      const base = runtime.execProcess(id, {});
+      const user = flags.user ? parseUser(flags.user) : undefined;
+      process_ = {
+        ...base,
+        args: command,
+        env: [...(base.env ?? []), ...(flags.env ?? [])],
+        ...(flags.cwd ? { cwd: flags.cwd } : {}),
+        user: {
+          ...base.user,
+          ...(user ? { uid: user.uid, gid: user.gid ?? base.user.gid } : {}),
+          ...(flags['additional-gids'] ? { additionalGids: flags['additional-gids'] } : {}),
+        },
+        ...(flags['no-new-privs'] ? { noNewPrivileges: true } : {}),
+        ...(flags.tty ? { terminal: true } : {}),
+      };
+    }
+    const terminal = Boolean(process_.terminal);
+    const consoleSocket = flags['console-socket'];
+    const relay = !flags.detach && !consoleSocket ? outputToStdio() : undefined;
+    const { process: running, sandbox, execId } = await runtime.exec(id, {
+      process: process_,
+      stdio: flags.detach || consoleSocket ? 'null' : 'stream',
+      ...(consoleSocket ? { consoleSocket } : {}),
+      ...(relay ? { output: relay.output } : {}),
+    });
+    if (flags['pid-file']) writeFileAtomic(flags['pid-file'], String(running.pid), 0o644);
+    if (flags.detach || !relay) {
+      sandbox.disconnect();
+      return;
+    }
+    const detachStdin = attachStdin(running, terminal);
+    const stopForwarding = forwardSignals((signal) => {
+      sandbox.signal(id, constants.signals[signal], { execId }).catch(() => {});
+    });
+    const [exit] = await Promise.all([sandbox.wait(id, execId), relay.done]);
+    stopForwarding();
+    detachStdin();
+    sandbox.disconnect();
+    process.exitCode = exit.exitStatus;
+  }
+}

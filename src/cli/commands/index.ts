@@ -1,0 +1,30 @@
+import Create from './create.js';
+import Delete from './delete.js';
+import Exec from './exec.js';
+import Features from './features.js';
+import Kill from './kill.js';
+import List from './list.js';
+import Pause from './pause.js';
+import Ps from './ps.js';
+import Resume from './resume.js';
+import Run from './run.js';
+import Spec from './spec.js';
+import Start from './start.js';
+import State from './state.js';
+
+/** oclif's explicit command strategy: no command discovery at run time. */
+export const COMMANDS = {
+  create: Create,
+  delete: Delete,
+  exec: Exec,
+  features: Features,
+  kill: Kill,
+  list: List,
+  pause: Pause,
+  ps: Ps,
+  resume: Resume,
+  run: Run,
+  spec: Spec,
+  start: Start,
+  state: State,
+};

@@ -1,0 +1,67 @@
+// Framing of the agent protocol (agent/PROTOCOL.md): a 10-byte header — payload length u32 BE, id u32 BE,
+// type u8, flags u8 — then the payload.
+
+export const HEADER_LENGTH = 10;
+export const MAX_PAYLOAD = 4 * 1024 * 1024;
+
+export enum FrameType {
+  Request = 1,
+  Response = 2,
+  Event = 3,
+  Stdin = 4,
+  Stdout = 5,
+  Stderr = 6,
+}
+
+export interface Frame {
+  id: number;
+  type: FrameType;
+  payload: Buffer;
+}
+
+export function encodeFrame(id: number, type: FrameType, payload: Buffer): Buffer {
+  if (payload.length > MAX_PAYLOAD) throw new Error(`agent frame of ${payload.length} bytes exceeds ${MAX_PAYLOAD}`);
+  const header = Buffer.allocUnsafe(HEADER_LENGTH);
+  header.writeUInt32BE(payload.length, 0);
+  header.writeUInt32BE(id >>> 0, 4);
+  header.writeUInt8(type, 8);
+  header.writeUInt8(0, 9);
+  return Buffer.concat([header, payload]);
+}
+
+/** Turns a byte stream back into frames, whatever the chunking. Throws on a frame over the size limit. */
+export class FrameDecoder {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+
+  push(chunk: Buffer): Frame[] {
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    const frames: Frame[] = [];
+    for (;;) {
+      if (this.buffered < HEADER_LENGTH) break;
+      const head = this.peek(HEADER_LENGTH);
+      const length = head.readUInt32BE(0);
+      if (length > MAX_PAYLOAD) throw new Error(`agent sent a frame of ${length} bytes (limit ${MAX_PAYLOAD})`);
+      if (this.buffered < HEADER_LENGTH + length) break;
+      const whole = this.take(HEADER_LENGTH + length);
+      const type = whole.readUInt8(8);
+      if (type < FrameType.Request || type > FrameType.Stderr) throw new Error(`agent sent a frame of unknown type ${type}`);
+      frames.push({ id: whole.readUInt32BE(4), type, payload: whole.subarray(HEADER_LENGTH) });
+    }
+    return frames;
+  }
+
+  private peek(n: number): Buffer {
+    if (this.chunks[0]!.length < n) this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0]!.subarray(0, n);
+  }
+
+  private take(n: number): Buffer {
+    const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    const rest = all.subarray(n);
+    this.chunks = rest.length ? [rest] : [];
+    this.buffered = rest.length;
+    return all.subarray(0, n);
+  }
+}

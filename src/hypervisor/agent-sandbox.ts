@@ -1,0 +1,137 @@
+// A Sandbox reached through the runbox agent, whatever carries the bytes: every driver whose sandbox runs the
+// agent (emulated, qemu) hands one of these a connected AgentClient.
+import { AgentClient, AgentError } from './agent-client.js';
+import { createRecords, processRecords } from './agent-records-from-spec.js';
+import { UNIT_SEPARATOR, type RecordList, type Records } from './agent-records.js';
+import {
+  SandboxError, type ContainerConfig, type ExecConfig, type ExitStatus, type ProcessOutput, type ProcessState,
+  type ProcessStatus, type RunningProcess, type Sandbox, type SandboxHandle, type Stats,
+} from './driver.js';
+
+function nanosToDate(nanos: string): Date {
+  return new Date(Number(BigInt(nanos) / 1_000_000n));
+}
+
+export class AgentSandbox implements Sandbox {
+  constructor(
+    readonly handle: SandboxHandle,
+    private readonly client: AgentClient,
+    private readonly onDestroy: () => Promise<void> = async () => {},
+  ) {}
+
+  private async call(records: RecordList): Promise<Records> {
+    try {
+      return await this.client.request(records);
+    } catch (error) {
+      if (error instanceof AgentError) throw new SandboxError(error.message, error.errno);
+      throw error;
+    }
+  }
+
+  private attach(records: RecordList, output: ProcessOutput | undefined): { id: number; response: Promise<Records> } {
+    const call = this.client.call(records, output);
+    const response = call.response.catch((error: unknown) => {
+      if (error instanceof AgentError) throw new SandboxError(error.message, error.errno);
+      throw error;
+    });
+    return { id: call.id, response };
+  }
+
+  async createContainer(config: ContainerConfig, output?: ProcessOutput): Promise<RunningProcess> {
+    const records = createRecords(config.id, config.spec, config.bundle, config.stdio, config.consoleSocket);
+    return this.started(this.attach(records, config.stdio === 'stream' ? output : undefined));
+  }
+
+  async finishCreate(id: string, stateJson: string): Promise<void> {
+    await this.call([['op', 'finish_create'], ['id', id], ['state', stateJson]]);
+  }
+
+  async startContainer(id: string, stateJson: string): Promise<void> {
+    await this.call([['op', 'start'], ['id', id], ['state', stateJson]]);
+  }
+
+  async exec(config: ExecConfig, output?: ProcessOutput): Promise<RunningProcess> {
+    const records: RecordList = [
+      ['op', 'exec'], ['id', config.containerId], ['exec_id', config.execId],
+      ...processRecords(config.process, config.stdio, config.consoleSocket),
+    ];
+    return this.started(this.attach(records, config.stdio === 'stream' ? output : undefined));
+  }
+
+  private async started(call: { id: number; response: Promise<Records> }): Promise<RunningProcess> {
+    const pid = (await call.response).number('pid');
+    return {
+      pid,
+      writeStdin: (data) => this.client.writeStdin(call.id, data),
+      closeStdin: () => this.client.closeStdin(call.id),
+    };
+  }
+
+  async signal(id: string, signal: number, options: { execId?: string; all?: boolean } = {}): Promise<void> {
+    const records: RecordList = [['op', 'signal'], ['id', id], ['signal', String(signal)]];
+    if (options.execId) records.push(['exec_id', options.execId]);
+    if (options.all) records.push(['all', '1']);
+    await this.call(records);
+  }
+
+  async wait(id: string, execId?: string): Promise<ExitStatus> {
+    const records: RecordList = [['op', 'wait'], ['id', id]];
+    if (execId) records.push(['exec_id', execId]);
+    const response = await this.call(records);
+    return { exitStatus: response.number('exit_status'), exitedAt: nanosToDate(response.get('exited_at') ?? '0') };
+  }
+
+  async processes(id?: string): Promise<ProcessStatus[]> {
+    const records: RecordList = [['op', 'state']];
+    if (id) records.push(['id', id]);
+    const response = await this.call(records);
+    return response.all('process').map((value) => {
+      const [containerId, execId, pid, status, exitStatus, exitedAt] = value.split(UNIT_SEPARATOR);
+      const process: ProcessStatus = { containerId: containerId!, pid: Number(pid), status: status as ProcessState };
+      if (execId) process.execId = execId;
+      if (status === 'stopped') process.exit = { exitStatus: Number(exitStatus), exitedAt: nanosToDate(exitedAt ?? '0') };
+      return process;
+    });
+  }
+
+  async ps(id: string): Promise<number[]> {
+    return (await this.call([['op', 'ps'], ['id', id]])).all('pid').map(Number);
+  }
+
+  async stats(id: string): Promise<Stats> {
+    const response = await this.call([['op', 'stats'], ['id', id]]);
+    return { cpuNs: response.number('cpu_ns'), rssBytes: response.number('rss_bytes'), pids: response.number('pids') };
+  }
+
+  async pause(id: string): Promise<void> {
+    await this.call([['op', 'pause'], ['id', id]]);
+  }
+
+  async resume(id: string): Promise<void> {
+    await this.call([['op', 'resume'], ['id', id]]);
+  }
+
+  async resize(id: string, execId: string | undefined, width: number, height: number): Promise<void> {
+    const records: RecordList = [['op', 'resize'], ['id', id], ['width', String(width)], ['height', String(height)]];
+    if (execId) records.push(['exec_id', execId]);
+    await this.call(records);
+  }
+
+  async deleteContainer(id: string): Promise<void> {
+    await this.call([['op', 'delete'], ['id', id]]);
+  }
+
+  async destroy(): Promise<void> {
+    try {
+      await this.call([['op', 'shutdown']]);
+    } catch {
+      // The agent may be gone already; onDestroy ends whatever is left.
+    }
+    this.client.close();
+    await this.onDestroy();
+  }
+
+  disconnect(): void {
+    this.client.close();
+  }
+}

@@ -1,0 +1,137 @@
+// The one interface through which the runtime and the shim reach a sandbox, whatever isolates it: Linux
+// namespaces (emulated), a microVM (qemu) or an enclave. Nothing above this layer knows which.
+import type { Process, Spec } from '../oci/spec.js';
+
+export type Isolation = 'namespaces' | 'vm' | 'enclave';
+
+export interface DriverCapabilities {
+  isolation: Isolation;
+  /** One line for `features` and logs, honest about the boundary. */
+  description: string;
+  pause: boolean;
+  exec: boolean;
+  terminal: boolean;
+  /** The container runs under a kernel of its own. */
+  ownKernel: boolean;
+}
+
+export interface SandboxConfig {
+  id: string;
+  /** A private directory (mode 0700) for the sandbox's sockets and files; removed by the caller after destroy. */
+  dir: string;
+  /**
+   * The caller's stdio, handed to the first container that asks for `inherit`: with a runc-style `create`, the
+   * container's output goes where the caller's went, long after the caller exited.
+   */
+  stdio: 'inherit' | 'null';
+  /** The first container's spec: the sandbox is sized from it (resources, annotations). */
+  spec: Spec;
+}
+
+/** What a later process needs to reach a booted sandbox again: plain JSON, stored with the container state. */
+export interface SandboxHandle {
+  driver: string;
+  [key: string]: unknown;
+}
+
+export type StdioMode = 'inherit' | 'stream' | 'null';
+
+export interface ContainerConfig {
+  id: string;
+  /** The bundle directory: relative bind-mount sources are relative to it. */
+  bundle: string;
+  /** Validated, with root.path absolute. */
+  spec: Spec;
+  stdio: StdioMode;
+  consoleSocket?: string;
+}
+
+export interface ExecConfig {
+  containerId: string;
+  execId: string;
+  process: Process;
+  stdio: StdioMode;
+  consoleSocket?: string;
+}
+
+export interface ExitStatus {
+  /** The exit code, or 128 + the signal that ended the process. */
+  exitStatus: number;
+  exitedAt: Date;
+}
+
+export type ProcessState = 'creating' | 'created' | 'running' | 'stopped';
+
+export interface ProcessStatus {
+  containerId: string;
+  /** Absent for a container's init process. */
+  execId?: string;
+  pid: number;
+  status: ProcessState;
+  exit?: ExitStatus;
+}
+
+export interface Stats {
+  cpuNs: number;
+  rssBytes: number;
+  pids: number;
+}
+
+/** Output of a process whose stdio is relayed by the driver (`stream`); null marks end of file. */
+export interface ProcessOutput {
+  stdout(data: Buffer | null): void;
+  stderr(data: Buffer | null): void;
+}
+
+export interface RunningProcess {
+  pid: number;
+  writeStdin(data: Buffer): void;
+  closeStdin(): void;
+}
+
+export interface Sandbox {
+  readonly handle: SandboxHandle;
+
+  /**
+   * Creates a container's init process in its namespaces with its mounts, and stops where the runtime's
+   * prestart and createRuntime hooks are due (before pivot_root). Returns the pid the host sees.
+   */
+  createContainer(config: ContainerConfig, output?: ProcessOutput): Promise<RunningProcess>;
+  /** Runs the createContainer hooks, enters the rootfs and waits for start. */
+  finishCreate(id: string, stateJson: string): Promise<void>;
+  /** Runs the startContainer hooks and the user program. */
+  startContainer(id: string, stateJson: string): Promise<void>;
+  exec(config: ExecConfig, output?: ProcessOutput): Promise<RunningProcess>;
+  signal(id: string, signal: number, options?: { execId?: string; all?: boolean }): Promise<void>;
+  wait(id: string, execId?: string): Promise<ExitStatus>;
+  processes(id?: string): Promise<ProcessStatus[]>;
+  ps(id: string): Promise<number[]>;
+  stats(id: string): Promise<Stats>;
+  pause(id: string): Promise<void>;
+  resume(id: string): Promise<void>;
+  resize(id: string, execId: string | undefined, width: number, height: number): Promise<void>;
+  deleteContainer(id: string): Promise<void>;
+  /** Ends the sandbox and everything in it. */
+  destroy(): Promise<void>;
+  /** Drops this process's connection; the sandbox goes on. */
+  disconnect(): void;
+}
+
+export interface Driver {
+  readonly name: string;
+  readonly capabilities: DriverCapabilities;
+  boot(config: SandboxConfig): Promise<Sandbox>;
+  connect(handle: SandboxHandle): Promise<Sandbox>;
+  /** Whether the sandbox is still there, cheaply, without connecting. */
+  isAlive(handle: SandboxHandle): boolean;
+  /** Ends whatever is left of a sandbox that cannot be reached any more. */
+  cleanup(handle: SandboxHandle): Promise<void>;
+}
+
+/** A driver's error that has an errno-like code worth acting on (ESRCH, EOPNOTSUPP…). */
+export class SandboxError extends Error {
+  constructor(message: string, readonly errno = 0) {
+    super(message);
+    this.name = 'SandboxError';
+  }
+}

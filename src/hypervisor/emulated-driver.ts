@@ -1,0 +1,123 @@
+// The emulated driver: the agent runs as a host process and isolates containers with Linux namespaces. It is
+// not a VM boundary — the container shares the host kernel — and says so in its capabilities.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AgentClient } from './agent-client.js';
+import { AgentSandbox } from './agent-sandbox.js';
+import { SandboxError, type Driver, type DriverCapabilities, type Sandbox, type SandboxConfig, type SandboxHandle } from './driver.js';
+import { isProcessAlive, processStartTime } from './host-process.js';
+
+export const AGENT_BINARY = process.env.RUNBOX_AGENT
+  ?? fileURLToPath(new URL('../../../agent/build/runbox-agent', import.meta.url));
+
+interface EmulatedHandle extends SandboxHandle {
+  driver: 'emulated';
+  agentPid: number;
+  agentStartTime: string;
+  socket: string;
+}
+
+function asEmulated(handle: SandboxHandle): EmulatedHandle {
+  if (handle.driver !== 'emulated' || typeof handle.socket !== 'string' || typeof handle.agentPid !== 'number') {
+    throw new Error(`not an emulated sandbox handle: ${JSON.stringify(handle)}`);
+  }
+  return handle as EmulatedHandle;
+}
+
+function connectAgent(socket: string): Promise<AgentClient> {
+  return new Promise((resolve, reject) => {
+    const stream = connect(socket);
+    stream.once('connect', () => {
+      stream.removeListener('error', reject);
+      resolve(new AgentClient(stream));
+    });
+    stream.once('error', (error) => reject(new SandboxError(`cannot reach the sandbox agent at ${socket}: ${error.message}`)));
+  });
+}
+
+/** Waits for the agent's `ready` line on fd 3; anything else (or EOF) is its start-up error. */
+function awaitReady(child: ReturnType<typeof spawn>, logFile: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const ready = child.stdio[3] as NodeJS.ReadableStream;
+    let text = '';
+    ready.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+    });
+    ready.on('end', () => {
+      if (text.startsWith('ready')) return resolve();
+      reject(new SandboxError(`the sandbox agent did not start: ${text.trim() || `see ${logFile}`}`));
+    });
+    child.once('error', (error) => reject(new SandboxError(`cannot run the sandbox agent ${AGENT_BINARY}: ${error.message}`)));
+  });
+}
+
+export class EmulatedDriver implements Driver {
+  readonly name = 'emulated';
+  readonly capabilities: DriverCapabilities = {
+    isolation: 'namespaces',
+    description: 'Linux namespaces on the host kernel (pid, mount, uts, ipc, and net/user/cgroup on request): not a VM boundary',
+    pause: true,
+    exec: true,
+    terminal: true,
+    ownKernel: false,
+  };
+
+  async boot(config: SandboxConfig): Promise<Sandbox> {
+    if (!existsSync(AGENT_BINARY)) throw new SandboxError(`the sandbox agent ${AGENT_BINARY} is not built (run npm run build)`);
+    const socket = join(config.dir, 'agent.sock');
+    const logFile = join(config.dir, 'agent.log');
+    const stdio = config.stdio === 'inherit' ? 'inherit' : 'ignore';
+    const child = spawn(AGENT_BINARY, ['--socket', socket, '--log', logFile], {
+      detached: true,
+      stdio: [stdio, stdio, stdio, 'pipe'],
+    });
+    try {
+      await awaitReady(child, logFile);
+    } catch (error) {
+      if (child.pid) child.kill('SIGKILL');
+      throw error;
+    }
+    child.unref();
+    (child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
+    const handle: EmulatedHandle = {
+      driver: 'emulated',
+      agentPid: child.pid!,
+      agentStartTime: processStartTime(child.pid!) ?? '',  // '' never matches: a dead agent is never signalled
+      socket,
+    };
+    return this.connect(handle);
+  }
+
+  async connect(handle: SandboxHandle): Promise<Sandbox> {
+    const emulated = asEmulated(handle);
+    const client = await connectAgent(emulated.socket);
+    return new AgentSandbox(emulated, client, () => this.cleanup(emulated));
+  }
+
+  isAlive(handle: SandboxHandle): boolean {
+    const emulated = asEmulated(handle);
+    return isProcessAlive(emulated.agentPid, emulated.agentStartTime);
+  }
+
+  async cleanup(handle: SandboxHandle): Promise<void> {
+    const emulated = asEmulated(handle);
+    // The agent kills its containers on SIGTERM; give it a moment, then make sure.
+    if (!this.isAlive(emulated)) return;
+    try {
+      process.kill(emulated.agentPid, 'SIGTERM');
+    } catch {
+      return;
+    }
+    for (let i = 0; i < 100 && this.isAlive(emulated); i++) await new Promise((r) => setTimeout(r, 10));
+    if (this.isAlive(emulated)) {
+      try {
+        process.kill(emulated.agentPid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+  }
+}

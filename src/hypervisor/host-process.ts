@@ -1,0 +1,28 @@
+import { readFileSync } from 'node:fs';
+
+/**
+ * The start time (clock ticks since boot, field 22 of /proc/PID/stat) of a live host process, or undefined when
+ * there is no such process or it is a zombie. Together with the pid it names one process for good: a recycled
+ * pid has another start time.
+ */
+export function processStartTime(pid: number): string | undefined {
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return undefined;
+  }
+  // The command name (field 2) may hold spaces and parentheses: fields after it start after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
+  return fields[19];
+}
+
+/**
+ * Whether the process that had this pid and start time still runs. Without a start time the answer is no:
+ * pids wrap quickly (pid_max is often 32768), and acting on a pid alone could signal a stranger.
+ */
+export function isProcessAlive(pid: number, startTime: string | undefined): boolean {
+  return startTime !== undefined && processStartTime(pid) === startTime;
+}

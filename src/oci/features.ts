@@ -1,0 +1,32 @@
+import { KNOWN_CAPABILITIES } from './capabilities.js';
+
+const MOUNT_OPTIONS = [
+  'async', 'atime', 'bind', 'defaults', 'dev', 'diratime', 'dirsync', 'exec', 'lazytime', 'loud', 'mand', 'noatime',
+  'nodev', 'nodiratime', 'noexec', 'nolazytime', 'nomand', 'norelatime', 'nostrictatime', 'nosuid', 'nosymfollow',
+  'private', 'rbind', 'relatime', 'remount', 'ro', 'rprivate', 'rshared', 'rslave', 'runbindable', 'rw', 'shared',
+  'silent', 'slave', 'strictatime', 'suid', 'symfollow', 'sync', 'unbindable',
+];
+
+/** The runtime-spec features document (features.md), with what each driver isolates stated as annotations. */
+export function features(version: string, drivers: Array<{ name: string; isolation: string; description: string }>) {
+  const annotations: Record<string, string> = { 'io.runbox.version': version };
+  for (const driver of drivers) {
+    annotations[`io.runbox.driver.${driver.name}.isolation`] = driver.isolation;
+    annotations[`io.runbox.driver.${driver.name}.description`] = driver.description;
+  }
+  return {
+    ociVersionMin: '1.0.0',
+    ociVersionMax: '1.1.0',
+    hooks: ['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop'],
+    mountOptions: MOUNT_OPTIONS,
+    linux: {
+      namespaces: ['cgroup', 'ipc', 'mount', 'network', 'pid', 'user', 'uts'],
+      capabilities: [...KNOWN_CAPABILITIES],
+      cgroup: { v1: false, v2: false, systemd: false, systemdUser: false },
+      seccomp: { enabled: false },
+      apparmor: { enabled: false },
+      selinux: { enabled: false },
+    },
+    annotations,
+  };
+}

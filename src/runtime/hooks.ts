@@ -1,0 +1,56 @@
+import { spawn } from 'node:child_process';
+import type { Hook, HookName } from '../oci/spec.js';
+
+const OUTPUT_LIMIT = 4096;
+
+/**
+ * Runs one hook in the runtime's namespace as config.md says: args as argv (args[0] is argv[0]), exactly the
+ * env it lists, the container state JSON on stdin, killed after `timeout` seconds.
+ */
+export function runHook(name: HookName, hook: Hook, stateJson: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const [argv0, ...args] = hook.args?.length ? hook.args : [hook.path];
+    const env: Record<string, string> = {};
+    for (const entry of hook.env ?? []) {
+      const eq = entry.indexOf('=');
+      if (eq > 0) env[entry.slice(0, eq)] = entry.slice(eq + 1);
+    }
+    const child = spawn(hook.path, args, { argv0: argv0!, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let output = '';
+    const collect = (chunk: Buffer) => {
+      if (output.length < OUTPUT_LIMIT) output += chunk.toString('utf8');
+    };
+    child.stdout.on('data', collect);
+    child.stderr.on('data', collect);
+    child.stdin.on('error', () => {
+      // A hook that does not read its stdin is fine.
+    });
+    child.stdin.end(stateJson);
+    let timedOut = false;
+    const timer = hook.timeout
+      ? setTimeout(() => {
+          timedOut = true;
+          child.kill('SIGKILL');
+        }, hook.timeout * 1000)
+      : undefined;
+    const fail = (what: string) => {
+      const detail = output.trim() ? `: ${output.trim().slice(0, OUTPUT_LIMIT)}` : '';
+      reject(new Error(`${name} hook ${hook.path} ${what}${detail}`));
+    };
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      fail(`could not run: ${error.message}`);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (timedOut) return fail(`timed out after ${hook.timeout} s`);
+      if (code === 0) return resolve();
+      fail(signal ? `was killed by ${signal}` : `exited with status ${code}`);
+    });
+  });
+}
+
+/** Runs every hook of one kind in order; the first failure stops the rest. */
+export async function runHooks(name: HookName, hooks: Hook[] | undefined, stateJson: string): Promise<void> {
+  for (const hook of hooks ?? []) await runHook(name, hook, stateJson);
+}

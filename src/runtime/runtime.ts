@@ -1,0 +1,471 @@
+// The container lifecycle of runtime.md — create, start, state, kill, delete — plus exec, ps, pause and resume,
+// on top of the driver interface. Every operation that changes a container holds its lock.
+import { hrtime } from 'node:process';
+import { resolve } from 'node:path';
+import { chooseDriverName, DRIVER_ANNOTATION, getDriver } from '../hypervisor/drivers.js';
+import {
+  SandboxError, type Driver, type ExitStatus, type ProcessOutput, type RunningProcess, type Sandbox, type StdioMode,
+} from '../hypervisor/driver.js';
+import { isProcessAlive, processStartTime } from '../hypervisor/host-process.js';
+import { loadSpec, SpecError } from '../oci/load-spec.js';
+import { OCI_VERSION, type Process, type Spec, type State, type Status } from '../oci/spec.js';
+import { writeFileAtomic } from './atomic-file.js';
+import { validateContainerId } from './container-id.js';
+import type { ContainerLock } from './container-lock.js';
+import { describe, RuntimeError } from './errors.js';
+import { runHooks } from './hooks.js';
+import { silentLogger, type Logger } from './logger.js';
+import { StateStore, type ContainerRecord } from './state-store.js';
+
+export const DEFAULT_ROOT = '/run/runbox';
+
+export interface RuntimeOptions {
+  root?: string;
+  /** The --driver flag; RUNBOX_DRIVER and the config.json annotation are consulted too. */
+  driver?: string;
+  logger?: Logger;
+}
+
+export interface CreateOptions {
+  bundle: string;
+  pidFile?: string;
+  consoleSocket?: string;
+  /** Where the container's stdio goes when it has no terminal: this process's own (runc's way), or nowhere. */
+  stdio?: 'inherit' | 'null';
+  /** For a terminal without a console socket (a foreground run): the pty is relayed through this process. */
+  relayTerminal?: ProcessOutput;
+}
+
+export interface ExecOptions {
+  process: Process;
+  execId?: string;
+  stdio: StdioMode;
+  consoleSocket?: string;
+  output?: ProcessOutput;
+}
+
+/** The runtime-spec state plus runc's extra fields, in runc's order. */
+export interface StateReport extends State {
+  rootfs: string;
+  created: string;
+  owner: string;
+}
+
+function rfc3339Nano(): string {
+  const now = Date.now();
+  const nanos = String(now % 1000 * 1_000_000 + Number(hrtime.bigint() % 1_000_000n)).padStart(9, '0');
+  return new Date(now).toISOString().replace(/\.\d{3}Z$/, `.${nanos}Z`);
+}
+
+export class Runtime {
+  readonly store: StateStore;
+  private readonly logger: Logger;
+
+  constructor(private readonly options: RuntimeOptions = {}) {
+    this.store = new StateStore(resolve(options.root ?? DEFAULT_ROOT));
+    this.logger = options.logger ?? silentLogger;
+  }
+
+  // ---- create ----------------------------------------------------------------------------------------------
+
+  async create(rawId: string, options: CreateOptions): Promise<ContainerRecord> {
+    const id = validateContainerId(rawId);
+    const bundle = resolve(options.bundle);
+    const spec = this.loadSpec(bundle);
+    const process = spec.process!;
+    const relay = process.terminal && !options.consoleSocket ? options.relayTerminal : undefined;
+    if (process.terminal && !options.consoleSocket && !relay) {
+      throw new RuntimeError(`container ${id}: cannot allocate tty if runbox will detach without setting console socket`);
+    }
+    if (!process.terminal && options.consoleSocket) {
+      throw new RuntimeError(`container ${id}: cannot use console socket if runbox will not detach or allocate tty`);
+    }
+    const driverName = chooseDriverName(spec.annotations?.[DRIVER_ANNOTATION], this.options.driver);
+    const driver = this.driver(driverName, id);
+
+    const lock = await this.store.reserve(id);
+    const record: ContainerRecord = {
+      ociVersion: spec.ociVersion || OCI_VERSION,
+      id,
+      status: 'creating',
+      pid: 0,
+      bundle,
+      rootfs: spec.root!.path,
+      created: rfc3339Nano(),
+      owner: '',
+      annotations: spec.annotations ?? {},
+      driver: driverName,
+    };
+    let sandbox: Sandbox | undefined;
+    let hooksBegun = false;
+    try {
+      this.store.writeConfig(id, spec);
+      this.store.write(record);
+      sandbox = await driver.boot({
+        id,
+        dir: this.store.dir(id),
+        stdio: process.terminal ? 'null' : (options.stdio ?? 'inherit'),
+        spec,
+      });
+      record.sandbox = sandbox.handle;
+      const stdio: StdioMode = process.terminal ? (options.consoleSocket ? 'null' : 'stream') : (options.stdio ?? 'inherit');
+      const init = await sandbox.createContainer(
+        { id, bundle, spec, stdio, ...(options.consoleSocket ? { consoleSocket: resolve(options.consoleSocket) } : {}) },
+        relay,
+      );
+      record.pid = init.pid;
+      record.pidStartTime = processStartTime(init.pid);
+      this.store.write(record);
+
+      hooksBegun = true;
+      const creating = JSON.stringify(this.report(record, 'creating'));
+      await runHooks('prestart', spec.hooks?.prestart, creating);
+      await runHooks('createRuntime', spec.hooks?.createRuntime, creating);
+      await sandbox.finishCreate(id, creating);
+
+      record.status = 'created';
+      this.store.write(record);
+      if (options.pidFile) writeFileAtomic(resolve(options.pidFile), String(record.pid), 0o644);
+      if (relay) {
+        this.relays.set(id, { sandbox, process: init });
+        sandbox = undefined;
+      }
+      return record;
+    } catch (error) {
+      await this.undoCreate(record, driver, sandbox, hooksBegun ? spec : undefined);
+      throw new RuntimeError(`container ${id}: ${describe(error).replace(new RegExp(`^container ${id}: `), '')}`);
+    } finally {
+      sandbox?.disconnect();
+      lock.release();
+    }
+  }
+
+  /**
+   * Containers this process created with a relayed terminal (a foreground run): the connection that carries
+   * the pty stays open until the caller releases it.
+   */
+  private readonly relays = new Map<string, { sandbox: Sandbox; process: RunningProcess }>();
+
+  relayedProcess(id: string): RunningProcess | undefined {
+    return this.relays.get(id)?.process;
+  }
+
+  releaseRelay(id: string): void {
+    this.relays.get(id)?.sandbox.disconnect();
+    this.relays.delete(id);
+  }
+
+  private async undoCreate(record: ContainerRecord, driver: Driver, sandbox: Sandbox | undefined, spec: Spec | undefined) {
+    try {
+      if (sandbox) await sandbox.destroy();
+      else if (record.sandbox) await driver.cleanup(record.sandbox);
+    } catch (error) {
+      this.logger.warn(`container ${record.id}: cleaning up after a failed create: ${describe(error)}`);
+    }
+    this.killLeftover(record);
+    if (spec) await this.runPoststop(record, spec);
+    this.store.remove(record.id);
+  }
+
+  // ---- start -----------------------------------------------------------------------------------------------
+
+  async start(rawId: string): Promise<void> {
+    const id = validateContainerId(rawId);
+    await this.withContainer(id, async (record) => {
+      const status = this.currentStatus(record);
+      if (status === 'running' || status === 'paused') throw new RuntimeError(`container ${id}: cannot start an already running container`);
+      if (status === 'stopped') throw new RuntimeError(`container ${id}: cannot start a container that has stopped`);
+      if (status !== 'created') throw new RuntimeError(`container ${id}: cannot start a container in the ${status} state`);
+      const spec = this.store.readConfig(id);
+      const sandbox = await this.connect(record);
+      try {
+        await sandbox.startContainer(id, JSON.stringify(this.report(record, 'created')));
+      } catch (error) {
+        // A failed startContainer hook stops the container (runtime.md step 7); delete finishes the job.
+        await sandbox.signal(id, 9, { all: true }).catch(() => {});
+        record.status = 'stopped';
+        this.store.write(record);
+        throw new RuntimeError(`container ${id}: ${describe(error).replace(new RegExp(`^container ${id}: `), '')}`);
+      } finally {
+        sandbox.disconnect();
+      }
+      record.status = 'running';
+      this.store.write(record);
+      try {
+        await runHooks('poststart', spec.hooks?.poststart, JSON.stringify(this.report(record, 'running')));
+      } catch (error) {
+        this.logger.warn(`container ${id}: ${describe(error)}`);
+      }
+    });
+  }
+
+  // ---- state and list --------------------------------------------------------------------------------------
+
+  state(rawId: string): StateReport {
+    const id = validateContainerId(rawId);
+    const record = this.store.read(id);
+    if (!record) throw new RuntimeError(`container ${id} does not exist`);
+    return this.report(record, this.currentStatus(record));
+  }
+
+  list(): StateReport[] {
+    const reports: StateReport[] = [];
+    for (const id of this.store.ids()) {
+      const record = this.store.read(id);
+      if (record) reports.push(this.report(record, this.currentStatus(record)));
+    }
+    return reports;
+  }
+
+  /** The truth about a container now: whatever was recorded, a container whose process is gone is stopped. */
+  currentStatus(record: ContainerRecord): Status {
+    if (record.status === 'creating' || record.status === 'stopped') return record.status;
+    return isProcessAlive(record.pid, record.pidStartTime) ? record.status : 'stopped';
+  }
+
+  private report(record: ContainerRecord, status: Status): StateReport {
+    return {
+      ociVersion: record.ociVersion,
+      id: record.id,
+      pid: status === 'stopped' ? 0 : record.pid,
+      status,
+      bundle: record.bundle,
+      rootfs: record.rootfs,
+      created: record.created,
+      owner: record.owner,
+      annotations: record.annotations ?? {},
+    };
+  }
+
+  // ---- kill --------------------------------------------------------------------------------------------------
+
+  async kill(rawId: string, signal: number, all = false): Promise<void> {
+    const id = validateContainerId(rawId);
+    await this.withContainer(id, async (record) => {
+      const status = this.currentStatus(record);
+      if (status === 'stopped' || status === 'creating') throw new RuntimeError(`container ${id}: container not running`);
+      await this.signal(record, signal, all);
+    });
+  }
+
+  private async signal(record: ContainerRecord, signal: number, all: boolean): Promise<void> {
+    let sandbox: Sandbox;
+    try {
+      sandbox = await this.connect(record);
+    } catch (error) {
+      // The sandbox is unreachable but its process lives: signal that process directly.
+      if (!isProcessAlive(record.pid, record.pidStartTime)) throw new RuntimeError(`container ${record.id}: container not running`);
+      this.logger.warn(`container ${record.id}: ${describe(error)}; signalling pid ${record.pid} directly`);
+      process.kill(record.pid, signal);
+      return;
+    }
+    try {
+      await sandbox.signal(record.id, signal, { all });
+    } catch (error) {
+      if (error instanceof SandboxError && error.errno === 3) throw new RuntimeError(`container ${record.id}: container not running`);
+      throw error;
+    } finally {
+      sandbox.disconnect();
+    }
+  }
+
+  // ---- delete ------------------------------------------------------------------------------------------------
+
+  async delete(rawId: string, force = false): Promise<void> {
+    const id = validateContainerId(rawId);
+    const lock = await this.store.lock(id);
+    if (!lock) {
+      if (force) return;
+      throw new RuntimeError(`container ${id} does not exist`);
+    }
+    try {
+      const record = this.store.read(id)!;
+      const status = this.currentStatus(record);
+      // runtime.md: deleting a container that is not stopped is an error (runc deletes a created one anyway).
+      if ((status === 'running' || status === 'paused' || status === 'created') && !force) {
+        throw new RuntimeError(`container ${id}: cannot delete container ${id} that is not stopped: ${status}`);
+      }
+      await this.destroy(record);
+      let spec: Spec | undefined;
+      try {
+        spec = this.store.readConfig(id);
+      } catch {
+        spec = undefined;
+      }
+      if (spec && status !== 'creating') await this.runPoststop(record, spec);
+      this.store.remove(id);
+    } finally {
+      lock.release();
+    }
+  }
+
+  /** Ends the container and its sandbox, reachable or not. */
+  private async destroy(record: ContainerRecord): Promise<void> {
+    if (record.sandbox) {
+      const driver = this.driver(record.driver, record.id);
+      if (driver.isAlive(record.sandbox)) {
+        try {
+          const sandbox = await driver.connect(record.sandbox);
+          await sandbox.deleteContainer(record.id).catch(() => {});
+          await sandbox.destroy();
+        } catch (error) {
+          this.logger.warn(`container ${record.id}: ${describe(error)}`);
+        }
+      }
+      await driver.cleanup(record.sandbox);
+    }
+    this.killLeftover(record);
+  }
+
+  /** Whatever the sandbox did, the container's own process must not survive its deletion. */
+  private killLeftover(record: ContainerRecord): void {
+    if (record.pid > 0 && isProcessAlive(record.pid, record.pidStartTime)) {
+      try {
+        process.kill(record.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+
+  private async runPoststop(record: ContainerRecord, spec: Spec): Promise<void> {
+    try {
+      await runHooks('poststop', spec.hooks?.poststop, JSON.stringify(this.report(record, 'stopped')));
+    } catch (error) {
+      this.logger.warn(`container ${record.id}: ${describe(error)}`);
+    }
+  }
+
+  // ---- exec, ps, wait, pause, resume -----------------------------------------------------------------------
+
+  /** The process description for exec: the container's own, with what the caller overrides. */
+  execProcess(rawId: string, overrides: Partial<Process>): Process {
+    const id = validateContainerId(rawId);
+    if (!this.store.read(id)) throw new RuntimeError(`container ${id} does not exist`);
+    const base = this.store.readConfig(id).process!;
+    const { terminal: _terminal, consoleSize: _consoleSize, ...inherited } = base;
+    return { ...inherited, ...overrides };
+  }
+
+  async exec(rawId: string, options: ExecOptions): Promise<{ process: RunningProcess; sandbox: Sandbox; execId: string }> {
+    const id = validateContainerId(rawId);
+    const record = this.store.read(id);
+    if (!record) throw new RuntimeError(`container ${id} does not exist`);
+    const status = this.currentStatus(record);
+    if (status !== 'running') throw new RuntimeError(`container ${id}: cannot exec in a ${status} container`);
+    if (!options.process.args?.length) throw new RuntimeError(`container ${id}: exec: args must not be empty`);
+    const execId = options.execId ?? `exec-${process.pid}-${Date.now().toString(36)}`;
+    const sandbox = await this.connect(record);
+    try {
+      const running = await sandbox.exec(
+        {
+          containerId: id,
+          execId,
+          process: options.process,
+          stdio: options.stdio,
+          ...(options.consoleSocket ? { consoleSocket: resolve(options.consoleSocket) } : {}),
+        },
+        options.output,
+      );
+      return { process: running, sandbox, execId };
+    } catch (error) {
+      sandbox.disconnect();
+      throw new RuntimeError(`container ${id}: ${describe(error).replace(new RegExp(`^container ${id}: `), '')}`);
+    }
+  }
+
+  /** Waits for a container's init (or one exec'd process) to exit; the caller keeps the sandbox connection. */
+  async wait(rawId: string, execId?: string): Promise<ExitStatus> {
+    const id = validateContainerId(rawId);
+    const record = this.store.read(id);
+    if (!record) throw new RuntimeError(`container ${id} does not exist`);
+    const sandbox = await this.connect(record);
+    try {
+      return await sandbox.wait(id, execId);
+    } finally {
+      sandbox.disconnect();
+    }
+  }
+
+  async ps(rawId: string): Promise<number[]> {
+    const id = validateContainerId(rawId);
+    const record = this.store.read(id);
+    if (!record) throw new RuntimeError(`container ${id} does not exist`);
+    if (this.currentStatus(record) === 'stopped') return [];
+    const sandbox = await this.connect(record);
+    try {
+      return await sandbox.ps(id);
+    } finally {
+      sandbox.disconnect();
+    }
+  }
+
+  async pause(rawId: string): Promise<void> {
+    await this.freeze(validateContainerId(rawId), true);
+  }
+
+  async resume(rawId: string): Promise<void> {
+    await this.freeze(validateContainerId(rawId), false);
+  }
+
+  private async freeze(id: string, pause: boolean): Promise<void> {
+    await this.withContainer(id, async (record) => {
+      const status = this.currentStatus(record);
+      if (pause && status !== 'running') throw new RuntimeError(`container ${id}: container not running`);
+      if (!pause && status !== 'paused') throw new RuntimeError(`container ${id}: container not paused`);
+      const sandbox = await this.connect(record);
+      try {
+        if (pause) await sandbox.pause(id);
+        else await sandbox.resume(id);
+      } catch (error) {
+        if (error instanceof SandboxError && error.errno === 95) {
+          throw new RuntimeError(`container ${id}: the ${record.driver} driver cannot ${pause ? 'pause' : 'resume'} containers here`);
+        }
+        throw error;
+      } finally {
+        sandbox.disconnect();
+      }
+      record.status = pause ? 'paused' : 'running';
+      this.store.write(record);
+    });
+  }
+
+  // ---- helpers ---------------------------------------------------------------------------------------------
+
+  private loadSpec(bundle: string): Spec {
+    try {
+      return loadSpec(bundle);
+    } catch (error) {
+      if (error instanceof SpecError) throw new RuntimeError(error.message);
+      throw error;
+    }
+  }
+
+  private driver(name: string, id: string): Driver {
+    try {
+      return getDriver(name);
+    } catch (error) {
+      throw new RuntimeError(`container ${id}: ${describe(error)}`);
+    }
+  }
+
+  async connect(record: ContainerRecord): Promise<Sandbox> {
+    if (!record.sandbox) throw new RuntimeError(`container ${record.id}: it has no sandbox (it was never fully created)`);
+    const driver = this.driver(record.driver, record.id);
+    try {
+      return await driver.connect(record.sandbox);
+    } catch (error) {
+      throw new RuntimeError(`container ${record.id}: ${describe(error)}`);
+    }
+  }
+
+  private async withContainer<T>(id: string, operation: (record: ContainerRecord) => Promise<T>): Promise<T> {
+    const lock: ContainerLock | undefined = await this.store.lock(id);
+    if (!lock) throw new RuntimeError(`container ${id} does not exist`);
+    try {
+      return await operation(this.store.read(id)!);
+    } finally {
+      lock.release();
+    }
+  }
+}

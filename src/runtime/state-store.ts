@@ -1,0 +1,105 @@
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { SandboxHandle } from '../hypervisor/driver.js';
+import type { Spec, Status } from '../oci/spec.js';
+import { writeFileAtomic } from './atomic-file.js';
+import { ContainerLock } from './container-lock.js';
+import { RuntimeError } from './errors.js';
+
+/** What runbox remembers about a container between invocations (state.json in its state directory). */
+export interface ContainerRecord {
+  ociVersion: string;
+  id: string;
+  /** The status last written; `state` corrects it against the process (an exited process is stopped). */
+  status: Status;
+  pid: number;
+  /** Start time of `pid` (see host-process.ts), so that a recycled pid is never mistaken for the container. */
+  pidStartTime?: string;
+  bundle: string;
+  rootfs: string;
+  created: string;
+  owner: string;
+  annotations?: Record<string, string>;
+  driver: string;
+  sandbox?: SandboxHandle;
+}
+
+/**
+ * Container state under the runtime root: `ROOT/ID/state.json` (written atomically), `ROOT/ID/config.json` (the
+ * spec as it was at create: later edits of the bundle must not affect the container) and `ROOT/ID/lock`.
+ */
+export class StateStore {
+  constructor(readonly root: string) {}
+
+  dir(id: string): string {
+    return join(this.root, id);
+  }
+
+  private statePath(id: string): string {
+    return join(this.root, id, 'state.json');
+  }
+
+  /** Claims an id for a new container: its directory is created exclusively and locked. */
+  async reserve(id: string): Promise<ContainerLock> {
+    mkdirSync(this.root, { recursive: true, mode: 0o711 });
+    try {
+      mkdirSync(this.dir(id), { mode: 0o700 });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new RuntimeError(`container with ID ${id} already exists`);
+      throw error;
+    }
+    const lock = await ContainerLock.acquire(join(this.dir(id), 'lock'), true);
+    if (!lock) throw new RuntimeError(`container ${id} was deleted while it was being created`);
+    return lock;
+  }
+
+  /** Serialises operations on one container across processes; undefined when it does not exist. */
+  async lock(id: string): Promise<ContainerLock | undefined> {
+    const lock = await ContainerLock.acquire(join(this.dir(id), 'lock'));
+    if (lock && this.read(id) === undefined) {
+      lock.release();
+      return undefined;
+    }
+    return lock;
+  }
+
+  read(id: string): ContainerRecord | undefined {
+    let text: string;
+    try {
+      text = readFileSync(this.statePath(id), 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+      throw error;
+    }
+    return JSON.parse(text) as ContainerRecord;
+  }
+
+  write(record: ContainerRecord): void {
+    writeFileAtomic(this.statePath(record.id), JSON.stringify(record));
+  }
+
+  writeConfig(id: string, spec: Spec): void {
+    writeFileAtomic(join(this.dir(id), 'config.json'), JSON.stringify(spec));
+  }
+
+  readConfig(id: string): Spec {
+    return JSON.parse(readFileSync(join(this.dir(id), 'config.json'), 'utf8')) as Spec;
+  }
+
+  /** Ids of every container that has a state directory, including those caught half-created. */
+  ids(): string[] {
+    try {
+      return readdirSync(this.root, { withFileTypes: true })
+        .filter((entry) => entry.isDirectory())
+        .map((entry) => entry.name)
+        .sort();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+  }
+
+  remove(id: string): void {
+    rmSync(this.dir(id), { recursive: true, force: true });
+  }
+}

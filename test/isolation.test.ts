@@ -1,0 +1,99 @@
+import test from 'ava';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { TestEnv } from './helpers/runbox.js';
+
+const PROBE = [
+  'echo "hostname=$(hostname)"',
+  'echo "pid=$$"',
+  'echo "id=$(id)"',
+  'echo "cwd=$(pwd)"',
+  'echo "greeting=$GREETING"',
+  'echo "nofile=$(ulimit -n)"',
+  'grep -E "^(CapEff|CapBnd|NoNewPrivs)" /proc/self/status | tr -d "\\t" | sed "s/:/=/"',
+  'touch /rootfs-write 2>/dev/null && echo rootfs=writable || echo rootfs=readonly',
+  'echo "masked=$(wc -c < /proc/timer_list)"',
+  '(echo x > /proc/sys/kernel/domainname) 2>/dev/null && echo procsys=writable || echo procsys=readonly',
+  'echo "devices=$(ls /dev | tr "\\n" " ")"',
+].join('; ');
+
+function facts(output: string): Record<string, string> {
+  const result: Record<string, string> = {};
+  for (const line of output.split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0) result[line.slice(0, eq)] = line.slice(eq + 1).trim();
+  }
+  return result;
+}
+
+test('config.json is applied inside the container: namespaces, user, env, cwd, rlimits, caps, paths', async (t) => {
+  const env = new TestEnv(t);
+  const bundle = env.bundle((spec) => {
+    spec.hostname = 'isolated-host';
+    spec.root!.readonly = true;
+    spec.process!.args = ['sh', '-c', PROBE];
+    spec.process!.user = { uid: 1000, gid: 1001, additionalGids: [5, 65534] };
+    spec.process!.env = ['PATH=/bin:/sbin:/usr/bin', 'GREETING=hi there'];
+    spec.process!.cwd = '/tmp/work';
+    spec.process!.rlimits = [{ type: 'RLIMIT_NOFILE', soft: 321, hard: 654 }];
+    spec.process!.noNewPrivileges = true;
+    spec.process!.capabilities = { bounding: ['CAP_KILL', 'CAP_CHOWN'], effective: ['CAP_KILL'], permitted: ['CAP_KILL'], ambient: ['CAP_KILL'], inheritable: ['CAP_KILL'] };
+    spec.mounts!.push({ destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'mode=1777'] });
+  });
+  const result = await env.run(['run', '--bundle', bundle, env.id()]);
+  t.is(result.code, 0, result.stderr);
+  const f = facts(result.stdout);
+  t.is(f.hostname, 'isolated-host');
+  t.is(f.pid, '1', 'the program is pid 1 of its own pid namespace');
+  t.regex(f.id!, /^uid=1000 gid=1001 groups=5\(tty\),65534\(nogroup\)|^uid=1000 gid=1001 groups=.*5.*65534/);
+  t.is(f.cwd, '/tmp/work', 'a missing cwd is created');
+  t.is(f.greeting, 'hi there');
+  t.is(f.nofile, '321');
+  t.is(f.CapEff, '0000000000000020', 'only CAP_KILL is effective');
+  t.is(f.CapBnd, '0000000000000021', 'the bounding set is CAP_CHOWN and CAP_KILL');
+  t.is(f.NoNewPrivs, '1');
+  t.is(f.rootfs, 'readonly');
+  t.is(f.masked, "0", "/proc/timer_list is masked (it holds 6 kB on the host)");
+  t.is(f.procsys, 'readonly', '/proc/sys is read-only');
+  for (const device of ['null', 'zero', 'full', 'random', 'urandom', 'tty', 'pts', 'shm']) t.true(f.devices!.split(' ').includes(device), `/dev/${device}`);
+});
+
+test('a read-write rootfs can be written, and the host sees it in the bundle', async (t) => {
+  const env = new TestEnv(t);
+  const bundle = env.bundle((spec) => {
+    spec.process!.args = ['sh', '-c', 'echo data > /written && cat /written'];
+  });
+  const result = await env.run(['run', '--bundle', bundle, env.id()]);
+  t.is(result.code, 0, result.stderr);
+  t.is(result.stdout, 'data\n');
+});
+
+test('bind mounts from the bundle, read-only ones included', async (t) => {
+  const env = new TestEnv(t);
+  const bundle = env.bundle((spec) => {
+    spec.process!.args = ['sh', '-c', 'cat /data/file; echo more > /data/file 2>/dev/null && echo ro=no || echo ro=yes'];
+    spec.mounts!.push({ destination: '/data', type: 'bind', source: 'hostdata', options: ['rbind', 'ro'] });
+  });
+  const dir = join(bundle, 'hostdata');
+  (await import('node:fs')).mkdirSync(dir);
+  writeFileSync(join(dir, 'file'), 'from the host\n');
+  const result = await env.run(['run', '--bundle', bundle, env.id()]);
+  t.is(result.code, 0, result.stderr);
+  t.is(result.stdout, 'from the host\nro=yes\n');
+});
+
+test('a mount destination cannot lead out of the rootfs through a symlink', async (t) => {
+  const env = new TestEnv(t);
+  const outside = join(env.dir, 'outside');
+  (await import('node:fs')).mkdirSync(outside);
+  const bundle = env.bundle((spec) => {
+    spec.process!.args = ['true'];
+    spec.mounts!.push({ destination: '/escape/inner', type: 'tmpfs', source: 'tmpfs' });
+  });
+  (await import('node:fs')).symlinkSync(outside, join(bundle, 'rootfs', 'escape'));
+  const result = await env.run(['run', '--bundle', bundle, env.id()]);
+  // The destination resolves inside the rootfs, where the symlink's target does not exist: a clear error.
+  t.is(result.code, 1);
+  t.regex(result.stderr, /escape/);
+  t.deepEqual((await import('node:fs')).readdirSync(outside), [], 'nothing was created outside the rootfs');
+});
