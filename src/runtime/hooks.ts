@@ -54,3 +54,16 @@ export function runHook(name: HookName, hook: Hook, stateJson: string): Promise<
 export async function runHooks(name: HookName, hooks: Hook[] | undefined, stateJson: string): Promise<void> {
   for (const hook of hooks ?? []) await runHook(name, hook, stateJson);
 }
+
+/** For poststart and poststop: every hook runs, and each failure is only reported (runtime.md). */
+export async function runHooksReportingFailures(
+  name: HookName, hooks: Hook[] | undefined, stateJson: string, report: (error: Error) => void,
+): Promise<void> {
+  for (const hook of hooks ?? []) {
+    try {
+      await runHook(name, hook, stateJson);
+    } catch (error) {
+      report(error as Error);
+    }
+  }
+}

@@ -13,7 +13,7 @@ import { writeFileAtomic } from './atomic-file.js';
 import { validateContainerId } from './container-id.js';
 import type { ContainerLock } from './container-lock.js';
 import { describe, RuntimeError } from './errors.js';
-import { runHooks } from './hooks.js';
+import { runHooks, runHooksReportingFailures } from './hooks.js';
 import { silentLogger, type Logger } from './logger.js';
 import { StateStore, type ContainerRecord } from './state-store.js';
 
@@ -191,11 +191,8 @@ export class Runtime {
       }
       record.status = 'running';
       this.store.write(record);
-      try {
-        await runHooks('poststart', spec.hooks?.poststart, JSON.stringify(this.report(record, 'running')));
-      } catch (error) {
-        this.logger.warn(`container ${id}: ${describe(error)}`);
-      }
+      await runHooksReportingFailures('poststart', spec.hooks?.poststart, JSON.stringify(this.report(record, 'running')),
+        (error) => this.logger.warn(`container ${id}: ${error.message}`));
     });
   }
 
@@ -329,11 +326,8 @@ export class Runtime {
   }
 
   private async runPoststop(record: ContainerRecord, spec: Spec): Promise<void> {
-    try {
-      await runHooks('poststop', spec.hooks?.poststop, JSON.stringify(this.report(record, 'stopped')));
-    } catch (error) {
-      this.logger.warn(`container ${record.id}: ${describe(error)}`);
-    }
+    await runHooksReportingFailures('poststop', spec.hooks?.poststop, JSON.stringify(this.report(record, 'stopped')),
+      (error) => this.logger.warn(`container ${record.id}: ${error.message}`));
   }
 
   // ---- exec, ps, wait, pause, resume -----------------------------------------------------------------------
