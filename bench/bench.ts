@@ -1,7 +1,7 @@
 // npm run bench: median latency of each lifecycle operation for runbox and runc in the same run, beside a bare
 // `node -e 0` (the floor any Node CLI pays). Prints a markdown table.
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, cpSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,11 +21,17 @@ function bundle(name: string, args: string[]): string {
   return dir;
 }
 
+// A created container keeps the stdio create was given (as with runc): give files, never pipes, or the
+// caller would wait for the container to exit.
+const errors = join(work, 'stderr');
+
 function timed(command: string, args: string[]): number {
+  const stderr = openSync(errors, 'w');
   const started = process.hrtime.bigint();
-  const result = spawnSync(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const result = spawnSync(command, args, { stdio: ['ignore', 'ignore', stderr] });
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')}: ${result.stderr.toString().trim()}`);
+  closeSync(stderr);
+  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')}: ${readFileSync(errors, 'utf8').trim()}`);
   return ms;
 }
 

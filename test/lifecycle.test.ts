@@ -210,3 +210,25 @@ test('features reports the spec features and says the emulated driver is not a V
   t.is(features.annotations['io.runbox.driver.emulated.isolation'], 'namespaces');
   t.regex(features.annotations['io.runbox.driver.emulated.description'], /not a VM boundary/);
 });
+
+test('pause freezes a running container and resume thaws it', async (t) => {
+  const env = new TestEnv(t);
+  const bundle = env.bundle((spec) => {
+    spec.process!.args = ['sh', '-c', 'i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.02; done'];
+  });
+  const id = env.id();
+  t.is((await env.run(['run', '-d', '--bundle', bundle, id])).code, 0);
+  const paused = await env.run(['pause', id]);
+  t.is(paused.code, 0, paused.stderr);
+  t.is((await env.state(id)).status, 'paused');
+  const count = () => readFileSync(join(bundle, 'rootfs', 'count'), 'utf8');
+  const frozen = count();
+  await new Promise((r) => setTimeout(r, 300));
+  t.is(count(), frozen, 'nothing runs while paused');
+  t.regex(errorMessage((await env.run(['pause', id])).stderr), /container not running/);
+  t.is((await env.run(['resume', id])).code, 0);
+  t.is((await env.state(id)).status, 'running');
+  await new Promise((r) => setTimeout(r, 300));
+  t.not(count(), frozen, 'it runs again after resume');
+  t.regex(errorMessage((await env.run(['resume', id])).stderr), /container not paused/);
+});

@@ -1,4 +1,4 @@
-// The runbox CLI entry. runc's global flags come first; then the one command asked for is loaded (and only it:
+// The runbox CLI. runc's global flags come first; then the one command asked for is loaded (and only it:
 // start-up time is paid on every container operation) and run by oclif with the config read from
 // oclif.manifest.json. Help and anything unusual go through oclif's full `run`.
 import { Config } from '@oclif/core/config';
@@ -60,4 +60,3 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-process.exitCode = await main(process.argv.slice(2));

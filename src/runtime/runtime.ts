@@ -94,7 +94,8 @@ export class Runtime {
       created: rfc3339Nano(),
       owner: '',
       annotations: spec.annotations ?? {},
-      driver: driverName,
+      // The driver that runs it, resolved: `auto` may mean something else by the time the container is deleted.
+      driver: driver.name,
     };
     let sandbox: Sandbox | undefined;
     let hooksBegun = false;
@@ -108,6 +109,7 @@ export class Runtime {
         spec,
       });
       record.sandbox = sandbox.handle;
+      this.logger.debug(`container ${id}: ${driver.name} sandbox booted: ${JSON.stringify(sandbox.handle)}`);
       const stdio: StdioMode = process.terminal ? (options.consoleSocket ? 'null' : 'stream') : (options.stdio ?? 'inherit');
       const init = await sandbox.createContainer(
         { id, bundle, spec, stdio, ...(options.consoleSocket ? { consoleSocket: resolve(options.consoleSocket) } : {}) },
@@ -115,6 +117,7 @@ export class Runtime {
       );
       record.pid = init.pid;
       record.pidStartTime = processStartTime(init.pid);
+      this.logger.debug(`container ${id}: init process ${init.pid} ready for the create hooks`);
       this.store.write(record);
 
       hooksBegun = true;
