@@ -2,7 +2,7 @@ import test from 'ava';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { TestEnv, errorMessage } from './helpers/runbox.js';
+import { RUNBOX, TestEnv, errorMessage, runCommand } from './helpers/runbox.js';
 
 const RECVTTY = fileURLToPath(new URL('../../test/helpers/recvtty.py', import.meta.url));
 
@@ -58,4 +58,17 @@ test('exec --tty relays a pty through the CLI', async (t) => {
   t.is(result.code, 0, result.stderr);
   t.regex(result.stdout, /tty-out/);
   t.regex(result.stdout, /\/dev\/pts\/\d+/);
+});
+
+test('a foreground run with a terminal relays the pty, its window size and the exit status', async (t) => {
+  const env = new TestEnv(t);
+  const bundle = env.bundle((spec) => {
+    spec.process!.terminal = true;
+    spec.process!.args = ['sh', '-c', '[ -t 0 ] && echo "size=$(stty size)"; exit 4'];
+  });
+  // script(1) gives the CLI a terminal of its own, sized as a user's would be.
+  const command = `stty cols 100 rows 30; ${RUNBOX} --root ${env.root} run --bundle ${bundle} ${env.id()}`;
+  const result = await runCommand('script', ['-qec', command, '/dev/null']);
+  t.is(result.code, 4, result.stdout);
+  t.regex(result.stdout, /size=30 100/);
 });

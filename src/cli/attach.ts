@@ -53,3 +53,14 @@ export function forwardSignals(send: (signal: NodeJS.Signals) => void): () => vo
     for (const [signal, handler] of handlers) process.off(signal, handler);
   };
 }
+
+/** Keeps a relayed pty's window size in step with this terminal's (now, and on every SIGWINCH). */
+export function followWindowSize(resize: (width: number, height: number) => Promise<void>): () => void {
+  if (!process.stdout.isTTY) return () => {};
+  const send = () => {
+    resize(process.stdout.columns, process.stdout.rows).catch(() => {});
+  };
+  send();
+  process.on('SIGWINCH', send);
+  return () => process.off('SIGWINCH', send);
+}

@@ -153,6 +153,11 @@ export class Runtime {
     return this.relays.get(id)?.process;
   }
 
+  /** Passes this terminal's window size to a relayed pty. */
+  async resizeRelay(id: string, width: number, height: number): Promise<void> {
+    await this.relays.get(id)?.sandbox.resize(id, undefined, width, height);
+  }
+
   releaseRelay(id: string): void {
     this.relays.get(id)?.sandbox.disconnect();
     this.relays.delete(id);

@@ -6,7 +6,7 @@ import { constants } from 'node:os';
 import type { Process } from '../../oci/spec.js';
 import { writeFileAtomic } from '../../runtime/atomic-file.js';
 import { RuntimeError } from '../../runtime/errors.js';
-import { attachStdin, forwardSignals, outputToStdio } from '../attach.js';
+import { attachStdin, followWindowSize, forwardSignals, outputToStdio } from '../attach.js';
 import { context } from '../context.js';
 
 function parseUser(text: string): { uid: number; gid?: number } {
@@ -77,11 +77,13 @@ export default class Exec extends Command {
       return;
     }
     const detachStdin = attachStdin(running, terminal);
+    const stopResizing = terminal ? followWindowSize((w, h) => sandbox.resize(id, execId, w, h)) : () => {};
     const stopForwarding = forwardSignals((signal) => {
       sandbox.signal(id, constants.signals[signal], { execId }).catch(() => {});
     });
     const [exit] = await Promise.all([sandbox.wait(id, execId), relay.done]);
     stopForwarding();
+    stopResizing();
     detachStdin();
     sandbox.disconnect();
     process.exitCode = exit.exitStatus;

@@ -2,7 +2,7 @@ import * as Args from '@oclif/core/args';
 import { Command } from '@oclif/core/command';
 import * as Flags from '@oclif/core/flags';
 import { constants } from 'node:os';
-import { attachStdin, forwardSignals, outputToStdio } from '../attach.js';
+import { attachStdin, followWindowSize, forwardSignals, outputToStdio } from '../attach.js';
 import { context } from '../context.js';
 
 export default class Run extends Command {
@@ -29,9 +29,11 @@ export default class Run extends Command {
     });
     const terminal = runtime.relayedProcess(id);
     const detachStdin = terminal ? attachStdin(terminal, true) : undefined;
+    const stopResizing = terminal ? followWindowSize((w, h) => runtime.resizeRelay(id, w, h)) : undefined;
     try {
       await runtime.start(id);
     } catch (error) {
+      stopResizing?.();
       detachStdin?.();
       runtime.releaseRelay(id);
       await runtime.delete(id, true).catch(() => {});
@@ -44,6 +46,7 @@ export default class Run extends Command {
     });
     const exit = await runtime.wait(id);
     stopForwarding();
+    stopResizing?.();
     if (terminal) await relay!.done;
     detachStdin?.();
     runtime.releaseRelay(id);
