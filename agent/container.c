@@ -157,22 +157,19 @@ static void sync_closed(struct proc *init)
 	}
 }
 
+static void on_message_cb(void *ctx, char tag, char *data, int fd)
+{
+	on_message(ctx, tag, data, fd);
+}
+
+static void sync_closed_cb(void *ctx)
+{
+	sync_closed(ctx);
+}
+
 void container_sync_drain(struct proc *init)
 {
-	while (init->sync_fd >= 0) {
-		char tag, *data;
-		size_t len;
-		int fd;
-		int rc = sync_recv(init->sync_fd, &tag, &data, &len, &fd);
-		if (rc < 0 && errno == EAGAIN)
-			return;
-		if (rc <= 0) {
-			sync_closed(init);
-			return;
-		}
-		on_message(init, tag, data, fd);
-		free(data);
-	}
+	sync_drain(&init->sync_fd, on_message_cb, sync_closed_cb, init);
 }
 
 static void on_sync(void *ctx, short revents)

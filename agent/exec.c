@@ -118,22 +118,19 @@ static void sync_closed(struct proc *p)
 	buf_free(&b);
 }
 
+static void on_message_cb(void *ctx, char tag, char *data, int fd)
+{
+	on_message(ctx, tag, data, fd);
+}
+
+static void sync_closed_cb(void *ctx)
+{
+	sync_closed(ctx);
+}
+
 void exec_sync_drain(struct proc *p)
 {
-	while (p->sync_fd >= 0) {
-		char tag, *data;
-		size_t len;
-		int fd;
-		int rc = sync_recv(p->sync_fd, &tag, &data, &len, &fd);
-		if (rc < 0 && errno == EAGAIN)
-			return;
-		if (rc <= 0) {
-			sync_closed(p);
-			return;
-		}
-		on_message(p, tag, data, fd);
-		free(data);
-	}
+	sync_drain(&p->sync_fd, on_message_cb, sync_closed_cb, p);
 }
 
 static void on_sync(void *ctx, short revents)

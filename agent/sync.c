@@ -81,3 +81,22 @@ int sync_recv(int fd, char *tag, char **data, size_t *len, int *passed_fd)
 	*data = buf;
 	return 1;
 }
+
+void sync_drain(const int *fd, void (*on_message)(void *ctx, char tag, char *data, int passed_fd),
+		void (*on_closed)(void *ctx), void *ctx)
+{
+	while (*fd >= 0) {
+		char tag, *data;
+		size_t len;
+		int passed_fd;
+		int rc = sync_recv(*fd, &tag, &data, &len, &passed_fd);
+		if (rc < 0 && errno == EAGAIN)
+			return;
+		if (rc <= 0) {
+			on_closed(ctx);
+			return;
+		}
+		on_message(ctx, tag, data, passed_fd);
+		free(data);
+	}
+}

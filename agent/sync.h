@@ -24,3 +24,10 @@ int sync_pair(int fds[2]);
 int sync_send(int fd, char tag, const void *data, size_t len, int pass_fd);
 /* 1: a message (data malloc'd, NUL-terminated; *passed_fd -1 if none), 0: EOF, -1: error/EAGAIN. */
 int sync_recv(int fd, char *tag, char **data, size_t *len, int *passed_fd);
+
+/*
+ * Reads every message waiting on *fd (the agent's end, non-blocking) and hands each to on_message; on EOF or
+ * an error calls on_closed. Stops when *fd becomes negative (either callback may close the channel).
+ */
+void sync_drain(const int *fd, void (*on_message)(void *ctx, char tag, char *data, int passed_fd),
+		void (*on_closed)(void *ctx), void *ctx);

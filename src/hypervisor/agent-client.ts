@@ -83,10 +83,6 @@ export class AgentClient extends EventEmitter {
     this.stream.destroy();
   }
 
-  get closed(): boolean {
-    return this.closedWith !== undefined;
-  }
-
   private dispatch(frame: Frame): void {
     switch (frame.type) {
       case FrameType.Response: {

@@ -19,15 +19,11 @@ export class AgentSandbox implements Sandbox {
     private readonly onDestroy: () => Promise<void> = async () => {},
   ) {}
 
-  private async call(records: RecordList): Promise<Records> {
-    try {
-      return await this.client.request(records);
-    } catch (error) {
-      if (error instanceof AgentError) throw new SandboxError(error.message, error.errno);
-      throw error;
-    }
+  private call(records: RecordList): Promise<Records> {
+    return this.attach(records, undefined).response;
   }
 
+  /** Sends a request (relaying the output of the process it starts, if any), with agent errors as SandboxError. */
   private attach(records: RecordList, output: ProcessOutput | undefined): { id: number; response: Promise<Records> } {
     const call = this.client.call(records, output);
     const response = call.response.catch((error: unknown) => {
