@@ -157,19 +157,9 @@ static void sync_closed(struct proc *init)
 	}
 }
 
-static void on_message_cb(void *ctx, char tag, char *data, int fd)
-{
-	on_message(ctx, tag, data, fd);
-}
-
-static void sync_closed_cb(void *ctx)
-{
-	sync_closed(ctx);
-}
-
 void container_sync_drain(struct proc *init)
 {
-	sync_drain(&init->sync_fd, on_message_cb, sync_closed_cb, init);
+	sync_drain(init, on_message, sync_closed);
 }
 
 static void on_sync(void *ctx, short revents)

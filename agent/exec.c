@@ -118,19 +118,9 @@ static void sync_closed(struct proc *p)
 	buf_free(&b);
 }
 
-static void on_message_cb(void *ctx, char tag, char *data, int fd)
-{
-	on_message(ctx, tag, data, fd);
-}
-
-static void sync_closed_cb(void *ctx)
-{
-	sync_closed(ctx);
-}
-
 void exec_sync_drain(struct proc *p)
 {
-	sync_drain(&p->sync_fd, on_message_cb, sync_closed_cb, p);
+	sync_drain(p, on_message, sync_closed);
 }
 
 static void on_sync(void *ctx, short revents)

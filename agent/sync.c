@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "registry.h"
 #include "util.h"
 
 int sync_pair(int fds[2])
@@ -82,21 +83,21 @@ int sync_recv(int fd, char *tag, char **data, size_t *len, int *passed_fd)
 	return 1;
 }
 
-void sync_drain(const int *fd, void (*on_message)(void *ctx, char tag, char *data, int passed_fd),
-		void (*on_closed)(void *ctx), void *ctx)
+void sync_drain(struct proc *p, void (*on_message)(struct proc *p, char tag, char *data, int passed_fd),
+		void (*on_closed)(struct proc *p))
 {
-	while (*fd >= 0) {
+	while (p->sync_fd >= 0) {
 		char tag, *data;
 		size_t len;
 		int passed_fd;
-		int rc = sync_recv(*fd, &tag, &data, &len, &passed_fd);
+		int rc = sync_recv(p->sync_fd, &tag, &data, &len, &passed_fd);
 		if (rc < 0 && errno == EAGAIN)
 			return;
 		if (rc <= 0) {
-			on_closed(ctx);
+			on_closed(p);
 			return;
 		}
-		on_message(ctx, tag, data, passed_fd);
+		on_message(p, tag, data, passed_fd);
 		free(data);
 	}
 }

@@ -26,8 +26,9 @@ int sync_send(int fd, char tag, const void *data, size_t len, int pass_fd);
 int sync_recv(int fd, char *tag, char **data, size_t *len, int *passed_fd);
 
 /*
- * Reads every message waiting on *fd (the agent's end, non-blocking) and hands each to on_message; on EOF or
- * an error calls on_closed. Stops when *fd becomes negative (either callback may close the channel).
+ * Reads every message waiting on p->sync_fd (the agent's end, non-blocking) and hands each to on_message; on
+ * EOF or an error calls on_closed. Stops when the fd is closed (either callback may close the channel).
  */
-void sync_drain(const int *fd, void (*on_message)(void *ctx, char tag, char *data, int passed_fd),
-		void (*on_closed)(void *ctx), void *ctx);
+struct proc;
+void sync_drain(struct proc *p, void (*on_message)(struct proc *p, char tag, char *data, int passed_fd),
+		void (*on_closed)(struct proc *p));

@@ -4,14 +4,10 @@ import { join } from 'node:path';
 import { TestEnv, errorMessage } from './helpers/runbox.js';
 
 async function runningContainer(env: TestEnv): Promise<string> {
-  const bundle = env.bundle((spec) => {
+  const { id } = await env.running(['sleep', '100'], (spec) => {
     spec.hostname = 'exec-target';
-    spec.process!.args = ['sleep', '100'];
     spec.process!.env = ['PATH=/bin:/sbin', 'FROM_CONFIG=yes'];
   });
-  const id = env.id();
-  const result = await env.run(['run', '-d', '--bundle', bundle, id]);
-  if (result.code !== 0) throw new Error(result.stderr);
   return id;
 }
 

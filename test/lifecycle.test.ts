@@ -94,11 +94,7 @@ test('run --detach leaves a running container; kill accepts runc signal forms', 
 
 test('kill defaults to SIGTERM, and --all reaches every process', async (t) => {
   const env = new TestEnv(t);
-  const bundle = env.bundle((spec) => {
-    spec.process!.args = ['sh', '-c', 'sleep 100 & sleep 100 & wait'];
-  });
-  const id = env.id();
-  t.is((await env.run(['run', '-d', '--bundle', bundle, id])).code, 0);
+  const { id } = await env.running(['sh', '-c', 'sleep 100 & sleep 100 & wait']);
   await new Promise((r) => setTimeout(r, 200));
   const pids = JSON.parse((await env.run(['ps', '--format', 'json', id])).stdout) as number[];
   t.true(pids.length >= 3, `ps lists the shell and both sleeps: ${pids.join(',')}`);
@@ -106,23 +102,15 @@ test('kill defaults to SIGTERM, and --all reaches every process', async (t) => {
   await env.waitForStatus(id, 'stopped');
   for (const pid of pids) t.false(existsSync(`/proc/${pid}/stat`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z'), `pid ${pid} is gone`);
 
-  const id2 = env.id();
   // pid 1 of a pid namespace only gets the signals it handles (as with runc): trap TERM.
-  const sleeper = env.bundle((spec) => {
-    spec.process!.args = ['sh', '-c', 'trap "exit 0" TERM; while true; do sleep 0.05; done'];
-  });
-  t.is((await env.run(['run', '-d', '--bundle', sleeper, id2])).code, 0);
+  const { id: id2 } = await env.running(['sh', '-c', 'trap "exit 0" TERM; while true; do sleep 0.05; done']);
   t.is((await env.run(['kill', id2])).code, 0);
   await env.waitForStatus(id2, 'stopped');
 });
 
 test('delete refuses a running container without --force and removes everything with it', async (t) => {
   const env = new TestEnv(t);
-  const bundle = env.bundle((spec) => {
-    spec.process!.args = ['sleep', '100'];
-  });
-  const id = env.id();
-  t.is((await env.run(['run', '-d', '--bundle', bundle, id])).code, 0);
+  const { id } = await env.running(['sleep', '100']);
   const pid = (await env.state(id)).pid as number;
   const refused = await env.run(['delete', id]);
   t.is(refused.code, 1);
@@ -154,11 +142,7 @@ test('delete refuses a created container without --force (runtime.md), and --for
 
 test('start refuses a running and a stopped container with runc messages', async (t) => {
   const env = new TestEnv(t);
-  const bundle = env.bundle((spec) => {
-    spec.process!.args = ['sleep', '100'];
-  });
-  const id = env.id();
-  t.is((await env.run(['run', '-d', '--bundle', bundle, id])).code, 0);
+  const { id } = await env.running(['sleep', '100']);
   const running = await env.run(['start', id]);
   t.is(running.code, 1);
   t.regex(errorMessage(running.stderr), /cannot start an already running container/);
@@ -213,11 +197,7 @@ test('features reports the spec features and says the emulated driver is not a V
 
 test('pause freezes a running container and resume thaws it', async (t) => {
   const env = new TestEnv(t);
-  const bundle = env.bundle((spec) => {
-    spec.process!.args = ['sh', '-c', 'i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.02; done'];
-  });
-  const id = env.id();
-  t.is((await env.run(['run', '-d', '--bundle', bundle, id])).code, 0);
+  const { id, bundle } = await env.running(['sh', '-c', 'i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.02; done']);
   const paused = await env.run(['pause', id]);
   t.is(paused.code, 0, paused.stderr);
   t.is((await env.state(id)).status, 'paused');

@@ -49,11 +49,7 @@ test('a console socket without a terminal is refused', async (t) => {
 
 test('exec --tty relays a pty through the CLI', async (t) => {
   const env = new TestEnv(t);
-  const bundle = env.bundle((spec) => {
-    spec.process!.args = ['sleep', '100'];
-  });
-  const id = env.id();
-  t.is((await env.run(['run', '-d', '--bundle', bundle, id])).code, 0);
+  const { id } = await env.running(['sleep', '100']);
   const result = await env.run(['exec', '--tty', id, '--', 'sh', '-c', '[ -t 1 ] && echo tty-out; tty']);
   t.is(result.code, 0, result.stderr);
   t.regex(result.stdout, /tty-out/);

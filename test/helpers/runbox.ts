@@ -42,6 +42,18 @@ export class TestEnv {
     return bundle;
   }
 
+  /** A container running `args` in the background (`run -d`); the test fails here if it does not start. */
+  async running(args: string[], edit: (spec: Spec) => void = () => {}): Promise<{ id: string; bundle: string }> {
+    const bundle = this.bundle((spec) => {
+      spec.process!.args = args;
+      edit(spec);
+    });
+    const id = this.id();
+    const result = await this.run(['run', '-d', '--bundle', bundle, id]);
+    if (result.code !== 0) throw new Error(`run -d ${id} failed: ${result.stderr}`);
+    return { id, bundle };
+  }
+
   id(prefix = 'c'): string {
     return `${prefix}-${process.pid}-${randomBytes(3).toString('hex')}-${++this.count}`;
   }
