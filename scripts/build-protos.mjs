@@ -23,7 +23,17 @@ root.resolvePath = (_origin, target) => (target.startsWith('google/protobuf/') ?
 root.loadSync(protoFiles(protoDir).sort(), { keepCase: false });
 root.resolveAll();
 
+// The well-known types protobufjs carries keep their snake_case names (Any's type_url); the contract with the
+// code above is camelCase everywhere, as the parser gives it for our files. Field names are not on the wire.
+function camelCaseFields(namespace) {
+  if (namespace.fields) {
+    namespace.fields = Object.fromEntries(Object.entries(namespace.fields).map(([name, field]) => [protobuf.util.camelCase(name), field]));
+  }
+  for (const nested of Object.values(namespace.nested ?? {})) camelCaseFields(nested);
+  return namespace;
+}
+
 mkdirSync(dirname(output), { recursive: true });
 const temporary = `${output}.tmp-${process.pid}`;
-writeFileSync(temporary, JSON.stringify(root.toJSON()));
+writeFileSync(temporary, JSON.stringify(camelCaseFields(root.toJSON())));
 renameSync(temporary, output);

@@ -1,0 +1,99 @@
+// The containerd and ttrpc protobuf types, from the JSON descriptor the build generates out of proto/
+// (scripts/build-protos.mjs). The descriptor with protobufjs/light loads faster than parsing the .proto files at
+// every shim start and keeps protobufjs's reflection types, unlike static code (figures: `npm run bench`).
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import protobuf from 'protobufjs/light.js';
+
+// Relative to dist/src/rpc/; a bundle pins import.meta.url to the same depth (see scripts/bundle-cli.mjs).
+const DESCRIPTOR = new URL('../../proto/containerd.json', import.meta.url);
+
+/** How every decoded message is shown to the code above: see the rpc contract. */
+const TO_OBJECT: protobuf.IConversionOptions = { longs: Number, enums: Number, bytes: Buffer, defaults: true, arrays: true, objects: true };
+
+let loaded: protobuf.Root | undefined;
+const servicesByName = new Map<string, Map<string, MethodTypes>>();
+
+function root(): protobuf.Root {
+  if (!loaded) {
+    let json: string;
+    try {
+      json = readFileSync(DESCRIPTOR, 'utf8');
+    } catch (error) {
+      throw new Error(`protobuf descriptor ${fileURLToPath(DESCRIPTOR)} is missing (run npm run build): ${(error as Error).message}`);
+    }
+    loaded = protobuf.Root.fromJSON(JSON.parse(json));
+  }
+  return loaded;
+}
+
+/** A message type by full name, e.g. 'containerd.events.TaskExit'. */
+export function messageType(fullName: string): protobuf.Type {
+  const found = root().lookup(fullName);
+  if (!(found instanceof protobuf.Type)) throw new Error(`unknown protobuf message type ${fullName}`);
+  return found;
+}
+
+export interface MethodTypes {
+  name: string;
+  requestType: protobuf.Type;
+  responseType: protobuf.Type;
+  /** Client or server streaming: neither transport here serves those. */
+  streaming: boolean;
+}
+
+/** The methods of a service by full name, e.g. 'containerd.task.v2.Task'. */
+export function serviceMethods(fullName: string): Map<string, MethodTypes> {
+  let methods = servicesByName.get(fullName);
+  if (!methods) servicesByName.set(fullName, (methods = resolveService(fullName)));
+  return methods;
+}
+
+function resolveService(fullName: string): Map<string, MethodTypes> {
+  const service = root().lookup(fullName);
+  if (!(service instanceof protobuf.Service)) throw new Error(`unknown protobuf service ${fullName}`);
+  const methods = new Map<string, MethodTypes>();
+  for (const method of service.methodsArray) {
+    method.resolve();
+    methods.set(method.name, {
+      name: method.name,
+      requestType: method.resolvedRequestType!,
+      responseType: method.resolvedResponseType!,
+      streaming: Boolean(method.requestStream || method.responseStream),
+    });
+  }
+  return methods;
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** Encodes a plain object (missing fields = defaults). */
+export function encode(type: protobuf.Type, value: object | undefined): Buffer {
+  return asBuffer(type.encode(type.fromObject(value ?? {})).finish());
+}
+
+/** Decodes to a plain object; throws protobufjs's error on malformed input. */
+export function decode(type: protobuf.Type, bytes: Uint8Array): any {
+  return type.toObject(type.decode(bytes), TO_OBJECT);
+}
+
+/** A message's bytes by type name, e.g. the DeleteResponse the shim's `delete` subcommand prints. */
+export function encodeMessage(fullName: string, value: object): Buffer {
+  return encode(messageType(fullName), value);
+}
+
+export function decodeMessage(fullName: string, bytes: Uint8Array): any {
+  return decode(messageType(fullName), bytes);
+}
+
+/** A google.protobuf.Any whose type_url is the bare full name, as containerd writes its events. */
+export function encodeAny(fullName: string, value: object): { typeUrl: string; value: Buffer } {
+  return { typeUrl: fullName, value: encodeMessage(fullName, value) };
+}
+
+/** The message inside an Any, by its type_url (bare, or with a `…/` prefix such as type.googleapis.com/). */
+export function decodeAny(any: { typeUrl: string; value: Uint8Array }): any {
+  return decodeMessage(any.typeUrl.slice(any.typeUrl.lastIndexOf('/') + 1), any.value);
+}

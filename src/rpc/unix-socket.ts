@@ -1,0 +1,62 @@
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, renameSync, rmSync, unlinkSync } from 'node:fs';
+import { connect } from 'node:net';
+import { dirname, join } from 'node:path';
+
+/** Longest path a sockaddr_un holds (less its NUL), less what the private directory adds ('/.rpc-XXXXXX/s'). */
+const MAX_SOCKET_PATH = 107 - 13;
+
+/** Whether something accepts connections on the socket at path. */
+export function isServed(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Puts a listening socket at path with mode 0600, with no moment at which another user could connect to it: `bind`
+ * listens at a path inside a fresh private directory beside path, then the socket is chmod'ed and renamed into
+ * place, atomically replacing a stale socket file. A socket somebody still serves, or a file that is not a socket,
+ * is left alone and reported. Resolves to the socket file's inode, for unlinkSocket.
+ */
+export async function bindUnixSocket(path: string, bind: (privatePath: string) => Promise<void>): Promise<number> {
+  if (Buffer.byteLength(path) > MAX_SOCKET_PATH) throw new Error(`socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes`);
+  await refuseLiveOrForeign(path);
+  const directory = dirname(path);
+  mkdirSync(directory, { recursive: true, mode: 0o700 });
+  const privateDirectory = mkdtempSync(join(directory, '.rpc-'));
+  try {
+    const privatePath = join(privateDirectory, 's');
+    await bind(privatePath);
+    chmodSync(privatePath, 0o600);
+    renameSync(privatePath, path);
+    return lstatSync(path).ino;
+  } finally {
+    rmSync(privateDirectory, { recursive: true, force: true });
+  }
+}
+
+async function refuseLiveOrForeign(path: string): Promise<void> {
+  let stats;
+  try {
+    stats = lstatSync(path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw error;
+  }
+  if (!stats.isSocket()) throw new Error(`${path} exists and is not a socket`);
+  if (await isServed(path)) throw Object.assign(new Error(`${path} is already served by another process`), { code: 'EADDRINUSE' });
+}
+
+/** Removes the socket file at path if it is still the one bound (not a successor's that replaced it). */
+export function unlinkSocket(path: string, inode: number): void {
+  try {
+    if (lstatSync(path).ino === inode) unlinkSync(path);
+  } catch {
+    // already gone
+  }
+}
