@@ -13,6 +13,9 @@ declare -A wanted=(
   [umoci]=umoci
   [runc]=runc
   [hyperfine]=hyperfine
+  [go]=golang-go
+  # containerd's Go ttrpc, for the interop test of src/rpc (test/rpc-interop.test.ts)
+  [/usr/share/gocode/src/github.com/containerd/ttrpc]=golang-github-containerd-ttrpc-dev
 )
 missing=()
 for what in "${!wanted[@]}"; do
