@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultSpec } from '../src/oci/default-spec.js';
+import { rpcBench } from './rpc-bench.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
 const project = fileURLToPath(new URL('../../', import.meta.url));
@@ -99,3 +100,5 @@ try {
 } finally {
   rmSync(work, { recursive: true, force: true });
 }
+
+process.stdout.write(`\n${await rpcBench()}`);
