@@ -53,7 +53,7 @@ export class RootfsResolver {
     while (known > 0 && !this.checked.has(components.slice(0, known).join('/'))) known--;
     let real = known > 0 ? [...this.checked.get(components.slice(0, known).join('/'))!] : [];
     for (let i = known; i < components.length; i++) {
-      const resolved = await this.step(real, components[i]!, create);
+      const resolved = await this.step(real, components[i]!, create, false);
       if (!resolved) return null;
       real = resolved;
       this.checked.set(components.slice(0, i + 1).join('/'), real);
@@ -61,8 +61,21 @@ export class RootfsResolver {
     return real;
   }
 
+  /** The host path of an existing node of any type, symlinks followed inside the rootfs; null when missing. */
+  async existing(components: string[]): Promise<string | null> {
+    try {
+      const parent = await this.directory(components.slice(0, -1), false);
+      if (!parent || components.length === 0) return parent && this.host(parent);
+      const real = await this.step(parent, components[components.length - 1]!, false, true);
+      return real && this.host(real);
+    } catch (error) {
+      if (error instanceof EntryRefused) return null;
+      throw error;
+    }
+  }
+
   /** Walks one archive component from a checked directory, following symlinks only inside the rootfs. */
-  private async step(from: string[], component: string, create: boolean): Promise<string[] | null> {
+  private async step(from: string[], component: string, create: boolean, anyType: boolean): Promise<string[] | null> {
     const pending = [component];
     let real = [...from];
     let followed = 0;
@@ -82,7 +95,7 @@ export class RootfsResolver {
         if (!create) return null;
         await mkdir(path, 0o755);
         real = next;
-      } else if (stat.isDirectory()) {
+      } else if (stat.isDirectory() || (anyType && pending.length === 0 && !stat.isSymbolicLink())) {
         real = next;
       } else if (stat.isSymbolicLink()) {
         if (++followed > MAX_SYMLINKS) throw new EntryRefused('too many levels of symlinks in its path');

@@ -1,10 +1,12 @@
 // Crafting image layers in tests (tar-stream's pack, then gzip or zstd) and reading layers from an OCI layout.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, readFileSync } from 'node:fs';
+import { createReadStream, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
+import type { ExecutionContext } from 'ava';
 import { pack, type Header } from 'tar-stream';
 import type { ImageConfig } from '../../src/image/image-config.js';
 import { MediaType } from '../../src/image/media-types.js';
@@ -85,4 +87,35 @@ export function readOciLayout(layout: string, tag = 'latest'): LayoutImage {
     config: JSON.parse(readFileSync(blob(manifest.config.digest), 'utf8')) as ImageConfig,
     layers: manifest.layers.map((l) => ({ digest: l.digest, mediaType: l.mediaType, open: async () => createReadStream(blob(l.digest)) })),
   };
+}
+
+export interface UnpackSandbox {
+  dir: string;
+  rootfs: string;
+  /** A directory beside the rootfs holding `secret`: no layer may change anything in it. */
+  canary: string;
+  /** Every path under the canary (and the sandbox dir's own listing) with type, mode, size, mtime and content hash. */
+  outside(): string[];
+}
+
+function listing(dir: string, under = ''): string[] {
+  const lines: string[] = [];
+  for (const name of readdirSync(join(dir, under)).sort()) {
+    const rel = join(under, name);
+    const stat = lstatSync(join(dir, rel));
+    const hash = stat.isFile() ? createHash('sha256').update(readFileSync(join(dir, rel))).digest('hex') : '';
+    lines.push(`${rel} ${stat.mode.toString(8)} ${stat.size} ${stat.mtimeMs} ${stat.nlink} ${hash}`);
+    if (stat.isDirectory()) lines.push(...listing(dir, rel));
+  }
+  return lines;
+}
+
+/** A temp dir with a canary directory and the path of a rootfs to unpack into; removed when the test ends. */
+export function unpackSandbox(t: ExecutionContext): UnpackSandbox {
+  const dir = mkdtempSync(join(tmpdir(), 'runbox-unpack-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const canary = join(dir, 'canary');
+  mkdirSync(canary);
+  writeFileSync(join(canary, 'secret'), 'do not touch\n');
+  return { dir, rootfs: join(dir, 'rootfs'), canary, outside: () => listing(dir).filter((l) => !l.startsWith('rootfs')) };
 }
