@@ -9,10 +9,12 @@ import { parseGlobalOptions, type GlobalOptions } from './global-options.js';
 type CommandModule = { default: { run(argv: string[], config: Config): Promise<unknown> } };
 
 const COMMAND_LOADERS: Record<string, () => Promise<CommandModule>> = {
+  bundle: () => import('./commands/bundle.js'),
   create: () => import('./commands/create.js'),
   delete: () => import('./commands/delete.js'),
   exec: () => import('./commands/exec.js'),
   features: () => import('./commands/features.js'),
+  image: () => import('./commands/image.js'),
   kill: () => import('./commands/kill.js'),
   list: () => import('./commands/list.js'),
   pause: () => import('./commands/pause.js'),

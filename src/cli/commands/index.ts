@@ -1,7 +1,9 @@
+import Bundle from './bundle.js';
 import Create from './create.js';
 import Delete from './delete.js';
 import Exec from './exec.js';
 import Features from './features.js';
+import Image from './image.js';
 import Kill from './kill.js';
 import List from './list.js';
 import Pause from './pause.js';
@@ -14,10 +16,12 @@ import State from './state.js';
 
 /** oclif's explicit command strategy: no command discovery at run time. */
 export const COMMANDS = {
+  bundle: Bundle,
   create: Create,
   delete: Delete,
   exec: Exec,
   features: Features,
+  image: Image,
   kill: Kill,
   list: List,
   pause: Pause,

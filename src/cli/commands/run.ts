@@ -1,32 +1,75 @@
 import * as Args from '@oclif/core/args';
 import { Command } from '@oclif/core/command';
 import * as Flags from '@oclif/core/flags';
+import { rmSync } from 'node:fs';
 import { constants } from 'node:os';
+import { join } from 'node:path';
+import { createBundle } from '../../image/image-bundle.js';
 import { attachStdin, followWindowSize, forwardSignals, outputToStdio } from '../attach.js';
 import { context } from '../context.js';
+import { openStore, platformFlag, pullFlags, storeFlags } from '../image-options.js';
+import { PullProgress } from '../pull-progress.js';
 
 export default class Run extends Command {
   static summary = 'Create and start a container; in the foreground, exit with its exit status and delete it.';
-  static args = { id: Args.string({ description: 'container id', required: true }) };
+  static strict = false;
+  static args = { id: Args.string({ description: 'container id (with --image, then `-- ARGS…` to replace the image\'s command)', required: true }) };
   static flags = {
     bundle: Flags.string({ char: 'b', description: 'path to the bundle directory', default: '.' }),
     detach: Flags.boolean({ char: 'd', description: 'return once the container runs' }),
     'pid-file': Flags.string({ description: 'write the container process id to this file' }),
     'console-socket': Flags.string({ description: 'unix socket that receives the pty master when process.terminal is true' }),
     keep: Flags.boolean({ description: 'keep the container after it exits (foreground only)' }),
+    image: Flags.string({ description: 'run this image: pull it when missing, make a bundle for the container in the store' }),
+    rm: Flags.boolean({ description: 'with --image: remove the bundle made for the container when it has exited' }),
+    ...storeFlags,
+    ...pullFlags,
   };
 
+  /** With --image: the bundle made for `id` under the store (the image pulled first when missing). */
+  private async imageBundle(id: string, flags: Awaited<ReturnType<Run['parseRun']>>['flags'], args: string[]): Promise<string> {
+    const store = openStore(flags);
+    const platform = platformFlag(flags.platform);
+    const progress = PullProgress.forTerminal(flags.quiet);
+    try {
+      const image = await store.obtain(flags.image!, { ...(platform ? { platform } : {}), ...(progress ? { onEvent: progress.onEvent } : {}) }).finally(() => progress?.finish());
+      const dir = join(store.bundlesDir(), id);
+      await createBundle(store, image, dir, args.length ? { args } : {}).catch((error: Error) => {
+        throw new Error(`image ${image.name}: ${error.message}`);
+      });
+      return dir;
+    } finally {
+      store.close();
+    }
+  }
+
+  private parseRun() {
+    return this.parse(Run);
+  }
+
   async run(): Promise<void> {
-    const { args, flags } = await this.parse(Run);
+    const { args, argv, flags } = await this.parseRun();
     const runtime = context().runtime;
     const id = args.id;
+    const extra = (argv as string[]).slice(1);
+    if (!flags.image && (extra.length || flags.rm)) throw new Error(extra.length ? `unexpected arguments: ${extra.join(' ')}` : '--rm needs --image');
+    if (flags.rm && flags.detach) throw new Error('--rm cannot be used with --detach: the bundle is in use while the container runs');
+    const bundle = flags.image ? await this.imageBundle(id, flags, extra) : flags.bundle;
+    const removeBundle = (): void => {
+      if (flags.image && flags.rm) rmSync(bundle, { recursive: true, force: true });
+    };
     const relay = !flags.detach && !flags['console-socket'] ? outputToStdio() : undefined;
-    await runtime.create(id, {
-      bundle: flags.bundle,
-      ...(flags['pid-file'] ? { pidFile: flags['pid-file'] } : {}),
-      ...(flags['console-socket'] ? { consoleSocket: flags['console-socket'] } : {}),
-      ...(relay ? { relayTerminal: relay.output } : {}),
-    });
+    try {
+      await runtime.create(id, {
+        bundle,
+        ...(flags['pid-file'] ? { pidFile: flags['pid-file'] } : {}),
+        ...(flags['console-socket'] ? { consoleSocket: flags['console-socket'] } : {}),
+        ...(relay ? { relayTerminal: relay.output } : {}),
+      });
+    } catch (error) {
+      removeBundle();
+      throw error;
+    }
     const terminal = runtime.relayedProcess(id);
     const detachStdin = terminal ? attachStdin(terminal, true) : undefined;
     const stopResizing = terminal ? followWindowSize((w, h) => runtime.resizeRelay(id, w, h)) : undefined;
@@ -37,6 +80,7 @@ export default class Run extends Command {
       detachStdin?.();
       runtime.releaseRelay(id);
       await runtime.delete(id, true).catch(() => {});
+      removeBundle();
       throw error;
     }
     if (flags.detach) return;
@@ -50,7 +94,10 @@ export default class Run extends Command {
     if (terminal) await relay!.done;
     detachStdin?.();
     runtime.releaseRelay(id);
-    if (!flags.keep) await runtime.delete(id, true);
+    if (!flags.keep) {
+      await runtime.delete(id, true);
+      removeBundle();
+    }
     process.exitCode = exit.exitStatus;
   }
 }

@@ -1,0 +1,78 @@
+import * as Args from '@oclif/core/args';
+import { Command } from '@oclif/core/command';
+import * as Flags from '@oclif/core/flags';
+import type { ImageRecord } from '../../image/image-index.js';
+import { openStore, platformFlag, pullFlags, storeFlags } from '../image-options.js';
+import { formatBytes, PullProgress } from '../pull-progress.js';
+
+const SUBCOMMANDS = ['pull', 'ls', 'rm', 'prune'] as const;
+type Subcommand = (typeof SUBCOMMANDS)[number];
+
+function summary(record: ImageRecord): Record<string, unknown> {
+  return { name: record.name, digest: record.digest, manifest: record.manifest, config: record.config.digest, platform: record.platform, size: record.size, layers: record.layers.length, pulled: record.pulled, lastUsed: record.lastUsed };
+}
+
+export default class Image extends Command {
+  static summary = 'Manage images: pull REF…, ls, rm REF…, prune.';
+  static strict = false;
+  static args = {
+    command: Args.string({ description: 'pull | ls | rm | prune', required: true, options: [...SUBCOMMANDS] }),
+  };
+  static flags = {
+    ...storeFlags,
+    ...pullFlags,
+    format: Flags.string({ description: 'output format', options: ['table', 'json'], default: 'table' }),
+  };
+
+  async run(): Promise<void> {
+    const { args, argv, flags } = await this.parse(Image);
+    const subcommand = args.command as Subcommand;
+    const refs = (argv as string[]).slice(1);
+    const store = openStore(flags);
+    const json = flags.format === 'json';
+    try {
+      switch (subcommand) {
+        case 'pull': {
+          if (refs.length === 0) throw new Error('image pull needs at least one image reference');
+          const platform = platformFlag(flags.platform);
+          const pulled: ImageRecord[] = [];
+          for (const ref of refs) {
+            const progress = json ? undefined : PullProgress.forTerminal(flags.quiet);
+            try {
+              pulled.push(await store.pull(ref, { ...(platform ? { platform } : {}), ...(progress ? { onEvent: progress.onEvent } : {}) }));
+            } finally {
+              progress?.finish();
+            }
+            if (!json && !flags.quiet) this.log(`${pulled.at(-1)!.name}: ${pulled.at(-1)!.digest}`);
+          }
+          if (json) this.log(JSON.stringify(pulled.map(summary)));
+          break;
+        }
+        case 'ls': {
+          const records = store.list();
+          if (json) this.log(JSON.stringify(records.map(summary)));
+          else {
+            this.log(['NAME', 'DIGEST', 'PLATFORM', 'SIZE'].join('\t'));
+            for (const record of records) this.log([record.name, record.digest, record.platform, formatBytes(record.size)].join('\t'));
+          }
+          break;
+        }
+        case 'rm': {
+          if (refs.length === 0) throw new Error('image rm needs at least one image reference');
+          const removed = await store.remove(refs);
+          if (json) this.log(JSON.stringify(removed.map(summary)));
+          else if (!flags.quiet) for (const record of removed) this.log(`removed ${record.name}`);
+          break;
+        }
+        case 'prune': {
+          const freed = await store.collect();
+          if (json) this.log(JSON.stringify({ freed }));
+          else if (!flags.quiet) this.log(`freed ${formatBytes(freed)}`);
+          break;
+        }
+      }
+    } finally {
+      store.close();
+    }
+  }
+}

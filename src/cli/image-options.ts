@@ -1,0 +1,45 @@
+// Flags shared by the commands that use the image store (image, bundle, run --image) and what they build.
+import * as Flags from '@oclif/core/flags';
+import { DEFAULT_STORE, ImageStore, parseSize } from '../image/image-store.js';
+import { parsePlatform, type Platform } from '../image/platform.js';
+
+export const storeFlags = {
+  store: Flags.string({ description: `image store directory (default $RUNBOX_STORE or ${DEFAULT_STORE})` }),
+  'insecure-registry': Flags.string({ description: 'registry (host:port) that may be reached over plain HTTP', multiple: true }),
+  'registry-mirror': Flags.string({ description: 'REGISTRY=URL: try this mirror before the registry', multiple: true }),
+  quota: Flags.string({ description: 'size the store may hold (e.g. 10G); least recently used images are evicted' }),
+};
+
+export const pullFlags = {
+  platform: Flags.string({ description: 'os/architecture[/variant] to pull from a multi-platform image (default: this host)' }),
+  quiet: Flags.boolean({ char: 'q', description: 'no progress output' }),
+};
+
+interface StoreFlagValues {
+  store?: string | undefined;
+  'insecure-registry'?: string[] | undefined;
+  'registry-mirror'?: string[] | undefined;
+  quota?: string | undefined;
+}
+
+function mirrors(values: string[]): Record<string, string[]> {
+  const result: Record<string, string[]> = {};
+  for (const value of values) {
+    const eq = value.indexOf('=');
+    if (eq <= 0) throw new Error(`invalid --registry-mirror "${value}": want REGISTRY=URL`);
+    (result[value.slice(0, eq)] ??= []).push(value.slice(eq + 1));
+  }
+  return result;
+}
+
+export function openStore(flags: StoreFlagValues): ImageStore {
+  return new ImageStore(flags.store ?? process.env.RUNBOX_STORE ?? DEFAULT_STORE, {
+    insecureRegistries: flags['insecure-registry'] ?? [],
+    mirrors: mirrors(flags['registry-mirror'] ?? []),
+    ...(flags.quota ? { quota: parseSize(flags.quota) } : {}),
+  });
+}
+
+export function platformFlag(value: string | undefined): Platform | undefined {
+  return value ? parsePlatform(value) : undefined;
+}

@@ -1,0 +1,218 @@
+// The content store: blobs addressed by digest (DIR/blobs/ALG/HEX), each written to DIR/ingest/ALG-HEX.partial
+// and renamed into place only once its bytes match the digest. A partial file is never used as content: a later
+// pull re-hashes it, resumes after it, and verifies the whole before the rename. One download per blob: within
+// a process by sharing the promise, across processes by a lock per blob. Pulls hold DIR/gc.lock shared and
+// garbage collection holds it exclusive, so a collection never removes a blob a running pull just wrote.
+import { createReadStream, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync, ftruncateSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { Hash } from 'node:crypto';
+import { checkDigest, digestHasher, DigestMismatchError, parseDigest } from './digest.js';
+import { FileLock, withLock } from './file-lock.js';
+import { RegistryError } from './registry-errors.js';
+
+export interface RangeSource {
+  /** The blob from byte `offset`; the result's `offset` is where the body really starts (0 if the range was ignored). */
+  open(offset: number): Promise<{ body: Readable; offset: number }>;
+}
+
+export interface IngestOptions {
+  size?: number;
+  onProgress?: (done: number) => void;
+  /** Consecutive failed attempts tolerated without progress, and the wait before attempt n. */
+  retries?: number;
+  backoff?: (attempt: number) => Promise<void>;
+}
+
+export class ContentStore {
+  private readonly inFlight = new Map<string, Promise<void>>();
+
+  constructor(readonly dir: string) {
+    mkdirSync(join(dir, 'ingest'), { recursive: true, mode: 0o700 });
+    mkdirSync(join(dir, 'blobs'), { recursive: true, mode: 0o700 });
+  }
+
+  get gcLockPath(): string {
+    return join(this.dir, 'gc.lock');
+  }
+
+  blobPath(digest: string): string {
+    const { algorithm, hex } = parseDigest(digest);
+    return join(this.dir, 'blobs', algorithm, hex);
+  }
+
+  has(digest: string): boolean {
+    return existsSync(this.blobPath(digest));
+  }
+
+  size(digest: string): number {
+    return statSync(this.blobPath(digest)).size;
+  }
+
+  /** A stored blob's bytes, checked again against its digest (for the small JSON blobs read whole). */
+  read(digest: string): Buffer {
+    const data = readFileSync(this.blobPath(digest));
+    const hash = digestHasher(digest).update(data);
+    checkDigest(hash, digest);
+    return data;
+  }
+
+  openBlob(digest: string): Readable {
+    return createReadStream(this.blobPath(digest));
+  }
+
+  /** Stores bytes already in memory, if they match `digest`. */
+  put(digest: string, data: Buffer): void {
+    checkDigest(digestHasher(digest).update(data), digest);
+    if (this.has(digest)) return;
+    const { algorithm, hex } = parseDigest(digest);
+    const partial = join(this.dir, 'ingest', `${algorithm}-${hex}.${process.pid}.put`);
+    const fd = openSync(partial, 'w', 0o600);
+    try {
+      writeSync(fd, data);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    this.publish(partial, digest);
+  }
+
+  private publish(partial: string, digest: string): void {
+    const target = this.blobPath(digest);
+    mkdirSync(join(target, '..'), { recursive: true, mode: 0o700 });
+    renameSync(partial, target);
+  }
+
+  /** Downloads `digest` from `source` into the store unless it is there; concurrent callers share one download. */
+  ingest(digest: string, source: RangeSource, options: IngestOptions = {}): Promise<void> {
+    if (this.has(digest)) return Promise.resolve();
+    let running = this.inFlight.get(digest);
+    if (!running) {
+      running = this.ingestLocked(digest, source, options).finally(() => this.inFlight.delete(digest));
+      this.inFlight.set(digest, running);
+    }
+    return running;
+  }
+
+  private async ingestLocked(digest: string, source: RangeSource, options: IngestOptions): Promise<void> {
+    const { algorithm, hex } = parseDigest(digest);
+    const base = join(this.dir, 'ingest', `${algorithm}-${hex}`);
+    await withLock(`${base}.lock`, 'ex', async () => {
+      if (this.has(digest)) return;
+      const partial = `${base}.partial`;
+      try {
+        await this.download(digest, partial, source, options, true);
+      } catch (error) {
+        if (!(error instanceof DigestMismatchError)) throw error;
+        // The partial bytes may have come from an earlier, interrupted download: start once more from nothing.
+        await this.download(digest, partial, source, options, false);
+      }
+      this.publish(partial, digest);
+    });
+  }
+
+  private async download(digest: string, partial: string, source: RangeSource, options: IngestOptions, resume: boolean): Promise<void> {
+    const hash = digestHasher(digest);
+    let offset = 0;
+    let resumed = false;
+    if (resume && existsSync(partial)) {
+      for await (const chunk of createReadStream(partial)) {
+        hash.update(chunk as Buffer);
+        offset += (chunk as Buffer).length;
+      }
+      resumed = offset > 0;
+    }
+    const fd = openSync(partial, resumed ? 'r+' : 'w', 0o600);
+    try {
+      if (options.size !== undefined && offset > options.size) throw new DigestMismatchError(digest, 'a longer blob');
+      await this.fill(fd, digest, hash, offset, source, options);
+      fsyncSync(fd);
+    } catch (error) {
+      if (error instanceof DigestMismatchError) rmSync(partial, { force: true });
+      throw error;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  private async fill(fd: number, digest: string, startHash: Hash, startOffset: number, source: RangeSource, options: IngestOptions): Promise<void> {
+    let hash = startHash;
+    let offset = startOffset;
+    let failures = 0;
+    const retries = options.retries ?? 4;
+    options.onProgress?.(offset);
+    for (;;) {
+      if (options.size !== undefined && offset === options.size) break;
+      const before = offset;
+      let complete = false;
+      try {
+        const opened = await source.open(offset);
+        if (opened.offset !== offset) {
+          if (opened.offset !== 0) throw new RegistryError('protocol', `registry answered a range from ${opened.offset}, not ${offset}`);
+          // The source ignored the range: take the whole body.
+          hash = digestHasher(digest);
+          offset = 0;
+          ftruncateSync(fd, 0);
+        }
+        for await (const chunk of opened.body) {
+          const data = chunk as Buffer;
+          if (options.size !== undefined && offset + data.length > options.size) throw new DigestMismatchError(digest, `more than ${options.size} bytes`);
+          writeSync(fd, data, 0, data.length, offset);
+          hash.update(data);
+          offset += data.length;
+          options.onProgress?.(offset);
+        }
+        complete = true;
+      } catch (error) {
+        if (error instanceof DigestMismatchError || (error instanceof RegistryError && !error.transient)) throw error;
+        failures = offset > before ? 1 : failures + 1;
+        if (failures > retries) throw error instanceof RegistryError ? error : new RegistryError('unreachable', `download broke off: ${(error as Error).message}`, true);
+        await (options.backoff?.(failures) ?? Promise.resolve());
+        continue;
+      }
+      if (complete && (options.size === undefined || offset >= options.size)) break;
+      // The body ended short of the size: resume from where it stopped.
+      failures = offset > before ? 1 : failures + 1;
+      if (failures > retries) throw new RegistryError('unreachable', `download ended at ${offset} of ${options.size} bytes`, true);
+      await (options.backoff?.(failures) ?? Promise.resolve());
+    }
+    ftruncateSync(fd, offset);
+    checkDigest(hash, digest);
+  }
+
+  /** Every blob digest in the store with its size and last access. */
+  blobs(): { digest: string; size: number }[] {
+    const result: { digest: string; size: number }[] = [];
+    const root = join(this.dir, 'blobs');
+    for (const algorithm of readdirSync(root)) {
+      for (const hex of readdirSync(join(root, algorithm))) {
+        result.push({ digest: `${algorithm}:${hex}`, size: statSync(join(root, algorithm, hex)).size });
+      }
+    }
+    return result;
+  }
+
+  /** Removes blobs not in `keep` and partial downloads nobody is running; returns the bytes freed. */
+  async collect(keep: Set<string>): Promise<number> {
+    let freed = 0;
+    for (const blob of this.blobs()) {
+      if (keep.has(blob.digest)) continue;
+      rmSync(this.blobPath(blob.digest), { force: true });
+      freed += blob.size;
+    }
+    // Only under the exclusive gc lock: no pull is running, so every file here is left from an interrupted one.
+    const ingest = join(this.dir, 'ingest');
+    for (const name of readdirSync(ingest)) {
+      const path = join(ingest, name);
+      const lock = name.endsWith('.lock') ? await FileLock.tryAcquire(path) : undefined;
+      if (name.endsWith('.lock') && !lock) continue;
+      try {
+        freed += statSync(path).size;
+        rmSync(path, { force: true });
+      } finally {
+        lock?.release();
+      }
+    }
+    return freed;
+  }
+}

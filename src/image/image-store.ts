@@ -1,0 +1,113 @@
+// A store of images on disk: the content store, the image records, pulling, removal, pruning and a size quota
+// kept by evicting the least recently used images.
+import { join } from 'node:path';
+import { ContentStore } from './content-store.js';
+import { withLock } from './file-lock.js';
+import { ImageIndex, type ImageRecord } from './image-index.js';
+import { Puller, type PullOptions } from './pull.js';
+import { formatReference, parseReference } from './reference.js';
+import { RegistryClient, type RegistryClientOptions } from './registry-client.js';
+
+export const DEFAULT_STORE = '/var/lib/runbox/images';
+
+export interface ImageStoreOptions extends RegistryClientOptions {
+  /** Bytes the store may hold; after a pull, least recently used images are evicted until it fits. */
+  quota?: number;
+}
+
+export class ImageStore {
+  readonly content: ContentStore;
+  readonly images: ImageIndex;
+  private clientInstance: RegistryClient | undefined;
+
+  constructor(readonly dir: string, private readonly options: ImageStoreOptions = {}) {
+    this.content = new ContentStore(dir);
+    this.images = new ImageIndex(dir);
+  }
+
+  private get client(): RegistryClient {
+    this.clientInstance ??= new RegistryClient(this.options);
+    return this.clientInstance;
+  }
+
+  close(): void {
+    this.clientInstance?.close();
+  }
+
+  async pull(reference: string, options: PullOptions = {}): Promise<ImageRecord> {
+    const record = await new Puller(this.client, this.content, this.images).pull(reference, options);
+    if (this.options.quota !== undefined) await this.enforceQuota(this.options.quota, record.name);
+    return record;
+  }
+
+  /** The stored image a reference names (by its canonical name, or by the digest it resolved to). */
+  find(reference: string): ImageRecord | undefined {
+    const records = this.images.all();
+    if (/^sha256:[0-9a-f]{64}$/.test(reference)) return records.find((r) => r.digest === reference || r.manifest === reference);
+    const name = formatReference(parseReference(reference));
+    return records.find((record) => record.name === name);
+  }
+
+  /** The stored image, pulled first when missing; marked used either way (for LRU eviction). */
+  async obtain(reference: string, options: PullOptions = {}): Promise<ImageRecord> {
+    const found = this.find(reference);
+    if (!found) return this.pull(reference, options);
+    const now = new Date().toISOString();
+    await this.images.update((records) => {
+      if (records[found.name]) records[found.name]!.lastUsed = now;
+    });
+    return { ...found, lastUsed: now };
+  }
+
+  list(): ImageRecord[] {
+    return this.images.all();
+  }
+
+  /** Forgets the named images and frees the blobs no other image needs; unknown names are an error. */
+  async remove(references: string[]): Promise<ImageRecord[]> {
+    const targets = references.map((reference) => {
+      const record = this.find(reference);
+      if (!record) throw new Error(`image ${reference}: not in the store`);
+      return record;
+    });
+    await this.images.update((records) => {
+      for (const target of targets) delete records[target.name];
+    });
+    await this.collect();
+    return targets;
+  }
+
+  /** Frees blobs no image needs and partial downloads left by interrupted pulls; returns the bytes freed. */
+  collect(): Promise<number> {
+    return withLock(this.content.gcLockPath, 'ex', () => this.content.collect(this.images.referenced()));
+  }
+
+  /** Evicts least recently used images (never `keep`) until the store's blobs fit in `quota` bytes. */
+  async enforceQuota(quota: number, keep?: string): Promise<ImageRecord[]> {
+    const evicted: ImageRecord[] = [];
+    const used = (): number => this.content.blobs().reduce((sum, blob) => sum + blob.size, 0);
+    await this.collect();
+    while (used() > quota) {
+      const victim = this.images.all().filter((record) => record.name !== keep).sort((a, b) => a.lastUsed.localeCompare(b.lastUsed))[0];
+      if (!victim) break;
+      await this.images.update((records) => {
+        delete records[victim.name];
+      });
+      evicted.push(victim);
+      await this.collect();
+    }
+    return evicted;
+  }
+
+  bundlesDir(): string {
+    return join(this.dir, 'bundles');
+  }
+}
+
+/** Sizes as users write them: 512M, 2G, 1.5GiB, 1000000. */
+export function parseSize(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)$/i.exec(text.trim());
+  if (!match) throw new Error(`invalid size "${text}": want a number with an optional K, M, G or T suffix`);
+  const power = ' kmgt'.indexOf(match[2]!.toLowerCase() || ' ');
+  return Math.floor(Number(match[1]) * 1024 ** power);
+}

@@ -1,0 +1,134 @@
+// Pulling an image into the content store: resolve the reference (through an index to the platform's manifest),
+// then fetch the config and the layers, every one verified against its digest, and record the image.
+import { formatReference, manifestReference, parseReference, type ImageReference } from './reference.js';
+import { BlobFetcher } from './blob-fetcher.js';
+import type { ContentStore } from './content-store.js';
+import { DigestMismatchError } from './digest.js';
+import { withLock } from './file-lock.js';
+import type { Descriptor, ImageIndex, ImageRecord } from './image-index.js';
+import { availablePlatforms, fetchManifest, parseIndex, parseManifest, selectPlatform, type FetchedManifest } from './manifest.js';
+import { parseImageConfig } from './image-config.js';
+import { isConfigMediaType, isIndexMediaType, isLayerMediaType } from './media-types.js';
+import { formatPlatform, hostPlatform, platformMatches, type Platform } from './platform.js';
+import type { Endpoint, RegistryClient } from './registry-client.js';
+import { RegistryError } from './registry-errors.js';
+
+export type PullEvent =
+  | { type: 'resolved'; name: string; digest: string; layers: Descriptor[] }
+  | { type: 'progress'; digest: string; done: number; total: number }
+  | { type: 'stored'; digest: string; cached: boolean };
+
+export interface PullOptions {
+  platform?: Platform;
+  onEvent?: (event: PullEvent) => void;
+  /** Layers downloaded at once. */
+  parallel?: number;
+}
+
+export class ImageError extends Error {
+  constructor(readonly image: string, readonly cause: Error) {
+    super(`image ${image}: ${cause.message}`);
+  }
+}
+
+async function mapLimit<T>(items: T[], limit: number, run: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await run(items[next++]!);
+  });
+  await Promise.all(workers);
+}
+
+export class Puller {
+  constructor(private readonly client: RegistryClient, private readonly store: ContentStore, private readonly images: ImageIndex) {}
+
+  /** Pulls `text` and records it; errors are ImageErrors naming the image. */
+  async pull(text: string, options: PullOptions = {}): Promise<ImageRecord> {
+    let ref: ImageReference | undefined;
+    try {
+      ref = parseReference(text);
+      return await withLock(this.store.gcLockPath, 'sh', () => this.pullResolved(ref!, options));
+    } catch (error) {
+      const cause = error instanceof DigestMismatchError ? new RegistryError('digest-mismatch', error.message) : (error as Error);
+      throw new ImageError(ref ? formatReference(ref) : text, cause);
+    }
+  }
+
+  private async resolve(ref: ImageReference, endpoints: Endpoint[]): Promise<{ endpoint: Endpoint; top: FetchedManifest }> {
+    let lastError: unknown;
+    for (const endpoint of endpoints) {
+      try {
+        const top = await fetchManifest(this.client, endpoint, ref.repository, manifestReference(ref), ref.digest);
+        return { endpoint, top };
+      } catch (error) {
+        lastError = error;
+        if (!endpoint.mirror) break;
+      }
+    }
+    throw lastError;
+  }
+
+  private async pullResolved(ref: ImageReference, options: PullOptions): Promise<ImageRecord> {
+    const name = formatReference(ref);
+    const endpoints = this.client.endpoints(ref.registry);
+    const { endpoint, top } = await this.resolve(ref, endpoints);
+    const wanted = options.platform ?? hostPlatform();
+    let manifest = top;
+    if (isIndexMediaType(top.mediaType)) {
+      const index = parseIndex(top.bytes);
+      const entry = selectPlatform(index, wanted, platformMatches);
+      if (!entry) {
+        throw new RegistryError('no-platform', `no manifest for platform ${formatPlatform(wanted)} (the index has ${availablePlatforms(index).join(', ') || 'none'})`);
+      }
+      manifest = await fetchManifest(this.client, endpoint, ref.repository, entry.digest, entry.digest);
+      if (isIndexMediaType(manifest.mediaType)) throw new RegistryError('protocol', `index entry ${entry.digest} is an index, not a manifest`);
+      if (manifest.mediaType !== entry.mediaType) throw new RegistryError('protocol', `index entry ${entry.digest} is ${entry.mediaType} but the registry served ${manifest.mediaType}`);
+    }
+    const document = parseManifest(manifest.bytes);
+    if (!isConfigMediaType(document.config.mediaType)) throw new RegistryError('protocol', `config media type "${document.config.mediaType}" is not an image config`);
+    const unsupported = document.layers.find((layer) => !isLayerMediaType(layer.mediaType));
+    if (unsupported) throw new RegistryError('protocol', `layer ${unsupported.digest} has unsupported media type "${unsupported.mediaType}"`);
+    options.onEvent?.({ type: 'resolved', name, digest: top.digest, layers: document.layers });
+
+    this.store.put(top.digest, top.bytes);
+    this.store.put(manifest.digest, manifest.bytes);
+    const fetcher = new BlobFetcher(this.client, [endpoint, ...endpoints.filter((e) => e !== endpoint)], ref.repository);
+    const fetchBlob = async (blob: Descriptor): Promise<void> => {
+      const cached = this.store.has(blob.digest);
+      await this.store.ingest(blob.digest, fetcher.source(blob.digest), {
+        size: blob.size,
+        retries: this.client.retries,
+        backoff: (attempt) => this.client.backoff(attempt),
+        onProgress: (done) => options.onEvent?.({ type: 'progress', digest: blob.digest, done, total: blob.size }),
+      });
+      options.onEvent?.({ type: 'stored', digest: blob.digest, cached });
+    };
+    await fetchBlob(document.config);
+    await mapLimit(document.layers, options.parallel ?? 4, fetchBlob);
+
+    const now = new Date().toISOString();
+    const digests = new Set([top.digest, manifest.digest, document.config.digest, ...document.layers.map((layer) => layer.digest)]);
+    const size = [...digests].reduce((sum, digest) => sum + this.store.size(digest), 0);
+    const config = parseImageConfig(this.store.read(document.config.digest), `config of ${name}`);
+    const imagePlatform: Platform = { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) };
+    const platform = formatPlatform(imagePlatform);
+    if (options.platform && !isIndexMediaType(top.mediaType) && !platformMatches(imagePlatform, options.platform)) {
+      throw new RegistryError('no-platform', `no manifest for platform ${formatPlatform(options.platform)} (the image is ${platform})`);
+    }
+    const record: ImageRecord = {
+      name,
+      digest: top.digest,
+      manifest: manifest.digest,
+      config: document.config,
+      layers: document.layers,
+      platform,
+      size,
+      pulled: now,
+      lastUsed: now,
+    };
+    await this.images.update((records) => {
+      records[name] = record;
+    });
+    return record;
+  }
+}

@@ -1,0 +1,163 @@
+// Writing one tar entry into the rootfs: the node itself, then ownership, mode, xattrs and mtime, in that order
+// (chown clears setuid bits and file capabilities, so it goes first). A node already at the path is removed, never
+// written through: a regular file replaces a symlink, and a file linked from elsewhere is unlinked, not rewritten.
+import { execFile } from 'node:child_process';
+import { constants } from 'node:fs';
+import { chmod, lchown, link, lutimes, mkdir, open, rm, symlink, unlink } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import type { Header } from 'tar-stream';
+import { EntryRefused, RootfsResolver, entryComponents, lstatOrNull } from './unpack-paths.js';
+
+const run = promisify(execFile);
+const IS_ROOT = process.getuid?.() === 0;
+
+/** What one layer has written so far: opaque directories keep it, and directory mtimes are set at the end. */
+export interface LayerProgress {
+  written: Set<string>;
+  ancestorsOfWritten: Set<string>;
+  directoryTimes: Array<[string, Date]>;
+  warn(message: string): void;
+}
+
+export function markWritten(progress: LayerProgress, resolver: RootfsResolver, real: string[]): void {
+  progress.written.add(resolver.host(real));
+  for (let i = real.length - 1; i >= 0; i--) {
+    const ancestor = resolver.host(real.slice(0, i));
+    if (progress.ancestorsOfWritten.has(ancestor)) break;
+    progress.ancestorsOfWritten.add(ancestor);
+  }
+}
+
+/** Removes whatever is at `path` (a directory with its content); the resolver forgets directories it checked. */
+export async function removeNode(resolver: RootfsResolver, path: string): Promise<void> {
+  const stat = await lstatOrNull(path);
+  if (!stat) return;
+  if (stat.isDirectory()) {
+    await rm(path, { recursive: true, force: true });
+    resolver.forget();
+  } else {
+    await unlink(path);
+  }
+}
+
+async function writeFile(path: string, content: AsyncIterable<Buffer>): Promise<void> {
+  const file = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  try {
+    for await (const chunk of content) await file.write(chunk);
+  } finally {
+    await file.close();
+  }
+}
+
+async function makeNode(path: string, header: Header): Promise<void> {
+  const kind = header.type === 'fifo' ? ['p'] : [header.type === 'block-device' ? 'b' : 'c', String(header.devmajor ?? 0), String(header.devminor ?? 0)];
+  try {
+    await run('mknod', ['-m', '600', '--', path, ...kind]);
+  } catch (error) {
+    throw new EntryRefused(`cannot make ${header.type}: ${((error as { stderr?: string }).stderr ?? String(error)).trim()}`);
+  }
+}
+
+// xattrs come as PAX records SCHILY.xattr.NAME. security.selinux is left to the host's labelling policy; a
+// filesystem that cannot hold xattrs (ENOTSUP) is tolerated as containerd does. tar-stream decodes PAX values as
+// UTF-8, so a value that was not valid UTF-8 cannot be rebuilt byte for byte: it is skipped with a warning.
+const XATTR_PREFIX = 'SCHILY.xattr.';
+
+async function applyXattrs(path: string, header: Header, progress: LayerProgress): Promise<void> {
+  const pax = header.pax as Record<string, string> | null | undefined;
+  if (!pax) return;
+  for (const [key, value] of Object.entries(pax)) {
+    if (!key.startsWith(XATTR_PREFIX)) continue;
+    const name = key.slice(XATTR_PREFIX.length);
+    if (name === 'security.selinux') continue;
+    if (value.includes('\ufffd')) {
+      progress.warn(`xattr ${name} skipped: its value is not valid UTF-8`);
+      continue;
+    }
+    try {
+      await run('setfattr', ['-h', '-n', name, '-v', `0s${Buffer.from(value, 'utf8').toString('base64')}`, '--', path]);
+    } catch (error) {
+      const stderr = ((error as { stderr?: string }).stderr ?? String(error)).trim();
+      if (/Operation not supported/.test(stderr)) continue;
+      throw new EntryRefused(`cannot set xattr ${name}: ${stderr}`);
+    }
+  }
+}
+
+async function applyMetadata(path: string, header: Header, symlinkNode: boolean, progress: LayerProgress): Promise<void> {
+  if (IS_ROOT) await lchown(path, header.uid ?? 0, header.gid ?? 0);
+  if (!symlinkNode) await chmod(path, (header.mode ?? 0o644) & 0o7777);
+  await applyXattrs(path, header, progress);
+  const mtime = header.mtime ?? new Date(0);
+  if (header.type === 'directory') progress.directoryTimes.push([path, mtime]);
+  else await lutimes(path, mtime, mtime);
+}
+
+/** The real components of an entry's target path, its parent directory resolved (and created) in the rootfs. */
+async function placeEntry(resolver: RootfsResolver, components: string[]): Promise<string[]> {
+  const parent = await resolver.directory(components.slice(0, -1), true);
+  return [...parent!, components[components.length - 1]!];
+}
+
+async function makeHardlink(resolver: RootfsResolver, path: string, linkname: string): Promise<void> {
+  const components = entryComponents(linkname);
+  if (components.length === 0) throw new EntryRefused('hardlink to the rootfs itself');
+  const parent = await resolver.directory(components.slice(0, -1), false);
+  const target = parent && resolver.host([...parent, components[components.length - 1]!]);
+  const stat = target && (await lstatOrNull(target));
+  if (!stat) throw new EntryRefused(`hardlink target ${linkname} does not exist in the rootfs`);
+  if (stat.isDirectory()) throw new EntryRefused(`hardlink target ${linkname} is a directory`);
+  if (target === path) return;
+  await removeNode(resolver, path);
+  await link(target, path);
+}
+
+/** Applies one non-whiteout entry. */
+export async function applyEntry(
+  resolver: RootfsResolver,
+  header: Header,
+  content: AsyncIterable<Buffer>,
+  progress: LayerProgress,
+): Promise<void> {
+  const components = entryComponents(header.name);
+  if (components.length === 0) {
+    if (header.type !== 'directory') throw new EntryRefused('the rootfs itself can only be a directory');
+    await applyMetadata(resolver.rootfs, header, false, progress);
+    return;
+  }
+  const real = await placeEntry(resolver, components);
+  const path = resolver.host(real);
+  switch (header.type) {
+    case 'directory': {
+      const existing = await lstatOrNull(path);
+      if (!existing?.isDirectory()) {
+        if (existing) await removeNode(resolver, path);
+        await mkdir(path, 0o700);
+      }
+      break;
+    }
+    case 'file':
+    case 'contiguous-file':
+      await removeNode(resolver, path);
+      await writeFile(path, content);
+      break;
+    case 'symlink':
+      await removeNode(resolver, path);
+      await symlink(header.linkname ?? '', path);
+      break;
+    case 'link':
+      await makeHardlink(resolver, path, header.linkname ?? '');
+      markWritten(progress, resolver, real);
+      return; // a hardlink shares its target's inode and metadata
+    case 'character-device':
+    case 'block-device':
+    case 'fifo':
+      await removeNode(resolver, path);
+      await makeNode(path, header);
+      break;
+    default:
+      throw new EntryRefused(`unsupported entry type ${String(header.type)}`);
+  }
+  markWritten(progress, resolver, real);
+  await applyMetadata(path, header, header.type === 'symlink', progress);
+}

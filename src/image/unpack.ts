@@ -1,0 +1,89 @@
+// Applying image layers, in order, onto an empty rootfs. This is a security boundary: see unpack-paths.ts for how
+// entry names stay inside the rootfs, unpack-entries.ts for how each node is written.
+import { mkdir, readdir, rm, lutimes } from 'node:fs/promises';
+import { extract } from 'tar-stream';
+import { openTarStream } from './unpack-decompress.js';
+import { applyEntry, type LayerProgress } from './unpack-entries.js';
+import { EntryRefused, RootfsResolver } from './unpack-paths.js';
+import { applyWhiteout, isWhiteout } from './unpack-whiteouts.js';
+
+export interface LayerSource {
+  digest: string;
+  mediaType: string;
+  open(): Promise<NodeJS.ReadableStream>;
+}
+
+export interface UnpackOptions {
+  /** Where non-fatal notes go (an xattr that could not be kept); stderr by default. */
+  warn?: (message: string) => void;
+}
+
+export class UnpackError extends Error {
+  constructor(
+    readonly layer: string,
+    readonly entry: string | undefined,
+    readonly reason: string,
+  ) {
+    super(`layer ${layer}${entry === undefined ? '' : `: entry ${JSON.stringify(entry)}`}: ${reason}`);
+    this.name = 'UnpackError';
+  }
+}
+
+async function applyLayer(layer: LayerSource, resolver: RootfsResolver, warn: (message: string) => void): Promise<void> {
+  let current: string | undefined;
+  const progress: LayerProgress = {
+    written: new Set(),
+    ancestorsOfWritten: new Set(),
+    directoryTimes: [],
+    warn: (message) => warn(`layer ${layer.digest}: entry ${JSON.stringify(current)}: ${message}`),
+  };
+  let stream;
+  try {
+    stream = await openTarStream(await layer.open(), layer.mediaType);
+  } catch (error) {
+    throw new UnpackError(layer.digest, undefined, (error as Error).message);
+  }
+  const entries = extract();
+  const failed = (error: Error) => entries.destroy(error);
+  stream.finished.catch(failed);
+  stream.tar.once('error', failed);
+  stream.tar.pipe(entries as unknown as NodeJS.WritableStream);
+  try {
+    for await (const entry of entries) {
+      current = entry.header.name;
+      if (isWhiteout(current)) await applyWhiteout(resolver, current, progress);
+      else await applyEntry(resolver, entry.header, entry as AsyncIterable<Buffer>, progress);
+      entry.resume();
+    }
+    await stream.finished;
+    current = undefined;
+    for (const [path, mtime] of progress.directoryTimes) await lutimes(path, mtime, mtime);
+  } catch (error) {
+    stream.abort();
+    entries.destroy();
+    if (error instanceof UnpackError) throw error;
+    const reason = error instanceof EntryRefused ? error.message : (error as Error).message;
+    throw new UnpackError(layer.digest, current, reason);
+  }
+}
+
+async function ensureEmpty(rootfs: string): Promise<void> {
+  await mkdir(rootfs, { recursive: true });
+  if ((await readdir(rootfs)).length > 0) throw new Error(`rootfs ${rootfs} is not empty`);
+}
+
+/**
+ * Applies the layers in order onto an EMPTY rootfs dir (made if missing); on any error removes the rootfs and
+ * throws an UnpackError naming the layer digest and the entry.
+ */
+export async function unpackLayers(layers: LayerSource[], rootfs: string, options: UnpackOptions = {}): Promise<void> {
+  await ensureEmpty(rootfs);
+  const resolver = new RootfsResolver(rootfs);
+  const warn = options.warn ?? ((message: string) => process.stderr.write(`runbox: ${message}\n`));
+  try {
+    for (const layer of layers) await applyLayer(layer, resolver, warn);
+  } catch (error) {
+    await rm(rootfs, { recursive: true, force: true });
+    throw error;
+  }
+}
