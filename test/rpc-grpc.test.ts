@@ -86,6 +86,32 @@ test('a gRPC deadline aborts the call signal and the client gets DEADLINE_EXCEED
   t.true(context!.deadline instanceof Date);
 });
 
+test('a gRPC client that cancels or goes away mid-call aborts the call signal', async (t) => {
+  const contexts: CallContext[] = [];
+  const { path, call } = await grpcTask(t, {
+    Wait: (_request, context) =>
+      new Promise((_, reject) => {
+        contexts.push(context);
+        context.signal.addEventListener('abort', () => reject(context.signal.reason));
+      }),
+    State: async ({ id }) => ({ id }),
+  });
+  const leaving = new Client(`unix:${path}`, credentials.createInsecure());
+  const pending = leaving.makeUnaryRequest(
+    `/${TASK_V3}/Wait`,
+    (value: object) => encodeMessage('containerd.task.v3.WaitRequest', value),
+    (bytes: Buffer) => decodeMessage('containerd.task.v3.WaitResponse', bytes),
+    { id: 'w' },
+    () => {},
+  );
+  while (contexts.length < 1) await new Promise((resolve) => setTimeout(resolve, 5));
+  pending.cancel();
+  leaving.close();
+  while (!contexts[0]!.signal.aborted) await new Promise((resolve) => setTimeout(resolve, 5));
+  t.is((contexts[0]!.signal.reason as RpcError).code, StatusCode.CANCELLED);
+  t.like(await call('State', 'StateRequest', 'containerd.task.v3.StateResponse', { id: 'next' }), { id: 'next' });
+});
+
 test('serveGrpc refuses a method the service does not have', async (t) => {
   await t.throwsAsync(serveGrpc(TASK_V3, { Frobnicate: async () => ({}) }, join(socketDir(t), 'never.sock')), { message: /has no unary method Frobnicate/ });
 });

@@ -1,11 +1,13 @@
 import test from 'ava';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { decodeAny, encodeAny, encodeMessage } from '../src/rpc/protos.js';
 import type { CallContext } from '../src/rpc/service.js';
 import { RpcError, StatusCode } from '../src/rpc/status-code.js';
 import { TtrpcClient } from '../src/rpc/ttrpc-client.js';
+import { TtrpcServer } from '../src/rpc/ttrpc-server.js';
 import { Flags, MessageType } from '../src/rpc/ttrpc-frame.js';
-import { RawConnection, TASK, taskServer } from './helpers/rpc.js';
+import { RawConnection, socketDir, TASK, taskServer } from './helpers/rpc.js';
 
 test('a CreateTaskRequest with overlay mounts and options reaches the server whole, and its response comes back', async (t) => {
   let received: any;
@@ -249,4 +251,28 @@ test('client stream ids are odd, start at 1 and grow by 2', async (t) => {
   }) as typeof socket.write;
   for (let i = 0; i < 4; i++) await client.call(TASK, 'State', { id: String(i) });
   t.deepEqual(ids, [1, 3, 5, 7]);
+});
+
+test('an event forwarded as containerd expects it: Envelope with a bare-name Any, namespace in metadata', async (t) => {
+  let forwarded: { request: any; metadata: Record<string, string[]> } | undefined;
+  const path = join(socketDir(t), 'events.sock');
+  const server = new TtrpcServer();
+  server.addService('containerd.services.events.ttrpc.v1.Events', {
+    async Forward(request, context) {
+      forwarded = { request, metadata: context.metadata };
+      return {};
+    },
+  });
+  await server.listen(path);
+  t.teardown(() => server.close());
+  const client = await TtrpcClient.connect(path);
+  t.teardown(() => client.close());
+  const exitedAt = { seconds: 1764000001, nanos: 5 };
+  const envelope = { timestamp: exitedAt, namespace: 'default', topic: '/tasks/exit', event: encodeAny('containerd.events.TaskExit', { containerId: 'c1', id: 'c1', pid: 42, exitStatus: 7, exitedAt }) };
+  t.deepEqual(await client.call('containerd.services.events.ttrpc.v1.Events', 'Forward', { envelope }, { metadata: { 'containerd-namespace-ttrpc': ['default'] } }), {});
+  t.deepEqual(forwarded!.metadata['containerd-namespace-ttrpc'], ['default']);
+  const received = forwarded!.request.envelope;
+  t.like(received, { namespace: 'default', topic: '/tasks/exit', timestamp: exitedAt });
+  t.is(received.event.typeUrl, 'containerd.events.TaskExit');
+  t.deepEqual(decodeAny(received.event), { containerId: 'c1', id: 'c1', pid: 42, exitStatus: 7, exitedAt, exitReason: 0 });
 });
