@@ -276,3 +276,16 @@ test('an event forwarded as containerd expects it: Envelope with a bare-name Any
   t.is(received.event.typeUrl, 'containerd.events.TaskExit');
   t.deepEqual(decodeAny(received.event), { containerId: 'c1', id: 'c1', pid: 42, exitStatus: 7, exitedAt, exitReason: 0 });
 });
+
+test('close() finishes even while a client that never reads has megabytes of replies waiting', async (t) => {
+  const big = 'z'.repeat(3 << 20);
+  const { server, path } = await taskServer(t, { State: async () => ({ id: big }) });
+  const raw = await RawConnection.open(t, path);
+  raw.socket.pause();
+  for (let id = 1; id < 20; id += 2) raw.request(id, { payload: encodeMessage('containerd.task.v2.StateRequest', { id: 'x' }) });
+  await sleep(200);
+  await server.close();
+  raw.socket.resume();
+  await raw.closed;
+  t.pass();
+});

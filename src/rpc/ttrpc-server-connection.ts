@@ -15,6 +15,8 @@ export type MethodResolver = (service: string, method: string) => RegisteredMeth
 
 /** setTimeout's longest delay; a later deadline is as good as none for a call. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** How long an ending connection may take to flush its last replies to a peer that does not read them. */
+const END_GRACE_MS = 1000;
 
 /**
  * One client connection of a TtrpcServer: runs every unary call it receives concurrently and answers each on its
@@ -59,6 +61,7 @@ export class TtrpcServerConnection {
     if (this.ended) return;
     this.ended = true;
     this.socket.end(() => this.socket.destroy());
+    setTimeout(() => this.socket.destroy(), END_GRACE_MS).unref();
   }
 
   private abortCalls(reason: RpcError): void {
