@@ -1,12 +1,13 @@
 import test from 'ava';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { decodeAny, encodeAny, encodeMessage } from '../src/rpc/protos.js';
+import { decodeAny, decodeMessage, encodeAny, encodeMessage } from '../src/rpc/protos.js';
 import type { CallContext } from '../src/rpc/service.js';
 import { RpcError, StatusCode } from '../src/rpc/status-code.js';
 import { TtrpcClient } from '../src/rpc/ttrpc-client.js';
 import { TtrpcServer } from '../src/rpc/ttrpc-server.js';
-import { Flags, MessageType } from '../src/rpc/ttrpc-frame.js';
+import { encodeFrame, Flags, FrameDecoder, MessageType } from '../src/rpc/ttrpc-frame.js';
 import { RawConnection, socketDir, TASK, taskServer } from './helpers/rpc.js';
 
 test('a CreateTaskRequest with overlay mounts and options reaches the server whole, and its response comes back', async (t) => {
@@ -238,19 +239,48 @@ test('calls pending when the server goes away fail with UNAVAILABLE, and so do l
   t.is(later!.code, StatusCode.UNAVAILABLE);
 });
 
-test('client stream ids are odd, start at 1 and grow by 2', async (t) => {
-  const ids: number[] = [];
-  const { path } = await taskServer(t, { State: async ({ id }) => ({ id }) });
+test('on the wire, the client uses odd stream ids from 1 up by 2 and sends timeout_nano and metadata', async (t) => {
+  // A server made of bare frames, to see exactly what the client sends.
+  const path = join(socketDir(t), 'raw-server.sock');
+  const requests: { streamId: number; request: any }[] = [];
+  const server = createServer((socket) => {
+    const decoder = new FrameDecoder(
+      (frame) => {
+        const request = decodeMessage('ttrpc.Request', frame.data);
+        requests.push({ streamId: frame.streamId, request });
+        if (request.method === 'Hang') {
+          socket.destroy();
+          return;
+        }
+        const payload = encodeMessage('containerd.task.v2.StateResponse', { id: `reply-${frame.streamId}` });
+        socket.write(encodeFrame(frame.streamId, MessageType.RESPONSE, 0, encodeMessage('ttrpc.Response', { payload })));
+      },
+      () => socket.destroy(),
+    );
+    socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+  });
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  t.teardown(() => server.close());
   const client = await TtrpcClient.connect(path);
   t.teardown(() => client.close());
-  const socket = (client as unknown as { socket: import('node:net').Socket }).socket;
-  const write = socket.write.bind(socket);
-  socket.write = ((chunk: Buffer, ...rest: never[]) => {
-    ids.push(chunk.readUInt32BE(4));
-    return write(chunk, ...rest);
-  }) as typeof socket.write;
-  for (let i = 0; i < 4; i++) await client.call(TASK, 'State', { id: String(i) });
-  t.deepEqual(ids, [1, 3, 5, 7]);
+  for (let i = 0; i < 3; i++) t.like(await client.call(TASK, 'State', { id: String(i) }), { id: `reply-${2 * i + 1}` });
+  await client.call(TASK, 'State', { id: 'x' }, { timeoutMs: 1500, metadata: { 'containerd-namespace-ttrpc': ['default'], k: ['v1', 'v2'] } });
+  t.deepEqual(
+    requests.map((r) => r.streamId),
+    [1, 3, 5, 7],
+  );
+  t.like(requests[3]!.request, { service: TASK, method: 'State', timeoutNano: 1.5e9 });
+  t.deepEqual(requests[3]!.request.metadata, [
+    { key: 'containerd-namespace-ttrpc', value: 'default' },
+    { key: 'k', value: 'v1' },
+    { key: 'k', value: 'v2' },
+  ]);
+  t.is(requests[0]!.request.timeoutNano, 0);
+  t.deepEqual(decodeMessage('containerd.task.v2.StateRequest', requests[0]!.request.payload), { id: '0', execId: '' });
+  // The server drops the connection mid-call: the pending call fails, and so do later ones.
+  const dropped = await t.throwsAsync(client.invoke(TASK, 'Hang', Buffer.alloc(0)), { instanceOf: RpcError });
+  t.is(dropped!.code, StatusCode.UNAVAILABLE);
+  t.is((await t.throwsAsync(client.call(TASK, 'State', { id: 'late' }), { instanceOf: RpcError }))!.code, StatusCode.UNAVAILABLE);
 });
 
 test('an event forwarded as containerd expects it: Envelope with a bare-name Any, namespace in metadata', async (t) => {
