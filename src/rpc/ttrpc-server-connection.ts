@@ -55,13 +55,19 @@ export class TtrpcServerConnection {
     });
   }
 
-  /** Aborts the calls in flight with reason, then closes the connection once what is written has been sent. */
+  /**
+   * Aborts the calls in flight with reason, answers them with it, and closes the connection once that is sent.
+   * Frames that arrive meanwhile are ignored.
+   */
   end(reason: RpcError): void {
     this.abortCalls(reason);
     if (this.ended) return;
     this.ended = true;
-    this.socket.end(() => this.socket.destroy());
-    setTimeout(() => this.socket.destroy(), END_GRACE_MS).unref();
+    // The aborted calls reply from promise callbacks, which all run before this.
+    setImmediate(() => {
+      this.socket.end(() => this.socket.destroy());
+      setTimeout(() => this.socket.destroy(), END_GRACE_MS).unref();
+    });
   }
 
   private abortCalls(reason: RpcError): void {
