@@ -112,6 +112,23 @@ test('a gRPC client that cancels or goes away mid-call aborts the call signal', 
   t.like(await call('State', 'StateRequest', 'containerd.task.v3.StateResponse', { id: 'next' }), { id: 'next' });
 });
 
+test('a malformed gRPC request gets an error status and the server goes on', async (t) => {
+  const { path, call } = await grpcTask(t, { State: async ({ id }) => ({ id }) });
+  const client = new Client(`unix:${path}`, credentials.createInsecure());
+  t.teardown(() => client.close());
+  const error = await new Promise<ServiceError>((resolve) =>
+    client.makeUnaryRequest(
+      `/${TASK_V3}/State`,
+      () => Buffer.from([0x0a, 0x7f, 0x01]), // a StateRequest whose id runs past the end
+      (bytes: Buffer) => bytes,
+      {},
+      (failure) => resolve(failure!),
+    ),
+  );
+  t.not(error.code, status.OK);
+  t.like(await call('State', 'StateRequest', 'containerd.task.v3.StateResponse', { id: 'ok' }), { id: 'ok' });
+});
+
 test('serveGrpc refuses a method the service does not have', async (t) => {
   await t.throwsAsync(serveGrpc(TASK_V3, { Frobnicate: async () => ({}) }, join(socketDir(t), 'never.sock')), { message: /has no unary method Frobnicate/ });
 });
