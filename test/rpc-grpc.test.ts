@@ -34,7 +34,7 @@ async function grpcTask(t: ExecutionContext, implementation: ServiceImplementati
 
 test('containerd.task.v3.Task over gRPC: a Create roundtrip with metadata from a @grpc/grpc-js client', async (t) => {
   let seen: { request: any; metadata: Record<string, string[]> } | undefined;
-  const { path, call } = await grpcTask(t, {
+  const { path, server, call } = await grpcTask(t, {
     async Create(request, context) {
       seen = { request, metadata: context.metadata };
       return { pid: 99 };
@@ -48,6 +48,8 @@ test('containerd.task.v3.Task over gRPC: a Create roundtrip with metadata from a
   t.is(seen!.request.id, 'g1');
   t.deepEqual(seen!.request.rootfs, [{ type: 'bind', source: '/x', target: '', options: [] }]);
   t.deepEqual(seen!.metadata['containerd-namespace'], ['k8s.io']);
+  await server.close();
+  t.throws(() => lstatSync(path), { code: 'ENOENT' });
 });
 
 test('gRPC errors carry the RpcError code; unimplemented and streaming methods answer UNIMPLEMENTED', async (t) => {
