@@ -67,6 +67,30 @@ function loadRows(): string[] {
   ];
 }
 
+/** Resident memory of a fresh node process that serves Task on a socket and has answered one call over it. */
+function servingRss(dir: string, withGrpc: boolean): string {
+  const url = (path: string) => JSON.stringify(new URL(path, `file://${project}`).href);
+  const script = `
+    const { TtrpcServer } = await import(${url('dist/src/rpc/ttrpc-server.js')});
+    const { TtrpcClient } = await import(${url('dist/src/rpc/ttrpc-client.js')});
+    ${withGrpc ? `await import(${url('dist/src/rpc/grpc-server.js')});` : ''}
+    const server = new TtrpcServer();
+    server.addService('containerd.task.v2.Task', { State: async ({ id }) => ({ id }) });
+    const path = ${JSON.stringify(join(dir, `rss-${withGrpc}.sock`))};
+    await server.listen(path);
+    const client = await TtrpcClient.connect(path);
+    await client.call('containerd.task.v2.Task', 'State', { id: 'x' });
+    client.close();
+    await server.close();
+    process.stdout.write(String(process.memoryUsage().rss));`;
+  const samples = Array.from({ length: 5 }, () => {
+    const result = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    if (result.status !== 0) throw new Error(`rss benchmark failed: ${result.stderr}`);
+    return Number(result.stdout) / 2 ** 20;
+  });
+  return `${median(samples).toFixed(1)} MiB`;
+}
+
 async function ttrpcRows(path: string): Promise<string[]> {
   const client = await TtrpcClient.connect(path);
   try {
@@ -138,7 +162,13 @@ export async function rpcBench(): Promise<string> {
       server.stdout.once('data', () => resolve());
       server.once('exit', (code) => reject(new Error(`rpc bench server exited with ${code}`)));
     });
-    const rows = [...loadRows(), ...(await ttrpcRows(join(dir, 'ttrpc.sock'))), ...(await grpcRows(join(dir, 'grpc.sock')))];
+    const rows = [
+      ...loadRows(),
+      `| RSS of a node process serving ttrpc, after one call | ${servingRss(dir, false)} |`,
+      `| the same with @grpc/grpc-js loaded too | ${servingRss(dir, true)} |`,
+      ...(await ttrpcRows(join(dir, 'ttrpc.sock'))),
+      ...(await grpcRows(join(dir, 'grpc.sock'))),
+    ];
     return [`rpc layer: client and server in two processes on a unix socket; load times are medians of ${LOAD_ROUNDS} fresh processes`, '', '| measure | value |', '| --- | ---: |', ...rows, ''].join('\n');
   } finally {
     server.stdin.end();
