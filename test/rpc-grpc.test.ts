@@ -6,7 +6,7 @@ import { serveGrpc } from '../src/rpc/grpc-server.js';
 import { decodeMessage, encodeMessage } from '../src/rpc/protos.js';
 import type { CallContext, ServiceImplementation } from '../src/rpc/service.js';
 import { RpcError, StatusCode } from '../src/rpc/status-code.js';
-import { socketDir } from './helpers/rpc.js';
+import { socketDir, until } from './helpers/rpc.js';
 
 const TASK_V3 = 'containerd.task.v3.Task';
 
@@ -82,9 +82,11 @@ test('a gRPC deadline aborts the call signal and the client gets DEADLINE_EXCEED
         callContext.signal.addEventListener('abort', () => reject(callContext.signal.reason));
       }),
   });
-  const error = await t.throwsAsync<ServiceError>(call('Wait', 'WaitRequest', 'containerd.task.v3.WaitResponse', { id: 'w' }, { deadline: new Date(Date.now() + 200) }));
+  // A first call readies both sides, so that the deadline leaves the server time to receive the next one.
+  await t.throwsAsync(call('Pause', 'PauseRequest', 'google.protobuf.Empty', { id: 'warm-up' }));
+  const error = await t.throwsAsync<ServiceError>(call('Wait', 'WaitRequest', 'containerd.task.v3.WaitResponse', { id: 'w' }, { deadline: new Date(Date.now() + 2000) }));
   t.is(error!.code, status.DEADLINE_EXCEEDED);
-  while (!context?.signal.aborted) await new Promise((resolve) => setTimeout(resolve, 5));
+  await until(() => context?.signal.aborted === true, 'the server to abort the call');
   t.true(context!.deadline instanceof Date);
 });
 
@@ -106,10 +108,10 @@ test('a gRPC client that cancels or goes away mid-call aborts the call signal', 
     { id: 'w' },
     () => {},
   );
-  while (contexts.length < 1) await new Promise((resolve) => setTimeout(resolve, 5));
+  await until(() => contexts.length === 1, 'the call to start');
   pending.cancel();
   leaving.close();
-  while (!contexts[0]!.signal.aborted) await new Promise((resolve) => setTimeout(resolve, 5));
+  await until(() => contexts[0]!.signal.aborted, 'the server to abort the call');
   t.is((contexts[0]!.signal.reason as RpcError).code, StatusCode.CANCELLED);
   t.like(await call('State', 'StateRequest', 'containerd.task.v3.StateResponse', { id: 'next' }), { id: 'next' });
 });

@@ -8,7 +8,7 @@ import { RpcError, StatusCode } from '../src/rpc/status-code.js';
 import { TtrpcClient } from '../src/rpc/ttrpc-client.js';
 import { TtrpcServer } from '../src/rpc/ttrpc-server.js';
 import { encodeFrame, Flags, FrameDecoder, MessageType } from '../src/rpc/ttrpc-frame.js';
-import { RawConnection, socketDir, TASK, taskServer } from './helpers/rpc.js';
+import { RawConnection, socketDir, TASK, taskServer, until } from './helpers/rpc.js';
 
 test('a CreateTaskRequest with overlay mounts and options reaches the server whole, and its response comes back', async (t) => {
   let received: any;
@@ -85,8 +85,7 @@ test('a call past its timeout fails with DEADLINE_EXCEEDED and the server aborts
   const error = await t.throwsAsync(client.call(TASK, 'Wait', { id: 'slow' }, { timeoutMs: 100 }), { instanceOf: RpcError });
   t.is(error!.code, StatusCode.DEADLINE_EXCEEDED);
   // The server's own timer, started when the request arrived (maybe after the client gave up), aborts the call too.
-  while (!seen) await sleep(5);
-  await new Promise((resolve) => (seen!.signal.aborted ? resolve(undefined) : seen!.signal.addEventListener('abort', resolve)));
+  await until(() => seen?.signal.aborted === true, 'the server to abort the call');
   t.is((seen!.signal.reason as RpcError).code, StatusCode.DEADLINE_EXCEEDED);
   t.true(seen!.deadline instanceof Date);
   // The connection is still good for other calls.
@@ -215,10 +214,10 @@ test('a client that disconnects mid-call aborts the call signals; the server kee
   });
   const leaving = await TtrpcClient.connect(path);
   const calls = [leaving.call(TASK, 'Wait', { id: 'a' }), leaving.call(TASK, 'Wait', { id: 'b' })];
-  while (started.length < 2) await sleep(5);
+  await until(() => started.length === 2, 'both calls to start');
   leaving.close();
   for (const call of calls) t.is((await t.throwsAsync(call, { instanceOf: RpcError }))!.code, StatusCode.CANCELLED);
-  while (!started.every((c) => c.signal.aborted)) await sleep(5);
+  await until(() => started.every((c) => c.signal.aborted), 'both calls to be aborted');
   t.true(started.every((c) => (c.signal.reason as RpcError).code === StatusCode.CANCELLED));
   const other = await TtrpcClient.connect(path);
   t.teardown(() => other.close());
@@ -235,7 +234,7 @@ test('calls pending when the server goes away fail with UNAVAILABLE, and so do l
       }),
   });
   const waiting = client.call(TASK, 'Wait', { id: 'w' });
-  while (!started) await sleep(5);
+  await until(() => started, 'the call to start');
   await server.close();
   const error = await t.throwsAsync(waiting, { instanceOf: RpcError });
   t.is(error!.code, StatusCode.UNAVAILABLE);
