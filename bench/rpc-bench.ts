@@ -33,21 +33,24 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
 }
 
-/** Milliseconds a fresh node process spends in `script` (an ES module body), median over rounds. */
-function loadTime(script: string): number {
-  const runner = `const t = performance.now(); await import('data:text/javascript,' + encodeURIComponent(${JSON.stringify(script)})); process.stdout.write(String(performance.now() - t));`;
+/**
+ * Wall and CPU milliseconds a fresh node process spends in `script` (an ES module body), medians over rounds. CPU
+ * time is the steadier figure on a shared machine.
+ */
+function loadTime(script: string): string {
+  const runner = `const t = performance.now(); const c = process.cpuUsage(); await import('data:text/javascript,' + encodeURIComponent(${JSON.stringify(script)})); const u = process.cpuUsage(c); process.stdout.write(JSON.stringify([performance.now() - t, (u.user + u.system) / 1000]));`;
   const samples = Array.from({ length: LOAD_ROUNDS }, () => {
     const result = spawnSync(process.execPath, ['--input-type=module', '-e', runner], { cwd: project, encoding: 'utf8' });
     if (result.status !== 0) throw new Error(`load benchmark failed: ${result.stderr}`);
-    return Number(result.stdout);
+    return JSON.parse(result.stdout) as [number, number];
   });
-  return median(samples);
+  return `${median(samples.map((s) => s[0])).toFixed(1)} ms (CPU ${median(samples.map((s) => s[1])).toFixed(1)} ms)`;
 }
 
 function loadRows(): string[] {
   const moduleUrl = (path: string) => new URL(path, `file://${project}`).href;
   const firstUse = `const t = root.lookupType('containerd.task.v2.CreateTaskRequest'); t.toObject(t.decode(t.encode(t.fromObject({ id: 'x', rootfs: [{ type: 'overlay' }] })).finish()));`;
-  const protoFiles = ['runtime/task/v2/shim.proto', 'runtime/task/v3/shim.proto', 'events/task.proto', 'services/ttrpc/events/v1/events.proto'].map((f) => `github.com/containerd/containerd/api/${f}`);
+  const protoFiles = ['runtime/task/v2/shim.proto', 'events/task.proto', 'services/ttrpc/events/v1/events.proto'].map((f) => `github.com/containerd/containerd/api/${f}`);
   const fromProto = `
     const { default: protobuf } = await import(${JSON.stringify(moduleUrl('node_modules/protobufjs/index.js'))});
     const root = new protobuf.Root();
@@ -59,9 +62,33 @@ function loadRows(): string[] {
     const root = { lookupType: messageType };
     ${firstUse}`;
   return [
-    `| load types: protobufjs + parse proto/*.proto (loadSync) | ${loadTime(fromProto).toFixed(1)} ms |`,
-    `| load types: protobufjs/light + JSON descriptor (what src/rpc/protos.ts does) | ${loadTime(fromJson).toFixed(1)} ms |`,
+    `| load types and code one: protobufjs parses proto/*.proto (loadSync; without task.v3) | ${loadTime(fromProto)} |`,
+    `| load types and code one: protobufjs/light + JSON descriptor (src/rpc/protos.ts) | ${loadTime(fromJson)} |`,
   ];
+}
+
+/** Resident memory of a fresh node process that serves Task on a socket and has answered one call over it. */
+function servingRss(dir: string, withGrpc: boolean): string {
+  const url = (path: string) => JSON.stringify(new URL(path, `file://${project}`).href);
+  const script = `
+    const { TtrpcServer } = await import(${url('dist/src/rpc/ttrpc-server.js')});
+    const { TtrpcClient } = await import(${url('dist/src/rpc/ttrpc-client.js')});
+    ${withGrpc ? `await import(${url('dist/src/rpc/grpc-server.js')});` : ''}
+    const server = new TtrpcServer();
+    server.addService('containerd.task.v2.Task', { State: async ({ id }) => ({ id }) });
+    const path = ${JSON.stringify(join(dir, `rss-${withGrpc}.sock`))};
+    await server.listen(path);
+    const client = await TtrpcClient.connect(path);
+    await client.call('containerd.task.v2.Task', 'State', { id: 'x' });
+    client.close();
+    await server.close();
+    process.stdout.write(String(process.memoryUsage().rss));`;
+  const samples = Array.from({ length: 5 }, () => {
+    const result = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    if (result.status !== 0) throw new Error(`rss benchmark failed: ${result.stderr}`);
+    return Number(result.stdout) / 2 ** 20;
+  });
+  return `${median(samples).toFixed(1)} MiB`;
 }
 
 async function ttrpcRows(path: string): Promise<string[]> {
@@ -135,7 +162,13 @@ export async function rpcBench(): Promise<string> {
       server.stdout.once('data', () => resolve());
       server.once('exit', (code) => reject(new Error(`rpc bench server exited with ${code}`)));
     });
-    const rows = [...loadRows(), ...(await ttrpcRows(join(dir, 'ttrpc.sock'))), ...(await grpcRows(join(dir, 'grpc.sock')))];
+    const rows = [
+      ...loadRows(),
+      `| RSS of a node process serving ttrpc, after one call | ${servingRss(dir, false)} |`,
+      `| the same with @grpc/grpc-js loaded too | ${servingRss(dir, true)} |`,
+      ...(await ttrpcRows(join(dir, 'ttrpc.sock'))),
+      ...(await grpcRows(join(dir, 'grpc.sock'))),
+    ];
     return [`rpc layer: client and server in two processes on a unix socket; load times are medians of ${LOAD_ROUNDS} fresh processes`, '', '| measure | value |', '| --- | ---: |', ...rows, ''].join('\n');
   } finally {
     server.stdin.end();

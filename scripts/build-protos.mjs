@@ -1,4 +1,4 @@
-// Compiles proto/ into one JSON descriptor, dist/proto/containerd.json, which src/rpc/protos.ts loads with
+// Compiles proto/ (plus containerd.task.v3, derived below) into one JSON descriptor, dist/proto/containerd.json, which src/rpc/protos.ts loads with
 // protobufjs/light: the shim then pays neither the .proto parser nor parsing at each start.
 import { mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
@@ -21,6 +21,14 @@ const root = new protobuf.Root();
 // Imports are relative to proto/; google/protobuf/* are the well-known types protobufjs carries itself.
 root.resolvePath = (_origin, target) => (target.startsWith('google/protobuf/') ? target : join(protoDir, target));
 root.loadSync(protoFiles(protoDir).sort(), { keepCase: false });
+
+// containerd.task.v3 (containerd 2.x) is task.v2's service and messages, field for field, in their own package,
+// plus an event stream containerd uses only when a shim announces it (runbox does not). It is derived here
+// rather than kept as a second copy of shim.proto.
+const task = root.lookup('containerd.task');
+const v3 = protobuf.Namespace.fromJSON('v3', task.lookup('v2').toJSON());
+v3.lookupService('Task').add(new protobuf.Method('Events', 'rpc', 'google.protobuf.Empty', 'containerd.types.Envelope', false, true));
+task.add(v3);
 root.resolveAll();
 
 // The well-known types protobufjs carries keep their snake_case names (Any's type_url); the contract with the

@@ -6,7 +6,7 @@ import { serveGrpc } from '../src/rpc/grpc-server.js';
 import { decodeMessage, encodeMessage } from '../src/rpc/protos.js';
 import type { CallContext, ServiceImplementation } from '../src/rpc/service.js';
 import { RpcError, StatusCode } from '../src/rpc/status-code.js';
-import { socketDir } from './helpers/rpc.js';
+import { socketDir, until } from './helpers/rpc.js';
 
 const TASK_V3 = 'containerd.task.v3.Task';
 
@@ -34,7 +34,7 @@ async function grpcTask(t: ExecutionContext, implementation: ServiceImplementati
 
 test('containerd.task.v3.Task over gRPC: a Create roundtrip with metadata from a @grpc/grpc-js client', async (t) => {
   let seen: { request: any; metadata: Record<string, string[]> } | undefined;
-  const { path, call } = await grpcTask(t, {
+  const { path, server, call } = await grpcTask(t, {
     async Create(request, context) {
       seen = { request, metadata: context.metadata };
       return { pid: 99 };
@@ -48,6 +48,8 @@ test('containerd.task.v3.Task over gRPC: a Create roundtrip with metadata from a
   t.is(seen!.request.id, 'g1');
   t.deepEqual(seen!.request.rootfs, [{ type: 'bind', source: '/x', target: '', options: [] }]);
   t.deepEqual(seen!.metadata['containerd-namespace'], ['k8s.io']);
+  await server.close();
+  t.throws(() => lstatSync(path), { code: 'ENOENT' });
 });
 
 test('gRPC errors carry the RpcError code; unimplemented and streaming methods answer UNIMPLEMENTED', async (t) => {
@@ -80,10 +82,55 @@ test('a gRPC deadline aborts the call signal and the client gets DEADLINE_EXCEED
         callContext.signal.addEventListener('abort', () => reject(callContext.signal.reason));
       }),
   });
-  const error = await t.throwsAsync<ServiceError>(call('Wait', 'WaitRequest', 'containerd.task.v3.WaitResponse', { id: 'w' }, { deadline: new Date(Date.now() + 200) }));
+  // A first call readies both sides, so that the deadline leaves the server time to receive the next one.
+  await t.throwsAsync(call('Pause', 'PauseRequest', 'google.protobuf.Empty', { id: 'warm-up' }));
+  const error = await t.throwsAsync<ServiceError>(call('Wait', 'WaitRequest', 'containerd.task.v3.WaitResponse', { id: 'w' }, { deadline: new Date(Date.now() + 2000) }));
   t.is(error!.code, status.DEADLINE_EXCEEDED);
-  while (!context?.signal.aborted) await new Promise((resolve) => setTimeout(resolve, 5));
+  await until(() => context?.signal.aborted === true, 'the server to abort the call');
   t.true(context!.deadline instanceof Date);
+});
+
+test('a gRPC client that cancels or goes away mid-call aborts the call signal', async (t) => {
+  const contexts: CallContext[] = [];
+  const { path, call } = await grpcTask(t, {
+    Wait: (_request, context) =>
+      new Promise((_, reject) => {
+        contexts.push(context);
+        context.signal.addEventListener('abort', () => reject(context.signal.reason));
+      }),
+    State: async ({ id }) => ({ id }),
+  });
+  const leaving = new Client(`unix:${path}`, credentials.createInsecure());
+  const pending = leaving.makeUnaryRequest(
+    `/${TASK_V3}/Wait`,
+    (value: object) => encodeMessage('containerd.task.v3.WaitRequest', value),
+    (bytes: Buffer) => decodeMessage('containerd.task.v3.WaitResponse', bytes),
+    { id: 'w' },
+    () => {},
+  );
+  await until(() => contexts.length === 1, 'the call to start');
+  pending.cancel();
+  leaving.close();
+  await until(() => contexts[0]!.signal.aborted, 'the server to abort the call');
+  t.is((contexts[0]!.signal.reason as RpcError).code, StatusCode.CANCELLED);
+  t.like(await call('State', 'StateRequest', 'containerd.task.v3.StateResponse', { id: 'next' }), { id: 'next' });
+});
+
+test('a malformed gRPC request gets an error status and the server goes on', async (t) => {
+  const { path, call } = await grpcTask(t, { State: async ({ id }) => ({ id }) });
+  const client = new Client(`unix:${path}`, credentials.createInsecure());
+  t.teardown(() => client.close());
+  const error = await new Promise<ServiceError>((resolve) =>
+    client.makeUnaryRequest(
+      `/${TASK_V3}/State`,
+      () => Buffer.from([0x0a, 0x7f, 0x01]), // a StateRequest whose id runs past the end
+      (bytes: Buffer) => bytes,
+      {},
+      (failure) => resolve(failure!),
+    ),
+  );
+  t.not(error.code, status.OK);
+  t.like(await call('State', 'StateRequest', 'containerd.task.v3.StateResponse', { id: 'ok' }), { id: 'ok' });
 });
 
 test('serveGrpc refuses a method the service does not have', async (t) => {

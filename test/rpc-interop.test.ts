@@ -27,7 +27,10 @@ test.before(async (t) => {
   if (missing) return;
   t.context.peer = join(buildDir, 'ttrpc-interop');
   // GOPATH mode over Debian's Go sources: no module download, nothing leaves the machine.
-  await promisify(execFile)('go', ['build', '-o', t.context.peer, source], { env: { ...process.env, GO111MODULE: 'off', GOPATH, GOFLAGS: '' } });
+  const env: NodeJS.ProcessEnv = { ...process.env, GO111MODULE: 'off', GOPATH, GOFLAGS: '' };
+  // Go's build cache lives under HOME; a CI environment without one gets a throw-away cache.
+  if (!env.GOCACHE && !env.HOME && !env.XDG_CACHE_HOME) env.GOCACHE = join(buildDir, 'cache');
+  await promisify(execFile)('go', ['build', '-o', t.context.peer, source], { env });
 });
 
 interop('the Go ttrpc client calls runbox’s server: payloads, metadata, status codes, timeout_nano, 50 calls at once', async (t) => {

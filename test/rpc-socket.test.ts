@@ -35,7 +35,7 @@ test('a stale socket file (nobody listening) is replaced', async (t) => {
   t.is(bound.status, 0, bound.stderr.toString());
   t.true(lstatSync(path).isSocket());
   await serve(t, path);
-  const client = await TtrpcClient.connect(path);
+  const client = await TtrpcClient.connect(`unix://${path}`);
   t.teardown(() => client.close());
   t.like(await client.call(TASK, 'Connect', {}), { shimPid: process.pid });
 });

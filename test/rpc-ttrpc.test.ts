@@ -1,11 +1,14 @@
 import test from 'ava';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { decodeAny, encodeAny, encodeMessage } from '../src/rpc/protos.js';
+import { decodeAny, decodeMessage, encodeAny, encodeMessage } from '../src/rpc/protos.js';
 import type { CallContext } from '../src/rpc/service.js';
 import { RpcError, StatusCode } from '../src/rpc/status-code.js';
 import { TtrpcClient } from '../src/rpc/ttrpc-client.js';
-import { Flags, MessageType } from '../src/rpc/ttrpc-frame.js';
-import { RawConnection, TASK, taskServer } from './helpers/rpc.js';
+import { TtrpcServer } from '../src/rpc/ttrpc-server.js';
+import { encodeFrame, Flags, FrameDecoder, MessageType } from '../src/rpc/ttrpc-frame.js';
+import { RawConnection, socketDir, TASK, taskServer, until } from './helpers/rpc.js';
 
 test('a CreateTaskRequest with overlay mounts and options reaches the server whole, and its response comes back', async (t) => {
   let received: any;
@@ -82,8 +85,7 @@ test('a call past its timeout fails with DEADLINE_EXCEEDED and the server aborts
   const error = await t.throwsAsync(client.call(TASK, 'Wait', { id: 'slow' }, { timeoutMs: 100 }), { instanceOf: RpcError });
   t.is(error!.code, StatusCode.DEADLINE_EXCEEDED);
   // The server's own timer, started when the request arrived (maybe after the client gave up), aborts the call too.
-  while (!seen) await sleep(5);
-  await new Promise((resolve) => (seen!.signal.aborted ? resolve(undefined) : seen!.signal.addEventListener('abort', resolve)));
+  await until(() => seen?.signal.aborted === true, 'the server to abort the call');
   t.is((seen!.signal.reason as RpcError).code, StatusCode.DEADLINE_EXCEEDED);
   t.true(seen!.deadline instanceof Date);
   // The connection is still good for other calls.
@@ -212,10 +214,10 @@ test('a client that disconnects mid-call aborts the call signals; the server kee
   });
   const leaving = await TtrpcClient.connect(path);
   const calls = [leaving.call(TASK, 'Wait', { id: 'a' }), leaving.call(TASK, 'Wait', { id: 'b' })];
-  while (started.length < 2) await sleep(5);
+  await until(() => started.length === 2, 'both calls to start');
   leaving.close();
   for (const call of calls) t.is((await t.throwsAsync(call, { instanceOf: RpcError }))!.code, StatusCode.CANCELLED);
-  while (!started.every((c) => c.signal.aborted)) await sleep(5);
+  await until(() => started.every((c) => c.signal.aborted), 'both calls to be aborted');
   t.true(started.every((c) => (c.signal.reason as RpcError).code === StatusCode.CANCELLED));
   const other = await TtrpcClient.connect(path);
   t.teardown(() => other.close());
@@ -223,30 +225,101 @@ test('a client that disconnects mid-call aborts the call signals; the server kee
 });
 
 test('calls pending when the server goes away fail with UNAVAILABLE, and so do later ones', async (t) => {
+  let started = false;
   const { server, client } = await taskServer(t, {
-    Wait: (_request, context) => new Promise((_, reject) => context.signal.addEventListener('abort', () => reject(context.signal.reason))),
+    Wait: (_request, context) =>
+      new Promise((_, reject) => {
+        started = true;
+        context.signal.addEventListener('abort', () => reject(context.signal.reason));
+      }),
   });
   const waiting = client.call(TASK, 'Wait', { id: 'w' });
-  await sleep(50);
+  await until(() => started, 'the call to start');
   await server.close();
   const error = await t.throwsAsync(waiting, { instanceOf: RpcError });
-  // The server answers its aborted call before it hangs up, or the client sees the hang-up: either way it is told.
-  t.true([StatusCode.UNAVAILABLE].includes(error!.code), `${error!.code} ${error!.message}`);
+  t.is(error!.code, StatusCode.UNAVAILABLE);
+  t.is(error!.message, 'the ttrpc server is closing');
   const later = await t.throwsAsync(client.call(TASK, 'Wait', { id: 'w2' }), { instanceOf: RpcError });
   t.is(later!.code, StatusCode.UNAVAILABLE);
 });
 
-test('client stream ids are odd, start at 1 and grow by 2', async (t) => {
-  const ids: number[] = [];
-  const { path } = await taskServer(t, { State: async ({ id }) => ({ id }) });
+test('on the wire, the client uses odd stream ids from 1 up by 2 and sends timeout_nano and metadata', async (t) => {
+  // A server made of bare frames, to see exactly what the client sends.
+  const path = join(socketDir(t), 'raw-server.sock');
+  const requests: { streamId: number; request: any }[] = [];
+  const server = createServer((socket) => {
+    const decoder = new FrameDecoder(
+      (frame) => {
+        const request = decodeMessage('ttrpc.Request', frame.data);
+        requests.push({ streamId: frame.streamId, request });
+        if (request.method === 'Hang') {
+          socket.destroy();
+          return;
+        }
+        const payload = encodeMessage('containerd.task.v2.StateResponse', { id: `reply-${frame.streamId}` });
+        socket.write(encodeFrame(frame.streamId, MessageType.RESPONSE, 0, encodeMessage('ttrpc.Response', { payload })));
+      },
+      () => socket.destroy(),
+    );
+    socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+  });
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  t.teardown(() => server.close());
   const client = await TtrpcClient.connect(path);
   t.teardown(() => client.close());
-  const socket = (client as unknown as { socket: import('node:net').Socket }).socket;
-  const write = socket.write.bind(socket);
-  socket.write = ((chunk: Buffer, ...rest: never[]) => {
-    ids.push(chunk.readUInt32BE(4));
-    return write(chunk, ...rest);
-  }) as typeof socket.write;
-  for (let i = 0; i < 4; i++) await client.call(TASK, 'State', { id: String(i) });
-  t.deepEqual(ids, [1, 3, 5, 7]);
+  for (let i = 0; i < 3; i++) t.like(await client.call(TASK, 'State', { id: String(i) }), { id: `reply-${2 * i + 1}` });
+  await client.call(TASK, 'State', { id: 'x' }, { timeoutMs: 1500, metadata: { 'containerd-namespace-ttrpc': ['default'], k: ['v1', 'v2'] } });
+  t.deepEqual(
+    requests.map((r) => r.streamId),
+    [1, 3, 5, 7],
+  );
+  t.like(requests[3]!.request, { service: TASK, method: 'State', timeoutNano: 1.5e9 });
+  t.deepEqual(requests[3]!.request.metadata, [
+    { key: 'containerd-namespace-ttrpc', value: 'default' },
+    { key: 'k', value: 'v1' },
+    { key: 'k', value: 'v2' },
+  ]);
+  t.is(requests[0]!.request.timeoutNano, 0);
+  t.deepEqual(decodeMessage('containerd.task.v2.StateRequest', requests[0]!.request.payload), { id: '0', execId: '' });
+  // The server drops the connection mid-call: the pending call fails, and so do later ones.
+  const dropped = await t.throwsAsync(client.invoke(TASK, 'Hang', Buffer.alloc(0)), { instanceOf: RpcError });
+  t.is(dropped!.code, StatusCode.UNAVAILABLE);
+  t.is((await t.throwsAsync(client.call(TASK, 'State', { id: 'late' }), { instanceOf: RpcError }))!.code, StatusCode.UNAVAILABLE);
+});
+
+test('an event forwarded as containerd expects it: Envelope with a bare-name Any, namespace in metadata', async (t) => {
+  let forwarded: { request: any; metadata: Record<string, string[]> } | undefined;
+  const path = join(socketDir(t), 'events.sock');
+  const server = new TtrpcServer();
+  server.addService('containerd.services.events.ttrpc.v1.Events', {
+    async Forward(request, context) {
+      forwarded = { request, metadata: context.metadata };
+      return {};
+    },
+  });
+  await server.listen(path);
+  t.teardown(() => server.close());
+  const client = await TtrpcClient.connect(path);
+  t.teardown(() => client.close());
+  const exitedAt = { seconds: 1764000001, nanos: 5 };
+  const envelope = { timestamp: exitedAt, namespace: 'default', topic: '/tasks/exit', event: encodeAny('containerd.events.TaskExit', { containerId: 'c1', id: 'c1', pid: 42, exitStatus: 7, exitedAt }) };
+  t.deepEqual(await client.call('containerd.services.events.ttrpc.v1.Events', 'Forward', { envelope }, { metadata: { 'containerd-namespace-ttrpc': ['default'] } }), {});
+  t.deepEqual(forwarded!.metadata['containerd-namespace-ttrpc'], ['default']);
+  const received = forwarded!.request.envelope;
+  t.like(received, { namespace: 'default', topic: '/tasks/exit', timestamp: exitedAt });
+  t.is(received.event.typeUrl, 'containerd.events.TaskExit');
+  t.deepEqual(decodeAny(received.event), { containerId: 'c1', id: 'c1', pid: 42, exitStatus: 7, exitedAt, exitReason: 0 });
+});
+
+test('close() finishes even while a client that never reads has megabytes of replies waiting', async (t) => {
+  const big = 'z'.repeat(3 << 20);
+  const { server, path } = await taskServer(t, { State: async () => ({ id: big }) });
+  const raw = await RawConnection.open(t, path);
+  raw.socket.pause();
+  for (let id = 1; id < 20; id += 2) raw.request(id, { payload: encodeMessage('containerd.task.v2.StateRequest', { id: 'x' }) });
+  await sleep(200);
+  await server.close();
+  raw.socket.resume();
+  await raw.closed;
+  t.pass();
 });

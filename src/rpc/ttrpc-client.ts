@@ -35,7 +35,9 @@ export class TtrpcClient {
     socket.on('close', () => this.fail(new RpcError(StatusCode.UNAVAILABLE, 'ttrpc connection closed')));
   }
 
-  static connect(path: string): Promise<TtrpcClient> {
+  /** Connects to a unix socket path, given plain or as a `unix://` address (containerd writes both). */
+  static connect(address: string): Promise<TtrpcClient> {
+    const path = address.startsWith('unix://') ? address.slice('unix://'.length) : address;
     return new Promise((resolve, reject) => {
       const socket = connect(path);
       socket.once('error', (error) => reject(new RpcError(StatusCode.UNAVAILABLE, `cannot connect to ttrpc socket ${path}: ${error.message}`)));

@@ -15,6 +15,8 @@ export type MethodResolver = (service: string, method: string) => RegisteredMeth
 
 /** setTimeout's longest delay; a later deadline is as good as none for a call. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** How long an ending connection may take to flush its last replies to a peer that does not read them. */
+const END_GRACE_MS = 1000;
 
 /**
  * One client connection of a TtrpcServer: runs every unary call it receives concurrently and answers each on its
@@ -53,12 +55,19 @@ export class TtrpcServerConnection {
     });
   }
 
-  /** Aborts the calls in flight with reason, then closes the connection once what is written has been sent. */
+  /**
+   * Aborts the calls in flight with reason, answers them with it, and closes the connection once that is sent.
+   * Frames that arrive meanwhile are ignored.
+   */
   end(reason: RpcError): void {
     this.abortCalls(reason);
     if (this.ended) return;
     this.ended = true;
-    this.socket.end(() => this.socket.destroy());
+    // The aborted calls reply from promise callbacks, which all run before this.
+    setImmediate(() => {
+      this.socket.end(() => this.socket.destroy());
+      setTimeout(() => this.socket.destroy(), END_GRACE_MS).unref();
+    });
   }
 
   private abortCalls(reason: RpcError): void {

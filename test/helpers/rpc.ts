@@ -11,6 +11,14 @@ import { TtrpcServer } from '../../src/rpc/ttrpc-server.js';
 
 export const TASK = 'containerd.task.v2.Task';
 
+/** Resolves once condition() holds; polls, and fails with what it waited for after 20 s. */
+export async function until(condition: () => boolean, what: string): Promise<void> {
+  for (let waited = 0; !condition(); waited += 5) {
+    if (waited > 20_000) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
 /** A private directory for sockets, removed when the test ends. */
 export function socketDir(t: ExecutionContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'runbox-rpc-'));

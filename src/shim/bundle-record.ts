@@ -1,0 +1,55 @@
+// What the `delete` subcommand needs to clean up after a shim that died (SIGKILL): the sandbox the container
+// ran in and its init pid, in BUNDLE/runbox-shim.json, written atomically by the shim at Create and removed at
+// Delete. The bundle also holds `address` and `shim.pid`, as containerd's own shims write them.
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { SandboxHandle } from '../hypervisor/driver.js';
+import { writeFileAtomic } from '../runtime/atomic-file.js';
+
+export interface BundleRecord {
+  sandbox: SandboxHandle;
+  /** The shim's private directory (sandbox files included), removed when the sandbox is gone. */
+  stateDir: string;
+  pid: number;
+  pidStartTime?: string;
+}
+
+const RECORD_FILE = 'runbox-shim.json';
+
+export function writeBundleRecord(bundle: string, record: BundleRecord): void {
+  writeFileAtomic(join(bundle, RECORD_FILE), JSON.stringify(record));
+}
+
+export function readBundleRecord(bundle: string): BundleRecord | undefined {
+  try {
+    return JSON.parse(readFileSync(join(bundle, RECORD_FILE), 'utf8')) as BundleRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+export function removeBundleRecord(bundle: string): void {
+  rmSync(join(bundle, RECORD_FILE), { force: true });
+}
+
+export function writeShimFiles(bundle: string, address: string, pid: number | undefined): void {
+  writeFileAtomic(join(bundle, 'address'), address, 0o644);
+  if (pid) writeFileAtomic(join(bundle, 'shim.pid'), String(pid), 0o644);
+}
+
+/** The pid of the shim that owns a state directory (see shimStateDir), if it wrote one. */
+export function readShimPid(stateDir: string): number | undefined {
+  try {
+    return Number(readFileSync(join(stateDir, 'shim.pid'), 'utf8')) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function readShimAddress(bundle: string): string | undefined {
+  try {
+    return readFileSync(join(bundle, 'address'), 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}

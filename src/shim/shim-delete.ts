@@ -1,0 +1,48 @@
+// `containerd-shim-runbox-v2 delete`: containerd's clean-up after a shim that is gone (killed, crashed) or done.
+// Whatever the dead shim left — the sandbox with the container's processes, the rootfs mount, its private
+// directory — is removed, and a DeleteResponse goes to stdout. A shim that still serves (another container
+// of its group) is left alone: it cleans up after its own tasks.
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { getDriver } from '../hypervisor/drivers.js';
+import { isProcessAlive } from '../hypervisor/host-process.js';
+import { encodeMessage } from '../rpc/protos.js';
+import { isServed } from '../rpc/unix-socket.js';
+import { describe } from '../runtime/errors.js';
+import { readBundleRecord, readShimAddress, removeBundleRecord } from './bundle-record.js';
+import { timestamp } from './event-forwarder.js';
+import type { ShimFlags } from './shim-flags.js';
+import { unmountRootfs } from './rootfs-mounts.js';
+
+/** A container killed with the shim: as if by SIGKILL. */
+const KILLED_STATUS = 128 + 9;
+
+export async function deleteAfterShim(flags: ShimFlags, warn: (message: string) => void): Promise<Buffer> {
+  const record = readBundleRecord(flags.bundle);
+  const address = readShimAddress(flags.bundle);
+  const shimAlive = address !== undefined && await isServed(address.replace(/^unix:\/\//, ''));
+  if (record && !shimAlive) {
+    try {
+      await getDriver(record.sandbox.driver).cleanup(record.sandbox);
+    } catch (error) {
+      warn(`cleaning up the sandbox of ${flags.id}: ${describe(error)}`);
+    }
+    if (isProcessAlive(record.pid, record.pidStartTime)) {
+      try {
+        process.kill(record.pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
+    rmSync(record.stateDir, { recursive: true, force: true });
+  }
+  if (!shimAlive) {
+    await unmountRootfs(join(flags.bundle, 'rootfs'));
+    removeBundleRecord(flags.bundle);
+  }
+  return encodeMessage('containerd.task.v2.DeleteResponse', {
+    pid: record?.pid ?? 0,
+    exitStatus: KILLED_STATUS,
+    exitedAt: timestamp(new Date()),
+  });
+}

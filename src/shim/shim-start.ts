@@ -1,0 +1,94 @@
+// `containerd-shim-runbox-v2 start`: finds or starts the shim for this container's group and prints its address,
+// and nothing else, for containerd. The long-running shim is this binary again without a subcommand, detached
+// in its own process group, with the listening socket as fd 3, stdout on /dev/null and stderr on the bundle's
+// `log` FIFO. Only light modules load here: this runs for every pod.
+import { spawn } from 'node:child_process';
+import { constants, openSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { bindUnixSocket, isServed } from '../rpc/unix-socket.js';
+import { readShimPid, writeShimFiles } from './bundle-record.js';
+import { serveArguments, type ShimFlags } from './shim-flags.js';
+import { bootstrapLine, groupId, shimProtocol, shimSocketPath, shimStateDir } from './shim-socket.js';
+
+const GRPC_READY_TIMEOUT_MS = 10_000;
+
+/** The runtime options containerd writes on stdin (a google.protobuf.Any, or nothing), passed on to the shim. */
+function readRuntimeOptions(): Buffer {
+  try {
+    return readFileSync(0);
+  } catch {
+    return Buffer.alloc(0);
+  }
+}
+
+/** The bundle's log FIFO for the shim's stderr; read-write so that opening it never waits for a reader. */
+function openLog(bundle: string): number | 'ignore' {
+  try {
+    return openSync(join(bundle, 'log'), constants.O_RDWR | constants.O_NONBLOCK | constants.O_APPEND);
+  } catch {
+    return 'ignore';
+  }
+}
+
+function listeningFd(server: Server): number {
+  // Node exposes no public accessor for a server's fd; its handle carries it on POSIX systems.
+  const fd = (server as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) throw new Error('cannot find the listening socket\'s file descriptor');
+  return fd;
+}
+
+export async function start(flags: ShimFlags, entry: string): Promise<string> {
+  const protocol = shimProtocol();
+  const options = readRuntimeOptions();
+  const socketPath = shimSocketPath(flags.address, flags.namespace, groupId(flags.bundle, flags.id));
+  const line = bootstrapLine(socketPath, protocol);
+  if (await isServed(socketPath)) {
+    // Another container of the same group: its shim serves this one too.
+    writeShimFiles(flags.bundle, `unix://${socketPath}`, readShimPid(shimStateDir(socketPath)));
+    return line;
+  }
+  const env = { ...process.env };
+  if (options.length) env.RUNBOX_SHIM_OPTIONS = options.toString('base64');
+  const log = openLog(flags.bundle);
+  let fd3: number | 'pipe';
+  if (protocol === 'grpc') {
+    fd3 = 'pipe';
+  } else {
+    const server = createServer();
+    await bindUnixSocket(socketPath, (path) => new Promise((resolve, reject) => {
+      server.once('error', reject).listen(path, () => resolve());
+    }));
+    fd3 = listeningFd(server);
+  }
+  const child = spawn(process.execPath, [entry, ...serveArguments(flags)], {
+    cwd: flags.bundle,
+    detached: true,
+    env,
+    stdio: ['ignore', 'ignore', log, fd3],
+  });
+  if (protocol === 'grpc') await grpcReady(child);
+  child.unref();
+  writeShimFiles(flags.bundle, `unix://${socketPath}`, child.pid!);
+  return line;
+}
+
+function grpcReady(child: ReturnType<typeof spawn>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const pipe = child.stdio[3] as NodeJS.ReadableStream & { destroy(): void };
+    const timer = setTimeout(() => reject(new Error('the shim did not start serving gRPC in time')), GRPC_READY_TIMEOUT_MS);
+    let text = '';
+    pipe.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+      if (text.includes('ready')) {
+        clearTimeout(timer);
+        pipe.destroy();
+        resolve();
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the shim exited (status ${code}) before serving gRPC; see the bundle's log`));
+    });
+  });
+}

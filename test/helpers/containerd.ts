@@ -1,0 +1,164 @@
+// A private containerd for the shim tests: config, root, state and sockets under a temporary directory, CRI
+// disabled, the project's bin/ first on its PATH (so `--runtime io.containerd.runbox.v2` finds our shim), the
+// busybox fixture imported with `ctr images import`. Stopped, and everything it started removed, at teardown.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ExecutionContext } from 'ava';
+import { PROJECT, runCommand, type Result } from './runbox.js';
+
+export const RUNBOX_RUNTIME = 'io.containerd.runbox.v2';
+export const IMAGE = 'docker.io/library/busybox:latest';
+const FIXTURE_OCI = join(PROJECT, 'fixtures', 'busybox', 'build', 'oci');
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Host pids whose command line contains every needle. */
+export function pidsWith(...needles: string[]): number[] {
+  const result = spawnSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' });
+  return result.stdout.split('\n')
+    .filter((line) => line.trim() && needles.every((needle) => line.includes(needle)) && !line.includes('ps -eo'))
+    .map((line) => Number(line.trim().split(/\s+/)[0]));
+}
+
+export class PrivateContainerd {
+  readonly dir: string;
+  readonly address: string;
+  readonly fifoDir: string;
+  private daemon: ChildProcess | undefined;
+  private count = 0;
+
+  private constructor(readonly t: ExecutionContext) {
+    // Short: shim and agent socket paths are built from it.
+    this.dir = mkdtempSync('/tmp/rbx-ctd-');
+    this.address = join(this.dir, 'containerd.sock');
+    this.fifoDir = join(this.dir, 'fifo');
+    writeFileSync(join(this.dir, 'config.toml'), [
+      'version = 2',
+      `root = "${this.dir}/root"`,
+      `state = "${this.dir}/state"`,
+      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+      '[grpc]',
+      `  address = "${this.address}"`,
+      '[debug]',
+      `  address = "${this.dir}/debug.sock"`,
+      '[plugins."io.containerd.internal.v1.opt"]',
+      `  path = "${this.dir}/opt"`,
+      '',
+    ].join('\n'));
+  }
+
+  /** Starts a private containerd with the busybox fixture imported; torn down with the test. */
+  static async start(t: ExecutionContext): Promise<PrivateContainerd> {
+    const containerd = new PrivateContainerd(t);
+    t.teardown(() => containerd.destroy());
+    await containerd.startDaemon();
+    const archive = join(containerd.dir, 'busybox.tar');
+    spawnSync('tar', ['-C', FIXTURE_OCI, '-cf', archive, '.']);
+    const imported = await containerd.ctr(['images', 'import', '--base-name', 'docker.io/library/busybox', archive]);
+    if (imported.code !== 0) throw new Error(`ctr images import failed: ${imported.stderr}`);
+    rmSync(archive);
+    return containerd;
+  }
+
+  async startDaemon(): Promise<void> {
+    const log = openSync(join(this.dir, 'containerd.log'), 'a');
+    this.daemon = spawn('setsid', ['containerd', '--config', join(this.dir, 'config.toml')], {
+      stdio: ['ignore', log, log],
+      env: { ...process.env, PATH: `${join(PROJECT, 'bin')}:${process.env.PATH}` },
+    });
+    closeSync(log);
+    for (let i = 0; i < 200; i++) {
+      const version = spawnSync('ctr', ['-a', this.address, 'version'], { encoding: 'utf8' });
+      if (version.status === 0) return;
+      if (this.daemon.exitCode !== null) break;
+      await sleep(50);
+    }
+    throw new Error(`containerd did not start: ${this.log().slice(-2000)}`);
+  }
+
+  async stopDaemon(): Promise<void> {
+    const daemon = this.daemon;
+    if (!daemon || daemon.exitCode !== null) return;
+    const exited = new Promise((resolve) => daemon.once('exit', resolve));
+    daemon.kill('SIGTERM');
+    await Promise.race([exited, sleep(10_000)]);
+    if (daemon.exitCode === null) daemon.kill('SIGKILL');
+  }
+
+  async restartDaemon(): Promise<void> {
+    await this.stopDaemon();
+    await this.startDaemon();
+  }
+
+  log(): string {
+    try {
+      return readFileSync(join(this.dir, 'containerd.log'), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  id(prefix = 'c'): string {
+    return `${prefix}-${process.pid}-${++this.count}-${Math.random().toString(36).slice(2, 6)}`;
+  }
+
+  ctr(args: string[], options: { input?: string; timeout?: number } = {}): Promise<Result> {
+    return runCommand('ctr', ['-a', this.address, ...args], options);
+  }
+
+  /** `ctr run --rm --runtime io.containerd.runbox.v2 IMAGE ID ARGS…` with extra run flags before the image. */
+  run(id: string, args: string[], flags: string[] = []): Promise<Result> {
+    return this.ctr(['run', '--fifo-dir', this.fifoDir, '--runtime', RUNBOX_RUNTIME, ...flags, IMAGE, id, ...args]);
+  }
+
+  /** The tasks `ctr task ls` shows, by id: their pid and status. */
+  async tasks(): Promise<Map<string, { pid: number; status: string }>> {
+    const listed = await this.ctr(['task', 'ls']);
+    const tasks = new Map<string, { pid: number; status: string }>();
+    for (const line of listed.stdout.trim().split('\n').slice(1)) {
+      const [id, pid, status] = line.trim().split(/\s+/);
+      if (id) tasks.set(id, { pid: Number(pid), status: status! });
+    }
+    return tasks;
+  }
+
+  async waitForStatus(id: string, status: string, timeoutMs = 15_000): Promise<void> {
+    for (let waited = 0; waited < timeoutMs; waited += 100) {
+      if ((await this.tasks()).get(id)?.status === status) return;
+      await sleep(100);
+    }
+    throw new Error(`task ${id} did not reach ${status}: ${JSON.stringify([...(await this.tasks())])}`);
+  }
+
+  /** Our shims serving this containerd. */
+  shimPids(): number[] {
+    return pidsWith('containerd-shim-runbox-v2', this.address);
+  }
+
+  private async destroy(): Promise<void> {
+    if (this.daemon?.exitCode === null) {
+      for (const id of (await this.tasks()).keys()) {
+        await this.ctr(['task', 'kill', '-s', 'KILL', id]);
+        await this.ctr(['task', 'delete', '-f', id]);
+      }
+      const containers = await this.ctr(['containers', 'ls', '-q']);
+      for (const id of containers.stdout.split('\n').filter(Boolean)) await this.ctr(['containers', 'rm', id]);
+    }
+    await this.stopDaemon();
+    for (const pid of this.shimPids()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    // Whatever is still mounted under the directory (snapshots, rootfs) goes before the directory does.
+    const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
+      .map((line) => line.split(' ')[4] ?? '').filter((point) => point.startsWith(this.dir)).reverse();
+    for (const point of mounts) spawnSync('umount', ['-l', point]);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
