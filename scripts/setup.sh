@@ -13,6 +13,8 @@ declare -A wanted=(
   [umoci]=umoci
   [runc]=runc
   [hyperfine]=hyperfine
+  [zstd]=zstd
+  [setfattr]=attr
 )
 missing=()
 for what in "${!wanted[@]}"; do
