@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultSpec } from '../src/oci/default-spec.js';
+import { imagePullBench } from './image-pull.js';
 import { unpackBench } from './unpack.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
@@ -98,6 +99,7 @@ try {
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
   process.stdout.write(`\n${await unpackBench()}`);
+  process.stdout.write(`\n${await imagePullBench()}`);
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

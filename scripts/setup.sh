@@ -15,6 +15,11 @@ declare -A wanted=(
   [hyperfine]=hyperfine
   [zstd]=zstd
   [setfattr]=attr
+  [skopeo]=skopeo
+  [docker-registry]=docker-registry
+  [containerd]=containerd
+  [openssl]=openssl
+  [python3]=python3
 )
 missing=()
 for what in "${!wanted[@]}"; do
