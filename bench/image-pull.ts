@@ -5,11 +5,10 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../test/helpers/ports.js';
 
 const ROUNDS = Number(process.env.BENCH_PULL_ROUNDS ?? 3);
 const project = fileURLToPath(new URL('../../', import.meta.url));
@@ -55,14 +54,6 @@ function generateImage(work: string): string {
   run('umoci', ['config', '--image', `${layout}:bench`, '--config.cmd', '/layer0/big-0', '--os', 'linux', '--architecture', 'amd64']);
   run('umoci', ['gc', '--layout', layout]);
   return layout;
-}
-
-async function freePort(): Promise<number> {
-  const server = http.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 async function waitFor(check: () => Promise<boolean> | boolean, what: string): Promise<void> {

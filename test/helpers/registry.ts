@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { PROJECT } from './runbox.js';
+import { freePort } from './ports.js';
 
 export const FIXTURE_OCI = join(PROJECT, 'fixtures', 'busybox', 'build', 'oci');
 
@@ -22,14 +23,6 @@ function tempDir(t: ExecutionContext, prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
-}
-
-async function freePort(): Promise<number> {
-  const server = http.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 function stopOnTeardown(t: ExecutionContext, child: ChildProcess): void {
