@@ -5,8 +5,8 @@ import { parsePlatform, type Platform } from '../image/platform.js';
 
 export const storeFlags = {
   store: Flags.string({ description: `image store directory (default $RUNBOX_STORE or ${DEFAULT_STORE})` }),
-  'insecure-registry': Flags.string({ description: 'registry (host:port) that may be reached over plain HTTP', multiple: true }),
-  'registry-mirror': Flags.string({ description: 'REGISTRY=URL: try this mirror before the registry', multiple: true }),
+  'insecure-registry': Flags.string({ description: 'registry (host:port) that may be reached over plain HTTP', multiple: true, multipleNonGreedy: true }),
+  'registry-mirror': Flags.string({ description: 'REGISTRY=URL: try this mirror before the registry', multiple: true, multipleNonGreedy: true }),
   quota: Flags.string({ description: 'size the store may hold (e.g. 10G); least recently used images are evicted' }),
 };
 
