@@ -2,6 +2,7 @@
 // entry names stay inside the rootfs, unpack-entries.ts for how each node is written.
 import { lutimesSync } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { extract } from 'tar-stream';
 import { openTarStream } from './unpack-decompress.js';
 import { applyEntry, type LayerProgress } from './unpack-entries.js';
@@ -77,7 +78,8 @@ async function ensureEmpty(rootfs: string): Promise<void> {
  * Applies the layers in order onto an EMPTY rootfs dir (made if missing); on any error removes the rootfs and
  * throws an UnpackError naming the layer digest and the entry.
  */
-export async function unpackLayers(layers: LayerSource[], rootfs: string, options: UnpackOptions = {}): Promise<void> {
+export async function unpackLayers(layers: LayerSource[], target: string, options: UnpackOptions = {}): Promise<void> {
+  const rootfs = resolve(target);
   await ensureEmpty(rootfs);
   const resolver = new RootfsResolver(rootfs);
   const warn = options.warn ?? ((message: string) => process.stderr.write(`runbox: ${message}\n`));
