@@ -46,6 +46,19 @@ test('corrupted bytes are refused and nothing is stored', async (t) => {
   t.is((await env.run(['image', 'ls', '--store', store, '--format', 'json'])).stdout, '[]\n');
 });
 
+test('run --image with a corrupted layer fails naming the image, and leaves no bundle and no container', async (t) => {
+  const { env, proxy, ref, store } = await setup(t);
+  proxy.only = fixtureLayer();
+  proxy.fault = { kind: 'corrupt', times: 100 };
+  const id = env.id();
+  const ran = await env.run(['run', '--image', ref, '--store', store, '--rm', id, '--', 'true']);
+  t.is(ran.code, 1);
+  t.regex(errorMessage(ran.stderr), new RegExp(`^image ${ref}: digest mismatch: expected ${fixtureLayer()}, got sha256:[0-9a-f]{64}$`));
+  t.deepEqual(files(join(store, 'bundles')), []);
+  t.false(files(join(store, 'blobs', 'sha256')).includes(fixtureLayer().slice(7)));
+  t.is((await env.run(['list', '-q'])).stdout, '');
+});
+
 test('a registry answering 500 is retried with backoff', async (t) => {
   const { env, proxy, ref, store } = await setup(t);
   proxy.fault = { kind: 'error500', times: 2 };

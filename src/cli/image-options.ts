@@ -2,6 +2,7 @@
 import * as Flags from '@oclif/core/flags';
 import { DEFAULT_STORE, ImageStore, parseSize } from '../image/image-store.js';
 import { parsePlatform, type Platform } from '../image/platform.js';
+import { ImageError } from '../image/pull.js';
 
 export const storeFlags = {
   store: Flags.string({ description: `image store directory (default $RUNBOX_STORE or ${DEFAULT_STORE})` }),
@@ -42,4 +43,9 @@ export function openStore(flags: StoreFlagValues): ImageStore {
 
 export function platformFlag(value: string | undefined): Platform | undefined {
   return value ? parsePlatform(value) : undefined;
+}
+
+/** An error about `reference`, named once: pull errors already name the image. */
+export function imageError(reference: string, error: Error): Error {
+  return error instanceof ImageError ? error : new Error(`image ${reference}: ${error.message}`);
 }
