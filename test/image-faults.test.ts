@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { errorMessage, RUNBOX, TestEnv } from './helpers/runbox.js';
-import { FIXTURE_OCI, fixtureLayer, push, startFaultProxy, startRegistry } from './helpers/registry.js';
+import { FIXTURE_OCI, fixtureLayer, multiArchLayout, push, startFaultProxy, startRegistry } from './helpers/registry.js';
 
 function files(dir: string): string[] {
   return existsSync(dir) ? readdirSync(dir) : [];
@@ -57,6 +57,28 @@ test('run --image with a corrupted layer fails naming the image, and leaves no b
   t.deepEqual(files(join(store, 'bundles')), []);
   t.false(files(join(store, 'blobs', 'sha256')).includes(fixtureLayer().slice(7)));
   t.is((await env.run(['list', '-q'])).stdout, '');
+});
+
+test('a blob that stops arriving is abandoned after --registry-timeout and resumed', async (t) => {
+  const { env, proxy, ref, store } = await setup(t);
+  proxy.only = fixtureLayer();
+  proxy.fault = { kind: 'stall', afterBytes: 200_000, times: 1 };
+  const pulled = await env.run(['image', 'pull', '--store', store, '--registry-timeout', '1', ref]);
+  t.is(pulled.code, 0, pulled.stderr);
+  const attempts = proxy.requests.filter((r) => r.path.endsWith(fixtureLayer()));
+  t.is(attempts.length, 2);
+  t.regex(attempts[1]!.range ?? '', /^bytes=\d+-$/);
+});
+
+test('a manifest whose mediaType disagrees with its Content-Type is refused', async (t) => {
+  const { env, registry, proxy, store } = await setup(t);
+  push(registry, multiArchLayout(t).layout, 'multi', 'multi:1', { all: true });
+  const ref = `${proxy.host}/multi:1`;
+  proxy.fault = { kind: 'manifest-type', contentType: 'application/vnd.oci.image.manifest.v1+json' };
+  const pulled = await env.run(['image', 'pull', '--store', store, ref]);
+  t.is(pulled.code, 1);
+  t.is(errorMessage(pulled.stderr), `image ${ref}: manifest 1 says it is application/vnd.oci.image.index.v1+json but was served as application/vnd.oci.image.manifest.v1+json`);
+  t.deepEqual(files(join(store, 'blobs', 'sha256')), []);
 });
 
 test('a registry answering 500 is retried with backoff', async (t) => {

@@ -9,6 +9,7 @@ export const storeFlags = {
   'insecure-registry': Flags.string({ description: 'registry (host:port) that may be reached over plain HTTP', multiple: true, multipleNonGreedy: true }),
   'registry-mirror': Flags.string({ description: 'REGISTRY=URL: try this mirror before the registry', multiple: true, multipleNonGreedy: true }),
   quota: Flags.string({ description: 'size the store may hold (e.g. 10G); least recently used images are evicted' }),
+  'registry-timeout': Flags.integer({ description: 'seconds to wait for a registry\'s answer or its next bytes before retrying', min: 1, default: 30 }),
 };
 
 export const pullFlags = {
@@ -21,6 +22,7 @@ interface StoreFlagValues {
   'insecure-registry'?: string[] | undefined;
   'registry-mirror'?: string[] | undefined;
   quota?: string | undefined;
+  'registry-timeout'?: number | undefined;
 }
 
 function mirrors(values: string[]): Record<string, string[]> {
@@ -37,6 +39,7 @@ export function openStore(flags: StoreFlagValues): ImageStore {
   return new ImageStore(flags.store ?? process.env.RUNBOX_STORE ?? DEFAULT_STORE, {
     insecureRegistries: flags['insecure-registry'] ?? [],
     mirrors: mirrors(flags['registry-mirror'] ?? []),
+    ...(flags['registry-timeout'] ? { timeoutMs: flags['registry-timeout'] * 1000 } : {}),
     ...(flags.quota ? { quota: parseSize(flags.quota) } : {}),
   });
 }

@@ -220,7 +220,9 @@ export type Fault =
   | { kind: 'redirect'; to: string; times: number }
   /** 401 with the registry's own last challenge, as when it stops accepting a token. */
   | { kind: 'unauthorized'; times: number }
-  | { kind: 'stall'; afterBytes: number };
+  | { kind: 'stall'; afterBytes: number; times?: number }
+  /** Manifests served with this Content-Type instead of the registry's. */
+  | { kind: 'manifest-type'; contentType: string };
 
 export interface FaultProxy {
   host: string;
@@ -246,10 +248,12 @@ export async function startFaultProxy(t: ExecutionContext, upstream: string): Pr
     };
     proxy.requests.push(record);
     const isBlob = /\/blobs\/sha256:/.test(request.url ?? '') && request.method === 'GET' && (!proxy.only || (request.url ?? '').endsWith(proxy.only));
-    const fault = isBlob ? proxy.fault : undefined;
-    if (fault && 'times' in fault && fault.times <= 0) proxy.fault = undefined;
-    const active = fault && (!('times' in fault) || fault.times > 0) ? fault : undefined;
-    if (active && 'times' in active) active.times--;
+    const isManifest = /\/manifests\//.test(request.url ?? '') && request.method === 'GET';
+    const fault = isBlob || (isManifest && proxy.fault?.kind === 'manifest-type') ? proxy.fault : undefined;
+    const counted = fault && 'times' in fault && fault.times !== undefined;
+    if (fault && counted && (fault as { times: number }).times <= 0) proxy.fault = undefined;
+    const active = fault && (!counted || (fault as { times: number }).times > 0) ? fault : undefined;
+    if (active && counted) (active as { times: number }).times--;
     if (active?.kind === 'redirect') {
       record.status = 307;
       response.writeHead(307, { location: `${active.to}${request.url ?? '/'}` }).end();
@@ -270,8 +274,10 @@ export async function startFaultProxy(t: ExecutionContext, upstream: string): Pr
       record.status = upstreamResponse.statusCode;
       const challenge = upstreamResponse.headers['www-authenticate'];
       if (challenge) proxy.challenge = challenge;
-      response.writeHead(upstreamResponse.statusCode ?? 502, upstreamResponse.headers);
-      if (!active || (upstreamResponse.statusCode !== 200 && upstreamResponse.statusCode !== 206)) {
+      const upstreamHeaders = { ...upstreamResponse.headers };
+      if (active?.kind === 'manifest-type') upstreamHeaders['content-type'] = active.contentType;
+      response.writeHead(upstreamResponse.statusCode ?? 502, upstreamHeaders);
+      if (!active || active.kind === 'manifest-type' || (upstreamResponse.statusCode !== 200 && upstreamResponse.statusCode !== 206)) {
         upstreamResponse.pipe(response);
         return;
       }
