@@ -63,7 +63,7 @@ test('a blob that stops arriving is abandoned after --registry-timeout and resum
   const { env, proxy, ref, store } = await setup(t);
   proxy.only = fixtureLayer();
   proxy.fault = { kind: 'stall', afterBytes: 200_000, times: 1 };
-  const pulled = await env.run(['image', 'pull', '--store', store, '--registry-timeout', '1', ref]);
+  const pulled = await env.run(['image', 'pull', '--store', store, '--registry-timeout', '3', ref]);
   t.is(pulled.code, 0, pulled.stderr);
   const attempts = proxy.requests.filter((r) => r.path.endsWith(fixtureLayer()));
   t.is(attempts.length, 2);

@@ -43,14 +43,23 @@ async function writeBundle(store: ImageStore, dir: string, layers: Descriptor[],
   }
 }
 
-/** Makes the bundle for `reference` in `dir` (absent or empty), pulling the image when missing. */
+/**
+ * Makes the bundle for `reference` in `dir` (absent or empty), pulling the image when missing. The blobs are
+ * protected from garbage collection until the bundle is written; the quota is kept afterwards.
+ */
 export async function bundleFromImage(store: ImageStore, reference: string, dir: string, pull: PullOptions = {}, overrides: SpecOverrides = {}): Promise<ImageRecord> {
-  const found = store.find(reference);
-  if (found) {
-    const image = await store.obtain(reference, pull);
-    await writeBundle(store, dir, image.layers, async () => {}, async () => image, overrides);
-    return found;
-  }
+  const image = await store.using(async () => {
+    const found = store.find(reference);
+    if (!found) return pullAndUnpack(store, reference, dir, pull, overrides);
+    const used = await store.markUsed(found);
+    await writeBundle(store, dir, used.layers, async () => {}, async () => used, overrides);
+    return used;
+  });
+  await store.keepQuota(image.name);
+  return image;
+}
+
+async function pullAndUnpack(store: ImageStore, reference: string, dir: string, pull: PullOptions, overrides: SpecOverrides): Promise<ImageRecord> {
   const waiting = new Map<string, { promise: Promise<void>; resolve: () => void }>();
   const waiter = (digest: string) => {
     let entry = waiting.get(digest);
@@ -69,7 +78,7 @@ export async function bundleFromImage(store: ImageStore, reference: string, dir:
     if (event.type === 'resolved') resolveLayers(event.layers);
     if (event.type === 'stored') waiter(event.digest).resolve();
   };
-  const pulling = store.pull(reference, { ...pull, onEvent });
+  const pulling = store.pullOnly(reference, { ...pull, onEvent });
   const failed = pulling.then(() => new Promise<never>(() => {}));
   const layers = await Promise.race([resolved, failed]);
   const stored: LayerWait = (digest) => Promise.race([waiter(digest).promise, failed]);
