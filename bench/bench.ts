@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultSpec } from '../src/oci/default-spec.js';
 import { rpcBench } from './rpc-bench.js';
+import { imagePullBench } from './image-pull.js';
+import { unpackBench } from './unpack.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
 const project = fileURLToPath(new URL('../../', import.meta.url));
@@ -97,6 +99,8 @@ try {
     }),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
+  process.stdout.write(`\n${await unpackBench()}`);
+  process.stdout.write(`\n${await imagePullBench()}`);
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

@@ -16,6 +16,13 @@ declare -A wanted=(
   [go]=golang-go
   # containerd's Go ttrpc, for the interop test of src/rpc (test/rpc-interop.test.ts)
   [/usr/share/gocode/src/github.com/containerd/ttrpc]=golang-github-containerd-ttrpc-dev
+  [zstd]=zstd
+  [setfattr]=attr
+  [skopeo]=skopeo
+  [docker-registry]=docker-registry
+  [containerd]=containerd
+  [openssl]=openssl
+  [python3]=python3
 )
 missing=()
 for what in "${!wanted[@]}"; do

@@ -202,3 +202,13 @@ test('later layers replace files, directories and symlinks of earlier ones, and 
   t.is(readFileSync(join(box.rootfs, 'was-dir'), 'utf8'), 'now a file\n');
   t.true(lstatSync(join(box.rootfs, 'was-link')).isDirectory());
 });
+
+test('a layer that cannot be read fails with the layer named and removes what earlier layers wrote', async (t) => {
+  const box = unpackSandbox(t);
+  const broken = { digest: 'sha256:' + 'ab'.repeat(32), mediaType: MediaType.ociLayerGzip, open: async () => Promise.reject(new Error('blob is not in the store')) };
+  await t.throwsAsync(unpackLayers([await craftLayer([file('first', '1\n')]), broken], box.rootfs), {
+    instanceOf: UnpackError,
+    message: `layer ${broken.digest}: blob is not in the store`,
+  });
+  t.false(existsSync(box.rootfs));
+});

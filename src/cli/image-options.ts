@@ -2,12 +2,14 @@
 import * as Flags from '@oclif/core/flags';
 import { DEFAULT_STORE, ImageStore, parseSize } from '../image/image-store.js';
 import { parsePlatform, type Platform } from '../image/platform.js';
+import { ImageError } from '../image/pull.js';
 
 export const storeFlags = {
   store: Flags.string({ description: `image store directory (default $RUNBOX_STORE or ${DEFAULT_STORE})` }),
-  'insecure-registry': Flags.string({ description: 'registry (host:port) that may be reached over plain HTTP', multiple: true }),
-  'registry-mirror': Flags.string({ description: 'REGISTRY=URL: try this mirror before the registry', multiple: true }),
+  'insecure-registry': Flags.string({ description: 'registry (host:port) that may be reached over plain HTTP', multiple: true, multipleNonGreedy: true }),
+  'registry-mirror': Flags.string({ description: 'REGISTRY=URL: try this mirror before the registry', multiple: true, multipleNonGreedy: true }),
   quota: Flags.string({ description: 'size the store may hold (e.g. 10G); least recently used images are evicted' }),
+  'registry-timeout': Flags.integer({ description: 'seconds to wait for a registry\'s answer or its next bytes before retrying', min: 1, default: 30 }),
 };
 
 export const pullFlags = {
@@ -20,6 +22,7 @@ interface StoreFlagValues {
   'insecure-registry'?: string[] | undefined;
   'registry-mirror'?: string[] | undefined;
   quota?: string | undefined;
+  'registry-timeout'?: number | undefined;
 }
 
 function mirrors(values: string[]): Record<string, string[]> {
@@ -36,10 +39,16 @@ export function openStore(flags: StoreFlagValues): ImageStore {
   return new ImageStore(flags.store ?? process.env.RUNBOX_STORE ?? DEFAULT_STORE, {
     insecureRegistries: flags['insecure-registry'] ?? [],
     mirrors: mirrors(flags['registry-mirror'] ?? []),
+    ...(flags['registry-timeout'] ? { timeoutMs: flags['registry-timeout'] * 1000 } : {}),
     ...(flags.quota ? { quota: parseSize(flags.quota) } : {}),
   });
 }
 
 export function platformFlag(value: string | undefined): Platform | undefined {
   return value ? parsePlatform(value) : undefined;
+}
+
+/** An error about `reference`, named once: pull errors already name the image. */
+export function imageError(reference: string, error: Error): Error {
+  return error instanceof ImageError ? error : new Error(`image ${reference}: ${error.message}`);
 }

@@ -36,7 +36,7 @@ interface GroupEntry {
 
 /** The lines of a colon-separated database inside the rootfs, [] when it is absent. */
 async function readDatabase(rootfs: string, name: string): Promise<string[][]> {
-  const path = await new RootfsResolver(rootfs).existing(['etc', name]);
+  const path = new RootfsResolver(rootfs).existing(['etc', name]);
   if (!path) return [];
   let text: string;
   try {

@@ -58,7 +58,7 @@ export class ContentStore {
   }
 
   openBlob(digest: string): Readable {
-    return createReadStream(this.blobPath(digest));
+    return createReadStream(this.blobPath(digest), { highWaterMark: 1024 * 1024 });
   }
 
   /** Stores bytes already in memory, if they match `digest`. */

@@ -35,9 +35,24 @@ export class ImageStore {
   }
 
   async pull(reference: string, options: PullOptions = {}): Promise<ImageRecord> {
-    const record = await new Puller(this.client, this.content, this.images).pull(reference, options);
-    if (this.options.quota !== undefined) await this.enforceQuota(this.options.quota, record.name);
+    const record = await this.pullOnly(reference, options);
+    await this.keepQuota(record.name);
     return record;
+  }
+
+  /** Pulls without enforcing the quota: for callers that hold the store in use (see `using`). */
+  pullOnly(reference: string, options: PullOptions = {}): Promise<ImageRecord> {
+    return new Puller(this.client, this.content, this.images).pull(reference, options);
+  }
+
+  /** Runs `body` with the blobs protected from garbage collection (and so from eviction). */
+  using<T>(body: () => Promise<T>): Promise<T> {
+    return withLock(this.content.gcLockPath, 'sh', body);
+  }
+
+  /** With a quota, evicts least recently used images other than `keep` until the store fits. */
+  async keepQuota(keep: string): Promise<void> {
+    if (this.options.quota !== undefined) await this.enforceQuota(this.options.quota, keep);
   }
 
   /** The stored image a reference names (by its canonical name, or by the digest it resolved to). */
@@ -48,10 +63,8 @@ export class ImageStore {
     return records.find((record) => record.name === name);
   }
 
-  /** The stored image, pulled first when missing; marked used either way (for LRU eviction). */
-  async obtain(reference: string, options: PullOptions = {}): Promise<ImageRecord> {
-    const found = this.find(reference);
-    if (!found) return this.pull(reference, options);
+  /** Records that a stored image was used now (for least-recently-used eviction). */
+  async markUsed(found: ImageRecord): Promise<ImageRecord> {
     const now = new Date().toISOString();
     await this.images.update((records) => {
       if (records[found.name]) records[found.name]!.lastUsed = now;

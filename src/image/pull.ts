@@ -90,8 +90,6 @@ export class Puller {
     if (unsupported) throw new RegistryError('protocol', `layer ${unsupported.digest} has unsupported media type "${unsupported.mediaType}"`);
     options.onEvent?.({ type: 'resolved', name, digest: top.digest, layers: document.layers });
 
-    this.store.put(top.digest, top.bytes);
-    this.store.put(manifest.digest, manifest.bytes);
     const fetcher = new BlobFetcher(this.client, [endpoint, ...endpoints.filter((e) => e !== endpoint)], ref.repository);
     const fetchBlob = async (blob: Descriptor): Promise<void> => {
       const cached = this.store.has(blob.digest);
@@ -106,6 +104,9 @@ export class Puller {
     await fetchBlob(document.config);
     await mapLimit(document.layers, options.parallel ?? 4, fetchBlob);
 
+    // Stored last, so that a failed pull leaves nothing an image record could point at.
+    this.store.put(top.digest, top.bytes);
+    this.store.put(manifest.digest, manifest.bytes);
     const now = new Date().toISOString();
     const digests = new Set([top.digest, manifest.digest, document.config.digest, ...document.layers.map((layer) => layer.digest)]);
     const size = [...digests].reduce((sum, digest) => sum + this.store.size(digest), 0);

@@ -3,7 +3,7 @@
 // its target (absolute targets taken from the rootfs's root, as the container will see them) names an existing
 // directory inside the rootfs. Nothing else writes into the rootfs while a layer is applied, so a checked path
 // stays valid until this resolver itself removes a directory (then `forget` drops what it had checked).
-import { lstat, mkdir, readlink } from 'node:fs/promises';
+import { lstatSync, mkdirSync, readlinkSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 
 /** A refusal about one entry; the layer loop adds which layer and entry it was. */
@@ -24,9 +24,9 @@ function errorCode(error: unknown): string | undefined {
   return (error as NodeJS.ErrnoException).code;
 }
 
-export async function lstatOrNull(path: string) {
+export function lstatOrNull(path: string): Stats | null {
   try {
-    return await lstat(path);
+    return lstatSync(path);
   } catch (error) {
     if (errorCode(error) === 'ENOENT') return null;
     throw error;
@@ -48,12 +48,12 @@ export class RootfsResolver {
    * the entry for them usually follows) when `create` is set and no symlink was followed to get there; with
    * `create` unset a missing directory gives null.
    */
-  async directory(components: string[], create: boolean): Promise<string[] | null> {
+  directory(components: string[], create: boolean): string[] | null {
     let known = components.length;
     while (known > 0 && !this.checked.has(components.slice(0, known).join('/'))) known--;
     let real = known > 0 ? [...this.checked.get(components.slice(0, known).join('/'))!] : [];
     for (let i = known; i < components.length; i++) {
-      const resolved = await this.step(real, components[i]!, create, false);
+      const resolved = this.step(real, components[i]!, create, false);
       if (!resolved) return null;
       real = resolved;
       this.checked.set(components.slice(0, i + 1).join('/'), real);
@@ -62,11 +62,11 @@ export class RootfsResolver {
   }
 
   /** The host path of an existing node of any type, symlinks followed inside the rootfs; null when missing. */
-  async existing(components: string[]): Promise<string | null> {
+  existing(components: string[]): string | null {
     try {
-      const parent = await this.directory(components.slice(0, -1), false);
+      const parent = this.directory(components.slice(0, -1), false);
       if (!parent || components.length === 0) return parent && this.host(parent);
-      const real = await this.step(parent, components[components.length - 1]!, false, true);
+      const real = this.step(parent, components[components.length - 1]!, false, true);
       return real && this.host(real);
     } catch (error) {
       if (error instanceof EntryRefused) return null;
@@ -75,7 +75,7 @@ export class RootfsResolver {
   }
 
   /** Walks one archive component from a checked directory, following symlinks only inside the rootfs. */
-  private async step(from: string[], component: string, create: boolean, anyType: boolean): Promise<string[] | null> {
+  private step(from: string[], component: string, create: boolean, anyType: boolean): string[] | null {
     const pending = [component];
     let real = [...from];
     let followed = 0;
@@ -89,17 +89,17 @@ export class RootfsResolver {
       }
       const next = [...real, c];
       const path = this.host(next);
-      const stat = await lstatOrNull(path);
+      const stat = lstatOrNull(path);
       if (!stat) {
         if (followed > 0) throw new EntryRefused(`a symlink in its path points to a directory that does not exist in the rootfs`);
         if (!create) return null;
-        await mkdir(path, 0o755);
+        mkdirSync(path, 0o755);
         real = next;
       } else if (stat.isDirectory() || (anyType && pending.length === 0 && !stat.isSymbolicLink())) {
         real = next;
       } else if (stat.isSymbolicLink()) {
         if (++followed > MAX_SYMLINKS) throw new EntryRefused('too many levels of symlinks in its path');
-        const target = await readlink(path);
+        const target = readlinkSync(path);
         if (target.startsWith('/')) real = [];
         pending.unshift(...target.split('/'));
       } else {

@@ -1,6 +1,6 @@
 // OCI whiteouts (image-spec layer.md): `.wh.NAME` removes NAME from the layers below; `.wh..wh..opq` in a
 // directory hides everything the layers below put there. Other `.wh..wh.*` names are AUFS bookkeeping and ignored.
-import { readdir } from 'node:fs/promises';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type LayerProgress, removeNode } from './unpack-entries.js';
 import { EntryRefused, type RootfsResolver, entryComponents, lstatOrNull } from './unpack-paths.js';
@@ -14,29 +14,29 @@ export function isWhiteout(name: string): boolean {
 }
 
 /** Removes what the layers below left in `dir`, keeping what this layer wrote (whatever the entry order). */
-async function clearBelow(resolver: RootfsResolver, dir: string, progress: LayerProgress): Promise<void> {
-  for (const child of await readdir(dir)) {
+function clearBelow(resolver: RootfsResolver, dir: string, progress: LayerProgress): void {
+  for (const child of readdirSync(dir)) {
     const path = join(dir, child);
     if (progress.written.has(path) || progress.ancestorsOfWritten.has(path)) {
-      if (progress.ancestorsOfWritten.has(path) && (await lstatOrNull(path))?.isDirectory()) await clearBelow(resolver, path, progress);
+      if (progress.ancestorsOfWritten.has(path) && lstatOrNull(path)?.isDirectory()) clearBelow(resolver, path, progress);
     } else {
-      await removeNode(resolver, path);
+      removeNode(resolver, path);
     }
   }
 }
 
-export async function applyWhiteout(resolver: RootfsResolver, name: string, progress: LayerProgress): Promise<void> {
+export function applyWhiteout(resolver: RootfsResolver, name: string, progress: LayerProgress): void {
   const components = entryComponents(name);
   const base = components.pop()!;
-  const dir = await resolver.directory(components, base === OPAQUE);
+  const dir = resolver.directory(components, base === OPAQUE);
   if (!dir) return; // nothing below to hide
   if (base === OPAQUE) {
-    await clearBelow(resolver, resolver.host(dir), progress);
+    clearBelow(resolver, resolver.host(dir), progress);
     return;
   }
   if (base.startsWith(WHITEOUT + WHITEOUT)) return;
   const hidden = base.slice(WHITEOUT.length);
   if (hidden === '' || hidden === '.' || hidden === '..') throw new EntryRefused('whiteout of an invalid name');
   const path = resolver.host([...dir, hidden]);
-  if (!progress.written.has(path)) await removeNode(resolver, path);
+  if (!progress.written.has(path)) removeNode(resolver, path);
 }

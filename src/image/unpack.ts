@@ -1,6 +1,8 @@
 // Applying image layers, in order, onto an empty rootfs. This is a security boundary: see unpack-paths.ts for how
 // entry names stay inside the rootfs, unpack-entries.ts for how each node is written.
-import { mkdir, readdir, rm, lutimes } from 'node:fs/promises';
+import { lutimesSync } from 'node:fs';
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { extract } from 'tar-stream';
 import { openTarStream } from './unpack-decompress.js';
 import { applyEntry, type LayerProgress } from './unpack-entries.js';
@@ -51,13 +53,13 @@ async function applyLayer(layer: LayerSource, resolver: RootfsResolver, warn: (m
   try {
     for await (const entry of entries) {
       current = entry.header.name;
-      if (isWhiteout(current)) await applyWhiteout(resolver, current, progress);
+      if (isWhiteout(current)) applyWhiteout(resolver, current, progress);
       else await applyEntry(resolver, entry.header, entry as AsyncIterable<Buffer>, progress);
       entry.resume();
     }
     await stream.finished;
     current = undefined;
-    for (const [path, mtime] of progress.directoryTimes) await lutimes(path, mtime, mtime);
+    for (const [path, mtime] of progress.directoryTimes) lutimesSync(path, mtime, mtime);
   } catch (error) {
     stream.abort();
     entries.destroy();
@@ -76,7 +78,8 @@ async function ensureEmpty(rootfs: string): Promise<void> {
  * Applies the layers in order onto an EMPTY rootfs dir (made if missing); on any error removes the rootfs and
  * throws an UnpackError naming the layer digest and the entry.
  */
-export async function unpackLayers(layers: LayerSource[], rootfs: string, options: UnpackOptions = {}): Promise<void> {
+export async function unpackLayers(layers: LayerSource[], target: string, options: UnpackOptions = {}): Promise<void> {
+  const rootfs = resolve(target);
   await ensureEmpty(rootfs);
   const resolver = new RootfsResolver(rootfs);
   const warn = options.warn ?? ((message: string) => process.stderr.write(`runbox: ${message}\n`));

@@ -2,8 +2,8 @@ import * as Args from '@oclif/core/args';
 import { Command } from '@oclif/core/command';
 import * as Flags from '@oclif/core/flags';
 import { resolve } from 'node:path';
-import { createBundle } from '../../image/image-bundle.js';
-import { openStore, platformFlag, pullFlags, storeFlags } from '../image-options.js';
+import { bundleFromImage } from '../../image/image-bundle.js';
+import { imageError, openStore, platformFlag, pullFlags, storeFlags } from '../image-options.js';
 import { PullProgress } from '../pull-progress.js';
 
 export default class Bundle extends Command {
@@ -23,10 +23,11 @@ export default class Bundle extends Command {
     const platform = platformFlag(flags.platform);
     const progress = PullProgress.forTerminal(flags.quiet);
     try {
-      const image = await store.obtain(flags.image, { ...(platform ? { platform } : {}), ...(progress ? { onEvent: progress.onEvent } : {}) }).finally(() => progress?.finish());
-      await createBundle(store, image, resolve(args.dir), extra.length ? { args: extra } : {}).catch((error: Error) => {
-        throw new Error(`image ${image.name}: ${error.message}`);
-      });
+      await bundleFromImage(store, flags.image, resolve(args.dir), { ...(platform ? { platform } : {}), ...(progress ? { onEvent: progress.onEvent } : {}) }, extra.length ? { args: extra } : {})
+        .catch((error: Error) => {
+          throw imageError(flags.image, error);
+        })
+        .finally(() => progress?.finish());
     } finally {
       store.close();
     }

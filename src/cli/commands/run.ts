@@ -4,10 +4,10 @@ import * as Flags from '@oclif/core/flags';
 import { rmSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
-import { createBundle } from '../../image/image-bundle.js';
+import { bundleFromImage } from '../../image/image-bundle.js';
 import { attachStdin, followWindowSize, forwardSignals, outputToStdio } from '../attach.js';
 import { context } from '../context.js';
-import { openStore, platformFlag, pullFlags, storeFlags } from '../image-options.js';
+import { imageError, openStore, platformFlag, pullFlags, storeFlags } from '../image-options.js';
 import { PullProgress } from '../pull-progress.js';
 
 export default class Run extends Command {
@@ -32,11 +32,12 @@ export default class Run extends Command {
     const platform = platformFlag(flags.platform);
     const progress = PullProgress.forTerminal(flags.quiet);
     try {
-      const image = await store.obtain(flags.image!, { ...(platform ? { platform } : {}), ...(progress ? { onEvent: progress.onEvent } : {}) }).finally(() => progress?.finish());
       const dir = join(store.bundlesDir(), id);
-      await createBundle(store, image, dir, args.length ? { args } : {}).catch((error: Error) => {
-        throw new Error(`image ${image.name}: ${error.message}`);
-      });
+      await bundleFromImage(store, flags.image!, dir, { ...(platform ? { platform } : {}), ...(progress ? { onEvent: progress.onEvent } : {}) }, args.length ? { args } : {})
+        .catch((error: Error) => {
+          throw imageError(flags.image!, error);
+        })
+        .finally(() => progress?.finish());
       return dir;
     } finally {
       store.close();

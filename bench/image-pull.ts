@@ -1,0 +1,159 @@
+// Pull + unpack of one ~100 MB, 4-layer image from a loopback docker-registry, by runbox (`bundle --image`: pull
+// into a fresh store, then unpack), by containerd 1.6 (`ctr image pull`, which unpacks into its overlayfs
+// snapshotter; a private daemon, fresh each round) and by `skopeo copy` to a directory (no unpacking). The image
+// is generated here, deterministically: AES-CTR keystream files (incompressible, seeded) packed by umoci.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createCipheriv } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort } from '../test/helpers/ports.js';
+
+const ROUNDS = Number(process.env.BENCH_PULL_ROUNDS ?? 3);
+const project = fileURLToPath(new URL('../../', import.meta.url));
+
+function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv } = {}): void {
+  const result = spawnSync(command, args, { encoding: 'utf8', env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')}: ${result.stderr || result.stdout}`);
+}
+
+function timed(command: string, args: string[], env?: NodeJS.ProcessEnv): number {
+  const started = process.hrtime.bigint();
+  run(command, args, env ? { env } : {});
+  return Number(process.hrtime.bigint() - started) / 1e6;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** Deterministic pseudo-random bytes: the AES-256-CTR keystream for a seed. */
+function seeded(seed: string, size: number): Buffer {
+  const key = Buffer.alloc(32);
+  key.write(seed);
+  return createCipheriv('aes-256-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(size));
+}
+
+/** Four layers of ~25 MB: a few large files and many small ones each. Returns the layout path. */
+function generateImage(work: string): string {
+  const layout = join(work, 'layout');
+  const bundle = join(work, 'bundle');
+  run('umoci', ['init', '--layout', layout]);
+  run('umoci', ['new', '--image', `${layout}:bench`]);
+  run('umoci', ['unpack', '--image', `${layout}:bench`, bundle]);
+  for (let layer = 0; layer < 4; layer++) {
+    const dir = join(bundle, 'rootfs', `layer${layer}`);
+    mkdirSync(join(dir, 'small'), { recursive: true });
+    for (let file = 0; file < 4; file++) writeFileSync(join(dir, `big-${file}`), seeded(`big-${layer}-${file}`, 5 * 1024 * 1024));
+    for (let file = 0; file < 1000; file++) writeFileSync(join(dir, 'small', `f-${file}`), seeded(`small-${layer}-${file}`, 4096 + (file % 7) * 512));
+    run('umoci', ['repack', '--image', `${layout}:bench`, bundle]);
+  }
+  run('umoci', ['config', '--image', `${layout}:bench`, '--config.cmd', '/layer0/big-0', '--os', 'linux', '--architecture', 'amd64']);
+  run('umoci', ['gc', '--layout', layout]);
+  return layout;
+}
+
+async function waitFor(check: () => Promise<boolean> | boolean, what: string): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    if (await Promise.resolve().then(check).catch(() => false)) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`${what} did not come up`);
+}
+
+async function startRegistry(work: string): Promise<{ host: string; child: ChildProcess }> {
+  const port = await freePort();
+  const config = join(work, 'registry.yml');
+  writeFileSync(config, `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${join(work, 'registry')}\nhttp:\n  addr: 127.0.0.1:${port}\n`);
+  const child = spawn('docker-registry', ['serve', config], { stdio: 'ignore' });
+  await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/v2/`)).ok, 'docker-registry');
+  return { host: `127.0.0.1:${port}`, child };
+}
+
+/** A private containerd under `dir` (see the team's containerd facts): nothing touches the host's. */
+async function startContainerd(dir: string): Promise<{ socket: string; child: ChildProcess }> {
+  mkdirSync(dir, { recursive: true });
+  const socket = join(dir, 'containerd.sock');
+  writeFileSync(
+    join(dir, 'config.toml'),
+    [
+      'version = 2',
+      `root = "${join(dir, 'root')}"`,
+      `state = "${join(dir, 'state')}"`,
+      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+      `[grpc]\n  address = "${socket}"`,
+      `[debug]\n  address = "${join(dir, 'debug.sock')}"`,
+      `[plugins."io.containerd.internal.v1.opt"]\n  path = "${join(dir, 'opt')}"`,
+    ].join('\n'),
+  );
+  const child = spawn('setsid', ['containerd', '--config', join(dir, 'config.toml')], { stdio: 'ignore' });
+  await waitFor(() => existsSync(socket) && spawnSync('ctr', ['-a', socket, 'version'], { stdio: 'ignore' }).status === 0, 'containerd');
+  return { socket, child };
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000))]);
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+}
+
+/** The markdown table of the image pull benchmark. */
+export async function imagePullBench(): Promise<string> {
+  const work = mkdtempSync(join(tmpdir(), 'runbox-bench-pull-'));
+  let registry: { host: string; child: ChildProcess } | undefined;
+  try {
+    const layout = generateImage(join(work, 'image'));
+    registry = await startRegistry(work);
+    const ref = `${registry.host}/bench/big:1`;
+    run('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${layout}:bench`, `docker://${ref}`]);
+    const sizeOut = spawnSync('du', ['-sb', join(work, 'registry', 'docker', 'registry', 'v2', 'blobs')], { encoding: 'utf8' });
+    const megabytes = Number(sizeOut.stdout.split('\t')[0]) / 1e6;
+
+    const samples: Record<'runbox' | 'containerd' | 'skopeo', number[]> = { runbox: [], containerd: [], skopeo: [] };
+    for (let round = 0; round < ROUNDS; round++) {
+      const store = join(work, `store-${round}`);
+      samples.runbox.push(timed(join(project, 'bin', 'runbox'), ['bundle', '-q', '--store', store, '--image', ref, join(work, `bundle-${round}`)]));
+      rmSync(store, { recursive: true, force: true });
+      rmSync(join(work, `bundle-${round}`), { recursive: true, force: true });
+
+      const containerd = await startContainerd(join(work, `containerd-${round}`));
+      try {
+        samples.containerd.push(timed('ctr', ['-a', containerd.socket, '-n', 'bench', 'images', 'pull', '--plain-http', ref]));
+      } finally {
+        await stop(containerd.child);
+        spawnSync('umount', ['-R', join(work, `containerd-${round}`)], { stdio: 'ignore' });
+        rmSync(join(work, `containerd-${round}`), { recursive: true, force: true });
+      }
+
+      samples.skopeo.push(timed('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${ref}`, `dir:${join(work, `skopeo-${round}`)}`]));
+      rmSync(join(work, `skopeo-${round}`), { recursive: true, force: true });
+    }
+    const containerd = median(samples.containerd);
+    const rows = (['runbox', 'containerd', 'skopeo'] as const).map((tool) => {
+      const ms = median(samples[tool]);
+      const what = { runbox: '`runbox bundle --image` (pull + unpack)', containerd: '`ctr image pull` (pull + unpack)', skopeo: '`skopeo copy` to dir (pull only)' }[tool];
+      return `| ${what} | ${(ms / 1000).toFixed(2)} | ${(megabytes / (ms / 1000)).toFixed(0)} | ${(ms / containerd).toFixed(2)}× |`;
+    });
+    const runboxMs = median(samples.runbox);
+    return [
+      `image pull: ${megabytes.toFixed(0)} MB in 4 layers from docker-registry on loopback; median of ${ROUNDS} rounds, fresh store each round`,
+      '',
+      '| tool | seconds | MB/s | ÷ containerd |',
+      '| --- | ---: | ---: | ---: |',
+      ...rows,
+      '',
+      `target: runbox no slower than containerd — ${runboxMs <= containerd ? 'met' : 'NOT met'}`,
+      '',
+    ].join('\n');
+  } finally {
+    if (registry) await stop(registry.child);
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) process.stdout.write(await imagePullBench());
