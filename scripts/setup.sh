@@ -13,6 +13,9 @@ declare -A wanted=(
   [umoci]=umoci
   [runc]=runc
   [hyperfine]=hyperfine
+  [lz4]=lz4
+  [mkfs.erofs]=erofs-utils
+  [mkfs.ext4]=e2fsprogs
 )
 missing=()
 for what in "${!wanted[@]}"; do
@@ -35,5 +38,8 @@ if [ ! -f node_modules/.package-lock.json ] || [ package.json -nt node_modules/.
   npm install --no-audit --no-fund --loglevel=error >&2
   [ -e node_modules/fs-ext/build/Release/fs_ext.node ] || npm rebuild fs-ext >&2
 fi
+
+# The microVM guest kernel (Debian's cloud kernel, unpacked into build/guest, not installed)
+bash scripts/guest/fetch-kernel.sh
 
 npm run -s build >&2
