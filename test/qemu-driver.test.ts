@@ -1,0 +1,107 @@
+// The qemu driver end to end, through the CLI, with real QEMU microVMs under TCG (the accel this machine can run).
+// Each boot costs about a second of a core: the tests share VMs between assertions where they can.
+import test from 'ava';
+import { existsSync } from 'node:fs';
+import { release } from 'node:os';
+import { join } from 'node:path';
+import { guestAssets } from '../src/hypervisor/guest-assets.js';
+import { processStartTime } from '../src/hypervisor/host-process.js';
+import type { Spec } from '../src/oci/spec.js';
+import { Runtime } from '../src/runtime/runtime.js';
+import { TestEnv, errorMessage, processesMentioning } from './helpers/runbox.js';
+import { hangingInitrd } from './helpers/qemu.js';
+
+function qemuEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return { ...process.env, RUNBOX_DRIVER: 'qemu', RUNBOX_QEMU_ACCEL: 'tcg', ...extra };
+}
+
+/** The annotations that pick the driver and its acceleration for one container. */
+function inVm(spec: Spec): void {
+  spec.annotations = { ...spec.annotations, 'io.runbox.driver': 'qemu', 'io.runbox.qemu.accel': 'tcg' };
+}
+
+/** Nothing of a container is left on the host: no QEMU, no state directory (sockets, image, files). */
+function assertNothingLeft(t: import('ava').ExecutionContext, env: TestEnv, id: string): void {
+  t.deepEqual(processesMentioning(join(env.root, id)), [], 'no QEMU (or anything else) runs for the container');
+  t.false(existsSync(join(env.root, id)), 'the container state directory is gone');
+}
+
+test('run: the process runs under the guest kernel, with hostname and env from config.json, and its exit code', async (t) => {
+  const env = new TestEnv(t);
+  const bundle = env.bundle((spec) => {
+    spec.hostname = 'in-a-vm';
+    spec.process!.env!.push('GREETING=hello from the guest');
+    spec.process!.args = ['sh', '-c', 'uname -r; hostname; echo "$GREETING"; echo written > /etc/vm-was-here && cat /etc/vm-was-here; exit 3'];
+  });
+  const id = env.id();
+  const result = await env.run(['run', '--bundle', bundle, id], { env: qemuEnv() });
+  t.is(result.code, 3, result.stderr);
+  const kernel = guestAssets().kernelVersion;
+  t.not(kernel, release(), 'the guest kernel is not the host kernel');
+  t.deepEqual(result.stdout.split('\n'), [kernel, 'in-a-vm', 'hello from the guest', 'written', '']);
+  t.false(existsSync(join(bundle, 'rootfs', 'etc', 'vm-was-here')), 'the write stayed in the VM');
+  assertNothingLeft(t, env, id);
+});
+
+test('two VMs at once: exec into a running one, TERM reaches the process, KILL ends the VM', async (t) => {
+  const env = new TestEnv(t);
+  const trapper = ['sh', '-c', 'trap "exit 7" TERM; echo ready > /tmp/ready; while :; do sleep 0.1; done'];
+  const [termed, killed] = await Promise.all([
+    env.running(trapper, inVm),
+    env.running(['sleep', '1000'], inVm),
+  ]);
+  const termedState = await env.state(termed.id);
+  const killedState = await env.state(killed.id);
+  t.is(termedState.status, 'running');
+  t.not(termedState.pid, killedState.pid, 'each container has a VM of its own');
+
+  const exec = await env.run(['exec', termed.id, '--', 'sh', '-c', 'cat /tmp/ready; uname -r']);
+  t.is(exec.code, 0, exec.stderr);
+  t.is(exec.stdout, `ready\n${guestAssets().kernelVersion}\n`);
+  const failing = await env.run(['exec', termed.id, '--', 'sh', '-c', 'exit 4']);
+  t.is(failing.code, 4, failing.stderr);
+
+  t.is((await env.run(['kill', termed.id, 'TERM'])).code, 0);
+  await env.waitForStatus(termed.id, 'stopped', 30_000);
+  const exit = await new Runtime({ root: env.root }).wait(termed.id);
+  t.is(exit.exitStatus, 7, 'the trap ran: TERM reached the process in the guest');
+
+  const vm = killedState.pid as number;
+  t.truthy(processStartTime(vm), 'the container pid is its VM, a live host process');
+  t.is((await env.run(['kill', killed.id, 'KILL'])).code, 0);
+  await env.waitForStatus(killed.id, 'stopped', 30_000);
+  t.is(processStartTime(vm), undefined, 'the VM is gone');
+
+  for (const { id } of [termed, killed]) {
+    const deleted = await env.run(['delete', id]);
+    t.is(deleted.code, 0, deleted.stderr);
+    assertNothingLeft(t, env, id);
+  }
+});
+
+/** A `create` with the qemu driver and these settings, which must fail; its error message. */
+async function failedCreate(t: import('ava').ExecutionContext, env: TestEnv, settings: NodeJS.ProcessEnv) {
+  const bundle = env.bundle((spec) => {
+    spec.process!.args = ['true'];
+  });
+  const id = env.id();
+  const result = await env.run(['create', '--bundle', bundle, id], { env: qemuEnv(settings) });
+  t.is(result.code, 1);
+  t.is((await env.run(['list', '-q'])).stdout, '');
+  assertNothingLeft(t, env, id);
+  return { id, message: errorMessage(result.stderr) };
+}
+
+test('a kernel that cannot be loaded: a clear error, and nothing left behind', async (t) => {
+  const env = new TestEnv(t);
+  const { id, message } = await failedCreate(t, env, { RUNBOX_QEMU_KERNEL: join(env.dir, 'no-such-vmlinux') });
+  t.regex(message, new RegExp(`^container ${id}: the microVM \\(accel tcg\\) failed to start: .*no-such-vmlinux`));
+});
+
+test('a guest whose init never reports ready: torn down at the boot deadline with a clear error', async (t) => {
+  const env = new TestEnv(t);
+  const initrd = hangingInitrd(env.dir);
+  const { id, message } = await failedCreate(t, env, { RUNBOX_QEMU_INITRD: initrd, RUNBOX_QEMU_BOOT_TIMEOUT: '4' });
+  t.regex(message, new RegExp(`^container ${id}: the guest did not report ready within 4 s \\(accel tcg, VM running\\)`));
+  t.deepEqual(processesMentioning(initrd), [], 'no QEMU is left running the guest');
+});
