@@ -2,6 +2,7 @@
 #include "guest.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -40,13 +41,16 @@ static void unmount_keeping_errno(const char *path)
 	errno = err;
 }
 
-/* On the tmpfs at RW: the upper dir, whose root becomes the merged root (so it takes LOWER's mode and owner),
- * and the overlay's work dir. */
+/* The overlay's upper dir, whose root becomes the merged root (so it takes LOWER's mode, owner and times),
+ * and its work dir. */
 static int make_upper(const char *lower, const char *upper, const char *work)
 {
 	struct stat root;
 	if (stat(lower, &root) < 0 || mkdir(upper, 0700) < 0 || chown(upper, root.st_uid, root.st_gid) < 0 ||
 	    chmod(upper, root.st_mode & 07777) < 0)
+		return -1;
+	const struct timespec times[2] = { root.st_atim, root.st_mtim };
+	if (utimensat(AT_FDCWD, upper, times, 0) < 0)
 		return -1;
 	return make_dir(work);
 }
@@ -59,7 +63,7 @@ static int mount_overlay(const char *lower, const char *upper, const char *work,
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	if (make_dir(target) < 0)
+	if (mkdir_all(target, 0755) < 0)
 		return -1;
 	return mount("overlay", target, "overlay", 0, options);
 }
