@@ -59,19 +59,6 @@ static int mount_filesystems(void)
 	return mount_one("freezer", "cgroup", "/sys/fs/cgroup/freezer", NODEV_NOSUID | MS_NOEXEC, "freezer");
 }
 
-static void link_dev_fds(void)
-{
-	static const char *const links[][2] = {
-		{ "/proc/self/fd", "/dev/fd" },
-		{ "/proc/self/fd/0", "/dev/stdin" },
-		{ "/proc/self/fd/1", "/dev/stdout" },
-		{ "/proc/self/fd/2", "/dev/stderr" },
-	};
-	for (size_t i = 0; i < ARRAY_LEN(links); i++)
-		if (symlink(links[i][0], links[i][1]) < 0 && errno != EEXIST)
-			console_error("symlink", links[i][1], errno); /* containers bring their own /dev: not fatal */
-}
-
 static int load_module(int dir_fd, const char *name)
 {
 	int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
@@ -114,10 +101,7 @@ static int load_modules(void)
 int guest_init(void)
 {
 	umask(022);
-	if (mount_filesystems() < 0 || load_modules() < 0)
-		return -1;
-	link_dev_fds();
-	return 0;
+	return mount_filesystems() < 0 || load_modules() < 0 ? -1 : 0;
 }
 
 void guest_poweroff(void)
