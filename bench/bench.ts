@@ -5,7 +5,9 @@ import { closeSync, cpSync, mkdtempSync, openSync, readFileSync, rmSync, writeFi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { guestAssets } from '../src/hypervisor/guest-assets.js';
 import { defaultSpec } from '../src/oci/default-spec.js';
+import { vmBench } from './vm.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
 const project = fileURLToPath(new URL('../../', import.meta.url));
@@ -96,6 +98,13 @@ try {
     }),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
+  let noGuest: string | undefined;
+  try {
+    guestAssets();
+  } catch (error) {
+    noGuest = (error as Error).message;
+  }
+  process.stdout.write(noGuest ? `\nmicroVMs: not measured: ${noGuest}\n` : `\n${await vmBench({ project, work, median })}\n`);
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

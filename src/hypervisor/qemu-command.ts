@@ -9,13 +9,27 @@ import type { VmResources } from './qemu-resources.js';
 export const QEMU_BINARY = process.env.RUNBOX_QEMU ?? 'qemu-system-x86_64';
 
 /**
- * Which of the caller's stdio QEMU holds for the container: stdin as QEMU's own fd 0 (QEMU 7.2's file chardev
- * has no input side, its stdio one has), stdout and stderr as QEMU fds reopened through /proc/self/fd.
+ * One of the caller's stdio streams as QEMU holds it for the container: a socket (as Node's 'pipe' stdio is) is
+ * a connected socket chardev on QEMU's fd; anything else is reopened through /proc/self/fd for output, and for
+ * input is QEMU's own fd 0 (QEMU 7.2's file chardev has no input side, its stdio one has).
  */
+export type HeldStream = { kind: 'socket'; fd: number } | { kind: 'file'; fd: number } | { kind: 'stdio' };
+
 export interface InheritedStdio {
-  stdin?: boolean;
-  stdout?: number;
-  stderr?: number;
+  stdin?: HeldStream;
+  stdout?: HeldStream;
+  stderr?: HeldStream;
+}
+
+function chardev(stream: HeldStream): string {
+  switch (stream.kind) {
+    case 'socket':
+      return `socket,fd=${stream.fd}`;
+    case 'file':
+      return `file,path=/proc/self/fd/${stream.fd},append=on`;
+    case 'stdio':
+      return 'stdio,signal=off';
+  }
 }
 
 export interface VmFiles {
@@ -75,10 +89,10 @@ export function qemuArgs(command: QemuCommand): string[] {
     '-device', 'virtio-serial-device',
   ];
   args.push(...port('exit', `file,path=${value(files.exit)}`));
-  const { stdin, stdout, stderr } = command.stdio;
-  if (stdin) args.push(...port('stdin', 'stdio,signal=off'));
-  if (stdout !== undefined) args.push(...port('stdout', `file,path=/proc/self/fd/${stdout},append=on`));
-  if (stderr !== undefined) args.push(...port('stderr', `file,path=/proc/self/fd/${stderr},append=on`));
+  for (const name of ['stdin', 'stdout', 'stderr'] as const) {
+    const stream = command.stdio[name];
+    if (stream) args.push(...port(name, chardev(stream)));
+  }
   for (let i = 0; i < command.agentPorts; i++) {
     args.push(...port(`agent${i}`, `socket,path=${value(agentPortSocket(command.dir, i))},server=on,wait=off`, agentPortName(i)));
   }

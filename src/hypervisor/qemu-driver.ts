@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isatty } from 'node:tty';
 import {
   SandboxError, type Driver, type DriverCapabilities, type Sandbox, type SandboxConfig, type SandboxHandle,
 } from './driver.js';
@@ -45,26 +46,30 @@ function bootTimeoutSeconds(config: SandboxConfig): number {
 }
 
 /**
- * The caller's fds 0-2 that QEMU can hold for the container, and QEMU's stdio for spawn (its fd 0 is the caller's
- * stdin; 1 and 2 its log; 4 and 5 the caller's stdout and stderr). A terminal's input is left alone: QEMU would
- * read it whether or not the container does.
+ * The caller's fds 0-2 that QEMU can hold for the container, and QEMU's own stdio for spawn: fd 0 the caller's
+ * stdin (unless that is a socket: then fd 3), 1 and 2 its log, 4 and 5 the caller's stdout and stderr. A
+ * terminal's input is left alone: QEMU would read it whether or not the container does.
  */
 function inheritableStdio(log: number): { stdio: InheritedStdio; fds: Array<number | 'ignore'> } {
-  const usable = (fd: number, input: boolean): boolean => {
+  const kind = (fd: number): 'socket' | 'file' | 'terminal' | undefined => {
     try {
       const stat = fstatSync(fd);
-      if (stat.isSocket()) throw new SandboxError(`the qemu driver cannot hand a socket on fd ${fd} to the container (use a pipe, FIFO or file)`);
-      return !(input && stat.isCharacterDevice() && process.stdin.isTTY);
-    } catch (error) {
-      if (error instanceof SandboxError) throw error;
-      return false;
+      return stat.isSocket() ? 'socket' : stat.isCharacterDevice() && isatty(fd) ? 'terminal' : 'file';
+    } catch {
+      return undefined; // closed
     }
   };
   const stdio: InheritedStdio = {};
   const fds: Array<number | 'ignore'> = ['ignore', log, log, 'ignore', 'ignore', 'ignore'];
-  if (usable(0, true)) [stdio.stdin, fds[0]] = [true, 0];
-  if (usable(1, false)) [stdio.stdout, fds[4]] = [4, 1];
-  if (usable(2, false)) [stdio.stderr, fds[5]] = [5, 2];
+  const stdin = kind(0);
+  if (stdin === 'socket') [stdio.stdin, fds[3]] = [{ kind: 'socket', fd: 3 }, 0];
+  else if (stdin === 'file') [stdio.stdin, fds[0]] = [{ kind: 'stdio' }, 0];
+  for (const [name, fd, qemuFd] of [['stdout', 1, 4], ['stderr', 2, 5]] as const) {
+    const what = kind(fd);
+    if (what === undefined) continue;
+    stdio[name] = { kind: what === 'socket' ? 'socket' : 'file', fd: qemuFd };
+    fds[qemuFd] = fd;
+  }
   return { stdio, fds };
 }
 

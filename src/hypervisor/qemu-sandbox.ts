@@ -6,7 +6,7 @@ import type { AgentClient } from './agent-client.js';
 import { UNIT_SEPARATOR, type RecordList } from './agent-records.js';
 import { AgentSandbox } from './agent-sandbox.js';
 import {
-  SandboxError, type ContainerConfig, type ExitStatus, type ProcessOutput, type ProcessStatus, type RunningProcess,
+  SandboxError, type ContainerConfig, type ExecConfig, type ExitStatus, type ProcessOutput, type ProcessStatus, type RunningProcess,
   type Sandbox, type SandboxHandle, type Stats,
 } from './driver.js';
 import { vmFiles } from './qemu-command.js';
@@ -43,6 +43,11 @@ export function recordedExit(handle: QemuHandle): ExitStatus | undefined {
   return { exitStatus: Number(match[1]), exitedAt: new Date(Number(BigInt(match[2]!) / 1_000_000n)) };
 }
 
+/** A pty made in the guest cannot be handed to a host process: only a relayed one (a foreground -t) works. */
+function refuseConsoleSocket(id: string): never {
+  throw new SandboxError(`container ${id}: the qemu driver cannot pass the guest's pty over --console-socket; use a foreground run or exec with -t`);
+}
+
 export class QemuSandbox extends AgentSandbox {
   constructor(
     override readonly handle: QemuHandle,
@@ -55,11 +60,17 @@ export class QemuSandbox extends AgentSandbox {
   }
 
   protected override createRequest(config: ContainerConfig): RecordList {
+    if (config.consoleSocket) refuseConsoleSocket(config.id);
     const root = { ...config.spec.root!, path: guestRootfs(config.id) };
     return [
       ...super.createRequest({ ...config, spec: { ...config.spec, root } }),
       ['rootfs_image', `${ROOTFS_DEVICE}${UNIT_SEPARATOR}${this.handle.rootfsFstype}`],
     ];
+  }
+
+  override async exec(config: ExecConfig, output?: ProcessOutput): Promise<RunningProcess> {
+    if (config.consoleSocket) refuseConsoleSocket(config.containerId);
+    return super.exec(config, output);
   }
 
   /** The host sees the VM, not the processes in it: the container's pid is QEMU's, which lives as long as it. */
