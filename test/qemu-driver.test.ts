@@ -1,6 +1,7 @@
 // The qemu driver end to end, through the CLI, with real QEMU microVMs under TCG (the accel this machine can run).
 // Each boot costs about a second of a core: the tests share VMs between assertions where they can.
 import test from 'ava';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +9,8 @@ import { guestAssets } from '../src/hypervisor/guest-assets.js';
 import { processStartTime } from '../src/hypervisor/host-process.js';
 import type { Spec } from '../src/oci/spec.js';
 import { Runtime } from '../src/runtime/runtime.js';
-import { TestEnv, errorMessage, processesMentioning } from './helpers/runbox.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { RUNBOX, TestEnv, errorMessage, processesMentioning } from './helpers/runbox.js';
 import { hangingInitrd } from './helpers/qemu.js';
 
 function qemuEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
@@ -104,4 +106,29 @@ test('a guest whose init never reports ready: torn down at the boot deadline wit
   const { id, message } = await failedCreate(t, env, { RUNBOX_QEMU_INITRD: initrd, RUNBOX_QEMU_BOOT_TIMEOUT: '4' });
   t.regex(message, new RegExp(`^container ${id}: the guest did not report ready within 4 s \\(accel tcg, VM running\\)`));
   t.deepEqual(processesMentioning(initrd), [], 'no QEMU is left running the guest');
+});
+
+test('a CLI killed while its VM boots leaves no QEMU behind: the guest, orphaned, powers off', async (t) => {
+  const env = new TestEnv(t);
+  const bundle = env.bundle((spec) => {
+    spec.process!.args = ['true'];
+    inVm(spec);
+  });
+  const id = env.id();
+  const dir = join(env.root, id);
+  const cli = spawn(RUNBOX, ['--root', env.root, 'create', '--bundle', bundle, id], { stdio: 'ignore' });
+  for (let i = 0; i < 600 && processesMentioning(dir).length === 0; i++) await sleep(20);
+  t.not(processesMentioning(dir).length, 0, 'QEMU started');
+  cli.kill('SIGKILL');
+  for (let i = 0; i < 600 && processesMentioning(dir).length > 0; i++) await sleep(100);
+  t.deepEqual(processesMentioning(dir), [], 'no QEMU is left');
+  const deleted = await env.run(['delete', '--force', id]);
+  t.is(deleted.code, 0, deleted.stderr);
+  assertNothingLeft(t, env, id);
+});
+
+test('an unknown acceleration is refused before anything starts', async (t) => {
+  const env = new TestEnv(t);
+  const { id, message } = await failedCreate(t, env, { RUNBOX_QEMU_ACCEL: 'warp' });
+  t.is(message, `container ${id}: invalid qemu acceleration "warp" (expected one of kvm, tcg, auto)`);
 });
