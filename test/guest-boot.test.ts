@@ -39,7 +39,7 @@ function port(name: string, file: string): string[] {
 }
 
 function consoleLines(console: string): string[] {
-  return console.split(/\r?\n/).filter((line) => line.startsWith('probe: ')).map((line) => line.slice(7));
+  return console.split(/\r?\n/).filter((line) => line.startsWith('probe: ') && !line.startsWith('probe: timing')).map((line) => line.slice(7));
 }
 
 test('the guest kernel boots the initramfs init as pid 1, which loads the modules and finds virtio-serial ports by name', async (t) => {
