@@ -10,7 +10,7 @@ import { processStartTime } from '../src/hypervisor/host-process.js';
 import type { Spec } from '../src/oci/spec.js';
 import { Runtime } from '../src/runtime/runtime.js';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { RUNBOX, TestEnv, errorMessage, processesMentioning } from './helpers/runbox.js';
+import { RUNBOX, TestEnv, errorMessage, processesMentioning, runCommand } from './helpers/runbox.js';
 import { hangingInitrd } from './helpers/qemu.js';
 
 function qemuEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
@@ -79,6 +79,22 @@ test('two VMs at once: exec into a running one, TERM reaches the process, KILL e
     t.is(deleted.code, 0, deleted.stderr);
     assertNothingLeft(t, env, id);
   }
+});
+
+test('a terminal container in a VM: the guest pty is relayed with its window size and exit status', async (t) => {
+  const env = new TestEnv(t);
+  const bundle = env.bundle((spec) => {
+    spec.process!.terminal = true;
+    spec.process!.args = ['sh', '-c', '[ -t 0 ] && echo "size=$(stty size)"; uname -r; exit 4'];
+    inVm(spec);
+  });
+  const id = env.id();
+  // script(1) gives the CLI a terminal of its own, sized as a user's would be.
+  const result = await runCommand('script', ['-qec', `stty cols 100 rows 30; ${RUNBOX} --root ${env.root} run --bundle ${bundle} ${id}`, '/dev/null']);
+  t.is(result.code, 4, result.stdout);
+  t.regex(result.stdout, /size=30 100/);
+  t.true(result.stdout.includes(guestAssets().kernelVersion));
+  assertNothingLeft(t, env, id);
 });
 
 /** A `create` with the qemu driver and these settings, which must fail; its error message. */
