@@ -16,6 +16,7 @@ declare -A wanted=(
   [lz4]=lz4
   [mkfs.erofs]=erofs-utils
   [mkfs.ext4]=e2fsprogs
+  [qemu-system-x86_64]=qemu-system-x86
 )
 missing=()
 for what in "${!wanted[@]}"; do
