@@ -15,7 +15,7 @@
 #define PORTS_DIR "/sys/class/virtio-ports"
 #define SERIAL_DRIVER_DIR "/sys/bus/virtio/drivers/virtio_console"
 /* How long the ports may take to appear and be named after the driver was loaded. */
-#define PORTS_SETTLE_MS 2000
+#define PORTS_SETTLE_MS 5000
 
 enum scan { FOUND, ABSENT, UNSETTLED };
 

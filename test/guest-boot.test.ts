@@ -60,6 +60,13 @@ test('the guest kernel boots the initramfs init as pid 1, which loads the module
   t.is(lines.at(-1), 'done');
 });
 
+test('the built initramfs boots the runbox agent as init: with no agent port it says so on the console and powers off', async (t) => {
+  const boot = await bootToPowerOff({ initrd: guestAssets().initrd });
+  t.regex(boot.console, /runbox-agent: .*agent\.0/);
+  t.notRegex(boot.console, /guest init:/, 'guest_init did its part');
+  t.regex(boot.console, /reboot: Power down/);
+});
+
 /** A rootfs with everything an image must keep. */
 function fixtureRootfs(dir: string): string {
   const root = join(dir, 'rootfs');
