@@ -3,7 +3,8 @@
 // powers it off) or until delete; QEMU itself holds the caller's stdio for the container, so a runc-style
 // `create` needs nothing else on the host to outlive the CLI.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, rmSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isatty } from 'node:tty';
 import {
@@ -180,11 +181,7 @@ export class QemuDriver implements Driver {
     try {
       const lease = await leasePort(config.dir, AGENT_PORTS);
       try {
-        while (!existsSync(agentPortSocket(config.dir, lease.index))) {
-          if (abort.signal.aborted) throw abort.signal.reason;
-          await sleep(5);
-        }
-        const socket = await openSession(agentPortSocket(config.dir, lease.index), abort.signal);
+        const socket = await this.firstSession(agentPortSocket(config.dir, lease.index), abort.signal);
         const client = clientOnSession(socket, lease);
         child.unref();
         return new QemuSandbox(handle, client, () => this.cleanup(handle), () => this.vmGone(handle));
@@ -209,6 +206,19 @@ export class QemuDriver implements Driver {
       throw new SandboxError(message);
     } finally {
       clearTimeout(timer);
+    }
+  }
+
+  /** The boot's session: QEMU makes its sockets a moment after it starts; until then there is nothing to reach. */
+  private async firstSession(path: string, signal: AbortSignal): Promise<Socket> {
+    for (;;) {
+      try {
+        return await openSession(path, signal);
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (signal.aborted || (code !== 'ENOENT' && code !== 'ECONNREFUSED')) throw error;
+        await sleep(5);
+      }
     }
   }
 
