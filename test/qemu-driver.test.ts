@@ -1,8 +1,8 @@
 // The qemu driver end to end, through the CLI, with real QEMU microVMs under TCG (the accel this machine can run).
 // Each boot costs about a second of a core: the tests share VMs between assertions where they can.
 import test from 'ava';
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { guestAssets } from '../src/hypervisor/guest-assets.js';
@@ -42,6 +42,27 @@ test('run: the process runs under the guest kernel, with hostname and env from c
   t.not(kernel, release(), 'the guest kernel is not the host kernel');
   t.deepEqual(result.stdout.split('\n'), [kernel, 'in-a-vm', 'hello from the guest', 'written', '']);
   t.false(existsSync(join(bundle, 'rootfs', 'etc', 'vm-was-here')), 'the write stayed in the VM');
+  assertNothingLeft(t, env, id);
+});
+
+test('create: the container stdout and stderr reach the stdio create was given, after the CLI has exited', async (t) => {
+  const env = new TestEnv(t);
+  const bundle = env.bundle((spec) => {
+    spec.process!.args = ['sh', '-c', 'echo to-stdout; echo to-stderr >&2'];
+    inVm(spec);
+  });
+  const id = env.id();
+  const [out, err] = [join(env.dir, 'out'), join(env.dir, 'err')];
+  const [outFd, errFd] = [openSync(out, 'w'), openSync(err, 'w')];
+  const created = spawnSync(RUNBOX, ['--root', env.root, 'create', '--bundle', bundle, id], { stdio: ['ignore', outFd, errFd] });
+  closeSync(outFd);
+  closeSync(errFd);
+  t.is(created.status, 0, readFileSync(err, 'utf8'));
+  t.is((await env.run(['start', id])).code, 0);
+  await env.waitForStatus(id, 'stopped', 30_000);
+  t.is(readFileSync(out, 'utf8'), 'to-stdout\n');
+  t.is(readFileSync(err, 'utf8'), 'to-stderr\n');
+  t.is((await env.run(['delete', id])).code, 0);
   assertNothingLeft(t, env, id);
 });
 
