@@ -118,6 +118,17 @@ test('a terminal container in a VM: the guest pty is relayed with its window siz
   assertNothingLeft(t, env, id);
 });
 
+test('delete --force of a running VM container ends its VM', async (t) => {
+  const env = new TestEnv(t);
+  const { id } = await env.running(['sleep', '1000'], inVm);
+  const vm = (await env.state(id)).pid as number;
+  t.truthy(processStartTime(vm));
+  const deleted = await env.run(['delete', '--force', id]);
+  t.is(deleted.code, 0, deleted.stderr);
+  t.is(processStartTime(vm), undefined, 'QEMU is gone');
+  assertNothingLeft(t, env, id);
+});
+
 /** A `create` with the qemu driver and these settings, which must fail; its error message. */
 async function failedCreate(t: import('ava').ExecutionContext, env: TestEnv, settings: NodeJS.ProcessEnv) {
   const bundle = env.bundle((spec) => {
