@@ -3,7 +3,7 @@
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
-import { release } from 'node:os';
+import { availableParallelism, release } from 'node:os';
 import { join } from 'node:path';
 import { guestAssets } from '../src/hypervisor/guest-assets.js';
 import { processStartTime } from '../src/hypervisor/host-process.js';
@@ -33,14 +33,20 @@ test('run: the process runs under the guest kernel, with hostname and env from c
   const bundle = env.bundle((spec) => {
     spec.hostname = 'in-a-vm';
     spec.process!.env!.push('GREETING=hello from the guest');
-    spec.process!.args = ['sh', '-c', 'uname -r; hostname; echo "$GREETING"; echo written > /etc/vm-was-here && cat /etc/vm-was-here; exit 3'];
+    spec.process!.args = ['sh', '-c', 'uname -r; hostname; echo "$GREETING"; echo written > /etc/vm-was-here && cat /etc/vm-was-here; nproc; grep MemTotal /proc/meminfo; exit 3'];
+    // Two vCPUs (a quota of two periods) and 160 MiB for the container.
+    spec.linux!.resources = { cpu: { quota: 150_000, period: 100_000 }, memory: { limit: 160 * 2 ** 20 } };
   });
   const id = env.id();
   const result = await env.run(['run', '--bundle', bundle, id], { env: qemuEnv() });
   t.is(result.code, 3, result.stderr);
   const kernel = guestAssets().kernelVersion;
   t.not(kernel, release(), 'the guest kernel is not the host kernel');
-  t.deepEqual(result.stdout.split('\n'), [kernel, 'in-a-vm', 'hello from the guest', 'written', '']);
+  const [uname, hostname, greeting, written, nproc, memTotal] = result.stdout.split('\n');
+  t.deepEqual([uname, hostname, greeting, written], [kernel, 'in-a-vm', 'hello from the guest', 'written']);
+  t.is(nproc, String(Math.min(2, availableParallelism())));
+  const memKib = Number(/MemTotal:\s+(\d+) kB/.exec(memTotal ?? '')?.[1]);
+  t.true(memKib > 160 * 1024 && memKib < (160 + 48) * 1024, `the guest has room for the container's 160 MiB: ${memTotal}`);
   t.false(existsSync(join(bundle, 'rootfs', 'etc', 'vm-was-here')), 'the write stayed in the VM');
   assertNothingLeft(t, env, id);
 });

@@ -74,12 +74,16 @@ function inheritableStdio(log: number): { stdio: InheritedStdio; fds: Array<numb
   return { stdio, fds };
 }
 
+/** The last lines of a log, one line; for a guest console, the kernel's panic message if there is one. */
 function tail(path: string, lines: number): string {
+  let text: string;
   try {
-    return readFileSync(path, 'utf8').trim().split('\n').slice(-lines).join(' | ');
+    text = readFileSync(path, 'utf8').trim();
   } catch {
     return '';
   }
+  const panic = /Kernel panic - not syncing: .*/.exec(text);
+  return panic ? panic[0].trim() : text.split('\n').slice(-lines).join(' | ');
 }
 
 /** Everything a VM leaves in its directory (the directory itself is the caller's). */
@@ -193,7 +197,10 @@ export class QemuDriver implements Driver {
       let message = error instanceof SandboxError ? error.message : (error as Error).message;
       // A QEMU that fails at start-up may drop its sockets before it has exited: its own words say more.
       const why = await Promise.race([exited, sleep(500).then(() => undefined)]);
-      if (why !== undefined && message !== 'timeout') message = `the microVM (accel ${accel}) failed to start: ${why}`;
+      if (why !== undefined && message !== 'timeout') {
+        const console = tail(files.console, 3);
+        message = `the microVM (accel ${accel}) failed to start: ${why}${console ? `; console: ${console}` : ''}`;
+      }
       if (message === 'timeout') {
         const state = await queryRunState(files.qmp);
         const console = tail(files.console, 3);

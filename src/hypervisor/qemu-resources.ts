@@ -1,10 +1,15 @@
 // The size of a microVM from config.json's linux.resources: vCPUs from the CPU quota (or the cpuset), memory
-// from the memory limit. The guest's own kernel needs room of its own, so the limit is a floor, not a cap.
+// from the memory limit plus what the guest kernel keeps for itself.
 import { availableParallelism } from 'node:os';
 import type { Spec } from '../oci/spec.js';
 
-/** The Debian cloud kernel reserves ~46 MiB for itself and does not boot below this. */
-export const GUEST_MIN_MEMORY_MIB = 72;
+/**
+ * The smallest VM: the Debian cloud kernel reserves ~46 MiB and boots alone in 72 MiB, but with the agent's ports
+ * and disk it panics ("System is deadlocked on memory") below about 96 MiB (measured under TCG).
+ */
+export const GUEST_MIN_MEMORY_MIB = 104;
+/** What the guest kernel keeps for itself: a memory limit is the container's, so the VM gets this much more. */
+export const GUEST_KERNEL_MIB = 48;
 export const DEFAULT_MEMORY_MIB = 128;
 export const DEFAULT_VCPUS = 1;
 
@@ -44,6 +49,8 @@ export function vmResources(spec: Spec): VmResources {
   // More vCPUs than host CPUs only adds contention (and TCG threads).
   vcpus = Math.max(1, Math.min(vcpus, availableParallelism()));
   const limit = positive(resources?.memory?.limit);
-  const memoryMib = limit === undefined ? DEFAULT_MEMORY_MIB : Math.max(GUEST_MIN_MEMORY_MIB, Math.ceil(limit / 2 ** 20));
+  const memoryMib = limit === undefined
+    ? DEFAULT_MEMORY_MIB
+    : Math.max(GUEST_MIN_MEMORY_MIB, Math.ceil(limit / 2 ** 20) + GUEST_KERNEL_MIB);
   return { vcpus, memoryMib };
 }
