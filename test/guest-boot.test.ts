@@ -181,6 +181,17 @@ for (const fstype of ['erofs', 'ext4'] as RootfsFsType[]) {
   });
 }
 
+test('the kernel parameters carry the host TSC frequency (not a constant) and the delay-loop count from it', (t) => {
+  const cmdline = guestAssets().cmdline;
+  const param = (name: string) => Number(cmdline.find((p) => p.startsWith(`${name}=`))?.slice(name.length + 1));
+  const cpuinfoKhz = Number(/^cpu MHz\s*:\s*([0-9.]+)/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))![1]) * 1000;
+  const tscKhz = param('tsc_early_khz');
+  t.true(Math.abs(tscKhz - cpuinfoKhz) / cpuinfoKhz < 0.05, `tsc_early_khz=${tscKhz}, host cpu MHz ${cpuinfoKhz / 1000}`);
+  const hz = Number(readFileSync(join(guestAssets().kernel, '..', 'kernel-hz'), 'utf8'));
+  t.is(param('lpj'), Math.round((tscKhz * 1000) / hz));
+  t.true(cmdline.includes('console=ttyS0') && cmdline.includes('panic=-1'));
+});
+
 test('missing guest assets give an error naming what is missing and the command that makes it', (t) => {
   const dir = tempDir(t);
   t.throws(() => guestAssets(dir), { message: `the microVM guest kernel is missing (${join(dir, 'vmlinux')}): run \`npm run setup\` (scripts/guest/fetch-kernel.sh)` });
