@@ -89,6 +89,9 @@ test('two VMs at once: exec into a running one, TERM reaches the process, KILL e
   t.is(exec.stdout, `ready\n${guestAssets().kernelVersion}\n`);
   const failing = await env.run(['exec', termed.id, '--', 'sh', '-c', 'exit 4']);
   t.is(failing.code, 4, failing.stderr);
+  // More clients at once than the VM has agent ports: the extra ones wait for a port, none is lost.
+  const many = await Promise.all(Array.from({ length: 6 }, (_, i) => env.run(['exec', termed.id, '--', 'echo', `client ${i}`])));
+  t.deepEqual(many.map((result) => result.stdout), Array.from({ length: 6 }, (_, i) => `client ${i}\n`));
 
   t.is((await env.run(['kill', termed.id, 'TERM'])).code, 0);
   await env.waitForStatus(termed.id, 'stopped', 30_000);
