@@ -24,6 +24,9 @@ fi
 [ -x "$init" ] || { echo "build-initramfs: $init is not an executable" >&2; exit 1; }
 release=$(cat "$guest/kernel-version")
 modules="$guest/kernel/lib/modules/$release/kernel"
+# libcrc32c (for erofs) asks the crypto API for crc32c, a soft dependency depends= does not list: the generic
+# kernel has it as a module, the cloud kernel built in.
+if grep -q '^CONFIG_CRYPTO_CRC32C=m' "$guest/kernel/boot/config-$release"; then wanted=(crc32c_generic "${wanted[@]}"); fi
 
 # module name → .ko path (names use _ where file names may use -)
 declare -A ko=()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetches the microVM guest kernel without installing it: Debian's cloud kernel package is downloaded with
 # `apt-get download`, unpacked with `dpkg -x` into build/guest/kernel/, and the uncompressed vmlinux (the ELF
-# with the PVH entry, which boots faster than the bzImage) is cut out of the bzImage's LZ4 payload.
+# with the PVH entry, which boots faster than the bzImage) is cut out of the bzImage's compressed payload:
 #   build/guest/vmlinux          the kernel QEMU boots
 #   build/guest/kernel-version   its release (what `uname -r` prints in the guest)
 #   build/guest/kernel-hz        its CONFIG_HZ (for lpj=)
@@ -43,10 +43,16 @@ release=$(ls unpacked/lib/modules)
 bzimage="unpacked/boot/vmlinuz-$release"
 [ -f "$bzimage" ] || { echo "fetch-kernel: $package has no /boot/vmlinuz-$release" >&2; exit 1; }
 
-# The LZ4 frame (legacy format, magic 02 21 4c 18) inside the bzImage; lz4 stops at its end by itself.
-offset=$(LC_ALL=C grep -obUaP '\x02\x21\x4c\x18' "$bzimage" | head -1 | cut -d: -f1)
-[ -n "$offset" ] || { echo "fetch-kernel: no LZ4 payload in $bzimage" >&2; exit 1; }
-tail -c +$((offset + 1)) "$bzimage" | lz4 -dc 2>/dev/null > vmlinux || true
+# The bzImage's payload: an LZ4 frame (legacy format, magic 02 21 4c 18: the cloud kernel) or an xz stream
+# (magic fd 37 7a 58 5a 00: the generic kernel). Both decompressors stop at the payload's end by themselves.
+payload_at() { LC_ALL=C grep -obUaP "$1" "$bzimage" | head -1 | cut -d: -f1 || true; }
+if offset=$(payload_at '\x02\x21\x4c\x18') && [ -n "$offset" ]; then
+  tail -c +$((offset + 1)) "$bzimage" | lz4 -dc 2>/dev/null > vmlinux || true
+elif offset=$(payload_at '\xfd\x37\x7a\x58\x5a\x00') && [ -n "$offset" ]; then
+  tail -c +$((offset + 1)) "$bzimage" | xz -dc --single-stream 2>/dev/null > vmlinux || true
+else
+  echo "fetch-kernel: no LZ4 or xz payload in $bzimage" >&2; exit 1
+fi
 [ "$(od -An -c -N4 vmlinux | tr -d ' ')" = '177ELF' ] || { echo "fetch-kernel: $bzimage did not decompress to an ELF" >&2; exit 1; }
 
 rm -rf "$out/kernel" "$out/vmlinux"

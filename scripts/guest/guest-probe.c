@@ -112,7 +112,7 @@ static void probe_writes(void)
 	say("remove from the overlay: %s", unlink(ROOT "/hardlink-a") == 0 ? "ok" : errtext(errno));
 }
 
-static void probe_rootfs(const char *fstype)
+static void probe_rootfs(const char *device, const char *fstype)
 {
 	char port[64];
 	if (guest_find_port("listing", port, sizeof port) < 0 || !(listing = fopen(port, "we"))) {
@@ -120,12 +120,12 @@ static void probe_rootfs(const char *fstype)
 		return;
 	}
 	long long start = boot_us();
-	if (guest_mount_rootfs("/dev/vda", fstype, ROOT) < 0) {
+	if (guest_mount_rootfs(device, fstype, ROOT) < 0) {
 		say("mount %s: %s", fstype, errtext(errno));
 		return;
 	}
 	long long mounted = boot_us();
-	say("mounted /dev/vda (%s) at " ROOT, fstype);
+	say("mounted %s (%s) at " ROOT, device, fstype);
 	nftw(ROOT, read_entry, 16, FTW_PHYS);
 	say("timing: mount %lld us, stat and read everything (cold) %lld us", mounted - start, boot_us() - mounted);
 	nftw(ROOT, list_entry, 16, FTW_PHYS);
@@ -154,9 +154,9 @@ int main(void)
 		(void)!write(fd, "hello from the guest\n", 21);
 		close(fd);
 	}
-	const char *fstype = getenv("image_fstype");
+	const char *fstype = getenv("image_fstype"), *device = getenv("image_device");
 	if (fstype)
-		probe_rootfs(fstype);
+		probe_rootfs(device ? device : "/dev/vda", fstype);
 	say("done");
 	guest_poweroff();
 	return 1;
