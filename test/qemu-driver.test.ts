@@ -139,9 +139,9 @@ test('delete --force of a running VM container ends its VM', async (t) => {
 });
 
 /** A `create` with the qemu driver and these settings, which must fail; its error message. */
-async function failedCreate(t: import('ava').ExecutionContext, env: TestEnv, settings: NodeJS.ProcessEnv) {
+async function failedCreate(t: import('ava').ExecutionContext, env: TestEnv, settings: NodeJS.ProcessEnv, args = ['true']) {
   const bundle = env.bundle((spec) => {
-    spec.process!.args = ['true'];
+    spec.process!.args = args;
   });
   const id = env.id();
   const result = await env.run(['create', '--bundle', bundle, id], { env: qemuEnv(settings) });
@@ -188,4 +188,10 @@ test('an unknown acceleration is refused before anything starts', async (t) => {
   const env = new TestEnv(t);
   const { id, message } = await failedCreate(t, env, { RUNBOX_QEMU_ACCEL: 'warp' });
   t.is(message, `container ${id}: invalid qemu acceleration "warp" (expected one of kvm, tcg, auto)`);
+});
+
+test('a program missing from the image fails create inside the VM, and nothing is left behind', async (t) => {
+  const env = new TestEnv(t);
+  const { id, message } = await failedCreate(t, env, {}, ['/bin/no-such-program']);
+  t.is(message, `container ${id}: exec: "/bin/no-such-program": stat /bin/no-such-program: no such file or directory`);
 });
