@@ -28,6 +28,7 @@ export interface BareBoot {
   qemuArgs?: string[];
   /** A line on the console that says the guest is up: when it appears, QEMU's RSS is read. */
   marker?: string;
+  /** Default 90 s: a shared 2-core machine at load 20 takes 15 s to boot what takes 1 s when quiet. */
   timeoutMs?: number;
   accel?: 'tcg' | 'kvm';
 }
@@ -69,7 +70,7 @@ export function bootToPowerOff(boot: BareBoot): Promise<BareBootResult> {
   });
   qemu.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => qemu.kill('SIGKILL'), boot.timeoutMs ?? 30_000);
+    const timer = setTimeout(() => qemu.kill('SIGKILL'), boot.timeoutMs ?? 90_000);
     qemu.once('error', (error) => { clearTimeout(timer); reject(error); });
     qemu.once('close', (code, signal) => {
       clearTimeout(timer);
