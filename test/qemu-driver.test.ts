@@ -2,7 +2,7 @@
 // Each boot costs about a second of a core: the tests share VMs between assertions where they can.
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism, release } from 'node:os';
 import { join } from 'node:path';
 import { guestAssets } from '../src/hypervisor/guest-assets.js';
@@ -127,11 +127,14 @@ test('a terminal container in a VM: the guest pty is relayed with its window siz
   assertNothingLeft(t, env, id);
 });
 
-test('delete --force of a running VM container ends its VM', async (t) => {
+test('a running VM container: its sockets are 0600, and delete --force ends its VM', async (t) => {
   const env = new TestEnv(t);
   const { id } = await env.running(['sleep', '1000'], inVm);
   const vm = (await env.state(id)).pid as number;
   t.truthy(processStartTime(vm));
+  const sockets = readdirSync(join(env.root, id)).filter((name) => name.endsWith('.sock'));
+  t.deepEqual(sockets.sort(), ['agent-0.sock', 'agent-1.sock', 'agent-2.sock', 'agent-3.sock', 'qmp.sock']);
+  for (const name of sockets) t.is(statSync(join(env.root, id, name)).mode & 0o777, 0o600, `${name} is 0600`);
   const deleted = await env.run(['delete', '--force', id]);
   t.is(deleted.code, 0, deleted.stderr);
   t.is(processStartTime(vm), undefined, 'QEMU is gone');

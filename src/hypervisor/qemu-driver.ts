@@ -158,7 +158,7 @@ export class QemuDriver implements Driver {
       stdio: inherited.stdio,
       image: files.image,
     });
-    const umask = process.umask(0o077); // QEMU's sockets are made 0600 from the start
+    const umask = process.umask(0o177); // QEMU's sockets (and files) are made 0600 from the start
     let child: ChildProcess;
     try {
       child = spawn(QEMU_BINARY, args, { detached: true, stdio: inherited.fds });
