@@ -168,7 +168,7 @@ test('a guest whose init never reports ready: torn down at the boot deadline wit
   t.deepEqual(processesMentioning(initrd), [], 'no QEMU is left running the guest');
 });
 
-test('a CLI killed while its VM boots leaves no QEMU behind: the guest, orphaned, powers off', async (t) => {
+test('a CLI killed while its VM boots leaves no QEMU behind', async (t) => {
   const env = new TestEnv(t);
   const bundle = env.bundle((spec) => {
     spec.process!.args = ['true'];
@@ -180,10 +180,10 @@ test('a CLI killed while its VM boots leaves no QEMU behind: the guest, orphaned
   for (let i = 0; i < 600 && processesMentioning(dir).length === 0; i++) await sleep(20);
   t.not(processesMentioning(dir).length, 0, 'QEMU started');
   cli.kill('SIGKILL');
-  for (let i = 0; i < 600 && processesMentioning(dir).length > 0; i++) await sleep(100);
-  t.deepEqual(processesMentioning(dir), [], 'no QEMU is left');
+  // Killed before its VM was recorded, the guest powers itself off; after, delete finds and ends it.
   const deleted = await env.run(['delete', '--force', id]);
   t.is(deleted.code, 0, deleted.stderr);
+  for (let i = 0; i < 300 && processesMentioning(dir).length > 0; i++) await sleep(100);
   assertNothingLeft(t, env, id);
 });
 
