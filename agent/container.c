@@ -21,6 +21,7 @@
 #include "stdio.h"
 #include "sync.h"
 #include "util.h"
+#include "vm.h"
 
 bool container_id_valid(const char *id)
 {
@@ -220,6 +221,10 @@ void op_create(struct request *r)
 	struct ctrspec s;
 	char err[512];
 	const char *invalid = NULL;
+	if (vm_prepare_rootfs(&r->rec, err, sizeof err) < 0) {
+		reply_error(r->to, errno, "container %s: %s", id, err);
+		return;
+	}
 	if (ctrspec_parse(&r->rec, &s, err, sizeof err) < 0)
 		invalid = err;
 	else

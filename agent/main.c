@@ -1,7 +1,7 @@
 /*
  * runbox-agent: the process that runs containers where they run, and stays their parent. It serves the
- * protocol of PROTOCOL.md on a unix socket (the emulated driver); as a microVM's init it will serve one
- * virtio-serial port instead (--port), which conn.h is ready for.
+ * protocol of PROTOCOL.md on a unix socket (the emulated driver), or, as a microVM's init (pid 1), on the
+ * VM's virtio-serial ports (vm.h, ports.h).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -23,11 +23,13 @@
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
+#include "ports.h"
 #include "proc.h"
 #include "registry.h"
 #include "server.h"
 #include "stdio.h"
 #include "util.h"
+#include "vm.h"
 
 #define SHUTDOWN_REAP_MS 5000
 
@@ -41,6 +43,10 @@ static void on_signal(void *ctx, short revents)
 	while (read(signal_fd, &si, sizeof si) == sizeof si) {
 		if (si.ssi_signo == SIGCHLD)
 			continue; /* reaped below, once for all */
+		if (si.ssi_signo == SIGIO) {
+			ports_poll();
+			continue;
+		}
 		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
 			log_msg("signal %u: stopping", si.ssi_signo);
 			server_stopping = true;
@@ -57,6 +63,7 @@ static int setup_signals(void)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGIO);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -99,6 +106,7 @@ static void stop_everything(void)
 		reaper_reap();
 	}
 	reply_ok(server_shutdown_reply, NULL);
+	ports_close();
 	conn_flush_all(1000);
 	conn_close_all();
 	listener_close();
@@ -111,6 +119,10 @@ static _Noreturn void startup_failed(int ready_fd, const char *msg)
 {
 	if (logging)
 		log_msg("%s", msg);
+	if (vm_mode) {
+		dprintf(vm_log_fd(), "runbox-agent: %s\n", msg);
+		vm_power_off();
+	}
 	if (ready_fd >= 0)
 		dprintf(ready_fd, "%s\n", msg);
 	else if (stdio_saved_stderr() >= 0)
@@ -118,11 +130,25 @@ static _Noreturn void startup_failed(int ready_fd, const char *msg)
 	exit(1);
 }
 
-int main(int argc, char **argv)
+/* As a microVM's init: fds 0-2 become the caller's stdio (ports), the agent's own output the console. */
+static void setup_vm(void)
+{
+	if (vm_init() < 0)
+		vm_power_off();
+	stdio_save_inherited();
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC), log = vm_log_fd();
+	dup2(null, 0);
+	dup2(log >= 0 ? log : null, 1);
+	dup2(log >= 0 ? log : null, 2);
+	logging = true;
+}
+
+/* As a host process: returns the socket to listen on. */
+static const char *setup_host(int argc, char **argv, int *ready_fd)
 {
 	/* Before anything opens an fd: the inherited stdio for stdio=inherit, and the ready pipe. */
-	int ready_fd = fcntl(3, F_GETFD) >= 0 ? fcntl(3, F_DUPFD_CLOEXEC, 10) : -1;
-	if (ready_fd >= 0)
+	*ready_fd = fcntl(3, F_GETFD) >= 0 ? fcntl(3, F_DUPFD_CLOEXEC, 10) : -1;
+	if (*ready_fd >= 0)
 		close(3);
 	stdio_save_inherited();
 
@@ -133,22 +159,20 @@ int main(int argc, char **argv)
 		} else if (!strcmp(argv[i], "--log") && i + 1 < argc) {
 			log_path = argv[++i];
 		} else if (!strcmp(argv[i], "--help")) {
-			puts("usage: runbox-agent --socket PATH [--log PATH]");
-			return 0;
-		} else if (!strcmp(argv[i], "--port")) {
-			startup_failed(ready_fd, "--port (guest init mode) is not implemented yet");
+			puts("usage: runbox-agent --socket PATH [--log PATH] (or as a microVM's init, pid 1)");
+			exit(0);
 		} else {
-			startup_failed(ready_fd, "invalid arguments (usage: runbox-agent --socket PATH [--log PATH])");
+			startup_failed(*ready_fd, "invalid arguments (usage: runbox-agent --socket PATH [--log PATH])");
 		}
 	}
 	if (!socket_path)
-		startup_failed(ready_fd, "--socket PATH is required (usage: runbox-agent --socket PATH [--log PATH])");
+		startup_failed(*ready_fd, "--socket PATH is required (usage: runbox-agent --socket PATH [--log PATH])");
 
 	/* Our own 0-2: /dev/null in, the log out (or /dev/null). */
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	int log = log_path ? open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600) : null;
 	if (null < 0 || log < 0)
-		startup_failed(ready_fd, log_path ? "cannot open the log file" : "cannot open /dev/null");
+		startup_failed(*ready_fd, log_path ? "cannot open the log file" : "cannot open /dev/null");
 	dup2(null, 0);
 	dup2(log, 1);
 	dup2(log, 2);
@@ -157,6 +181,17 @@ int main(int argc, char **argv)
 	if (null > 2)
 		close(null);
 	logging = true;
+	return socket_path;
+}
+
+int main(int argc, char **argv)
+{
+	int ready_fd = -1;
+	const char *socket_path = NULL;
+	if (getpid() == 1)
+		setup_vm();
+	else
+		socket_path = setup_host(argc, argv, &ready_fd);
 
 	/* Big buffers (a 4 MiB frame, a burst of output) go back to the system when freed, not to the heap. */
 	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
@@ -170,19 +205,27 @@ int main(int argc, char **argv)
 		startup_failed(ready_fd, "signalfd failed");
 	if (exec_init() < 0)
 		startup_failed(ready_fd, "cannot open /proc/self/ns/pid");
-	if (listener_open(socket_path, err, sizeof err) < 0)
-		startup_failed(ready_fd, err);
-	log_msg("listening on %s", socket_path);
+	if (vm_mode) {
+		if (ports_open() == 0)
+			startup_failed(ready_fd, "no virtio-serial port named agent.0");
+		log_msg("serving the agent.N ports");
+	} else {
+		if (listener_open(socket_path, err, sizeof err) < 0)
+			startup_failed(ready_fd, err);
+		log_msg("listening on %s", socket_path);
+	}
 	if (ready_fd >= 0) {
 		(void)!write(ready_fd, "ready\n", 6);
 		close(ready_fd);
 	}
 
-	while (!server_stopping) {
-		loop_run_once(freezer_retry() ? 20 : -1);
+	while (!server_stopping && !vm_done()) {
+		loop_run_once(freezer_retry() ? 20 : vm_poll_timeout());
 		reaper_replay();
 	}
 	stop_everything();
+	if (vm_mode)
+		vm_power_off();
 	log_msg("exiting");
 	return 0;
 }

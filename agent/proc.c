@@ -19,6 +19,7 @@
 #include "log.h"
 #include "relay.h"
 #include "util.h"
+#include "vm.h"
 
 static void send_exit_event(const struct proc *p)
 {
@@ -113,8 +114,10 @@ static void exited(pid_t pid, int status)
 	p->exited = true;
 	p->exit_status = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
 	p->exited_at = now_unix_ns();
-	if (!p->exec_id)
+	if (!p->exec_id) {
 		c->phase = PHASE_STOPPED;
+		vm_init_exited(p);
+	}
 	if (p->relay)
 		relay_finish(p->relay);
 	answer_waiters(p);

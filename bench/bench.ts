@@ -5,10 +5,12 @@ import { closeSync, cpSync, mkdtempSync, openSync, readFileSync, rmSync, writeFi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { guestAssets } from '../src/hypervisor/guest-assets.js';
 import { defaultSpec } from '../src/oci/default-spec.js';
 import { rpcBench } from './rpc-bench.js';
 import { imagePullBench } from './image-pull.js';
 import { unpackBench } from './unpack.js';
+import { vmBench } from './vm.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
 const project = fileURLToPath(new URL('../../', import.meta.url));
@@ -101,6 +103,13 @@ try {
   process.stdout.write(`${lines.join('\n')}\n`);
   process.stdout.write(`\n${await unpackBench()}`);
   process.stdout.write(`\n${await imagePullBench()}`);
+  let noGuest: string | undefined;
+  try {
+    guestAssets();
+  } catch (error) {
+    noGuest = (error as Error).message;
+  }
+  process.stdout.write(noGuest ? `\nmicroVMs: not measured: ${noGuest}\n` : `\n${await vmBench({ project, work, median })}\n`);
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

@@ -23,6 +23,10 @@ declare -A wanted=(
   [containerd]=containerd
   [openssl]=openssl
   [python3]=python3
+  [lz4]=lz4
+  [mkfs.erofs]=erofs-utils
+  [mkfs.ext4]=e2fsprogs
+  [qemu-system-x86_64]=qemu-system-x86
 )
 missing=()
 for what in "${!wanted[@]}"; do
@@ -45,5 +49,8 @@ if [ ! -f node_modules/.package-lock.json ] || [ package.json -nt node_modules/.
   npm install --no-audit --no-fund --loglevel=error >&2
   [ -e node_modules/fs-ext/build/Release/fs_ext.node ] || npm rebuild fs-ext >&2
 fi
+
+# The microVM guest kernel (Debian's cloud kernel, unpacked into build/guest, not installed)
+bash scripts/guest/fetch-kernel.sh
 
 npm run -s build >&2

@@ -110,11 +110,11 @@ test('errors go to the --log file as JSON lines, as containerd\'s runc shim read
   t.false(Number.isNaN(Date.parse(lines[0].time)));
 });
 
-test('the qemu driver is refused clearly until it exists, and nothing is left', async (t) => {
+test('an unknown driver is refused clearly, and nothing is left', async (t) => {
   const env = new TestEnv(t);
   const bundle = env.bundle();
   const id = env.id();
-  assertFailure(t, await env.run(['--driver', 'qemu', 'create', '--bundle', bundle, id]), /driver "qemu" is not available yet/);
+  assertFailure(t, await env.run(['--driver', 'hyperv', 'create', '--bundle', bundle, id]), /unknown driver "hyperv" \(expected one of emulated, qemu, auto\)/);
   assertNothingLeft(t, env, id, bundle);
   const viaEnv = await env.run(['create', '--bundle', bundle, id], { env: { ...process.env, RUNBOX_DRIVER: 'bogus' } });
   assertFailure(t, viaEnv, /unknown driver "bogus"/);

@@ -1,9 +1,13 @@
-// npm run demo: boots a sandbox from the bundled default image with the runbox CLI and shows each step.
+// npm run demo: boots a sandbox from the bundled default image with the runbox CLI and shows each step — in a
+// QEMU microVM when QEMU and the guest can run here (under KVM, or TCG emulation), else with the emulated driver.
 import { spawnSync } from 'node:child_process';
 import { closeSync, cpSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { guestAssets } from '../hypervisor/guest-assets.js';
+import { kvmDeviceUsable } from '../hypervisor/qemu-accel.js';
+import { QEMU_BINARY } from '../hypervisor/qemu-command.js';
 import { defaultSpec } from '../oci/default-spec.js';
 
 const project = fileURLToPath(new URL('../../../', import.meta.url));
@@ -12,6 +16,17 @@ const work = mkdtempSync(join(tmpdir(), 'runbox-demo-'));
 const root = join(work, 'state');
 const bundle = join(work, 'bundle');
 const id = `demo-${process.pid}`;
+
+/** Why a microVM cannot run here, or undefined when it can. */
+function microVmUnavailable(): string | undefined {
+  try {
+    guestAssets();
+  } catch (error) {
+    return (error as Error).message;
+  }
+  const qemu = spawnSync(QEMU_BINARY, ['--version'], { encoding: 'utf8' });
+  return qemu.status === 0 ? undefined : `${QEMU_BINARY} does not run (${qemu.error?.message ?? qemu.stderr.trim()})`;
+}
 
 function step(args: string[]): string {
   process.stdout.write(`\n$ runbox ${args.join(' ')}\n`);
@@ -29,26 +44,37 @@ try {
   cpSync(join(project, 'fixtures', 'busybox', 'build', 'rootfs'), join(bundle, 'rootfs'), { recursive: true, verbatimSymlinks: true });
   const spec = defaultSpec();
   spec.process!.terminal = false;
-  spec.process!.args = ['sh', '-c', 'echo "hello from a runbox sandbox"; echo "hostname: $(hostname)"; echo "pid inside: $$"; id; ls /'];
+  spec.process!.args = ['sh', '-c', 'echo "hello from a runbox sandbox"; echo "kernel: $(uname -r)"; echo "hostname: $(hostname)"; echo "pid inside: $$"; id; ls /'];
   writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec, null, 2));
   const output = join(work, 'container-output.txt');
 
+  const unavailable = microVmUnavailable();
+  const driver = unavailable ? 'emulated' : 'qemu';
   process.stdout.write(`default image: fixtures/busybox (busybox-static), bundle ${bundle}\n`);
-  process.stdout.write(`driver: ${JSON.parse(step(['features'])).annotations['io.runbox.driver.emulated.description']}\n`);
+  if (unavailable) process.stdout.write(`no microVM here (${unavailable}): falling back to the emulated driver\n`);
+  process.stdout.write(`driver: ${driver}: ${JSON.parse(step(['features'])).annotations[`io.runbox.driver.${driver}.description`]}\n`);
   // The container's stdout is create's stdout, as with runc: point it at a file to show it afterwards.
-  process.stdout.write(`\n$ runbox create --bundle ${bundle} ${id} > ${output}\n`);
+  process.stdout.write(`\n$ runbox --driver ${driver} create --bundle ${bundle} ${id} > ${output}\n`);
   const outputFd = openSync(output, 'w');
-  const created = spawnSync(runbox, ['--root', root, 'create', '--bundle', bundle, id], {
+  const started = process.hrtime.bigint();
+  const created = spawnSync(runbox, ['--root', root, '--driver', driver, 'create', '--bundle', bundle, id], {
     stdio: ['ignore', outputFd, 'inherit'],
   });
   closeSync(outputFd);
   if (created.status !== 0) throw new Error('runbox create failed');
+  process.stdout.write(`  (exit 0, ${(Number(process.hrtime.bigint() - started) / 1e6).toFixed(0)} ms)\n`);
+  if (driver === 'qemu') {
+    const { sandbox } = JSON.parse(readFileSync(join(root, id, 'state.json'), 'utf8')) as { sandbox: { accel: string; pid: number } };
+    const why = sandbox.accel === 'kvm' ? 'hardware virtualization'
+      : kvmDeviceUsable() ? 'software emulation: KVM has not been seen to boot a guest here' : 'software emulation: no usable /dev/kvm';
+    process.stdout.write(`microVM: QEMU pid ${sandbox.pid}, acceleration ${sandbox.accel} (${why})\n`);
+  }
   step(['state', id]);
   step(['start', id]);
   for (let i = 0; i < 100 && JSON.parse(step(['state', id])).status !== 'stopped'; i++) {
     spawnSync('sleep', ['0.1']);
   }
-  process.stdout.write(`\nwhat the container printed:\n${readFileSync(output, 'utf8')}`);
+  process.stdout.write(`\nwhat the container printed (the host kernel is ${release()}):\n${readFileSync(output, 'utf8')}`);
   step(['delete', id]);
   step(['list']);
 } finally {

@@ -33,9 +33,13 @@ export class AgentSandbox implements Sandbox {
     return { id: call.id, response };
   }
 
+  /** The `create` request for a container; a driver whose agent sees the container elsewhere adapts it. */
+  protected createRequest(config: ContainerConfig): RecordList {
+    return createRecords(config.id, config.spec, config.bundle, config.stdio, config.consoleSocket);
+  }
+
   async createContainer(config: ContainerConfig, output?: ProcessOutput): Promise<RunningProcess> {
-    const records = createRecords(config.id, config.spec, config.bundle, config.stdio, config.consoleSocket);
-    return this.started(this.attach(records, config.stdio === 'stream' ? output : undefined));
+    return this.started(this.attach(this.createRequest(config), config.stdio === 'stream' ? output : undefined));
   }
 
   async finishCreate(id: string, stateJson: string): Promise<void> {

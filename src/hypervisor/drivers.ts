@@ -1,5 +1,7 @@
 import type { Driver } from './driver.js';
 import { EmulatedDriver } from './emulated-driver.js';
+import { kvmProven } from './qemu-accel.js';
+import { QemuDriver } from './qemu-driver.js';
 
 export const DRIVER_NAMES = ['emulated', 'qemu', 'auto'] as const;
 export type DriverName = (typeof DRIVER_NAMES)[number];
@@ -15,11 +17,13 @@ export function chooseDriverName(annotation: string | undefined, flag: string | 
 export function getDriver(name: string): Driver {
   switch (name) {
     case 'emulated':
-    // auto picks the strongest isolation that can run here; until a VM driver exists that is emulated.
-    case 'auto':
       return new EmulatedDriver();
+    // auto picks the strongest isolation that runs well here: a microVM where KVM has been seen to boot one
+    // (under TCG emulation a VM is opt-in: --driver qemu), else namespaces.
+    case 'auto':
+      return kvmProven() ? new QemuDriver() : new EmulatedDriver();
     case 'qemu':
-      throw new Error('driver "qemu" is not available yet in this build (use emulated or auto)');
+      return new QemuDriver();
     default:
       throw new Error(`unknown driver "${name}" (expected one of ${DRIVER_NAMES.join(', ')})`);
   }

@@ -109,6 +109,8 @@ export class Runtime {
         spec,
       });
       record.sandbox = sandbox.handle;
+      // Recorded at once: a CLI killed from here on leaves a sandbox that delete can find and end.
+      this.store.write(record);
       this.logger.debug(`container ${id}: ${driver.name} sandbox booted: ${JSON.stringify(sandbox.handle)}`);
       const stdio: StdioMode = process.terminal ? (options.consoleSocket ? 'null' : 'stream') : (options.stdio ?? 'inherit');
       const init = await sandbox.createContainer(

@@ -1,5 +1,6 @@
 import { Command } from '@oclif/core/command';
 import { EmulatedDriver } from '../../hypervisor/emulated-driver.js';
+import { QemuDriver } from '../../hypervisor/qemu-driver.js';
 import { features } from '../../oci/features.js';
 
 export default class Features extends Command {
@@ -7,8 +8,7 @@ export default class Features extends Command {
 
   async run(): Promise<void> {
     await this.parse(Features);
-    const emulated = new EmulatedDriver();
-    const drivers = [{ name: emulated.name, ...emulated.capabilities }];
+    const drivers = [new EmulatedDriver(), new QemuDriver()].map((driver) => ({ name: driver.name, ...driver.capabilities }));
     process.stdout.write(`${JSON.stringify(features(this.config.version, drivers), null, 2)}\n`);
   }
 }

@@ -1,0 +1,162 @@
+// The microVM part of npm run bench: QEMU booting the guest kernel into an init that powers off at once (the
+// floor, bench/vm-floor.ts) beside what runbox takes to get a container's first output out of a VM, a whole
+// create→exit→delete cycle, the memory a VM holds, and how many sandboxes a minute two at a time boot.
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, cpSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AgentClient } from '../src/hypervisor/agent-client.js';
+import { agentPortSocket, clientOnSession, leasePort, openSession } from '../src/hypervisor/qemu-agent-port.js';
+import type { QemuHandle } from '../src/hypervisor/qemu-sandbox.js';
+import { defaultSpec } from '../src/oci/default-spec.js';
+import { vmFloorMs } from './vm-floor.js';
+
+const ROUNDS = Number(process.env.BENCH_VM_ROUNDS ?? 5);
+const SANDBOXES = 10;
+const AT_ONCE = 2;
+
+interface Context {
+  project: string;
+  work: string;
+  median(values: number[]): number;
+}
+
+function vmBundle(context: Context, name: string, args: string[]): string {
+  const dir = join(context.work, name);
+  cpSync(join(context.project, 'fixtures', 'busybox', 'build', 'rootfs'), join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
+  const spec = defaultSpec();
+  spec.process!.terminal = false;
+  spec.process!.args = args;
+  spec.annotations = { 'io.runbox.driver': 'qemu' };
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(spec));
+  return dir;
+}
+
+/** Runs runbox; resolves with the time from spawn to the first byte on its stdout (if any) and to its exit. */
+function runbox(context: Context, args: string[]): Promise<{ firstOutput?: number; exited: number }> {
+  const started = process.hrtime.bigint();
+  const since = () => Number(process.hrtime.bigint() - started) / 1e6;
+  return new Promise((resolve, reject) => {
+    const child = spawn(join(context.project, 'bin', 'runbox'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let firstOutput: number | undefined;
+    let stderr = '';
+    child.stdout.once('data', () => (firstOutput = since()));
+    child.stdout.resume();
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (code !== 0) reject(new Error(`runbox ${args.join(' ')}: ${stderr.trim()}`));
+      else resolve({ ...(firstOutput === undefined ? {} : { firstOutput }), exited: since() });
+    });
+  });
+}
+
+/** One runbox call, its output in files: a container made by create keeps create's stdio (a pipe would not end). */
+function cli(context: Context, root: string, args: string[]): string {
+  const out = join(context.work, 'cli-stdout');
+  const err = join(context.work, 'cli-stderr');
+  const [outFd, errFd] = [openSync(out, 'w'), openSync(err, 'w')];
+  const result = spawnSync(join(context.project, 'bin', 'runbox'), ['--root', root, ...args], { stdio: ['ignore', outFd, errFd] });
+  closeSync(outFd);
+  closeSync(errFd);
+  if (result.status !== 0) throw new Error(`runbox ${args.join(' ')}: ${readFileSync(err, 'utf8').trim()}`);
+  return readFileSync(out, 'utf8');
+}
+
+/** create, then start: the time from create's spawn to the container's first byte of output (a pipe on create). */
+async function createStartFirstOutput(context: Context, root: string, bundle: string, id: string): Promise<number> {
+  const started = process.hrtime.bigint();
+  let resolveOutput!: (ms: number) => void;
+  const output = new Promise<number>((resolve) => (resolveOutput = resolve));
+  const create = spawn(join(context.project, 'bin', 'runbox'), ['--root', root, 'create', '--bundle', bundle, id], { stdio: ['ignore', 'pipe', 'inherit'] });
+  create.stdout.once('data', () => resolveOutput(Number(process.hrtime.bigint() - started) / 1e6));
+  create.stdout.resume();
+  const code = await new Promise<number | null>((resolve) => create.on('exit', resolve));
+  if (code !== 0) throw new Error(`runbox create ${id} failed`);
+  cli(context, root, ['start', id]);
+  const ms = await output;
+  cli(context, root, ['delete', '--force', id]);
+  return ms;
+}
+
+function waitStopped(context: Context, root: string, id: string): void {
+  for (let i = 0; i < 3000; i++) {
+    if (JSON.parse(cli(context, root, ['state', id])).status === 'stopped') return;
+    spawnSync('sleep', ['0.01']);
+  }
+  throw new Error(`${id} did not stop`);
+}
+
+function rssKib(pid: number): number {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(match?.[1] ?? 0);
+}
+
+/** QEMU's RSS on the host and the agent's in the guest (its own `hello` answer), for a VM running `sleep`. */
+async function memoryAfterBoot(context: Context, root: string, bundle: string): Promise<{ qemuMib: number; agentMib: number }> {
+  const id = 'vm-memory';
+  cli(context, root, ['run', '-d', '--bundle', bundle, id]);
+  try {
+    const handle = (JSON.parse(readFileSync(join(root, id, 'state.json'), 'utf8')) as { sandbox: QemuHandle }).sandbox;
+    const lease = await leasePort(handle.dir, handle.agentPorts);
+    const client: AgentClient = clientOnSession(await openSession(agentPortSocket(handle.dir, lease.index), AbortSignal.timeout(10_000)), lease);
+    const hello = await client.request([['op', 'hello']]);
+    client.close();
+    return { qemuMib: rssKib(handle.pid) / 1024, agentMib: hello.number('rss_bytes') / 2 ** 20 };
+  } finally {
+    cli(context, root, ['delete', '--force', id]);
+  }
+}
+
+export async function vmBench(context: Context): Promise<string> {
+  const root = join(context.work, 'root-vm');
+  const echo = vmBundle(context, 'vm-echo', ['echo', 'first output']);
+  const truth = vmBundle(context, 'vm-true', ['true']);
+  const sleeper = vmBundle(context, 'vm-sleep', ['sleep', '1000']);
+
+  // One floor boot per round, between runbox's: on a shared machine the load drifts, and both see the same.
+  const floors: number[] = [];
+  const separate: number[] = [];
+  const together: number[] = [];
+  const cycle: number[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    floors.push(await vmFloorMs(1));
+    separate.push(await createStartFirstOutput(context, root, echo, `vm-first-${round}`));
+    const run = await runbox(context, ['--root', root, 'run', '--bundle', echo, `vm-run-${round}`]);
+    if (run.firstOutput === undefined) throw new Error('runbox run printed nothing');
+    together.push(run.firstOutput);
+    const started = process.hrtime.bigint();
+    cli(context, root, ['create', '--bundle', truth, `vm-cycle-${round}`]);
+    cli(context, root, ['start', `vm-cycle-${round}`]);
+    waitStopped(context, root, `vm-cycle-${round}`);
+    cli(context, root, ['delete', `vm-cycle-${round}`]);
+    cycle.push(Number(process.hrtime.bigint() - started) / 1e6);
+  }
+  const memory = await memoryAfterBoot(context, root, sleeper);
+
+  const started = process.hrtime.bigint();
+  let next = 0;
+  await Promise.all(Array.from({ length: AT_ONCE }, async () => {
+    while (next < SANDBOXES) {
+      await runbox(context, ['--root', root, 'run', '--bundle', truth, `vm-many-${next++}`]);
+    }
+  }));
+  const perMinute = SANDBOXES / (Number(process.hrtime.bigint() - started) / 6e10);
+
+  const floor = context.median(floors);
+  const firstSeparate = context.median(separate);
+  const firstTogether = context.median(together);
+  const row = (name: string, ms: number, target: string) => `| ${name} | ${ms.toFixed(0)} ms | ${(ms / floor).toFixed(2)}× | ${target} |`;
+  return [
+    `microVMs (qemu driver, accel tcg), median of ${ROUNDS} rounds, floor and runbox interleaved; floor = QEMU booting the guest kernel into an init that powers off at once (spawn to exit)`,
+    '',
+    '| measure | value | ÷ floor | target |',
+    '| --- | ---: | ---: | --- |',
+    row('floor: QEMU start → guest init → exit', floor, ''),
+    row('`runbox create` then `runbox start` → first output', firstSeparate, `≤ 1.3× ${firstSeparate / floor <= 1.3 ? 'met' : 'NOT met'}`),
+    row('`runbox run` (create+start in one call) → first output', firstTogether, `≤ 1.3× ${firstTogether / floor <= 1.3 ? 'met' : 'NOT met'}`),
+    row('create→start→(state until stopped)→delete of `true`', context.median(cycle), ''),
+    `| QEMU RSS after boot (host) | ${memory.qemuMib.toFixed(1)} MiB | | |`,
+    `| agent RSS in the guest | ${memory.agentMib.toFixed(2)} MiB | | < 2 MiB ${memory.agentMib < 2 ? 'met' : 'NOT met'} |`,
+    `| ${SANDBOXES} sandboxes (\`runbox run\` of \`true\`), ${AT_ONCE} at a time | ${perMinute.toFixed(1)} sandboxes/min | | |`,
+  ].join('\n');
+}

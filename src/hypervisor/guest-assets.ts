@@ -1,0 +1,95 @@
+// What a microVM boots: the guest kernel fetched at set-up time (scripts/guest/fetch-kernel.sh), the initramfs
+// built at build time with the agent as /init (scripts/guest/build-initramfs.sh), and the kernel parameters.
+import { closeSync, constants, existsSync, openSync, readFileSync, readSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface GuestAssets {
+  /** Absolute path of the uncompressed vmlinux (PVH entry) to boot. */
+  kernel: string;
+  /** Absolute path of the initramfs: /init = the runbox agent (static), + kernel modules. */
+  initrd: string;
+  /** What `uname -r` in the guest prints, e.g. 6.1.0-56-cloud-amd64. */
+  kernelVersion: string;
+  /** Kernel parameters for a fast, reliable boot. */
+  cmdline: string[];
+}
+
+export const GUEST_DIR = fileURLToPath(new URL('../../../build/guest', import.meta.url));
+
+/** Throws an Error naming what is missing and the command that makes it when the assets are absent. */
+export function guestAssets(dir = GUEST_DIR): GuestAssets {
+  const kernel = join(dir, 'vmlinux');
+  const initrd = join(dir, 'initrd.img');
+  const versionFile = join(dir, 'kernel-version');
+  if (!existsSync(kernel) || !existsSync(versionFile)) {
+    throw new Error(`the microVM guest kernel is missing (${kernel}): run \`npm run setup\` (scripts/guest/fetch-kernel.sh)`);
+  }
+  if (!existsSync(initrd)) {
+    throw new Error(`the microVM initramfs is missing (${initrd}): run \`npm run build\` (scripts/guest/build-initramfs.sh)`);
+  }
+  const kernelVersion = readFileSync(versionFile, 'utf8').trim();
+  const hz = Number(readFileSync(join(dir, 'kernel-hz'), 'utf8').trim());
+  return { kernel, initrd, kernelVersion, cmdline: kernelCmdline(hostTscKhz(), hz) };
+}
+
+/**
+ * Under TCG the guest's TSC ticks at the host's rate, and microvm has no HPET or PM timer to calibrate it
+ * against: without tsc_early_khz about one boot in ten hangs. lpj (from the same rate) skips the delay-loop
+ * calibration.
+ */
+export function kernelCmdline(tscKhz: number, hz: number): string[] {
+  return [
+    'console=ttyS0', '8250.nr_uarts=1', 'quiet',
+    // a panic or a reboot ends QEMU (run with -no-reboot) instead of leaving a dead VM behind
+    'panic=-1', 'reboot=t',
+    `tsc_early_khz=${tscKhz}`, `lpj=${Math.round((tscKhz * 1000) / hz)}`, 'no_timer_check',
+    'pci=off', 'i8042.noaux', 'i8042.nomux', 'i8042.nopnp', 'i8042.dumbkbd',
+    'cryptomgr.notests', 'random.trust_cpu=on', 'nokaslr',
+    // one sandbox per VM: the VM is the isolation boundary, not the guest kernel's
+    'mitigations=off',
+  ];
+}
+
+let tscKhz: number | undefined;
+
+/** The host's TSC frequency in kHz: what the kernel measured at boot, else what /proc/cpuinfo says. */
+export function hostTscKhz(): number {
+  tscKhz ??= tscKhzFromKernelLog() ?? tscKhzFromCpuinfo();
+  return tscKhz;
+}
+
+function tscKhzFromKernelLog(): number | undefined {
+  let fd: number;
+  try {
+    fd = openSync('/dev/kmsg', constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch {
+    return undefined; // not root, or no /dev/kmsg
+  }
+  let detected: number | undefined;
+  let refined: number | undefined;
+  const record = Buffer.alloc(8192);
+  try {
+    for (;;) {
+      const text = record.toString('latin1', 0, readSync(fd, record));
+      const match = /tsc: (Detected|Refined TSC clocksource calibration:) ([0-9.]+) MHz/.exec(text);
+      if (match?.[1] === 'Detected') detected = mhzToKhz(match[2]!);
+      else if (match) refined = mhzToKhz(match[2]!);
+    }
+  } catch {
+    // EAGAIN: the end of the log (or EPIPE, records overwritten while reading: what was read stands)
+  } finally {
+    closeSync(fd);
+  }
+  return refined ?? detected;
+}
+
+function tscKhzFromCpuinfo(): number {
+  const match = /^cpu MHz\s*:\s*([0-9.]+)/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+  if (!match) throw new Error('cannot tell the host TSC frequency: no "cpu MHz" in /proc/cpuinfo');
+  return mhzToKhz(match[1]!);
+}
+
+function mhzToKhz(mhz: string): number {
+  return Math.round(Number(mhz) * 1000);
+}

@@ -1,0 +1,106 @@
+// The QEMU command line of a runbox microVM: `-M microvm` with nothing QEMU would add by itself, the guest
+// kernel and initramfs, the container's rootfs as a read-only virtio-blk disk, and virtio-serial ports for the
+// agent (agent.N), the exit report (exit) and the caller's stdio (stdin, stdout, stderr).
+import { join } from 'node:path';
+import type { Accel } from './qemu-accel.js';
+import { agentPortName, agentPortSocket } from './qemu-agent-port.js';
+import type { VmResources } from './qemu-resources.js';
+
+export const QEMU_BINARY = process.env.RUNBOX_QEMU ?? 'qemu-system-x86_64';
+
+/**
+ * One of the caller's stdio streams as QEMU holds it for the container: a socket (as Node's 'pipe' stdio is) is
+ * a connected socket chardev on QEMU's fd; anything else is reopened through /proc/self/fd for output, and for
+ * input is QEMU's own fd 0 (QEMU 7.2's file chardev has no input side, its stdio one has).
+ */
+export type HeldStream = { kind: 'socket'; fd: number } | { kind: 'file'; fd: number } | { kind: 'stdio' };
+
+export interface InheritedStdio {
+  stdin?: HeldStream;
+  stdout?: HeldStream;
+  stderr?: HeldStream;
+}
+
+function chardev(stream: HeldStream): string {
+  switch (stream.kind) {
+    case 'socket':
+      return `socket,fd=${stream.fd}`;
+    case 'file':
+      return `file,path=/proc/self/fd/${stream.fd},append=on`;
+    case 'stdio':
+      return 'stdio,signal=off';
+  }
+}
+
+export interface VmFiles {
+  qmp: string;
+  exit: string;
+  console: string;
+  log: string;
+  image: string;
+}
+
+export function vmFiles(dir: string): VmFiles {
+  return {
+    qmp: join(dir, 'qmp.sock'),
+    exit: join(dir, 'exit'),
+    console: join(dir, 'console.log'),
+    log: join(dir, 'qemu.log'),
+    image: join(dir, 'rootfs.img'),
+  };
+}
+
+export interface QemuCommand {
+  dir: string;
+  accel: Accel;
+  resources: VmResources;
+  kernel: string;
+  initrd: string;
+  cmdline: string[];
+  agentPorts: number;
+  stdio: InheritedStdio;
+  /** A read-only raw disk image: the container's rootfs. */
+  image?: string;
+}
+
+/** QEMU option values end at a comma; a comma inside one is written twice. */
+function value(text: string): string {
+  return text.replaceAll(',', ',,');
+}
+
+function port(id: string, chardev: string, name = id): string[] {
+  return ['-chardev', `${chardev},id=${id}`, '-device', `virtserialport,chardev=${id},name=${name}`];
+}
+
+export function qemuArgs(command: QemuCommand): string[] {
+  const files = vmFiles(command.dir);
+  const args = [
+    '-M', 'microvm',
+    '-accel', command.accel === 'tcg' ? 'tcg,tb-size=32' : 'kvm',
+    ...(command.accel === 'kvm' ? ['-cpu', 'host'] : []),
+    '-m', `${command.resources.memoryMib}M`,
+    '-smp', String(command.resources.vcpus),
+    '-nodefaults', '-no-user-config', '-no-reboot', '-display', 'none',
+    '-kernel', command.kernel,
+    '-initrd', command.initrd,
+    '-append', command.cmdline.join(' '),
+    '-serial', `file:${value(files.console)}`,
+    '-qmp', `unix:${value(files.qmp)},server=on,wait=off`,
+    '-device', 'virtio-serial-device',
+  ];
+  args.push(...port('exit', `file,path=${value(files.exit)}`));
+  for (const name of ['stdin', 'stdout', 'stderr'] as const) {
+    const stream = command.stdio[name];
+    if (stream) args.push(...port(name, chardev(stream)));
+  }
+  for (let i = 0; i < command.agentPorts; i++) {
+    args.push(...port(`agent${i}`, `socket,path=${value(agentPortSocket(command.dir, i))},server=on,wait=off`, agentPortName(i)));
+  }
+  if (command.image) {
+    args.push(
+      '-drive', `file=${value(command.image)},format=raw,if=none,id=rootfs,readonly=on`,
+      '-device', 'virtio-blk-device,drive=rootfs',
+    );
+  }
+  return args;
+}

@@ -1,0 +1,56 @@
+// The size of a microVM from config.json's linux.resources: vCPUs from the CPU quota (or the cpuset), memory
+// from the memory limit plus what the guest kernel keeps for itself.
+import { availableParallelism } from 'node:os';
+import type { Spec } from '../oci/spec.js';
+
+/**
+ * The smallest VM: the Debian cloud kernel reserves ~46 MiB and boots alone in 72 MiB, but with the agent's ports
+ * and disk it panics ("System is deadlocked on memory") below about 96 MiB (measured under TCG).
+ */
+export const GUEST_MIN_MEMORY_MIB = 104;
+/** What the guest kernel keeps for itself: a memory limit is the container's, so the VM gets this much more. */
+export const GUEST_KERNEL_MIB = 48;
+export const DEFAULT_MEMORY_MIB = 128;
+export const DEFAULT_VCPUS = 1;
+
+export interface VmResources {
+  vcpus: number;
+  memoryMib: number;
+}
+
+function cpusetSize(cpus: string): number {
+  let count = 0;
+  for (const part of cpus.split(',')) {
+    const match = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(part);
+    if (!match) throw new Error(`linux.resources.cpu.cpus "${cpus}" is not a cpuset list`);
+    const first = Number(match[1]);
+    const last = match[2] === undefined ? first : Number(match[2]);
+    if (last < first) throw new Error(`linux.resources.cpu.cpus "${cpus}" has a range that runs backwards`);
+    count += last - first + 1;
+  }
+  return count;
+}
+
+function positive(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : undefined;
+}
+
+export function vmResources(spec: Spec): VmResources {
+  const resources = spec.linux?.resources as
+    | { cpu?: { quota?: unknown; period?: unknown; cpus?: unknown }; memory?: { limit?: unknown } }
+    | undefined;
+  let vcpus = DEFAULT_VCPUS;
+  const quota = positive(resources?.cpu?.quota);
+  if (quota !== undefined) {
+    vcpus = Math.ceil(quota / (positive(resources?.cpu?.period) ?? 100_000));
+  } else if (typeof resources?.cpu?.cpus === 'string' && resources.cpu.cpus.trim()) {
+    vcpus = cpusetSize(resources.cpu.cpus);
+  }
+  // More vCPUs than host CPUs only adds contention (and TCG threads).
+  vcpus = Math.max(1, Math.min(vcpus, availableParallelism()));
+  const limit = positive(resources?.memory?.limit);
+  const memoryMib = limit === undefined
+    ? DEFAULT_MEMORY_MIB
+    : Math.max(GUEST_MIN_MEMORY_MIB, Math.ceil(limit / 2 ** 20) + GUEST_KERNEL_MIB);
+  return { vcpus, memoryMib };
+}

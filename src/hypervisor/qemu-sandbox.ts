@@ -1,0 +1,162 @@
+// A container's microVM as a Sandbox: the agent in the guest does the work (AgentSandbox); what differs is where
+// the container's rootfs is (a disk the agent mounts) and that the VM powers off once the container's init has
+// exited, leaving its exit status in a host file. ExitedSandbox answers from that file afterwards.
+import { readFileSync } from 'node:fs';
+import type { AgentClient } from './agent-client.js';
+import { UNIT_SEPARATOR, type RecordList } from './agent-records.js';
+import { AgentSandbox } from './agent-sandbox.js';
+import {
+  SandboxError, type ContainerConfig, type ExecConfig, type ExitStatus, type ProcessOutput, type ProcessStatus, type RunningProcess,
+  type Sandbox, type SandboxHandle, type Stats,
+} from './driver.js';
+import { vmFiles } from './qemu-command.js';
+
+export interface QemuHandle extends SandboxHandle {
+  driver: 'qemu';
+  pid: number;
+  startTime: string;
+  dir: string;
+  agentPorts: number;
+  accel: 'kvm' | 'tcg';
+  /** How the rootfs disk is formatted, for the agent's mount. */
+  rootfsFstype: string;
+}
+
+/** Where the container's rootfs is in the guest (the overlay the agent mounts over the disk). */
+export function guestRootfs(id: string): string {
+  return `/run/runbox/${id}/rootfs`;
+}
+
+/** The guest's block device of the rootfs disk: the only virtio-blk device. */
+const ROOTFS_DEVICE = '/dev/vda';
+
+/** The exit status the agent left in the exit file, if the container's init has exited. */
+export function recordedExit(handle: QemuHandle): ExitStatus | undefined {
+  let text: string;
+  try {
+    text = readFileSync(vmFiles(handle.dir).exit, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const match = /^(\d+) (\d+)\n/.exec(text);
+  if (!match) return undefined;
+  return { exitStatus: Number(match[1]), exitedAt: new Date(Number(BigInt(match[2]!) / 1_000_000n)) };
+}
+
+/** A pty made in the guest cannot be handed to a host process: only a relayed one (a foreground -t) works. */
+function refuseConsoleSocket(id: string): never {
+  throw new SandboxError(`container ${id}: the qemu driver cannot pass the guest's pty over --console-socket; use a foreground run or exec with -t`);
+}
+
+export class QemuSandbox extends AgentSandbox {
+  constructor(
+    override readonly handle: QemuHandle,
+    client: AgentClient,
+    onDestroy: () => Promise<void>,
+    /** Resolves once QEMU has exited (or a short while has passed). */
+    private readonly vmGone: () => Promise<void>,
+  ) {
+    super(handle, client, onDestroy);
+  }
+
+  protected override createRequest(config: ContainerConfig): RecordList {
+    if (config.consoleSocket) refuseConsoleSocket(config.id);
+    const root = { ...config.spec.root!, path: guestRootfs(config.id) };
+    return [
+      ...super.createRequest({ ...config, spec: { ...config.spec, root } }),
+      ['rootfs_image', `${ROOTFS_DEVICE}${UNIT_SEPARATOR}${this.handle.rootfsFstype}`],
+    ];
+  }
+
+  override async exec(config: ExecConfig, output?: ProcessOutput): Promise<RunningProcess> {
+    if (config.consoleSocket) refuseConsoleSocket(config.containerId);
+    return super.exec(config, output);
+  }
+
+  /** The host sees the VM, not the processes in it: the container's pid is QEMU's, which lives as long as it. */
+  override async createContainer(config: ContainerConfig, output?: ProcessOutput): Promise<RunningProcess> {
+    return { ...(await super.createContainer(config, output)), pid: this.handle.pid };
+  }
+
+  override async wait(id: string, execId?: string): Promise<ExitStatus> {
+    try {
+      return await super.wait(id, execId);
+    } catch (error) {
+      // The VM powers off right after the init's exit: a wait that loses the race reads the exit file.
+      if (error instanceof SandboxError || execId) throw error;
+      await this.vmGone();
+      const exit = recordedExit(this.handle);
+      if (!exit) throw error;
+      return exit;
+    }
+  }
+}
+
+/** A VM that has powered off: its container is stopped, and the exit file says how it ended. */
+export class ExitedSandbox implements Sandbox {
+  constructor(readonly handle: QemuHandle, private readonly onDestroy: () => Promise<void>) {}
+
+  private gone(id: string): never {
+    throw new SandboxError(`container ${id}: process not running`, 3);
+  }
+
+  createContainer(config: ContainerConfig): Promise<RunningProcess> {
+    return Promise.reject(new SandboxError(`container ${config.id}: the microVM has powered off`));
+  }
+
+  async finishCreate(id: string): Promise<void> {
+    this.gone(id);
+  }
+
+  async startContainer(id: string): Promise<void> {
+    this.gone(id);
+  }
+
+  async exec(config: { containerId: string }): Promise<RunningProcess> {
+    this.gone(config.containerId);
+  }
+
+  async signal(id: string): Promise<void> {
+    this.gone(id);
+  }
+
+  async wait(id: string, execId?: string): Promise<ExitStatus> {
+    const exit = execId ? undefined : recordedExit(this.handle);
+    if (!exit) throw new SandboxError(`container ${id}: the microVM has powered off and left no exit status`, 2);
+    return exit;
+  }
+
+  async processes(id?: string): Promise<ProcessStatus[]> {
+    const exit = recordedExit(this.handle);
+    if (!exit || !id) return [];
+    return [{ containerId: id, pid: this.handle.pid, status: 'stopped', exit }];
+  }
+
+  async ps(): Promise<number[]> {
+    return [];
+  }
+
+  async stats(id: string): Promise<Stats> {
+    this.gone(id);
+  }
+
+  async pause(id: string): Promise<void> {
+    this.gone(id);
+  }
+
+  async resume(id: string): Promise<void> {
+    this.gone(id);
+  }
+
+  async resize(id: string): Promise<void> {
+    this.gone(id);
+  }
+
+  async deleteContainer(): Promise<void> {}
+
+  async destroy(): Promise<void> {
+    await this.onDestroy();
+  }
+
+  disconnect(): void {}
+}
