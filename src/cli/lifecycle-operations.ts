@@ -22,6 +22,8 @@ export const LIFECYCLE_OPERATIONS = {
       bundle: text(flags.bundle) ?? '.',
       ...(pidFile ? { pidFile } : {}),
       ...(consoleSocket ? { consoleSocket } : {}),
+      // As with runc, the init passes to the caller's subreaper (containerd's runc shim reaps it for its status).
+      callerReaps: true,
     });
   },
 

@@ -75,6 +75,8 @@ export class EmulatedDriver implements Driver {
     const child = spawn(AGENT_BINARY, ['--socket', socket, '--log', logFile], {
       detached: true,
       stdio: [stdio, stdio, stdio, 'pipe'],
+      // agent/caller_reaps.h
+      ...(config.callerReaps ? { env: { ...process.env, RUNBOX_CALLER_REAPS: '1' } } : {}),
     });
     try {
       await awaitReady(child, logFile);

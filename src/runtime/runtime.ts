@@ -33,6 +33,12 @@ export interface CreateOptions {
   stdio?: 'inherit' | 'null';
   /** For a terminal without a console socket (a foreground run): the pty is relayed through this process. */
   relayTerminal?: ProcessOutput;
+  /**
+   * A detached create, as runc does it: the init (and later detached execs) become children of this process,
+   * reaped by the caller's subreaper once it exits (see SandboxConfig.callerReaps). Nobody can wait for the
+   * exit status through runbox then; `state` still tells when the process has exited.
+   */
+  callerReaps?: boolean;
 }
 
 export interface ExecOptions {
@@ -105,6 +111,7 @@ export class Runtime {
         dir: this.store.dir(id),
         stdio: process.terminal ? 'null' : (options.stdio ?? 'inherit'),
         spec,
+        ...(options.callerReaps ? { callerReaps: true } : {}),
       });
       record.sandbox = sandbox.handle;
       this.logger.debug(`container ${id}: ${driver.name} sandbox booted: ${JSON.stringify(sandbox.handle)}`);
@@ -126,7 +133,7 @@ export class Runtime {
 
       record.status = 'created';
       this.store.write(record);
-      if (options.pidFile) writeFileAtomic(resolve(options.pidFile), String(record.pid), 0o644);
+      if (options.pidFile) writeFileAtomic(resolve(options.pidFile), String(record.pid), 0o644, false);
       if (relay) {
         this.relays.set(id, { sandbox, process: init });
         sandbox = undefined;
