@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "caller_reaps.h"
 #include "container_init.h"
 #include "freezer.h"
 #include "log.h"
@@ -97,6 +98,12 @@ static void on_message(struct proc *init, char tag, char *data, int fd)
 		break;
 	case SYNC_PID:
 		init->pid = atoi(data);
+		if (caller_reaps_enabled() && caller_reaps_watch(init->pid) < 0) {
+			char msg[256];
+			int err = errno;
+			snprintf(msg, sizeof msg, "container %s: watch the init process: %s", c->id, errtext(err));
+			init_failed(init, err, msg, true);
+		}
 		if (c->own_pidns) {
 			struct stat st;
 			char path[64];
@@ -260,7 +267,8 @@ void op_create(struct request *r)
 	c->own_pidns = s.ns_new[NS_PID] || s.ns_path[NS_PID];
 	c->phase = PHASE_SPAWNING;
 	struct init_args a = { &s, sv[1], io, console, c->freezer };
-	pid_t pid = fork();
+	bool adopted = caller_reaps_enabled();
+	pid_t pid = caller_reaps_fork(adopted);
 	if (pid == 0)
 		container_init_stage1(&a);
 	int fork_errno = errno;
@@ -275,6 +283,8 @@ void op_create(struct request *r)
 		close(console);
 	stdio_spawned(&io);
 	c->stage1_pid = pid;
+	if (adopted && caller_reaps_watch(pid) < 0)
+		log_msg("container %s: cannot watch stage 1 (pid %d): %s", id, pid, errtext(errno));
 	struct proc *init = c->init;
 	init->sync_fd = sv[0];
 	init->sync_watch = loop_watch(sv[0], NULL, on_sync, init);

@@ -12,6 +12,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "caller_reaps.h"
 #include "child.h"
 #include "hooks.h"
 #include "launch.h"
@@ -33,7 +34,8 @@ static _Noreturn void stage2(const struct init_args *a)
 	const struct ctrspec *s = a->spec;
 	const struct procspec *p = &s->proc;
 	setsid();
-	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	if (!caller_reaps_child())
+		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	if (p->has_oom_score_adj) {
 		char text[16];
 		snprintf(text, sizeof text, "%d", p->oom_score_adj);
@@ -113,7 +115,8 @@ _Noreturn void container_init_stage1(const struct init_args *a)
 		child_fail(errno, "create namespaces");
 
 	/*
-	 * The init is the agent's child, not ours, so the agent reaps it; it enters the new pid namespace. It
+	 * The init is the agent's child, not ours, so the agent reaps it (or, adopted, the agent's parent's: see
+	 * caller_reaps.h); it enters the new pid namespace. It
 	 * waits for us to be gone, so that the agent has its pid before anything else it could say.
 	 */
 	int gone[2];

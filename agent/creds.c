@@ -12,6 +12,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "caller_reaps.h"
 #include "child.h"
 
 int cap_last_cap = 40;
@@ -65,6 +66,7 @@ void creds_apply(const struct procspec *p)
 
 	if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		child_fail(errno, "prctl(PR_SET_NO_NEW_PRIVS)");
-	/* A change of credentials clears the parent-death signal: set it again. */
-	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	/* A change of credentials clears the parent-death signal: set it again (unless the parent is the caller). */
+	if (!caller_reaps_child())
+		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 }

@@ -11,6 +11,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "caller_reaps.h"
 #include "child.h"
 #include "container.h"
 #include "launch.h"
@@ -48,7 +49,8 @@ static _Noreturn void exec_child(const struct exec_args *a)
 	child_init(a->sync_fd, a->id);
 	child_reset_signals();
 	setsid();
-	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+	if (!caller_reaps_child())
+		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	stdio_install(&a->stdio);
 	int keep[5 + NS_COUNT] = { 0, 1, 2, a->sync_fd, a->console_fd };
 	for (int i = 0; i < NS_COUNT; i++)
@@ -221,7 +223,8 @@ void op_exec(struct request *r)
 		}
 	}
 	a.sync_fd = sv[1];
-	pid_t pid = fork();
+	bool adopted = caller_reaps_enabled() && ps.stdio != STDIO_STREAM;
+	pid_t pid = caller_reaps_fork(adopted);
 	if (pid == 0)
 		exec_child(&a);
 	int fork_errno = errno;
@@ -238,6 +241,8 @@ void op_exec(struct request *r)
 	p->sync_fd = sv[0];
 	p->sync_watch = loop_watch(sv[0], NULL, on_sync, p);
 	p->pending = r->to;
+	if (adopted && caller_reaps_watch(pid) < 0)
+		log_msg("container %s: exec %s: cannot watch pid %d: %s", id, exec_id, pid, errtext(errno));
 	if (ps.stdio == STDIO_STREAM) {
 		p->stream_to = r->to;
 		if (!ps.terminal)

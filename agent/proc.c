@@ -130,6 +130,11 @@ static void exited(pid_t pid, int status)
 		container_settle(c);
 }
 
+void reaper_exited(pid_t pid, int status)
+{
+	exited(pid, status);
+}
+
 void reaper_reap(void)
 {
 	for (;;) {

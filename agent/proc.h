@@ -11,6 +11,8 @@
 
 /* Reaps every child that has exited (after SIGCHLD). */
 void reaper_reap(void);
+/* Records the exit of a process reaped elsewhere (caller_reaps.h) as if the agent had reaped it. */
+void reaper_exited(pid_t pid, int status);
 /* Records the exits reaped before their process was known (call after each round of the loop). */
 void reaper_replay(void);
 /* Every process of the container: its pid namespace's if it has its own, else its freezer cgroup's, else

@@ -58,18 +58,24 @@ function waitStopped(command: string, root: string, id: string): void {
 type Op = 'create' | 'start' | 'state' | 'kill' | 'delete' | 'cycle';
 const OPS: Op[] = ['create', 'start', 'state', 'kill', 'delete', 'cycle'];
 
-function measure(command: string): Record<Op, number> {
+/** `alongside` runs before each measured call: the floor is sampled between runbox's calls, under the same load. */
+function measure(command: string, alongside: () => void = () => {}): Record<Op, number> {
   const root = join(work, `root-${command.replace(/\W/g, '_')}`);
   const sleeper = bundle(`sleep-${command.replace(/\W/g, '_')}`, ['sleep', '100']);
   const trueBundle = bundle(`true-${command.replace(/\W/g, '_')}`, ['/bin/true']);
   const samples: Record<Op, number[]> = { create: [], start: [], state: [], kill: [], delete: [], cycle: [] };
   for (let round = 0; round < ROUNDS; round++) {
     const id = `bench-${round}`;
+    alongside();
     samples.create.push(timed(command, ['--root', root, 'create', '--bundle', sleeper, id]));
+    alongside();
     samples.start.push(timed(command, ['--root', root, 'start', id]));
+    alongside();
     samples.state.push(timed(command, ['--root', root, 'state', id]));
+    alongside();
     samples.kill.push(timed(command, ['--root', root, 'kill', id, 'KILL']));
     waitStopped(command, root, id);
+    alongside();
     samples.delete.push(timed(command, ['--root', root, 'delete', id]));
 
     const cycleId = `cycle-${round}`;
@@ -84,8 +90,9 @@ function measure(command: string): Record<Op, number> {
 }
 
 try {
-  const floor = median(Array.from({ length: ROUNDS * 2 }, () => timed(process.execPath, ['-e', '0'])));
-  const runbox = measure(join(project, 'bin', 'runbox'));
+  const floorSamples: number[] = [];
+  const runbox = measure(join(project, 'bin', 'runbox'), () => floorSamples.push(timed(process.execPath, ['-e', '0'])));
+  const floor = median(floorSamples);
   const runc = measure('runc');
   const targets: Record<Op, number> = { create: 1.5, start: 1.5, state: 1.3, kill: 1.5, delete: 1.5, cycle: 1.5 };
   const lines = [

@@ -1,10 +1,10 @@
-// The runbox CLI. runc's global flags come first; then the one command asked for is loaded (and only it:
-// start-up time is paid on every container operation) and run by oclif with the config read from
-// oclif.manifest.json. Help and anything unusual go through oclif's full `run`.
-import { Config } from '@oclif/core/config';
-import { fileURLToPath } from 'node:url';
-import { CliContext, setContext } from './context.js';
+// The runbox CLI on oclif. runc's global flags come first; then the one command asked for is loaded (and only
+// it) and run by oclif with the config read from oclif.manifest.json. Help and unknown commands go through
+// oclif's full `run`. Plain lifecycle calls never get here (lifecycle-main.ts runs them without oclif).
+import type { Config } from '@oclif/core/config';
 import { parseGlobalOptions, type GlobalOptions } from './global-options.js';
+import { PROJECT_ROOT } from './lifecycle-main.js';
+import { reportError, runReported } from './run-reported.js';
 
 type CommandModule = { default: { run(argv: string[], config: Config): Promise<unknown> } };
 
@@ -26,14 +26,6 @@ const COMMAND_LOADERS: Record<string, () => Promise<CommandModule>> = {
   state: () => import('./commands/state.js'),
 };
 
-const PROJECT_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-
-function errorMessage(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  // oclif decorates parse errors with usage hints over several lines; runc prints one line.
-  return message.split('\n').map((line) => line.trim()).filter(Boolean).join(' ');
-}
-
 async function runCommand(rest: string[]): Promise<void> {
   const [id, ...args] = rest;
   const loader = id ? COMMAND_LOADERS[id] : undefined;
@@ -42,23 +34,20 @@ async function runCommand(rest: string[]): Promise<void> {
     await run(rest.length ? rest : ['--help'], PROJECT_ROOT);
     return;
   }
-  const [module, config] = await Promise.all([loader(), Config.load({ root: PROJECT_ROOT, userPlugins: false, devPlugins: false, jitPlugins: false })]);
+  const [module, config] = await Promise.all([
+    loader(),
+    import('@oclif/core/config').then(({ Config }) => Config.load({ root: PROJECT_ROOT, userPlugins: false, devPlugins: false, jitPlugins: false })),
+  ]);
   await module.default.run(args, config);
 }
 
 export async function main(argv: string[]): Promise<number> {
   let options: GlobalOptions = { logFormat: 'text', debug: false };
+  let rest: string[];
   try {
-    const parsed = parseGlobalOptions(argv);
-    options = parsed.options;
-    setContext(new CliContext(options));
-    await runCommand(parsed.rest);
-    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+    ({ options, rest } = parseGlobalOptions(argv));
   } catch (error) {
-    const exit = (error as { oclif?: { exit?: number } }).oclif?.exit;
-    if (exit === 0) return 0;
-    new CliContext(options).logger.error(errorMessage(error));
-    return 1;
+    return reportError(options, error);
   }
+  return runReported(options, () => runCommand(rest));
 }
-

@@ -26,6 +26,13 @@ export interface SandboxConfig {
   stdio: 'inherit' | 'null';
   /** The first container's spec: the sandbox is sized from it (resources, annotations). */
   spec: Spec;
+  /**
+   * runc's process tree, for callers that reap what they start (containerd's runc shim, a child subreaper): the
+   * container's init, and processes exec'd later without a stdio stream, become children of the booting
+   * process, so they pass to the caller's subreaper when it exits. The sandbox still sees them exit, without
+   * their status. Drivers whose processes cannot be host children (a VM) ignore it.
+   */
+  callerReaps?: boolean;
 }
 
 /** What a later process needs to reach a booted sandbox again: plain JSON, stored with the container state. */

@@ -1,6 +1,6 @@
 // The emulated driver: the agent runs as a host process and isolates containers with Linux namespaces. It is
 // not a VM boundary — the container shares the host kernel — and says so in its capabilities.
-import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -39,7 +39,7 @@ function connectAgent(socket: string): Promise<AgentClient> {
 }
 
 /** Waits for the agent's `ready` line on fd 3; anything else (or EOF) is its start-up error. */
-function awaitReady(child: ReturnType<typeof spawn>, logFile: string): Promise<void> {
+function awaitReady(child: ChildProcess, logFile: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const ready = child.stdio[3] as NodeJS.ReadableStream;
     let text = '';
@@ -70,9 +70,13 @@ export class EmulatedDriver implements Driver {
     const socket = join(config.dir, 'agent.sock');
     const logFile = join(config.dir, 'agent.log');
     const stdio = config.stdio === 'inherit' ? 'inherit' : 'ignore';
+    // Loaded here, not at start-up: only create boots a sandbox.
+    const { spawn } = await import('node:child_process');
     const child = spawn(AGENT_BINARY, ['--socket', socket, '--log', logFile], {
       detached: true,
       stdio: [stdio, stdio, stdio, 'pipe'],
+      // agent/caller_reaps.h
+      ...(config.callerReaps ? { env: { ...process.env, RUNBOX_CALLER_REAPS: '1' } } : {}),
     });
     try {
       await awaitReady(child, logFile);

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import type { Hook, HookName } from '../oci/spec.js';
 
 const OUTPUT_LIMIT = 4096;
@@ -7,7 +6,9 @@ const OUTPUT_LIMIT = 4096;
  * Runs one hook in the runtime's namespace as config.md says: args as argv (args[0] is argv[0]), exactly the
  * env it lists, the container state JSON on stdin, killed after `timeout` seconds.
  */
-export function runHook(name: HookName, hook: Hook, stateJson: string): Promise<void> {
+export async function runHook(name: HookName, hook: Hook, stateJson: string): Promise<void> {
+  // Loaded here, not at start-up: most containers have no hooks.
+  const { spawn } = await import('node:child_process');
   return new Promise((resolve, reject) => {
     const [argv0, ...args] = hook.args?.length ? hook.args : [hook.path];
     const env: Record<string, string> = {};

@@ -2,7 +2,6 @@
 // on top of the driver interface. Every operation that changes a container holds its lock.
 import { hrtime } from 'node:process';
 import { resolve } from 'node:path';
-import { chooseDriverName, DRIVER_ANNOTATION, getDriver } from '../hypervisor/drivers.js';
 import {
   SandboxError, type Driver, type ExitStatus, type ProcessOutput, type RunningProcess, type Sandbox, type StdioMode,
 } from '../hypervisor/driver.js';
@@ -34,6 +33,12 @@ export interface CreateOptions {
   stdio?: 'inherit' | 'null';
   /** For a terminal without a console socket (a foreground run): the pty is relayed through this process. */
   relayTerminal?: ProcessOutput;
+  /**
+   * A detached create, as runc does it: the init (and later detached execs) become children of this process,
+   * reaped by the caller's subreaper once it exits (see SandboxConfig.callerReaps). Nobody can wait for the
+   * exit status through runbox then; `state` still tells when the process has exited.
+   */
+  callerReaps?: boolean;
 }
 
 export interface ExecOptions {
@@ -80,8 +85,7 @@ export class Runtime {
     if (!process.terminal && options.consoleSocket) {
       throw new RuntimeError(`container ${id}: cannot use console socket if runbox will not detach or allocate tty`);
     }
-    const driverName = chooseDriverName(spec.annotations?.[DRIVER_ANNOTATION], this.options.driver);
-    const driver = this.driver(driverName, id);
+    const driver = await this.driverForSpec(spec, id);
 
     const lock = await this.store.reserve(id);
     const record: ContainerRecord = {
@@ -107,6 +111,7 @@ export class Runtime {
         dir: this.store.dir(id),
         stdio: process.terminal ? 'null' : (options.stdio ?? 'inherit'),
         spec,
+        ...(options.callerReaps ? { callerReaps: true } : {}),
       });
       record.sandbox = sandbox.handle;
       // Recorded at once: a CLI killed from here on leaves a sandbox that delete can find and end.
@@ -130,7 +135,7 @@ export class Runtime {
 
       record.status = 'created';
       this.store.write(record);
-      if (options.pidFile) writeFileAtomic(resolve(options.pidFile), String(record.pid), 0o644);
+      if (options.pidFile) writeFileAtomic(resolve(options.pidFile), String(record.pid), 0o644, false);
       if (relay) {
         this.relays.set(id, { sandbox, process: init });
         sandbox = undefined;
@@ -309,7 +314,7 @@ export class Runtime {
   /** Ends the container and its sandbox, reachable or not. */
   private async destroy(record: ContainerRecord): Promise<void> {
     if (record.sandbox) {
-      const driver = this.driver(record.driver, record.id);
+      const driver = await this.driver(record.driver, record.id);
       if (driver.isAlive(record.sandbox)) {
         try {
           const sandbox = await driver.connect(record.sandbox);
@@ -445,7 +450,15 @@ export class Runtime {
     }
   }
 
-  private driver(name: string, id: string): Driver {
+  // The drivers (and the sockets and child processes they use) are loaded only by operations that reach a
+  // sandbox: `state` never does, and start-up time is paid on every call.
+  private async driverForSpec(spec: Spec, id: string): Promise<Driver> {
+    const { chooseDriverName, DRIVER_ANNOTATION } = await import('../hypervisor/drivers.js');
+    return this.driver(chooseDriverName(spec.annotations?.[DRIVER_ANNOTATION], this.options.driver), id);
+  }
+
+  private async driver(name: string, id: string): Promise<Driver> {
+    const { getDriver } = await import('../hypervisor/drivers.js');
     try {
       return getDriver(name);
     } catch (error) {
@@ -455,7 +468,7 @@ export class Runtime {
 
   async connect(record: ContainerRecord): Promise<Sandbox> {
     if (!record.sandbox) throw new RuntimeError(`container ${record.id}: it has no sandbox (it was never fully created)`);
-    const driver = this.driver(record.driver, record.id);
+    const driver = await this.driver(record.driver, record.id);
     try {
       return await driver.connect(record.sandbox);
     } catch (error) {

@@ -25,7 +25,8 @@ export interface ContainerRecord {
 }
 
 /**
- * Container state under the runtime root: `ROOT/ID/state.json` (written atomically), `ROOT/ID/config.json` (the
+ * Container state under the runtime root: `ROOT/ID/state.json` (written atomically, not flushed to disk: like
+ * the containers it describes, it does not outlive a reboot), `ROOT/ID/config.json` (the
  * spec as it was at create: later edits of the bundle must not affect the container) and `ROOT/ID/lock`.
  */
 export class StateStore {
@@ -75,11 +76,11 @@ export class StateStore {
   }
 
   write(record: ContainerRecord): void {
-    writeFileAtomic(this.statePath(record.id), JSON.stringify(record));
+    writeFileAtomic(this.statePath(record.id), JSON.stringify(record), 0o600, false);
   }
 
   writeConfig(id: string, spec: Spec): void {
-    writeFileAtomic(join(this.dir(id), 'config.json'), JSON.stringify(spec));
+    writeFileAtomic(join(this.dir(id), 'config.json'), JSON.stringify(spec), 0o600, false);
   }
 
   readConfig(id: string): Spec {

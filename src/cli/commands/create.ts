@@ -1,7 +1,7 @@
 import * as Args from '@oclif/core/args';
 import { Command } from '@oclif/core/command';
 import * as Flags from '@oclif/core/flags';
-import { context } from '../context.js';
+import { LIFECYCLE_OPERATIONS } from '../lifecycle-operations.js';
 
 export default class Create extends Command {
   static summary = 'Create a container from an OCI bundle; its program runs on start.';
@@ -17,10 +17,6 @@ export default class Create extends Command {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Create);
-    await context().runtime.create(args.id, {
-      bundle: flags.bundle,
-      ...(flags['pid-file'] ? { pidFile: flags['pid-file'] } : {}),
-      ...(flags['console-socket'] ? { consoleSocket: flags['console-socket'] } : {}),
-    });
+    await LIFECYCLE_OPERATIONS.create({ args, flags: { ...flags, 'preserve-fds': undefined } });
   }
 }

@@ -1,7 +1,7 @@
 import * as Args from '@oclif/core/args';
 import { Command } from '@oclif/core/command';
 import * as Flags from '@oclif/core/flags';
-import { context } from '../context.js';
+import { LIFECYCLE_OPERATIONS } from '../lifecycle-operations.js';
 
 export default class Delete extends Command {
   static summary = 'Delete a stopped container and everything it holds; --force kills it first.';
@@ -12,6 +12,6 @@ export default class Delete extends Command {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Delete);
-    await context().runtime.delete(args.id, flags.force);
+    await LIFECYCLE_OPERATIONS.delete({ args, flags });
   }
 }

@@ -1,9 +1,7 @@
 import * as Args from '@oclif/core/args';
 import { Command } from '@oclif/core/command';
 import * as Flags from '@oclif/core/flags';
-import { parseSignal } from '../../oci/signals.js';
-import { RuntimeError } from '../../runtime/errors.js';
-import { context } from '../context.js';
+import { LIFECYCLE_OPERATIONS } from '../lifecycle-operations.js';
 
 export default class Kill extends Command {
   static summary = 'Send a signal to a container (default SIGTERM).';
@@ -17,12 +15,6 @@ export default class Kill extends Command {
 
   async run(): Promise<void> {
     const { args, flags } = await this.parse(Kill);
-    let signal: number;
-    try {
-      signal = parseSignal(args.signal);
-    } catch (error) {
-      throw new RuntimeError(`container ${args.id}: ${(error as Error).message}`);
-    }
-    await context().runtime.kill(args.id, signal, flags.all);
+    await LIFECYCLE_OPERATIONS.kill({ args, flags });
   }
 }

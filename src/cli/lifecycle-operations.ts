@@ -1,0 +1,57 @@
+// What the lifecycle commands do once their argv is parsed. They live apart from the oclif command classes so
+// that a lifecycle call can run them without loading oclif (see manifest-argv.ts): the classes hold the flag
+// definitions, help and errors, these hold the work.
+import { parseSignal } from '../oci/signals.js';
+import { RuntimeError } from '../runtime/errors.js';
+import { context } from './context.js';
+
+export interface ParsedArgv {
+  args: Record<string, string | undefined>;
+  flags: Record<string, string | boolean | undefined>;
+}
+
+function text(value: string | boolean | undefined): string | undefined {
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
+export const LIFECYCLE_OPERATIONS = {
+  async create({ args, flags }) {
+    const pidFile = text(flags['pid-file']);
+    const consoleSocket = text(flags['console-socket']);
+    await context().runtime.create(args.id!, {
+      bundle: text(flags.bundle) ?? '.',
+      ...(pidFile ? { pidFile } : {}),
+      ...(consoleSocket ? { consoleSocket } : {}),
+      // As with runc, the init passes to the caller's subreaper (containerd's runc shim reaps it for its status).
+      callerReaps: true,
+    });
+  },
+
+  async start({ args }) {
+    await context().runtime.start(args.id!);
+  },
+
+  async state({ args }) {
+    process.stdout.write(`${JSON.stringify(context().runtime.state(args.id!), null, 2)}\n`);
+  },
+
+  async kill({ args, flags }) {
+    let signal: number;
+    try {
+      signal = parseSignal(args.signal ?? 'SIGTERM');
+    } catch (error) {
+      throw new RuntimeError(`container ${args.id}: ${(error as Error).message}`);
+    }
+    await context().runtime.kill(args.id!, signal, flags.all === true);
+  },
+
+  async delete({ args, flags }) {
+    await context().runtime.delete(args.id!, flags.force === true);
+  },
+} satisfies Record<string, (input: ParsedArgv) => Promise<void>>;
+
+export function lifecycleOperation(command: string | undefined): ((input: ParsedArgv) => Promise<void>) | undefined {
+  return command && Object.hasOwn(LIFECYCLE_OPERATIONS, command)
+    ? LIFECYCLE_OPERATIONS[command as keyof typeof LIFECYCLE_OPERATIONS]
+    : undefined;
+}
