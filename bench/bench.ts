@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultSpec } from '../src/oci/default-spec.js';
 import { rpcBench } from './rpc-bench.js';
+import { shimBench } from './shim-bench.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
 const project = fileURLToPath(new URL('../../', import.meta.url));
@@ -102,3 +103,4 @@ try {
 }
 
 process.stdout.write(`\n${await rpcBench()}`);
+process.stdout.write(`\n${await shimBench()}`);
