@@ -4,7 +4,6 @@
 // of its group) is left alone: it cleans up after its own tasks.
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { getDriver } from '../hypervisor/drivers.js';
 import { isProcessAlive } from '../hypervisor/host-process.js';
 import { encodeMessage } from '../rpc/protos.js';
 import { isServed } from '../rpc/unix-socket.js';
@@ -23,6 +22,8 @@ export async function deleteAfterShim(flags: ShimFlags, warn: (message: string) 
   const shimAlive = address !== undefined && await isServed(address.replace(/^unix:\/\//, ''));
   if (record && !shimAlive) {
     try {
+      // Only a shim that died leaves a record: the normal path does not load the drivers.
+      const { getDriver } = await import('../hypervisor/drivers.js');
       await getDriver(record.sandbox.driver).cleanup(record.sandbox);
     } catch (error) {
       warn(`cleaning up the sandbox of ${flags.id}: ${describe(error)}`);
