@@ -1,6 +1,6 @@
 // containerd-shim-runbox-v2 driven by a real, private containerd (test/helpers/containerd.ts) through ctr.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import test from 'ava';
 import { IMAGE, pidsWith, PrivateContainerd, RUNBOX_RUNTIME } from './helpers/containerd.js';
 import { mountsUnder, runCommand } from './helpers/runbox.js';
@@ -120,6 +120,7 @@ test('a shim killed with SIGKILL leaves no container process and no mount behind
   t.is((await containerd.run(id, ['sleep', '4242'], ['-d'])).code, 0);
   const pid = (await containerd.tasks()).get(id)!.pid;
   const [shim] = containerd.shimPids();
+  const socket = readFileSync(`${containerd.dir}/state/io.containerd.runtime.v2.task/default/${id}/address`, 'utf8').replace('unix://', '');
   process.kill(shim!, 'SIGKILL');
   // containerd sees its shim gone, runs `containerd-shim-runbox-v2 delete` and forgets the task.
   for (let i = 0; i < 100 && (await containerd.tasks()).has(id); i++) await sleep(100);
@@ -127,5 +128,6 @@ test('a shim killed with SIGKILL leaves no container process and no mount behind
   for (let i = 0; i < 50 && pidsWith('sleep 4242').length; i++) await sleep(100);
   t.deepEqual(pidsWith('sleep 4242'), []);
   t.throws(() => readFileSync(`/proc/${pid}/stat`));
+  t.false(existsSync(socket), 'the dead shim\'s socket is removed');
   t.deepEqual(mountsUnder(containerd.dir).filter((line) => line.includes(`/${id}/rootfs`)), []);
 });

@@ -2,7 +2,7 @@
 // Whatever the dead shim left — the sandbox with the container's processes, the rootfs mount, its private
 // directory — is removed, and a DeleteResponse goes to stdout. A shim that still serves (another container
 // of its group) is left alone: it cleans up after its own tasks.
-import { rmSync } from 'node:fs';
+import { lstatSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { isProcessAlive } from '../hypervisor/host-process.js';
 import { encodeMessage } from '../rpc/protos.js';
@@ -19,7 +19,8 @@ const KILLED_STATUS = 128 + 9;
 export async function deleteAfterShim(flags: ShimFlags, warn: (message: string) => void): Promise<Buffer> {
   const record = readBundleRecord(flags.bundle);
   const address = readShimAddress(flags.bundle);
-  const shimAlive = address !== undefined && await isServed(address.replace(/^unix:\/\//, ''));
+  const socket = address?.replace(/^unix:\/\//, '');
+  const shimAlive = socket !== undefined && await isServed(socket);
   if (record && !shimAlive) {
     try {
       // Only a shim that died leaves a record: the normal path does not load the drivers.
@@ -38,6 +39,8 @@ export async function deleteAfterShim(flags: ShimFlags, warn: (message: string) 
     rmSync(record.stateDir, { recursive: true, force: true });
   }
   if (!shimAlive) {
+    // The socket of a shim that was killed stays behind: nobody serves it any more.
+    if (socket && lstatSync(socket, { throwIfNoEntry: false })?.isSocket()) rmSync(socket, { force: true });
     await unmountRootfs(join(flags.bundle, 'rootfs'));
     removeBundleRecord(flags.bundle);
   }
