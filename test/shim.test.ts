@@ -64,7 +64,7 @@ test('ctr run -t gives the container a terminal', async (t) => {
   // script(1) gives ctr a terminal of its own, as a user's shell would.
   const result = await runCommand('script', ['-qec', `${ctr} sh -c '[ -t 0 ] && [ -t 1 ] && tty; exit 4'`, '/dev/null']);
   t.is(result.code, 4, result.stdout);
-  t.regex(result.stdout, /^\/dev\/pts\/\d+/m);
+  t.regex(result.stdout, /\/dev\/pts\/\d+/);
 });
 
 test('10 containers started in parallel all run and report their own status', async (t) => {
