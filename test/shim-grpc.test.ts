@@ -44,7 +44,7 @@ test('RUNBOX_SHIM_PROTOCOL=grpc: start prints the v3 bootstrap and task.v3 Creat
   const call = (method: string, request: object, responseType: string) => new Promise<any>((resolve, reject) => {
     client.makeUnaryRequest(
       `/${TASK_V3}/${method}`,
-      (value: object) => encodeMessage(`containerd.task.v3.${method === 'Create' ? 'CreateTaskRequest' : `${method}Request`}`, value),
+      (value: object) => encodeMessage(`containerd.task.v3.${method === 'Create' || method === 'Update' ? `${method}TaskRequest` : `${method}Request`}`, value),
       (bytes: Buffer) => decodeMessage(responseType, bytes),
       request, new Metadata(), {},
       (error: ServiceError | null, response?: unknown) => (error ? reject(error) : resolve(response)),
@@ -61,6 +61,8 @@ test('RUNBOX_SHIM_PROTOCOL=grpc: start prints the v3 bootstrap and task.v3 Creat
   const waiting = call('Wait', { id }, 'containerd.task.v3.WaitResponse');
   await call('Start', { id }, 'containerd.task.v3.StartResponse');
   t.is((await waiting).exitStatus, 5);
+  const update = await call('Update', { id }, 'google.protobuf.Empty').catch((error: ServiceError) => error);
+  t.is((update as ServiceError).code, 12, 'Update is UNIMPLEMENTED: runbox applies no resource limits yet');
   const deleted = await call('Delete', { id }, 'containerd.task.v3.DeleteResponse');
   t.is(deleted.exitStatus, 5);
   const unknown = await call('State', { id }, 'containerd.task.v3.StateResponse').catch((error: ServiceError) => error);

@@ -40,6 +40,11 @@ test('run -d, exec, ps, pause, resume, kill and delete, with the events in order
   const ps = await containerd.ctr(['task', 'ps', id]);
   t.regex(ps.stdout, new RegExp(`^${(await containerd.tasks()).get(id)!.pid}\\s`, 'm'));
 
+  const metrics = await containerd.ctr(['task', 'metrics', id]);
+  t.is(metrics.code, 0, metrics.stderr);
+  t.regex(metrics.stdout, /pids\.current\s+1\b/);
+  t.regex(metrics.stdout, /memory\.usage_in_bytes\s+[1-9]\d*/);
+
   t.is((await containerd.ctr(['task', 'pause', id])).code, 0);
   t.is((await containerd.tasks()).get(id)?.status, 'PAUSED');
   t.is((await containerd.ctr(['task', 'resume', id])).code, 0);
