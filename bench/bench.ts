@@ -11,6 +11,7 @@ import { rpcBench } from './rpc-bench.js';
 import { imagePullBench } from './image-pull.js';
 import { unpackBench } from './unpack.js';
 import { vmBench } from './vm.js';
+import { shimBench } from './shim-bench.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
 const project = fileURLToPath(new URL('../../', import.meta.url));
@@ -122,3 +123,4 @@ try {
 }
 
 process.stdout.write(`\n${await rpcBench()}`);
+process.stdout.write(`\n${await shimBench()}`);

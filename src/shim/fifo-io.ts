@@ -77,10 +77,16 @@ export class FifoIo implements ProcessOutput {
 
   closeStdin: () => void = () => {};
 
-  /** Ends the output FIFOs once what was written has gone out, so that containerd's readers see EOF. */
+  /**
+   * Closes the output FIFOs once what was written has gone out, so that containerd's readers see EOF (a FIFO
+   * cannot be half-closed with shutdown(2): its fd must go).
+   */
   close(): void {
     this.stdinFifo?.destroy();
-    this.stdoutFifo?.end();
-    this.stderrFifo?.end();
+    for (const fifo of [this.stdoutFifo, this.stderrFifo]) {
+      if (!fifo) continue;
+      if (fifo.writableLength > 0) fifo.once('drain', () => fifo.destroy());
+      else fifo.destroy();
+    }
   }
 }

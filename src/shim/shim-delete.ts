@@ -2,9 +2,8 @@
 // Whatever the dead shim left — the sandbox with the container's processes, the rootfs mount, its private
 // directory — is removed, and a DeleteResponse goes to stdout. A shim that still serves (another container
 // of its group) is left alone: it cleans up after its own tasks.
-import { rmSync } from 'node:fs';
+import { lstatSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { getDriver } from '../hypervisor/drivers.js';
 import { isProcessAlive } from '../hypervisor/host-process.js';
 import { encodeMessage } from '../rpc/protos.js';
 import { isServed } from '../rpc/unix-socket.js';
@@ -20,9 +19,12 @@ const KILLED_STATUS = 128 + 9;
 export async function deleteAfterShim(flags: ShimFlags, warn: (message: string) => void): Promise<Buffer> {
   const record = readBundleRecord(flags.bundle);
   const address = readShimAddress(flags.bundle);
-  const shimAlive = address !== undefined && await isServed(address.replace(/^unix:\/\//, ''));
+  const socket = address?.replace(/^unix:\/\//, '');
+  const shimAlive = socket !== undefined && await isServed(socket);
   if (record && !shimAlive) {
     try {
+      // Only a shim that died leaves a record: the normal path does not load the drivers.
+      const { getDriver } = await import('../hypervisor/drivers.js');
       await getDriver(record.sandbox.driver).cleanup(record.sandbox);
     } catch (error) {
       warn(`cleaning up the sandbox of ${flags.id}: ${describe(error)}`);
@@ -37,6 +39,8 @@ export async function deleteAfterShim(flags: ShimFlags, warn: (message: string) 
     rmSync(record.stateDir, { recursive: true, force: true });
   }
   if (!shimAlive) {
+    // The socket of a shim that was killed stays behind: nobody serves it any more.
+    if (socket && lstatSync(socket, { throwIfNoEntry: false })?.isSocket()) rmSync(socket, { force: true });
     await unmountRootfs(join(flags.bundle, 'rootfs'));
     removeBundleRecord(flags.bundle);
   }

@@ -13,12 +13,15 @@ import { bootstrapLine, groupId, shimProtocol, shimSocketPath, shimStateDir } fr
 
 const GRPC_READY_TIMEOUT_MS = 10_000;
 
-/** The runtime options containerd writes on stdin (a google.protobuf.Any, or nothing), passed on to the shim. */
-function readRuntimeOptions(): Buffer {
+/**
+ * Takes the runtime options containerd writes on stdin (a google.protobuf.Any, or nothing) so that its write
+ * completes. runbox has no runtime option yet: the sandbox's driver comes from the annotation or RUNBOX_DRIVER.
+ */
+function consumeRuntimeOptions(): void {
   try {
-    return readFileSync(0);
+    readFileSync(0);
   } catch {
-    return Buffer.alloc(0);
+    // no stdin
   }
 }
 
@@ -40,7 +43,7 @@ function listeningFd(server: Server): number {
 
 export async function start(flags: ShimFlags, entry: string): Promise<string> {
   const protocol = shimProtocol();
-  const options = readRuntimeOptions();
+  consumeRuntimeOptions();
   const socketPath = shimSocketPath(flags.address, flags.namespace, groupId(flags.bundle, flags.id));
   const line = bootstrapLine(socketPath, protocol);
   if (await isServed(socketPath)) {
@@ -48,8 +51,6 @@ export async function start(flags: ShimFlags, entry: string): Promise<string> {
     writeShimFiles(flags.bundle, `unix://${socketPath}`, readShimPid(shimStateDir(socketPath)));
     return line;
   }
-  const env = { ...process.env };
-  if (options.length) env.RUNBOX_SHIM_OPTIONS = options.toString('base64');
   const log = openLog(flags.bundle);
   let fd3: number | 'pipe';
   if (protocol === 'grpc') {
@@ -64,7 +65,6 @@ export async function start(flags: ShimFlags, entry: string): Promise<string> {
   const child = spawn(process.execPath, [entry, ...serveArguments(flags)], {
     cwd: flags.bundle,
     detached: true,
-    env,
     stdio: ['ignore', 'ignore', log, fd3],
   });
   if (protocol === 'grpc') await grpcReady(child);

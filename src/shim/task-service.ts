@@ -23,7 +23,7 @@ const TASK_STATUS = { created: 1, running: 2, stopped: 3, paused: 4 } as const;
 type TaskState = keyof typeof TASK_STATUS;
 
 /** How long an exit waits for the process's last output before it is reported anyway. */
-const OUTPUT_DRAIN_MS = 2000;
+const OUTPUT_DRAIN_MS = 10_000;
 
 interface TaskProcess {
   containerId: string;

@@ -4,7 +4,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ExecutionContext } from 'ava';
 import { PROJECT, runCommand, type Result } from './runbox.js';
 
 export const RUNBOX_RUNTIME = 'io.containerd.runbox.v2';
@@ -30,7 +29,7 @@ export class PrivateContainerd {
   private daemon: ChildProcess | undefined;
   private count = 0;
 
-  private constructor(readonly t: ExecutionContext) {
+  private constructor() {
     // Short: shim and agent socket paths are built from it.
     this.dir = mkdtempSync('/tmp/rbx-ctd-');
     this.address = join(this.dir, 'containerd.sock');
@@ -50,10 +49,10 @@ export class PrivateContainerd {
     ].join('\n'));
   }
 
-  /** Starts a private containerd with the busybox fixture imported; torn down with the test. */
-  static async start(t: ExecutionContext): Promise<PrivateContainerd> {
-    const containerd = new PrivateContainerd(t);
-    t.teardown(() => containerd.destroy());
+  /** Starts a private containerd with the busybox fixture imported; torn down with the test (or bench) owner. */
+  static async start(owner: { teardown(cleanup: () => Promise<void>): void }): Promise<PrivateContainerd> {
+    const containerd = new PrivateContainerd();
+    owner.teardown(() => containerd.destroy());
     await containerd.startDaemon();
     const archive = join(containerd.dir, 'busybox.tar');
     spawnSync('tar', ['-C', FIXTURE_OCI, '-cf', archive, '.']);
