@@ -45,9 +45,14 @@ static void port_check(struct port *p)
 
 static void port_arm(struct port *p)
 {
+	/*
+	 * A port opens once at a time: until a child forked a moment ago has exec'd (closing its copy), the old fd
+	 * is not released and this fails with EBUSY. ports_poll() tries again.
+	 */
 	p->fd = open(p->path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	if (p->fd < 0) {
-		log_msg("%s: open %s: %s", p->name, p->path, errtext(errno));
+		if (errno != EBUSY)
+			log_msg("%s: open %s: %s", p->name, p->path, errtext(errno));
 		return;
 	}
 	/* SIGIO comes on every change of the host's side (and on data); asked for before looking, so none is missed. */
@@ -79,8 +84,20 @@ int ports_open(void)
 
 void ports_poll(void)
 {
+	for (int i = 0; i < nports; i++) {
+		if (ports[i].fd < 0 && !closing)
+			port_arm(&ports[i]);
+		else
+			port_check(&ports[i]);
+	}
+}
+
+bool ports_reopen_pending(void)
+{
 	for (int i = 0; i < nports; i++)
-		port_check(&ports[i]);
+		if (ports[i].fd < 0 && !closing)
+			return true;
+	return false;
 }
 
 bool ports_any_attached(void)

@@ -11,8 +11,10 @@
 
 /* Opens every agent.N port there is; returns how many (0: none, which is an error for the caller). */
 int ports_open(void);
-/* After SIGIO: serves the ports whose host has (re)connected. */
+/* After SIGIO: serves the ports whose host has (re)connected, and reopens those that could not be reopened. */
 void ports_poll(void);
+/* Whether a port waits to be reopened (the main loop then calls ports_poll() again soon). */
+bool ports_reopen_pending(void);
 /* Whether a host client is attached to any port now. */
 bool ports_any_attached(void);
 /* At exit: stops reopening ports as their connections close. */

@@ -112,9 +112,19 @@ bool vm_done(void)
 	return now_mono_ms() - unattached_since >= ORPHAN_MS;
 }
 
+/* How soon a port that could not be reopened is tried again. */
+#define PORT_REOPEN_MS 5
+
 int vm_poll_timeout(void)
 {
-	if (!vm_mode || containers || ports_any_attached())
+	if (!vm_mode)
+		return -1;
+	if (ports_reopen_pending()) {
+		ports_poll();
+		if (ports_reopen_pending())
+			return PORT_REOPEN_MS;
+	}
+	if (containers || ports_any_attached())
 		return -1;
 	uint64_t waited = now_mono_ms() - unattached_since;
 	return waited >= ORPHAN_MS ? 0 : (int)(ORPHAN_MS - waited) + 1;

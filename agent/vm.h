@@ -27,6 +27,7 @@ void vm_init_exited(const struct proc *p);
 /* Whether the VM has nothing left to do: every container's init has exited, or there is no container and no
  * host has been attached for a while (the host that booted it is gone). */
 bool vm_done(void);
-/* How long the main loop may sleep before vm_done() must be asked again (-1: until something happens). */
+/* How long the main loop may sleep before vm_done() must be asked again, or a port that could not be reopened
+ * tried again (-1: until something happens). */
 int vm_poll_timeout(void);
 _Noreturn void vm_power_off(void);
