@@ -2,14 +2,26 @@ import { closeSync, fstatSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
 interface FsExt {
-  flock(fd: number, flags: 'ex' | 'un', callback: (error: Error | null) => void): void;
+  flock(fd: number, flags: 'ex', callback: (error: Error | null) => void): void;
+  flockSync(fd: number, flags: 'exnb'): void;
 }
 
 // Loaded on first use: it is a native addon, and most commands never lock.
 let fsExt: FsExt | undefined;
-function flock(fd: number, flags: 'ex' | 'un', callback: (error: Error | null) => void): void {
+
+/**
+ * Takes the lock at once when it is free (the common case, which then never starts libuv's thread pool);
+ * otherwise waits for it without blocking the event loop.
+ */
+async function lockExclusive(fd: number): Promise<void> {
   fsExt ??= createRequire(import.meta.url)('fs-ext') as FsExt;
-  fsExt.flock(fd, flags, callback);
+  try {
+    fsExt.flockSync(fd, 'exnb');
+    return;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EAGAIN' && (error as NodeJS.ErrnoException).code !== 'EWOULDBLOCK') throw error;
+  }
+  await new Promise<void>((resolve, reject) => fsExt!.flock(fd, 'ex', (error) => (error ? reject(error) : resolve())));
 }
 
 /**
@@ -29,7 +41,12 @@ export class ContainerLock {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw error;
     }
-    await new Promise<void>((resolve, reject) => flock(fd, 'ex', (error) => (error ? reject(error) : resolve())));
+    try {
+      await lockExclusive(fd);
+    } catch (error) {
+      closeSync(fd);
+      throw error;
+    }
     if (fstatSync(fd).nlink === 0) {
       closeSync(fd);
       return undefined;
