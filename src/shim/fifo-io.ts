@@ -13,10 +13,11 @@ export interface StdioPaths {
   terminal: boolean;
 }
 
-function openFifo(path: string): Socket | undefined {
+function openFifo(path: string, direction: 'in' | 'out'): Socket | undefined {
   if (!path) return undefined;
   const fd = openSync(path, constants.O_RDWR | constants.O_NONBLOCK);
-  const socket = new Socket({ fd, readable: true, writable: true });
+  // The shim must never read an output FIFO it holds read-write: it would take bytes meant for containerd.
+  const socket = new Socket({ fd, readable: direction === 'in', writable: direction === 'out' });
   socket.on('error', () => {
     // A FIFO whose reader is gone: output is dropped, as with any other shim.
   });
@@ -35,8 +36,8 @@ export class FifoIo implements ProcessOutput {
   constructor(readonly paths: StdioPaths) {
     const opened: Socket[] = [];
     try {
-      for (const path of [paths.stdin, paths.stdout, paths.stderr]) {
-        const fifo = openFifo(path);
+      for (const [path, direction] of [[paths.stdin, 'in'], [paths.stdout, 'out'], [paths.stderr, 'out']] as const) {
+        const fifo = openFifo(path, direction);
         if (fifo) opened.push(fifo);
       }
     } catch (error) {
