@@ -108,9 +108,9 @@ export class PrivateContainerd {
     return runCommand('ctr', ['-a', this.address, ...args], options);
   }
 
-  /** `ctr run --rm --runtime io.containerd.runbox.v2 IMAGE ID ARGS…` with extra run flags before the image. */
-  run(id: string, args: string[], flags: string[] = []): Promise<Result> {
-    return this.ctr(['run', '--fifo-dir', this.fifoDir, '--runtime', RUNBOX_RUNTIME, ...flags, IMAGE, id, ...args]);
+  /** `ctr run --runtime io.containerd.runbox.v2 IMAGE ID ARGS…` with extra run flags before the image. */
+  run(id: string, args: string[], flags: string[] = [], runtime = RUNBOX_RUNTIME): Promise<Result> {
+    return this.ctr(['run', '--fifo-dir', this.fifoDir, '--runtime', runtime, ...flags, IMAGE, id, ...args]);
   }
 
   /** The tasks `ctr task ls` shows, by id: their pid and status. */
