@@ -9,6 +9,7 @@
 #include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -106,6 +107,9 @@ int guest_init(void)
 
 void guest_poweroff(void)
 {
+	/* What was written to the serial console sits in the tty's buffer: power-off would drop it. */
+	tcdrain(STDOUT_FILENO);
+	tcdrain(STDERR_FILENO);
 	sync();
 	reboot(RB_POWER_OFF);
 	/* No power-off device: rebooting ends QEMU just as well, since it runs with -no-reboot. */

@@ -176,9 +176,13 @@ test('a CLI killed while its VM boots leaves no QEMU behind', async (t) => {
   });
   const id = env.id();
   const dir = join(env.root, id);
-  const cli = spawn(RUNBOX, ['--root', env.root, 'create', '--bundle', bundle, id], { stdio: 'ignore' });
-  for (let i = 0; i < 600 && processesMentioning(dir).length === 0; i++) await sleep(20);
-  t.not(processesMentioning(dir).length, 0, 'QEMU started');
+  const errors = join(env.dir, `${id}.stderr`);
+  const cli = spawn(RUNBOX, ['--root', env.root, 'create', '--bundle', bundle, id], { stdio: ['ignore', 'ignore', openSync(errors, 'w')] });
+  let exited = false;
+  cli.on('exit', () => (exited = true));
+  // On a loaded machine QEMU can take many seconds to appear: wait for it, or for the CLI to give up.
+  for (let i = 0; i < 3000 && !exited && processesMentioning(dir).length === 0; i++) await sleep(20);
+  t.not(processesMentioning(dir).length, 0, `QEMU started (create: ${exited ? readFileSync(errors, 'utf8') : 'still running'})`);
   cli.kill('SIGKILL');
   // Killed before its VM was recorded, the guest powers itself off; after, delete finds and ends it.
   const deleted = await env.run(['delete', '--force', id]);
