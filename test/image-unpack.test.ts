@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { MediaType } from '../src/image/media-types.js';
 import { unpackLayers, UnpackError } from '../src/image/unpack.js';
-import { bufferLayer, type Compression, compress, craftLayer, type LayerEntry, tarBytes, unpackSandbox } from './helpers/layers.js';
+import { bufferLayer, type Compression, compress, craftLayer, type LayerEntry, sha256, tarBytes, unpackSandbox } from './helpers/layers.js';
 
 const file = (name: string, content: string, extra: Partial<LayerEntry['header']> = {}): LayerEntry => ({
   header: { name, type: 'file', mode: 0o644, ...extra },
@@ -211,4 +211,19 @@ test('a layer that cannot be read fails with the layer named and removes what ea
     message: `layer ${broken.digest}: blob is not in the store`,
   });
   t.false(existsSync(box.rootfs));
+});
+
+test('each layer is checked against its diff_id: the uncompressed tar\'s digest, not the blob\'s', async (t) => {
+  const tar = await tarBytes([file('a', 'a\n')]);
+  const layer = { ...bufferLayer(gzipSync(tar), MediaType.ociLayerGzip), diffId: sha256(tar) };
+  const good = unpackSandbox(t);
+  await unpackLayers([layer], good.rootfs);
+  t.is(readFileSync(join(good.rootfs, 'a'), 'utf8'), 'a\n');
+
+  const other = await tarBytes([file('a', 'b\n')]);
+  const bad = unpackSandbox(t);
+  const mislabelled = { ...layer, diffId: sha256(other) };
+  const error = await t.throwsAsync(unpackLayers([mislabelled], bad.rootfs), { instanceOf: UnpackError });
+  t.is(error?.message, `layer ${layer.digest}: its uncompressed content is ${sha256(tar)}, not the image config's diff_id ${sha256(other)}`);
+  t.false(existsSync(bad.rootfs));
 });

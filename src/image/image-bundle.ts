@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../runtime/atomic-file.js';
 import { specFromImageConfig, type SpecOverrides } from './bundle-spec.js';
 import { parseImageConfig } from './image-config.js';
-import type { Descriptor, ImageRecord } from './image-index.js';
+import type { ImageRecord } from './image-index.js';
 import type { ImageStore } from './image-store.js';
 import type { PullEvent, PullOptions } from './pull.js';
 import { unpackLayers } from './unpack.js';
@@ -14,17 +14,25 @@ import { unpackLayers } from './unpack.js';
 /** Resolves when `digest` is stored; rejects when the pull fails first. */
 type LayerWait = (digest: string) => Promise<void>;
 
-async function writeBundle(store: ImageStore, dir: string, layers: Descriptor[], stored: LayerWait, record: () => Promise<ImageRecord>, overrides: SpecOverrides): Promise<void> {
+async function writeBundle(store: ImageStore, dir: string, image: Pick<ImageRecord, 'config' | 'layers'>, stored: LayerWait, overrides: SpecOverrides): Promise<void> {
   const existed = existsSync(dir);
   if (existed && readdirSync(dir).length > 0) throw new Error(`bundle directory ${dir} is not empty`);
   mkdirSync(dir, { recursive: true, mode: 0o711 });
   try {
     const rootfs = join(dir, 'rootfs');
     mkdirSync(rootfs, { mode: 0o755 });
+    // The pull stores the config before any layer: its diff_ids check each layer as it is unpacked.
+    await stored(image.config.digest);
+    const config = parseImageConfig(store.content.read(image.config.digest), `image config ${image.config.digest}`);
+    const diffIds = config.rootfs.diff_ids;
+    if (diffIds.length !== image.layers.length) {
+      throw new Error(`image config ${image.config.digest} has ${diffIds.length} diff_ids for ${image.layers.length} layers`);
+    }
     await unpackLayers(
-      layers.map((layer) => ({
+      image.layers.map((layer, i) => ({
         digest: layer.digest,
         mediaType: layer.mediaType,
+        diffId: diffIds[i],
         open: async () => {
           await stored(layer.digest);
           return store.content.openBlob(layer.digest);
@@ -32,8 +40,6 @@ async function writeBundle(store: ImageStore, dir: string, layers: Descriptor[],
       })),
       rootfs,
     );
-    const image = await record();
-    const config = parseImageConfig(store.content.read(image.config.digest), `config of ${image.name}`);
     const spec = await specFromImageConfig(config, rootfs, overrides);
     writeFileAtomic(join(dir, 'config.json'), JSON.stringify(spec, null, 2), 0o644);
   } catch (error) {
@@ -52,7 +58,7 @@ export async function bundleFromImage(store: ImageStore, reference: string, dir:
     const found = store.find(reference);
     if (!found) return pullAndUnpack(store, reference, dir, pull, overrides);
     const used = await store.markUsed(found);
-    await writeBundle(store, dir, used.layers, async () => {}, async () => used, overrides);
+    await writeBundle(store, dir, used, async () => {}, overrides);
     return used;
   });
   await store.keepQuota(image.name);
@@ -71,21 +77,21 @@ async function pullAndUnpack(store: ImageStore, reference: string, dir: string, 
     }
     return entry;
   };
-  let resolveLayers!: (layers: Descriptor[]) => void;
-  const resolved = new Promise<Descriptor[]>((r) => (resolveLayers = r));
+  let resolveImage!: (image: Pick<ImageRecord, 'config' | 'layers'>) => void;
+  const resolved = new Promise<Pick<ImageRecord, 'config' | 'layers'>>((r) => (resolveImage = r));
   const onEvent = (event: PullEvent): void => {
     pull.onEvent?.(event);
-    if (event.type === 'resolved') resolveLayers(event.layers);
+    if (event.type === 'resolved') resolveImage(event);
     if (event.type === 'stored') waiter(event.digest).resolve();
   };
   const pulling = store.pullOnly(reference, { ...pull, onEvent });
   const failed = pulling.then(() => new Promise<never>(() => {}));
-  const layers = await Promise.race([resolved, failed]);
+  const image = await Promise.race([resolved, failed]);
   const stored: LayerWait = (digest) => Promise.race([waiter(digest).promise, failed]);
-  const [image] = await Promise.all([pulling, writeBundle(store, dir, layers, stored, () => pulling, overrides).catch(async (error: unknown) => {
+  const [record] = await Promise.all([pulling, writeBundle(store, dir, image, stored, overrides).catch(async (error: unknown) => {
     // A failed pull is the error to report, not the unpack it interrupted.
     await pulling;
     throw error;
   })]);
-  return image;
+  return record;
 }

@@ -14,7 +14,7 @@ import type { Endpoint, RegistryClient } from './registry-client.js';
 import { RegistryError } from './registry-errors.js';
 
 export type PullEvent =
-  | { type: 'resolved'; name: string; digest: string; layers: Descriptor[] }
+  | { type: 'resolved'; name: string; digest: string; config: Descriptor; layers: Descriptor[] }
   | { type: 'progress'; digest: string; done: number; total: number }
   | { type: 'stored'; digest: string; cached: boolean };
 
@@ -88,7 +88,7 @@ export class Puller {
     if (!isConfigMediaType(document.config.mediaType)) throw new RegistryError('protocol', `config media type "${document.config.mediaType}" is not an image config`);
     const unsupported = document.layers.find((layer) => !isLayerMediaType(layer.mediaType));
     if (unsupported) throw new RegistryError('protocol', `layer ${unsupported.digest} has unsupported media type "${unsupported.mediaType}"`);
-    options.onEvent?.({ type: 'resolved', name, digest: top.digest, layers: document.layers });
+    options.onEvent?.({ type: 'resolved', name, digest: top.digest, config: document.config, layers: document.layers });
 
     const fetcher = new BlobFetcher(this.client, [endpoint, ...endpoints.filter((e) => e !== endpoint)], ref.repository);
     const fetchBlob = async (blob: Descriptor): Promise<void> => {

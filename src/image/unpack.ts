@@ -1,8 +1,10 @@
 // Applying image layers, in order, onto an empty rootfs. This is a security boundary: see unpack-paths.ts for how
 // entry names stay inside the rootfs, unpack-entries.ts for how each node is written.
+import { createHash } from 'node:crypto';
 import { lutimesSync } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { finished } from 'node:stream/promises';
 import { extract } from 'tar-stream';
 import { openTarStream } from './unpack-decompress.js';
 import { applyEntry, type LayerProgress } from './unpack-entries.js';
@@ -13,6 +15,8 @@ export interface LayerSource {
   digest: string;
   mediaType: string;
   open(): Promise<NodeJS.ReadableStream>;
+  /** The image config's diff_id for this layer: the digest its uncompressed tar must have. */
+  diffId?: string;
 }
 
 export interface UnpackOptions {
@@ -45,6 +49,8 @@ async function applyLayer(layer: LayerSource, resolver: RootfsResolver, warn: (m
   } catch (error) {
     throw new UnpackError(layer.digest, undefined, (error as Error).message);
   }
+  const uncompressed = layer.diffId ? createHash('sha256') : undefined;
+  if (uncompressed) stream.tar.on('data', (chunk: Buffer) => uncompressed.update(chunk));
   const entries = extract();
   const failed = (error: Error) => entries.destroy(error);
   stream.finished.catch(failed);
@@ -59,6 +65,11 @@ async function applyLayer(layer: LayerSource, resolver: RootfsResolver, warn: (m
     }
     await stream.finished;
     current = undefined;
+    if (uncompressed) {
+      await finished(stream.tar);
+      const diffId = `sha256:${uncompressed.digest('hex')}`;
+      if (diffId !== layer.diffId) throw new UnpackError(layer.digest, undefined, `its uncompressed content is ${diffId}, not the image config's diff_id ${layer.diffId}`);
+    }
     for (const [path, mtime] of progress.directoryTimes) lutimesSync(path, mtime, mtime);
   } catch (error) {
     stream.abort();
