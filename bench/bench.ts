@@ -12,6 +12,7 @@ import { imagePullBench } from './image-pull.js';
 import { unpackBench } from './unpack.js';
 import { vmBench } from './vm.js';
 import { shimBench } from './shim-bench.js';
+import { median } from './stats.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
 const project = fileURLToPath(new URL('../../', import.meta.url));
@@ -41,11 +42,6 @@ function timed(command: string, args: string[]): number {
   return ms;
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
 
 function waitStopped(command: string, root: string, id: string): void {
   for (let i = 0; i < 500; i++) {
@@ -117,7 +113,7 @@ try {
   } catch (error) {
     noGuest = (error as Error).message;
   }
-  process.stdout.write(noGuest ? `\nmicroVMs: not measured: ${noGuest}\n` : `\n${await vmBench({ project, work, median })}\n`);
+  process.stdout.write(noGuest ? `\nmicroVMs: not measured: ${noGuest}\n` : `\n${await vmBench({ project, work })}\n`);
 } finally {
   rmSync(work, { recursive: true, force: true });
 }

@@ -8,15 +8,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bootToPowerOff, buildInitramfs, compileStaticInit } from '../src/hypervisor/guest-bare-boot.js';
 import { buildRootfsImage, type RootfsFsType } from '../src/hypervisor/rootfs-image.js';
+import { median } from './stats.js';
 
 const PROJECT = fileURLToPath(new URL('../../', import.meta.url));
 const PROBE_SOURCES = ['scripts/guest/guest-probe.c', 'agent/guest-init.c', 'agent/guest-port.c', 'agent/guest-rootfs.c', 'agent/util.c', 'agent/log.c'];
 const LARGE_EXTRA = ['/usr/lib/python3.11', '/usr/lib/python3'];
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[sorted.length >> 1]!;
-}
 
 async function measure(initrd: string, rootfs: string, image: string, fstype: RootfsFsType, rounds: number): Promise<string> {
   const build: number[] = [];

@@ -2,13 +2,16 @@
 // into a fresh store, then unpack), by containerd 1.6 (`ctr image pull`, which unpacks into its overlayfs
 // snapshotter; a private daemon, fresh each round) and by `skopeo copy` to a directory (no unpacking). The image
 // is generated here, deterministically: AES-CTR keystream files (incompressible, seeded) packed by umoci.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort } from '../test/helpers/ports.js';
+import { PrivateContainerd } from '../test/helpers/containerd.js';
+import { startRegistry } from '../test/helpers/registry.js';
+import { cleanupList } from '../test/helpers/teardown.js';
+import { median } from './stats.js';
 
 const ROUNDS = Number(process.env.BENCH_PULL_ROUNDS ?? 3);
 const project = fileURLToPath(new URL('../../', import.meta.url));
@@ -24,11 +27,6 @@ function timed(command: string, args: string[], env?: NodeJS.ProcessEnv): number
   return Number(process.hrtime.bigint() - started) / 1e6;
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
 
 /** Deterministic pseudo-random bytes: the AES-256-CTR keystream for a seed. */
 function seeded(seed: string, size: number): Buffer {
@@ -56,62 +54,16 @@ function generateImage(work: string): string {
   return layout;
 }
 
-async function waitFor(check: () => Promise<boolean> | boolean, what: string): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    if (await Promise.resolve().then(check).catch(() => false)) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`${what} did not come up`);
-}
-
-async function startRegistry(work: string): Promise<{ host: string; child: ChildProcess }> {
-  const port = await freePort();
-  const config = join(work, 'registry.yml');
-  writeFileSync(config, `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${join(work, 'registry')}\nhttp:\n  addr: 127.0.0.1:${port}\n`);
-  const child = spawn('docker-registry', ['serve', config], { stdio: 'ignore' });
-  await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/v2/`)).ok, 'docker-registry');
-  return { host: `127.0.0.1:${port}`, child };
-}
-
-/** A private containerd under `dir` (see the team's containerd facts): nothing touches the host's. */
-async function startContainerd(dir: string): Promise<{ socket: string; child: ChildProcess }> {
-  mkdirSync(dir, { recursive: true });
-  const socket = join(dir, 'containerd.sock');
-  writeFileSync(
-    join(dir, 'config.toml'),
-    [
-      'version = 2',
-      `root = "${join(dir, 'root')}"`,
-      `state = "${join(dir, 'state')}"`,
-      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-      `[grpc]\n  address = "${socket}"`,
-      `[debug]\n  address = "${join(dir, 'debug.sock')}"`,
-      `[plugins."io.containerd.internal.v1.opt"]\n  path = "${join(dir, 'opt')}"`,
-    ].join('\n'),
-  );
-  const child = spawn('setsid', ['containerd', '--config', join(dir, 'config.toml')], { stdio: 'ignore' });
-  await waitFor(() => existsSync(socket) && spawnSync('ctr', ['-a', socket, 'version'], { stdio: 'ignore' }).status === 0, 'containerd');
-  return { socket, child };
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000))]);
-  if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-}
-
 /** The markdown table of the image pull benchmark. */
 export async function imagePullBench(): Promise<string> {
   const work = mkdtempSync(join(tmpdir(), 'runbox-bench-pull-'));
-  let registry: { host: string; child: ChildProcess } | undefined;
+  const cleanups = cleanupList();
   try {
     const layout = generateImage(join(work, 'image'));
-    registry = await startRegistry(work);
+    const registry = await startRegistry(cleanups);
     const ref = `${registry.host}/bench/big:1`;
     run('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${layout}:bench`, `docker://${ref}`]);
-    const sizeOut = spawnSync('du', ['-sb', join(work, 'registry', 'docker', 'registry', 'v2', 'blobs')], { encoding: 'utf8' });
+    const sizeOut = spawnSync('du', ['-sb', join(registry.storage, 'docker', 'registry', 'v2', 'blobs')], { encoding: 'utf8' });
     const megabytes = Number(sizeOut.stdout.split('\t')[0]) / 1e6;
 
     const samples: Record<'runbox' | 'containerd' | 'skopeo', number[]> = { runbox: [], containerd: [], skopeo: [] };
@@ -121,13 +73,12 @@ export async function imagePullBench(): Promise<string> {
       rmSync(store, { recursive: true, force: true });
       rmSync(join(work, `bundle-${round}`), { recursive: true, force: true });
 
-      const containerd = await startContainerd(join(work, `containerd-${round}`));
+      const containerdRound = cleanupList();
       try {
-        samples.containerd.push(timed('ctr', ['-a', containerd.socket, '-n', 'bench', 'images', 'pull', '--plain-http', ref]));
+        const containerd = await PrivateContainerd.start(containerdRound);
+        samples.containerd.push(timed('ctr', ['-a', containerd.address, '-n', 'bench', 'images', 'pull', '--plain-http', ref]));
       } finally {
-        await stop(containerd.child);
-        spawnSync('umount', ['-R', join(work, `containerd-${round}`)], { stdio: 'ignore' });
-        rmSync(join(work, `containerd-${round}`), { recursive: true, force: true });
+        await containerdRound.run();
       }
 
       samples.skopeo.push(timed('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${ref}`, `dir:${join(work, `skopeo-${round}`)}`]));
@@ -151,7 +102,7 @@ export async function imagePullBench(): Promise<string> {
       '',
     ].join('\n');
   } finally {
-    if (registry) await stop(registry.child);
+    await cleanups.run();
     rmSync(work, { recursive: true, force: true });
   }
 }

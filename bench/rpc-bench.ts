@@ -12,6 +12,7 @@ import { decodeMessage, encodeMessage } from '../src/rpc/protos.js';
 import type { ServiceImplementation } from '../src/rpc/service.js';
 import { TtrpcClient } from '../src/rpc/ttrpc-client.js';
 import { TtrpcServer } from '../src/rpc/ttrpc-server.js';
+import { median } from './stats.js';
 
 const SERVE_FLAG = '--rpc-bench-serve';
 const self = fileURLToPath(import.meta.url);
@@ -23,10 +24,6 @@ const IN_FLIGHT = 64;
 
 const echoState: ServiceImplementation = { State: async ({ id }) => ({ id, pid: 1, status: 2 }) };
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[sorted.length >> 1]!;
-}
 
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);

@@ -1,21 +1,17 @@
 // The containerd shim, measured through a private containerd: `ctr run --rm IMG ID true` end to end with the
 // runbox shim and with containerd's runc shim in the same run, and the runbox shim's RSS for a one-container
 // pod and for each extra container of the same pod (10 containers). Returns a markdown section.
-import { readFileSync } from 'node:fs';
+import { processRssKib } from '../src/hypervisor/host-process.js';
 import { pidsWith, PrivateContainerd } from '../test/helpers/containerd.js';
+import { cleanupList } from '../test/helpers/teardown.js';
+import { median } from './stats.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
 const POD_SIZE = 10;
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
 
 function rssMiB(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'))!;
-  return Number(line.split(/\s+/)[1]) / 1024;
+  return (processRssKib(pid) ?? 0) / 1024;
 }
 
 async function endToEnd(containerd: PrivateContainerd, runtime: string): Promise<number> {
@@ -28,9 +24,9 @@ async function endToEnd(containerd: PrivateContainerd, runtime: string): Promise
 }
 
 export async function shimBench(): Promise<string> {
-  const cleanups: Array<() => Promise<void>> = [];
+  const cleanups = cleanupList();
   try {
-    const containerd = await PrivateContainerd.start({ teardown: (cleanup) => cleanups.push(cleanup) });
+    const containerd = await PrivateContainerd.start(cleanups);
     const times: Record<string, number[]> = { runbox: [], runc: [] };
     for (let i = 0; i < ROUNDS; i++) {
       times.runbox!.push(await endToEnd(containerd, 'io.containerd.runbox.v2'));
@@ -65,6 +61,6 @@ export async function shimBench(): Promise<string> {
       '',
     ].join('\n');
   } finally {
-    for (const cleanup of cleanups.reverse()) await cleanup();
+    await cleanups.run();
   }
 }

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { MediaType } from '../src/image/media-types.js';
 import { unpackLayers } from '../src/image/unpack.js';
 import { readOciLayout } from '../test/helpers/layers.js';
+import { median } from './stats.js';
 
 const ROUNDS = Number(process.env.BENCH_UNPACK_ROUNDS ?? 3);
 const SOURCES = ['usr/lib/python3.11', 'usr/share/perl', 'usr/include'];
@@ -62,11 +63,6 @@ export function buildLayout(work: string): BuiltImage {
   return { layout, uncompressed: tars.reduce((sum, tar) => sum + tar.length, 0), compressed, files };
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
 
 interface Sample {
   wallMs: number;

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bootToPowerOff, buildInitramfs, compileStaticInit } from '../src/hypervisor/guest-bare-boot.js';
+import { median } from './stats.js';
 
 export interface VmFloor {
   rounds: number;
@@ -16,11 +17,6 @@ export interface VmFloor {
   qemuRssMib: number;
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
 
 /** Boots the floor VM ROUNDS times, one at a time. */
 export async function vmFloor(rounds: number): Promise<VmFloor> {

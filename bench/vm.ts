@@ -5,9 +5,11 @@ import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, cpSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentClient } from '../src/hypervisor/agent-client.js';
+import { processRssKib } from '../src/hypervisor/host-process.js';
 import { agentPortSocket, clientOnSession, leasePort, openSession } from '../src/hypervisor/qemu-agent-port.js';
 import type { QemuHandle } from '../src/hypervisor/qemu-sandbox.js';
 import { defaultSpec } from '../src/oci/default-spec.js';
+import { median } from './stats.js';
 import { vmFloorMs } from './vm-floor.js';
 
 const ROUNDS = Number(process.env.BENCH_VM_ROUNDS ?? 5);
@@ -17,7 +19,6 @@ const AT_ONCE = 2;
 interface Context {
   project: string;
   work: string;
-  median(values: number[]): number;
 }
 
 function vmBundle(context: Context, name: string, args: string[]): string {
@@ -86,11 +87,6 @@ function waitStopped(context: Context, root: string, id: string): void {
   throw new Error(`${id} did not stop`);
 }
 
-function rssKib(pid: number): number {
-  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(match?.[1] ?? 0);
-}
-
 /** QEMU's RSS on the host and the agent's in the guest (its own `hello` answer), for a VM running `sleep`. */
 async function memoryAfterBoot(context: Context, root: string, bundle: string): Promise<{ qemuMib: number; agentMib: number }> {
   const id = 'vm-memory';
@@ -101,7 +97,7 @@ async function memoryAfterBoot(context: Context, root: string, bundle: string): 
     const client: AgentClient = clientOnSession(await openSession(agentPortSocket(handle.dir, lease.index), AbortSignal.timeout(10_000)), lease);
     const hello = await client.request([['op', 'hello']]);
     client.close();
-    return { qemuMib: rssKib(handle.pid) / 1024, agentMib: hello.number('rss_bytes') / 2 ** 20 };
+    return { qemuMib: (processRssKib(handle.pid) ?? 0) / 1024, agentMib: hello.number('rss_bytes') / 2 ** 20 };
   } finally {
     cli(context, root, ['delete', '--force', id]);
   }
@@ -142,9 +138,9 @@ export async function vmBench(context: Context): Promise<string> {
   }));
   const perMinute = SANDBOXES / (Number(process.hrtime.bigint() - started) / 6e10);
 
-  const floor = context.median(floors);
-  const firstSeparate = context.median(separate);
-  const firstTogether = context.median(together);
+  const floor = median(floors);
+  const firstSeparate = median(separate);
+  const firstTogether = median(together);
   const row = (name: string, ms: number, target: string) => `| ${name} | ${ms.toFixed(0)} ms | ${(ms / floor).toFixed(2)}× | ${target} |`;
   return [
     `microVMs (qemu driver, accel tcg), median of ${ROUNDS} rounds, floor and runbox interleaved; floor = QEMU booting the guest kernel into an init that powers off at once (spawn to exit)`,
@@ -154,7 +150,7 @@ export async function vmBench(context: Context): Promise<string> {
     row('floor: QEMU start → guest init → exit', floor, ''),
     row('`runbox create` then `runbox start` → first output', firstSeparate, `≤ 1.3× ${firstSeparate / floor <= 1.3 ? 'met' : 'NOT met'}`),
     row('`runbox run` (create+start in one call) → first output', firstTogether, `≤ 1.3× ${firstTogether / floor <= 1.3 ? 'met' : 'NOT met'}`),
-    row('create→start→(state until stopped)→delete of `true`', context.median(cycle), ''),
+    row('create→start→(state until stopped)→delete of `true`', median(cycle), ''),
     `| QEMU RSS after boot (host) | ${memory.qemuMib.toFixed(1)} MiB | | |`,
     `| agent RSS in the guest | ${memory.agentMib.toFixed(2)} MiB | | < 2 MiB ${memory.agentMib < 2 ? 'met' : 'NOT met'} |`,
     `| ${SANDBOXES} sandboxes (\`runbox run\` of \`true\`), ${AT_ONCE} at a time | ${perMinute.toFixed(1)} sandboxes/min | | |`,

@@ -1,4 +1,4 @@
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,8 +9,7 @@ function files(dir: string): string[] {
   return existsSync(dir) ? readdirSync(dir) : [];
 }
 
-
-async function setup(t: Parameters<typeof startRegistry>[0]) {
+async function setup(t: ExecutionContext) {
   const env = new TestEnv(t);
   const registry = await startRegistry(t);
   push(registry, FIXTURE_OCI, 'latest', 'busybox:latest');
@@ -59,11 +58,12 @@ test('run --image with a corrupted layer fails naming the image, and leaves no b
   t.is((await env.run(['list', '-q'])).stdout, '');
 });
 
+// The timeout is generous: on a loaded machine a healthy request can take seconds; the stall lasts for ever.
 test('a blob that stops arriving is abandoned after --registry-timeout and resumed', async (t) => {
   const { env, proxy, ref, store } = await setup(t);
   proxy.only = fixtureLayer();
   proxy.fault = { kind: 'stall', afterBytes: 200_000, times: 1 };
-  const pulled = await env.run(['image', 'pull', '--store', store, '--registry-timeout', '3', ref]);
+  const pulled = await env.run(['image', 'pull', '--store', store, '--registry-timeout', '10', ref]);
   t.is(pulled.code, 0, pulled.stderr);
   const attempts = proxy.requests.filter((r) => r.path.endsWith(fixtureLayer()));
   t.is(attempts.length, 2);

@@ -1,13 +1,11 @@
 // containerd-shim-runbox-v2 driven by a real, private containerd (test/helpers/containerd.ts) through ctr.
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
 import { IMAGE, pidsWith, PrivateContainerd, RUNBOX_RUNTIME } from './helpers/containerd.js';
 import { mountsUnder, runCommand } from './helpers/runbox.js';
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 test('ctr run prints the container\'s output and passes its exit status on', async (t) => {
   const containerd = await PrivateContainerd.start(t);

@@ -2,10 +2,10 @@
 // the floor benchmark's init) and none of the driver. QEMU runs the fastest configuration known under TCG
 // (../shared facts) with the guest's console on its stdout, and exits when the guest powers off.
 import { execFile, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { guestAssets } from './guest-assets.js';
+import { processRssKib } from './host-process.js';
 
 const run = promisify(execFile);
 const PROJECT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -65,7 +65,7 @@ export function bootToPowerOff(boot: BareBoot): Promise<BareBootResult> {
     result.console += chunk;
     if (boot.marker && result.markerMs === undefined && result.console.includes(boot.marker)) {
       result.markerMs = performance.now() - started;
-      result.qemuRssKib = rssKib(qemu.pid!);
+      result.qemuRssKib = processRssKib(qemu.pid!);
     }
   });
   qemu.stderr.setEncoding('utf8').on('data', (chunk: string) => { stderr += chunk; });
@@ -81,11 +81,3 @@ export function bootToPowerOff(boot: BareBoot): Promise<BareBootResult> {
   });
 }
 
-function rssKib(pid: number): number | undefined {
-  try {
-    const match = /^VmRSS:\s*(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return match ? Number(match[1]) : undefined;
-  } catch {
-    return undefined; // already gone
-  }
-}

@@ -19,6 +19,16 @@ export function processStartTime(pid: number): string | undefined {
   return fields[19];
 }
 
+/** A process's resident set size in KiB (VmRSS of /proc/PID/status), or undefined once it is gone. */
+export function processRssKib(pid: number): number | undefined {
+  try {
+    const match = /^VmRSS:\s*(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Whether the process that had this pid and start time still runs. Without a start time the answer is no:
  * pids wrap quickly (pid_max is often 32768), and acting on a pid alone could signal a stranger.

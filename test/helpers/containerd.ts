@@ -4,15 +4,14 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { PROJECT, runCommand, type Result } from './runbox.js';
+import type { TeardownOwner } from './teardown.js';
 
 export const RUNBOX_RUNTIME = 'io.containerd.runbox.v2';
 export const IMAGE = 'docker.io/library/busybox:latest';
 const FIXTURE_OCI = join(PROJECT, 'fixtures', 'busybox', 'build', 'oci');
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 /** Host pids whose command line contains every needle. */
 export function pidsWith(...needles: string[]): number[] {
@@ -50,7 +49,7 @@ export class PrivateContainerd {
   }
 
   /** Starts a private containerd with the busybox fixture imported; torn down with the test (or bench) owner. */
-  static async start(owner: { teardown(cleanup: () => Promise<void>): void }): Promise<PrivateContainerd> {
+  static async start(owner: TeardownOwner): Promise<PrivateContainerd> {
     const containerd = new PrivateContainerd();
     owner.teardown(() => containerd.destroy());
     await containerd.startDaemon();

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
+import type { TeardownOwner } from './teardown.js';
 import { PROJECT } from './runbox.js';
 import { freePort } from './ports.js';
 
@@ -19,13 +20,13 @@ export interface Registry {
   storage: string;
 }
 
-function tempDir(t: ExecutionContext, prefix: string): string {
+function tempDir(t: TeardownOwner, prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
 
-function stopOnTeardown(t: ExecutionContext, child: ChildProcess): void {
+function stopOnTeardown(t: TeardownOwner, child: ChildProcess): void {
   t.teardown(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
@@ -51,7 +52,7 @@ export interface RegistryAuth {
 }
 
 /** docker-registry serving `storage` (a new empty one when omitted), stopped when the test ends. */
-export async function startRegistry(t: ExecutionContext, options: { storage?: string; auth?: RegistryAuth } = {}): Promise<Registry> {
+export async function startRegistry(t: TeardownOwner, options: { storage?: string; auth?: RegistryAuth } = {}): Promise<Registry> {
   const dir = tempDir(t, 'runbox-registry-');
   const storage = options.storage ?? join(dir, 'storage');
   const port = await freePort();
