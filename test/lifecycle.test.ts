@@ -197,7 +197,8 @@ test('features reports the spec features and says the emulated driver is not a V
 
 test('pause freezes a running container and resume thaws it', async (t) => {
   const env = new TestEnv(t);
-  const { id, bundle } = await env.running(['sh', '-c', 'i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.02; done']);
+  // The counter is replaced by rename, so a read never sees it half-written.
+  const { id, bundle } = await env.running(['sh', '-c', 'i=0; while true; do i=$((i+1)); echo $i > /count.new; mv /count.new /count; sleep 0.02; done']);
   const paused = await env.run(['pause', id]);
   t.is(paused.code, 0, paused.stderr);
   t.is((await env.state(id)).status, 'paused');
@@ -208,7 +209,8 @@ test('pause freezes a running container and resume thaws it', async (t) => {
   t.regex(errorMessage((await env.run(['pause', id])).stderr), /container not running/);
   t.is((await env.run(['resume', id])).code, 0);
   t.is((await env.state(id)).status, 'running');
-  await new Promise((r) => setTimeout(r, 300));
+  // On a loaded machine the thawed loop may need a while to be scheduled again.
+  for (let i = 0; i < 100 && count() === frozen; i++) await new Promise((r) => setTimeout(r, 100));
   t.not(count(), frozen, 'it runs again after resume');
   t.regex(errorMessage((await env.run(['resume', id])).stderr), /container not paused/);
 });
