@@ -1,7 +1,7 @@
 // What the `delete` subcommand needs to clean up after a shim that died (SIGKILL): the sandbox the container
 // ran in and its init pid, in BUNDLE/runbox-shim.json, written atomically by the shim at Create and removed at
 // Delete. The bundle also holds `address` and `shim.pid`, as containerd's own shims write them.
-import { readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SandboxHandle } from '../hypervisor/driver.js';
 import { writeFileAtomic } from '../runtime/atomic-file.js';
@@ -35,6 +35,16 @@ export function removeBundleRecord(bundle: string): void {
 export function writeShimFiles(bundle: string, address: string, pid: number | undefined): void {
   writeFileAtomic(join(bundle, 'address'), address, 0o644);
   if (pid) writeFileAtomic(join(bundle, 'shim.pid'), String(pid), 0o644);
+}
+
+/**
+ * Records the pid of the shim that owns a state directory (see shimStateDir), creating the directory (mode 0700).
+ * `start` writes it as soon as it has started the shim, so that the next container of the group finds it even
+ * before that shim runs; the shim writes it again itself.
+ */
+export function writeServingShimPid(stateDir: string, pid: number): void {
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  writeFileAtomic(join(stateDir, 'shim.pid'), String(pid));
 }
 
 /** The pid of the shim that owns a state directory (see shimStateDir), if it wrote one. */

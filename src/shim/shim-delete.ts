@@ -11,6 +11,7 @@ import { describe } from '../runtime/errors.js';
 import { readBundleRecord, readShimAddress, removeBundleRecord } from './bundle-record.js';
 import { timestamp } from './event-forwarder.js';
 import type { ShimFlags } from './shim-flags.js';
+import { shimStateDir } from './shim-socket.js';
 import { unmountRootfs } from './rootfs-mounts.js';
 
 /** A container killed with the shim: as if by SIGKILL. */
@@ -41,6 +42,8 @@ export async function deleteAfterShim(flags: ShimFlags, warn: (message: string) 
   if (!shimAlive) {
     // The socket of a shim that was killed stays behind: nobody serves it any more.
     if (socket && lstatSync(socket, { throwIfNoEntry: false })?.isSocket()) rmSync(socket, { force: true });
+    // And so does its private directory, even when it had no task (killed between start and Create).
+    if (socket) rmSync(shimStateDir(socket), { recursive: true, force: true });
     await unmountRootfs(join(flags.bundle, 'rootfs'));
     removeBundleRecord(flags.bundle);
   }

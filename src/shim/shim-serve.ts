@@ -1,11 +1,10 @@
 // The long-running shim: serves the Task service for one group of containers on the socket `start` prepared
 // (fd 3, ttrpc) or on its own gRPC socket, forwards events to containerd, and exits after Shutdown once no task
 // is left.
-import { lstatSync, mkdirSync, rmSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { lstatSync, rmSync, writeSync } from 'node:fs';
 import { TtrpcServer } from '../rpc/ttrpc-server.js';
-import { writeFileAtomic } from '../runtime/atomic-file.js';
 import { describe } from '../runtime/errors.js';
+import { writeServingShimPid } from './bundle-record.js';
 import { EventForwarder } from './event-forwarder.js';
 import type { ShimFlags } from './shim-flags.js';
 import { groupId, shimProtocol, shimSocketPath, shimStateDir } from './shim-socket.js';
@@ -27,8 +26,7 @@ export async function serve(flags: ShimFlags): Promise<void> {
   const events = new EventForwarder(process.env.TTRPC_ADDRESS, flags.namespace, log);
   let stop: () => Promise<void> = async () => {};
   const stateDir = shimStateDir(socketPath);
-  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  writeFileAtomic(join(stateDir, 'shim.pid'), String(process.pid));
+  writeServingShimPid(stateDir, process.pid);
   const service = new TaskService({
     stateDir,
     events,

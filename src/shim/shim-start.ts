@@ -7,7 +7,7 @@ import { constants, openSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { bindUnixSocket, isServed } from '../rpc/unix-socket.js';
-import { readShimPid, writeShimFiles } from './bundle-record.js';
+import { readShimPid, writeServingShimPid, writeShimFiles } from './bundle-record.js';
 import { serveArguments, type ShimFlags } from './shim-flags.js';
 import { bootstrapLine, groupId, shimProtocol, shimSocketPath, shimStateDir } from './shim-socket.js';
 
@@ -69,6 +69,7 @@ export async function start(flags: ShimFlags, entry: string): Promise<string> {
   });
   if (protocol === 'grpc') await grpcReady(child);
   child.unref();
+  writeServingShimPid(shimStateDir(socketPath), child.pid!);
   writeShimFiles(flags.bundle, `unix://${socketPath}`, child.pid!);
   return line;
 }
