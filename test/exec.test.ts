@@ -39,6 +39,14 @@ test('exec honours --env, --cwd and --user, and a --process file', async (t) => 
   t.is(fromFile.stdout, 'from file 42\n', fromFile.stderr);
 });
 
+test('as with runc, the command after the id keeps its own flags without a `--`', async (t) => {
+  const env = new TestEnv(t);
+  const id = await runningContainer(env);
+  const result = await env.run(['exec', '-e', 'X=7', id, 'sh', '-c', 'echo "x=$X $1"', 'sh', '--not-a-runbox-flag']);
+  t.is(result.code, 0, result.stderr);
+  t.is(result.stdout, 'x=7 --not-a-runbox-flag\n');
+});
+
 test('exec into a stopped container and exec of a missing binary fail clearly', async (t) => {
   const env = new TestEnv(t);
   const id = await runningContainer(env);

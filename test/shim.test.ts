@@ -70,6 +70,20 @@ test('ctr run -t gives the container a terminal', async (t) => {
   t.regex(result.stdout, /\/dev\/pts\/\d+/);
 });
 
+test('ctr task exec -t gives the exec a terminal the size of ctr\'s (ResizePty)', async (t) => {
+  const containerd = await PrivateContainerd.start(t);
+  const id = containerd.id();
+  t.is((await containerd.run(id, ['sleep', '1000'], ['-d'])).code, 0);
+  // ctr sends the size (ResizePty) only after Start, as it does with runc: the exec waits until a size is there.
+  const script = 'tty; for i in $(seq 100); do s=$(stty size 2>/dev/null); [ -n "$s" ] && [ "$s" != "0 0" ] && break; sleep 0.05; done; echo "size=$s"';
+  const exec = `ctr -a ${containerd.address} task exec -t --fifo-dir ${containerd.fifoDir} --exec-id size ${id} sh -c '${script}'`;
+  // The outer terminal (script(1)'s) is given a size, which ctr reads and passes on.
+  const result = await runCommand('script', ['-qec', `stty cols 123 rows 45; ${exec}`, '/dev/null']);
+  t.is(result.code, 0, result.stdout);
+  t.regex(result.stdout, /\/dev\/pts\/\d+/);
+  t.regex(result.stdout, /size=45 123\r?$/m);
+});
+
 test('10 containers started in parallel all run and report their own status', async (t) => {
   const containerd = await PrivateContainerd.start(t);
   const results = await Promise.all(Array.from({ length: 10 }, (_, i) => containerd.run(containerd.id(), ['sh', '-c', `echo n=${i}; exit ${i}`], ['--rm'])));

@@ -15,28 +15,55 @@ function parseUser(text: string): { uid: number; gid?: number } {
   return { uid: Number(match[1]), ...(match[2] ? { gid: Number(match[2]) } : {}) };
 }
 
+/**
+ * Splits exec's argv as runc does: its own flags are read only up to the container id, and what follows the id
+ * (after an optional `--`) is the command, its own flags included (`runc exec ID sh -c CMD`).
+ */
+function splitAtCommand(argv: string[], flags: Record<string, { type: string; char?: string }>): { own: string[]; command: string[] } {
+  const takesValue = new Set<string>();
+  for (const [name, flag] of Object.entries(flags)) {
+    if (flag.type !== 'option') continue;
+    takesValue.add(`--${name}`);
+    if (flag.char) takesValue.add(`-${flag.char}`);
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') {
+      // `exec [FLAGS] -- ID CMD…`
+      return { own: [...argv.slice(0, i), ...argv.slice(i + 1, i + 2)], command: argv.slice(i + 2) };
+    }
+    if (arg.startsWith('-') && arg !== '-') {
+      if (takesValue.has(arg)) i++;
+      continue;
+    }
+    const rest = argv.slice(i + 1);
+    return { own: argv.slice(0, i + 1), command: rest[0] === '--' ? rest.slice(1) : rest };
+  }
+  return { own: argv, command: [] };
+}
+
 export default class Exec extends Command {
   static summary = 'Run a new process inside a running container.';
-  static strict = false;
   static args = { id: Args.string({ description: 'container id', required: true }) };
   static flags = {
     process: Flags.string({ char: 'p', description: 'a JSON file holding the process (config.json\'s process object)' }),
     tty: Flags.boolean({ char: 't', description: 'allocate a pseudo-TTY' }),
     detach: Flags.boolean({ char: 'd', description: 'do not wait for the process' }),
     cwd: Flags.string({ description: 'working directory inside the container' }),
-    env: Flags.string({ char: 'e', multiple: true, description: 'set an environment variable (NAME=value)' }),
+    env: Flags.string({ char: 'e', multiple: true, multipleNonGreedy: true, description: 'set an environment variable (NAME=value)' }),
     user: Flags.string({ char: 'u', description: 'UID[:GID] to run as' }),
-    'additional-gids': Flags.integer({ char: 'g', multiple: true, description: 'additional group ids' }),
+    'additional-gids': Flags.integer({ char: 'g', multiple: true, multipleNonGreedy: true, description: 'additional group ids' }),
     'pid-file': Flags.string({ description: 'write the process id to this file' }),
     'console-socket': Flags.string({ description: 'unix socket that receives the pty master' }),
     'no-new-privs': Flags.boolean({ description: 'set no_new_privs for the process' }),
   };
 
   async run(): Promise<void> {
-    const { args, argv, flags } = await this.parse(Exec);
+    const { own, command } = splitAtCommand(this.argv, Exec.flags);
+    this.argv = own;
+    const { args, flags } = await this.parse(Exec);
     const runtime = context().runtime;
     const id = args.id;
-    const command = (argv as string[]).slice(1);
     let process_: Process;
     if (flags.process) {
       try {
@@ -45,7 +72,7 @@ export default class Exec extends Command {
         throw new RuntimeError(`container ${id}: cannot read process file ${flags.process}: ${(error as Error).message}`);
       }
     } else {
-      if (command.length === 0) throw new RuntimeError(`container ${id}: exec needs a command (runbox exec ID -- CMD ARGS…)`);
+      if (command.length === 0) throw new RuntimeError(`container ${id}: exec needs a command (runbox exec ID CMD ARGS…)`);
       const base = runtime.execProcess(id, {});
       const user = flags.user ? parseUser(flags.user) : undefined;
       process_ = {
