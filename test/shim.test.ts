@@ -1,6 +1,7 @@
 // containerd-shim-runbox-v2 driven by a real, private containerd (test/helpers/containerd.ts) through ctr.
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
 import { IMAGE, pidsWith, PrivateContainerd, RUNBOX_RUNTIME } from './helpers/containerd.js';
@@ -129,6 +130,33 @@ test('a task survives a containerd restart: listed with its status, then killed,
   for (let i = 0; i < 50 && containerd.shimPids().length; i++) await sleep(100);
   t.false((await containerd.tasks()).has(id));
   t.deepEqual(containerd.shimPids(), []);
+});
+
+test('an exit while containerd is down is queued by the shim and delivered, in order, once containerd is back', async (t) => {
+  const containerd = await PrivateContainerd.start(t);
+  const id = containerd.id();
+  t.is((await containerd.run(id, ['sleep', '1000'], ['-d'])).code, 0);
+  const pid = (await containerd.tasks()).get(id)!.pid;
+  await containerd.stopDaemon();
+  process.kill(pid, 'SIGKILL');
+  // containerd comes back on another event socket, so that the shim (which keeps the address it was started with)
+  // cannot deliver before a subscriber is listening; the old address is then pointed at the new socket.
+  const eventSocket = join(containerd.dir, 'events-moved.ttrpc');
+  appendFileSync(join(containerd.dir, 'config.toml'), `[ttrpc]\n  address = "${eventSocket}"\n`);
+  await containerd.startDaemon();
+  const events = spawn('ctr', ['-a', containerd.address, 'events'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  t.teardown(() => events.kill());
+  let seen = '';
+  events.stdout.on('data', (chunk: Buffer) => (seen += chunk.toString()));
+  await sleep(500);
+  t.notRegex(seen, new RegExp(`/tasks/exit .*${id}`), 'nothing could be delivered yet');
+  const oldSocket = `${containerd.address}.ttrpc`;
+  rmSync(oldSocket, { force: true });
+  symlinkSync(eventSocket, oldSocket);
+  const topics = () => [...seen.matchAll(/(\/tasks\/[a-z-]+)\s.*"container_id":"([^"]+)"/g)].filter((m) => m[2] === id).map((m) => m[1]);
+  for (let i = 0; i < 100 && !topics().includes('/tasks/exit'); i++) await sleep(100);
+  t.is(topics()[0], '/tasks/exit', seen);
+  t.regex(seen, new RegExp(`/tasks/exit .*"container_id":"${id}".*"exit_status":137`));
 });
 
 test('a shim killed with SIGKILL leaves no container process and no mount behind', async (t) => {
