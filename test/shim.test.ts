@@ -1,6 +1,6 @@
 // containerd-shim-runbox-v2 driven by a real, private containerd (test/helpers/containerd.ts) through ctr.
 import { spawn } from 'node:child_process';
-import { appendFileSync, existsSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
@@ -83,6 +83,20 @@ test('ctr task exec -t gives the exec a terminal the size of ctr\'s (ResizePty)'
   t.is(result.code, 0, result.stdout);
   t.regex(result.stdout, /\/dev\/pts\/\d+/);
   t.regex(result.stdout, /size=45 123\r?$/m);
+});
+
+test('a runtime config file (--runtime-config-path) that is wrong fails the run with an error naming it', async (t) => {
+  const containerd = await PrivateContainerd.start(t);
+  const config = join(containerd.dir, 'runbox-runtime.json');
+  writeFileSync(config, JSON.stringify({ driver: 'vm' }));
+  const id = containerd.id();
+  const result = await containerd.run(id, ['true'], ['--rm', '--runtime-config-path', config]);
+  t.not(result.code, 0);
+  t.true(result.stderr.includes(`runtime config ${config}: driver must be one of emulated, qemu, auto`), result.stderr);
+  writeFileSync(config, JSON.stringify({ driver: 'emulated', annotations: { 'io.runbox.example': 'default' } }));
+  const good = await containerd.run(containerd.id(), ['echo', 'configured'], ['--rm', '--runtime-config-path', config]);
+  t.is(good.code, 0, good.stderr);
+  t.is(good.stdout, 'configured\n');
 });
 
 test('10 containers started in parallel all run and report their own status', async (t) => {

@@ -17,6 +17,7 @@ import { removeBundleRecord, writeBundleRecord } from './bundle-record.js';
 import { timestamp, type EventForwarder } from './event-forwarder.js';
 import { FifoIo } from './fifo-io.js';
 import { mountRootfs, unmountRootfs, type Mount } from './rootfs-mounts.js';
+import { runtimeConfig, RuntimeConfigError, type RuntimeConfig } from './runtime-config.js';
 
 /** containerd.v1.types.Status */
 const TASK_STATUS = { created: 1, running: 2, stopped: 3, paused: 4 } as const;
@@ -77,7 +78,7 @@ function sandboxFailure(error: unknown): RpcError {
     if (error.errno === 95) return new RpcError(StatusCode.FAILED_PRECONDITION, error.message);
     if (error.errno === 17) return new RpcError(StatusCode.ALREADY_EXISTS, error.message);
   }
-  if (error instanceof SpecError) return new RpcError(StatusCode.INVALID_ARGUMENT, error.message);
+  if (error instanceof SpecError || error instanceof RuntimeConfigError) return new RpcError(StatusCode.INVALID_ARGUMENT, error.message);
   return new RpcError(StatusCode.UNKNOWN, describe(error));
 }
 
@@ -158,9 +159,9 @@ export class TaskService {
     return exec;
   }
 
-  private async bootedSandbox(spec: Spec): Promise<{ sandbox: Sandbox; driver: Driver; dir: string }> {
+  private async bootedSandbox(spec: Spec, config: RuntimeConfig): Promise<{ sandbox: Sandbox; driver: Driver; dir: string }> {
     this.sandbox ??= (async () => {
-      const driver = getDriver(chooseDriverName(spec.annotations?.[DRIVER_ANNOTATION], undefined));
+      const driver = getDriver(chooseDriverName(spec.annotations?.[DRIVER_ANNOTATION], config.driver));
       const dir = join(this.options.stateDir, 'sandbox');
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       const sandbox = await driver.boot({ id: basename(this.options.stateDir), dir, stdio: 'null', spec });
@@ -186,13 +187,17 @@ export class TaskService {
 
   private async create(request: {
     id: string; bundle: string; rootfs: Mount[]; terminal: boolean; stdin: string; stdout: string; stderr: string; checkpoint: string;
+    options?: { typeUrl: string; value: Uint8Array } | null;
   }): Promise<object> {
     const { id, bundle } = request;
     if (this.containers.has(id)) throw new RpcError(StatusCode.ALREADY_EXISTS, `container ${id}: already exists`);
     if (request.checkpoint) throw new RpcError(StatusCode.UNIMPLEMENTED, 'restoring from a checkpoint is not supported');
     let spec: Spec;
+    let config: RuntimeConfig;
     try {
+      config = runtimeConfig(request.options);
       spec = loadSpec(bundle);
+      spec.annotations = { ...config.annotations, ...spec.annotations };
     } catch (error) {
       throw sandboxFailure(error);
     }
@@ -207,7 +212,7 @@ export class TaskService {
         await mountRootfs(request.rootfs, spec.root!.path);
         container.rootfsMounted = true;
       }
-      const booted = await this.bootedSandbox(spec);
+      const booted = await this.bootedSandbox(spec, config);
       sandbox = booted.sandbox;
       const init = await sandbox.createContainer({ id, bundle, spec, stdio: 'stream' }, io);
       created = true;

@@ -1,0 +1,47 @@
+// The runtime options containerd passes with CreateTaskRequest: for a non-runc shim, runtimeoptions.v1.Options,
+// whose config_path names runbox's own configuration file (CRI: the runtime's `options.ConfigPath`; ctr:
+// `--runtime-config-path`). The file is JSON: {"driver": "emulated"|"qemu"|"auto", "annotations": {NAME: VALUE}},
+// where annotations are defaults for every container's config.json (a container's own annotations win).
+import { readFileSync } from 'node:fs';
+import { DRIVER_NAMES } from '../hypervisor/drivers.js';
+import { decodeMessage } from '../rpc/protos.js';
+
+export interface RuntimeConfig {
+  driver?: string;
+  annotations: Record<string, string>;
+}
+
+const OPTIONS_TYPE = 'runtimeoptions.v1.Options';
+const KEYS = new Set(['driver', 'annotations']);
+
+export class RuntimeConfigError extends Error {}
+
+/** The configuration the options point at; empty without options. Other option types are not runbox's: ignored. */
+export function runtimeConfig(options: { typeUrl: string; value: Uint8Array } | null | undefined): RuntimeConfig {
+  if (!options?.typeUrl || options.typeUrl.slice(options.typeUrl.lastIndexOf('/') + 1) !== OPTIONS_TYPE) return { annotations: {} };
+  const { configPath } = decodeMessage(OPTIONS_TYPE, options.value) as { configPath: string };
+  return configPath ? readRuntimeConfig(configPath) : { annotations: {} };
+}
+
+export function readRuntimeConfig(path: string): RuntimeConfig {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (error) {
+    throw new RuntimeConfigError(`runtime config ${path}: ${(error as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new RuntimeConfigError(`runtime config ${path}: not a JSON object`);
+  const fields = parsed as Record<string, unknown>;
+  for (const key of Object.keys(fields)) {
+    if (!KEYS.has(key)) throw new RuntimeConfigError(`runtime config ${path}: unknown setting "${key}" (expected ${[...KEYS].join(', ')})`);
+  }
+  const { driver, annotations = {} } = fields;
+  if (driver !== undefined && !(DRIVER_NAMES as readonly unknown[]).includes(driver)) {
+    throw new RuntimeConfigError(`runtime config ${path}: driver must be one of ${DRIVER_NAMES.join(', ')}, not ${JSON.stringify(driver)}`);
+  }
+  if (typeof annotations !== 'object' || annotations === null || Array.isArray(annotations) ||
+      Object.values(annotations).some((value) => typeof value !== 'string')) {
+    throw new RuntimeConfigError(`runtime config ${path}: annotations must be an object of strings`);
+  }
+  return { ...(driver ? { driver: driver as string } : {}), annotations: annotations as Record<string, string> };
+}
