@@ -97,6 +97,10 @@ int procspec_parse(const struct records *r, struct procspec *p, char *err, size_
 			if (!parse_u64(v, &n) || n > 65535)
 				return bad(err, errlen, k, v, "not a size");
 			*(k[8] == 'w' ? &p->width : &p->height) = (unsigned short)n;
+		} else if (!strcmp(k, "stdio_from_pid")) {
+			if (!parse_u64(v, &n) || n == 0 || n > INT32_MAX)
+				return bad(err, errlen, k, v, "not a pid");
+			p->stdio_from_pid = (pid_t)n;
 		} else if (!strcmp(k, "stdio")) {
 			if (!strcmp(v, "inherit"))
 				p->stdio = STDIO_INHERIT;

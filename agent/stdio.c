@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -39,6 +40,31 @@ static void close_unique(int fds[], int n)
 	}
 }
 
+/*
+ * The caller's fds 0-2, duplicated from its process with pidfd_getfd(2) (the same open files, as if passed over
+ * a socket): a host CLI's `exec --detach` gives the process its own stdio, as runc does. A closed one is /dev/null.
+ */
+static int take_caller_stdio(pid_t pid, struct stdio_plan *s)
+{
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0)
+		return -1;
+	for (int i = 0; i < 3; i++) {
+		s->child[i] = (int)syscall(SYS_pidfd_getfd, pidfd, i, 0);
+		if (s->child[i] < 0 && errno == EBADF)
+			s->child[i] = open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (s->child[i] < 0) {
+			int saved_errno = errno;
+			close(pidfd);
+			close_unique(s->child, 3);
+			errno = saved_errno;
+			return -1;
+		}
+	}
+	close(pidfd);
+	return 0;
+}
+
 int stdio_prepare(const struct procspec *p, struct stdio_plan *s)
 {
 	*s = (struct stdio_plan){ { -1, -1, -1 }, -1, -1, -1, false };
@@ -57,6 +83,8 @@ int stdio_prepare(const struct procspec *p, struct stdio_plan *s)
 		*s = (struct stdio_plan){ { in[0], out[1], err[1] }, in[1], out[0], err[0], false };
 		return 0;
 	}
+	if (p->stdio == STDIO_INHERIT && !p->terminal && p->stdio_from_pid > 0)
+		return take_caller_stdio(p->stdio_from_pid, s);
 	int null = -1;
 	if (p->stdio != STDIO_INHERIT || p->terminal || saved[0] < 0 || saved[1] < 0 || saved[2] < 0) {
 		null = open("/dev/null", O_RDWR | O_CLOEXEC);

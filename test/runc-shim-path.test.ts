@@ -17,12 +17,17 @@ test('containerd\'s runc shim with runbox as its binary runs a container and pas
   t.deepEqual(processesMentioning(id), [], 'no agent or container process is left');
 });
 
-test('containerd\'s runc shim with runbox as its binary: a detached task is killed and deleted', async (t) => {
+test('containerd\'s runc shim with runbox as its binary: a detached task gets an exec (with its output), is killed and deleted', async (t) => {
   const containerd = await PrivateContainerd.start(t);
   const id = containerd.id('runc-path');
   const started = await containerd.run(id, ['sleep', '1000'], ['-d', '--runc-binary', RUNBOX], RUNC_RUNTIME);
   t.is(started.code, 0, started.stderr);
   await containerd.waitForStatus(id, 'RUNNING');
+  // The runc shim runs `runbox exec --detach` with its own pipes as the process's stdio.
+  const exec = await containerd.ctr(['task', 'exec', '--fifo-dir', containerd.fifoDir, '--exec-id', 'e1', id, 'sh', '-c', 'echo out; echo err >&2; exit 3']);
+  t.is(exec.code, 3, exec.stderr);
+  t.is(exec.stdout, 'out\n');
+  t.regex(exec.stderr, /err/);
   const killed = await containerd.ctr(['task', 'kill', '-s', 'KILL', id]);
   t.is(killed.code, 0, killed.stderr);
   await containerd.waitForStatus(id, 'STOPPED');

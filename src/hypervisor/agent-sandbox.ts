@@ -50,10 +50,19 @@ export class AgentSandbox implements Sandbox {
     await this.call([['op', 'start'], ['id', id], ['state', stateJson]]);
   }
 
+  /**
+   * How an exec with stdio `inherit` reaches this caller's own fds 0-2: a host agent duplicates them from this
+   * process (which waits for the agent's reply). A driver whose agent cannot reach host processes overrides it.
+   */
+  protected callerStdioRecords(): RecordList {
+    return [['stdio_from_pid', String(process.pid)]];
+  }
+
   async exec(config: ExecConfig, output?: ProcessOutput): Promise<RunningProcess> {
     const records: RecordList = [
       ['op', 'exec'], ['id', config.containerId], ['exec_id', config.execId],
       ...processRecords(config.process, config.stdio, config.consoleSocket),
+      ...(config.stdio === 'inherit' ? this.callerStdioRecords() : []),
     ];
     return this.started(this.attach(records, config.stdio === 'stream' ? output : undefined));
   }

@@ -68,6 +68,11 @@ export class QemuSandbox extends AgentSandbox {
     ];
   }
 
+  /** The guest's agent cannot reach a host process: an exec's `inherit` is the guest agent's own stdio. */
+  protected override callerStdioRecords(): RecordList {
+    return [];
+  }
+
   override async exec(config: ExecConfig, output?: ProcessOutput): Promise<RunningProcess> {
     if (config.consoleSocket) refuseConsoleSocket(config.containerId);
     return super.exec(config, output);

@@ -94,7 +94,8 @@ export default class Exec extends Command {
     const relay = !flags.detach && !consoleSocket ? outputToStdio() : undefined;
     const { process: running, sandbox, execId } = await runtime.exec(id, {
       process: process_,
-      stdio: flags.detach || consoleSocket ? 'null' : 'stream',
+      // Detached, the process keeps this command's stdio, as with runc (containerd's runc shim passes its pipes).
+      stdio: consoleSocket ? 'null' : flags.detach ? 'inherit' : 'stream',
       ...(consoleSocket ? { consoleSocket } : {}),
       ...(relay ? { output: relay.output } : {}),
     });
