@@ -2,7 +2,7 @@
 // disabled, the project's bin/ first on its PATH (so `--runtime io.containerd.runbox.v2` finds our shim), the
 // busybox fixture imported with `ctr images import`. Stopped, and everything it started removed, at teardown.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PROJECT, runCommand, type Result } from './runbox.js';
@@ -153,7 +153,15 @@ export class PrivateContainerd {
         // gone
       }
     }
-    // Whatever is still mounted under the directory (snapshots, rootfs) goes before the directory does.
+    // A shim killed here leaves what containerd would clean up with `delete` (its socket, its sandbox): so does this.
+    const tasksDir = join(this.dir, 'state', 'io.containerd.runtime.v2.task');
+    for (const namespace of existsSync(tasksDir) ? readdirSync(tasksDir) : []) {
+      for (const id of readdirSync(join(tasksDir, namespace))) {
+        const bundle = join(tasksDir, namespace, id);
+        spawnSync(join(PROJECT, 'bin', 'containerd-shim-runbox-v2'), ['-namespace', namespace, '-address', this.address, '-id', id, '-bundle', bundle, 'delete'], { cwd: bundle, stdio: 'ignore' });
+      }
+    }
+        // Whatever is still mounted under the directory (snapshots, rootfs) goes before the directory does.
     const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
       .map((line) => line.split(' ')[4] ?? '').filter((point) => point.startsWith(this.dir)).reverse();
     for (const point of mounts) spawnSync('umount', ['-l', point]);

@@ -84,7 +84,8 @@ static int bind_socket(const char *path) {
     if (!mkdtemp(private_directory)) return -1;
     struct sockaddr_un address = {.sun_family = AF_UNIX};
     snprintf(address.sun_path, sizeof address.sun_path, "%s/s", private_directory);
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    /* Close-on-exec: only the copy made fd 3 in the shim may outlive the exec, or a closed server would still listen. */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&address, sizeof address) == 0 && listen(fd, 511) == 0 &&
               chmod(address.sun_path, 0600) == 0 && rename(address.sun_path, path) == 0;
     if (!ok) {
@@ -123,6 +124,9 @@ static pid_t spawn_shim(const struct launch *launch, const char *bundle, int lis
         if (fds[0] < 0 || fds[1] < 0 || fds[2] < 0 || setsid() < 0 || chdir(bundle) != 0 ||
             dup2(fds[2], 0) < 0 || dup2(fds[2], 1) < 0 || dup2(fds[1], 2) < 0 || dup2(fds[0], INHERITED_FD) < 0)
             goto failed;
+        /* Nothing else the launcher was given may outlive it in the shim (the exec report pipe closes on exec). */
+        for (int fd = INHERITED_FD + 1; fd < 1024; fd++)
+            if (fd != report[1]) close(fd);
         execvp("node", (char *const *)argv);
     failed:;
         int error = errno;
