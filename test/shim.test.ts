@@ -1,5 +1,4 @@
 // containerd-shim-runbox-v2 driven by a real, private containerd (test/helpers/containerd.ts) through ctr.
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
@@ -21,11 +20,7 @@ test('ctr run prints the container\'s output and passes its exit status on', asy
 
 test('run -d, exec, ps, pause, resume, kill and delete, with the events in order', async (t) => {
   const containerd = await PrivateContainerd.start(t);
-  const events = spawn('ctr', ['-a', containerd.address, 'events'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  t.teardown(() => events.kill());
-  let seen = '';
-  events.stdout.on('data', (chunk: Buffer) => (seen += chunk.toString()));
-  await sleep(300);
+  const events = await containerd.watchEvents(t);
   const id = containerd.id();
   const started = await containerd.run(id, ['sleep', '1000'], ['-d']);
   t.is(started.code, 0, started.stderr);
@@ -54,11 +49,10 @@ test('run -d, exec, ps, pause, resume, kill and delete, with the events in order
   t.is(deleted.code, 0, deleted.stderr);
   t.false((await containerd.tasks()).has(id));
   await sleep(500);
-  const topics = [...seen.matchAll(/(\/tasks\/[a-z-]+)\s.*"container_id":"([^"]+)"/g)].filter((m) => m[2] === id).map((m) => m[1]);
-  t.deepEqual(topics, [
+  t.deepEqual(events.topics(id), [
     '/tasks/create', '/tasks/start', '/tasks/exec-added', '/tasks/exec-started', '/tasks/exit',
     '/tasks/paused', '/tasks/resumed', '/tasks/exit', '/tasks/delete',
-  ], seen);
+  ], events.text());
 });
 
 test('ctr run -t gives the container a terminal', async (t) => {
