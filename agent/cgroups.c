@@ -387,6 +387,9 @@ struct cgroups *cgroups_create(const char *id, const char *path, char *err, size
 				taken = true; /* not ours to remove */
 			} else {
 				d->remove = true;
+				/* runbox/ is runbox's own: whichever container leaves it empty removes it. */
+				if (!path && d->created < 2)
+					d->created = 2;
 			}
 			for (size_t j = 0; j + 1 < cg->n; j++)
 				d->shared |= !strcmp(cg->dirs[j].path, d->path);

@@ -140,3 +140,13 @@ test('runbox update changes the limits of a running container; bad values are re
   t.is(stopped.code, 1);
   t.regex(stopped.stderr, /cannot update a stopped container/);
 });
+
+test('features says which cgroups runbox applies, per driver', async (t) => {
+  const env = new TestEnv(t);
+  const result = await env.run(['features']);
+  t.is(result.code, 0, result.stderr);
+  const features = JSON.parse(result.stdout);
+  t.deepEqual(features.linux.cgroup, { v1: true, v2: true, systemd: false, systemdUser: false });
+  t.regex(features.annotations['io.runbox.driver.emulated.cgroups'], /linux\.cgroupsPath; memory limit.*pids limit; OOM events; update/);
+  t.is(features.annotations['io.runbox.driver.qemu.cgroups'], 'not applied as cgroups');
+});

@@ -1,7 +1,7 @@
 // A Sandbox reached through the runbox agent, whatever carries the bytes: every driver whose sandbox runs the
 // agent (emulated, qemu) hands one of these a connected AgentClient.
-import { AgentClient, AgentError } from './agent-client.js';
 import type { LinuxResources } from '../oci/linux-resources.js';
+import { AgentClient, AgentError } from './agent-client.js';
 import { createRecords, processRecords } from './agent-records-from-spec.js';
 import { cgroupPathRecords, cgroupResourceRecords, type CgroupMode } from './cgroup-records.js';
 import { UNIT_SEPARATOR, type RecordList, type Records } from './agent-records.js';
@@ -15,6 +15,9 @@ function nanosToDate(nanos: string): Date {
 }
 
 export class AgentSandbox implements Sandbox {
+  /** The `subscribe` that makes the agent send this connection its events (OOM kills). */
+  private subscribed: Promise<Records> | undefined;
+
   constructor(
     readonly handle: SandboxHandle,
     private readonly client: AgentClient,
@@ -132,8 +135,6 @@ export class AgentSandbox implements Sandbox {
     if (!this.cgroups) throw new SandboxError(`container ${id}: the ${this.handle.driver} driver cannot change resource limits`, 95);
     await this.call([['op', 'update'], ['id', id], ...cgroupResourceRecords(resources, this.cgroups)]);
   }
-
-  private subscribed: Promise<Records> | undefined;
 
   async onOom(listener: (containerId: string) => void): Promise<void> {
     this.client.on('event', (event: Records) => {
