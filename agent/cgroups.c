@@ -303,15 +303,19 @@ static struct cgdir *dir_for(const struct cgroups *cg, const char *controller)
 	return NULL;
 }
 
-static uint64_t read_oom_kills(const struct cgroups *cg)
+/* A counter of memory.events (v2) or memory.oom_control (v1): oom_kill, under_oom… */
+static uint64_t read_oom_counter(const struct cgroups *cg, const char *name)
 {
 	const struct cgdir *d = dir_for(cg, "memory");
-	char path[4096], text[1024];
+	char path[4096], text[1024], key[64];
 	snprintf(path, sizeof path, "%s/%s", d->path, cg->unified ? "memory.events" : "memory.oom_control");
 	if (read_file(path, text, sizeof text) < 0)
 		return 0;
-	char *line = strstr(text, "oom_kill ");
-	return line ? strtoull(line + 9, NULL, 10) : 0;
+	size_t len = (size_t)snprintf(key, sizeof key, "%s ", name);
+	for (const char *line = text; line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+		if (!strncmp(line, key, len))
+			return strtoull(line + len, NULL, 10);
+	return 0;
 }
 
 /* v1: an eventfd signalled through cgroup.event_control on every OOM; v2: inotify on memory.events. */
@@ -341,7 +345,7 @@ static void watch_oom(struct cgroups *cg)
 			cg->oom_fd = -1;
 		}
 	}
-	cg->oom_seen = read_oom_kills(cg);
+	cg->oom_seen = read_oom_counter(cg, "oom_kill");
 }
 
 struct cgroups *cgroups_create(const char *id, const char *path, char *err, size_t errlen)
@@ -495,12 +499,16 @@ uint64_t cgroups_oom_kills(struct cgroups *cg)
 	if (!cg || !dir_for(cg, "memory"))
 		return 0;
 	char drain[4096];
+	bool notified = false;
 	if (cg->oom_fd >= 0)
 		while (read(cg->oom_fd, drain, sizeof drain) > 0)
-			;
-	uint64_t kills = read_oom_kills(cg);
+			notified = true;
+	uint64_t kills = read_oom_counter(cg, "oom_kill");
 	uint64_t fresh = kills > cg->oom_seen ? kills - cg->oom_seen : 0;
 	cg->oom_seen = kills;
+	/* With the OOM killer disabled (v1) nothing is killed: the tasks wait, under_oom, and that is the event. */
+	if (!fresh && notified && !cg->unified && read_oom_counter(cg, "under_oom"))
+		fresh = 1;
 	return fresh;
 }
 

@@ -27,7 +27,8 @@ int cgroups_join(const struct cgroups *cg, const char **failed);
 const char *cgroups_freezer(const struct cgroups *cg);
 /* Readable when the memory controller may have OOM-killed a task: an eventfd (v1) or inotify fd (v2); -1: none. */
 int cgroups_oom_fd(const struct cgroups *cg);
-/* Consumes what oom_fd says; the number of OOM kills since the last call. */
+/* Consumes what oom_fd says; the number of OOM kills since the last call (1 for a notification while the tasks
+ * wait under_oom, the OOM killer disabled). */
 uint64_t cgroups_oom_kills(struct cgroups *cg);
 /* Removes the directories (later, by cgroups_retry_removals, while their last tasks are being reaped); frees cg. */
 void cgroups_destroy(struct cgroups *cg);

@@ -1,6 +1,8 @@
 // linux.cgroupsPath and linux.resources with the emulated driver: read back from the host's cgroup files of the
 // container's processes, seen at work (a fork bomb, a memory hog), changed by `runbox update`, gone after delete.
-import { writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
@@ -107,6 +109,28 @@ test('a create that fails leaves no cgroup behind, whatever failed', async (t) =
     t.deepEqual(cgroupsLeft(parent), [], result.stderr);
     t.is((await env.run(['list', '-q'])).stdout, '');
   }
+});
+
+test('a cgroupsPath that other processes are in is refused, and nothing is left of the attempt', async (t) => {
+  const env = new TestEnv(t);
+  const path = `/runbox-test-${env.id('cg')}`;
+  const busy = join('/sys/fs/cgroup', UNIFIED ? '' : 'pids', path);
+  mkdirSync(busy);
+  const squatter = spawn('sleep', ['1000'], { stdio: 'ignore' });
+  t.teardown(async () => {
+    squatter.kill('SIGKILL');
+    await once(squatter, 'exit');
+    rmdirSync(busy);
+  });
+  writeFileSync(join(busy, 'cgroup.procs'), String(squatter.pid));
+  const bundle = env.bundle((spec) => {
+    spec.linux!.cgroupsPath = path;
+  });
+  const result = await env.run(['create', '--bundle', bundle, env.id()]);
+  t.is(result.code, 1);
+  t.regex(result.stderr, new RegExp(`the cgroup ${path} is not empty`));
+  t.deepEqual(cgroupsLeft(path), [busy], 'only the squatter\'s cgroup is there');
+  t.is(readFileSync(join(busy, 'cgroup.procs'), 'utf8').trim(), String(squatter.pid));
 });
 
 test('runbox update changes the limits of a running container; bad values are refused', async (t) => {
