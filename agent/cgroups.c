@@ -14,7 +14,7 @@
 #include "log.h"
 #include "util.h"
 
-#define UNIFIED_ROOT "/sys/fs/cgroup"
+#define CGROUP_ROOT "/sys/fs/cgroup" /* cgroup2 itself in unified mode; the v1 hierarchies under it */
 
 /* The v1 controllers a container's processes join, as runc's fs manager does (those mounted). */
 static const char *const v1_controllers[] = { "cpu",	 "cpuacct", "cpuset", "memory",	 "pids",
@@ -70,7 +70,7 @@ static size_t find_hierarchies(struct hierarchy *h, bool *unified)
 		if (!sep || sscanf(line, "%*s %*s %*s %1023s %1023s", root, point) != 2 ||
 		    sscanf(sep + 3, "%63s %*s %1023s", fstype, super) != 2)
 			continue;
-		if (!strcmp(fstype, "cgroup2") && !strcmp(point, UNIFIED_ROOT)) {
+		if (!strcmp(fstype, "cgroup2") && !strcmp(point, CGROUP_ROOT)) {
 			*unified = true;
 			h[0].controller = "";
 			snprintf(h[0].mountpoint, sizeof h[0].mountpoint, "%s", point);
@@ -78,7 +78,8 @@ static size_t find_hierarchies(struct hierarchy *h, bool *unified)
 			n = 1;
 			break;
 		}
-		if (strcmp(fstype, "cgroup"))
+		/* Only the host's own mounts: a container's view of a hierarchy may be mounted elsewhere too. */
+		if (strcmp(fstype, "cgroup") || strncmp(point, CGROUP_ROOT "/", strlen(CGROUP_ROOT "/")))
 			continue;
 		for (size_t i = 0; i < ARRAY_LEN(v1_controllers); i++) {
 			bool known = false;
