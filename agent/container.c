@@ -12,9 +12,11 @@
 
 #include "caller_reaps.h"
 #include "container_init.h"
+#include "cgroups.h"
 #include "freezer.h"
 #include "log.h"
 #include "loop.h"
+#include "oom_events.h"
 #include "proc.h"
 #include "pty.h"
 #include "relay.h"
@@ -248,25 +250,39 @@ void op_create(struct request *r)
 		return;
 	}
 	int console = -1, sv[2] = { -1, -1 };
+	struct cgroups *cgroups = cgroups_create(id, records_get(&r->rec, "cgroup_path"), err, sizeof err);
+	if (!cgroups && err[0]) {
+		reply_error(r->to, errno, "container %s: %s", id, err);
+		goto fail;
+	}
+	if (cgroups && cgroups_apply(cgroups, &r->rec, err, sizeof err) < 0) {
+		reply_error(r->to, errno, "container %s: %s", id, err);
+		cgroups_destroy(cgroups);
+		goto fail;
+	}
 	if (s.proc.terminal && s.proc.console_socket) {
 		console = pty_connect_console(s.proc.console_socket);
 		if (console < 0) {
 			reply_error(r->to, errno, "container %s: connect to the console socket %s: %s", id,
 				    s.proc.console_socket, errtext(errno));
+			cgroups_destroy(cgroups);
 			goto fail;
 		}
 	}
 	if (sync_pair(sv) < 0) {
 		reply_error(r->to, errno, "container %s: socketpair: %s", id, errtext(errno));
+		cgroups_destroy(cgroups);
 		goto fail;
 	}
 	struct container *c = ctr_add(id);
-	c->freezer = freezer_create(id);
+	c->cgroups = cgroups;
+	c->freezer = cgroups_freezer(cgroups);
+	oom_watch_container(c);
 	c->uid_map = join_lines(s.uid_map);
 	c->gid_map = join_lines(s.gid_map);
 	c->own_pidns = s.ns_new[NS_PID] || s.ns_path[NS_PID];
 	c->phase = PHASE_SPAWNING;
-	struct init_args a = { &s, sv[1], io, console, c->freezer };
+	struct init_args a = { &s, sv[1], io, console, c->cgroups };
 	bool adopted = caller_reaps_enabled();
 	pid_t pid = caller_reaps_fork(adopted);
 	if (pid == 0)
@@ -355,4 +371,18 @@ void op_delete(struct request *r)
 	proc_kill_container(c, SIGKILL);
 	c->deleting = r->to;
 	container_settle(c);
+}
+
+void op_update(struct request *r)
+{
+	struct container *c = find(r);
+	if (!c)
+		return;
+	char err[512];
+	if (!c->cgroups)
+		reply_error(r->to, EOPNOTSUPP, "container %s: update: there is no cgroup hierarchy here", c->id);
+	else if (cgroups_apply(c->cgroups, &r->rec, err, sizeof err) < 0)
+		reply_error(r->to, errno, "container %s: update: %s", c->id, err);
+	else
+		reply_ok(r->to, NULL);
 }

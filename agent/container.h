@@ -11,6 +11,8 @@ void op_create(struct request *r);
 void op_finish_create(struct request *r);
 void op_start(struct request *r);
 void op_delete(struct request *r);
+/* Writes the `cgroup_set` records into the container's cgroups (resources of a live container). */
+void op_update(struct request *r);
 
 /* Reads what the init's sync channel holds (also called by the reaper before it records an exit). */
 void container_sync_drain(struct proc *init);

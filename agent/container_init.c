@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "caller_reaps.h"
+#include "cgroups.h"
 #include "child.h"
 #include "hooks.h"
 #include "launch.h"
@@ -20,14 +21,6 @@
 #include "rootfs.h"
 #include "sync.h"
 #include "util.h"
-
-static void join_freezer(const char *freezer)
-{
-	char path[4096];
-	snprintf(path, sizeof path, "%s/cgroup.procs", freezer);
-	if (write_file(path, "0") < 0)
-		child_fail(errno, "join the cgroup %s", freezer);
-}
 
 static _Noreturn void stage2(const struct init_args *a)
 {
@@ -79,8 +72,9 @@ _Noreturn void container_init_stage1(const struct init_args *a)
 	stdio_install(&a->stdio);
 	int keep[] = { 0, 1, 2, a->sync_fd, a->console_fd };
 	close_fds_except(keep, (int)ARRAY_LEN(keep));
-	if (a->freezer)
-		join_freezer(a->freezer);
+	const char *cgroup;
+	if (cgroups_join(a->cgroups, &cgroup) < 0)
+		child_fail(errno, "join the cgroup %s", cgroup);
 
 	/* Open every namespace to join first: the paths are the agent's, before any setns changes the view. */
 	int fds[NS_COUNT];

@@ -13,7 +13,7 @@ struct init_args {
 	int sync_fd; /* the child's end of the sync channel */
 	struct stdio_plan stdio;
 	int console_fd;	     /* connected console socket, or -1 */
-	const char *freezer; /* the container's freezer cgroup, or NULL */
+	const struct cgroups *cgroups; /* the container's, or NULL */
 };
 
 _Noreturn void container_init_stage1(const struct init_args *a);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "caller_reaps.h"
+#include "cgroups.h"
 #include "child.h"
 #include "container.h"
 #include "launch.h"
@@ -36,7 +37,8 @@ int exec_init(void)
 static const int join_order[] = { NS_IPC, NS_UTS, NS_NET, NS_CGROUP, NS_MNT, NS_USER };
 
 struct exec_args {
-	const char *id, *freezer;
+	const char *id;
+	const struct cgroups *cgroups;
 	const struct procspec *proc;
 	int sync_fd, console_fd;
 	struct stdio_plan stdio;
@@ -56,12 +58,9 @@ static _Noreturn void exec_child(const struct exec_args *a)
 	for (int i = 0; i < NS_COUNT; i++)
 		keep[5 + i] = a->ns[i];
 	close_fds_except(keep, (int)ARRAY_LEN(keep));
-	if (a->freezer) {
-		char path[4096];
-		snprintf(path, sizeof path, "%s/cgroup.procs", a->freezer);
-		if (write_file(path, "0") < 0)
-			child_fail(errno, "exec: join the cgroup %s", a->freezer);
-	}
+	const char *cgroup;
+	if (cgroups_join(a->cgroups, &cgroup) < 0)
+		child_fail(errno, "exec: join the cgroup %s", cgroup);
 	if (p->has_oom_score_adj) {
 		char text[16];
 		snprintf(text, sizeof text, "%d", p->oom_score_adj);
@@ -186,7 +185,7 @@ void op_exec(struct request *r)
 	if (old)
 		proc_forget(old);
 
-	struct exec_args a = { .id = c->id, .freezer = c->freezer, .proc = &ps, .sync_fd = -1, .console_fd = -1 };
+	struct exec_args a = { .id = c->id, .cgroups = c->cgroups, .proc = &ps, .sync_fd = -1, .console_fd = -1 };
 	int sv[2] = { -1, -1 }, pidns = -1;
 	for (int i = 0; i < NS_COUNT; i++)
 		a.ns[i] = -1;

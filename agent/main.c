@@ -19,6 +19,7 @@
 #include "container.h"
 #include "creds.h"
 #include "exec.h"
+#include "cgroups.h"
 #include "freezer.h"
 #include "listener.h"
 #include "log.h"
@@ -101,7 +102,7 @@ static void stop_everything(void)
 	}
 	while (containers)
 		ctr_forget(containers);
-	while (freezer_retry() && now_mono_ms() < deadline) {
+	while (cgroups_retry_removals() && now_mono_ms() < deadline) {
 		loop_run_once(10);
 		reaper_reap();
 	}
@@ -220,7 +221,7 @@ int main(int argc, char **argv)
 	}
 
 	while (!server_stopping && !vm_done()) {
-		loop_run_once(freezer_retry() ? 20 : vm_poll_timeout());
+		loop_run_once(cgroups_retry_removals() ? 20 : vm_poll_timeout());
 		reaper_replay();
 	}
 	stop_everything();

@@ -17,6 +17,7 @@
 #include "exec.h"
 #include "frame.h"
 #include "log.h"
+#include "oom_events.h"
 #include "relay.h"
 #include "util.h"
 #include "vm.h"
@@ -120,6 +121,7 @@ static void exited(pid_t pid, int status)
 	}
 	if (p->relay)
 		relay_finish(p->relay);
+	oom_report(c);
 	answer_waiters(p);
 	/* A process that never ran (failed create or exec) has no exit to tell. */
 	if (!p->error && !(c->create_failed && !p->exec_id))

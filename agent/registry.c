@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "freezer.h"
+#include "cgroups.h"
 #include "loop.h"
 #include "relay.h"
 #include "util.h"
@@ -76,9 +76,8 @@ void ctr_forget(struct container *c)
 	proc_free(c->init);
 	if (c->pidns_fd >= 0)
 		close(c->pidns_fd);
-	if (c->freezer)
-		freezer_remove(c->freezer);
-	free(c->freezer);
+	loop_unwatch(c->oom_watch);
+	cgroups_destroy(c->cgroups);
 	free(c->uid_map);
 	free(c->gid_map);
 	free(c->id);

@@ -59,7 +59,9 @@ struct container {
 	int pidns_fd;
 	dev_t pidns_dev;
 	ino_t pidns_ino;
-	char *freezer; /* cgroup directory, or NULL */
+	struct cgroups *cgroups; /* NULL where the host has no cgroup hierarchy */
+	const char *freezer;	 /* its freezer directory, or NULL */
+	struct watch *oom_watch;
 	bool create_failed; /* forgotten once reaped */
 	struct reply_to deleting;
 	struct container *next;

@@ -173,6 +173,7 @@ static const struct {
 	{ "resume", op_resume },
 	{ "resize", op_resize },
 	{ "delete", op_delete },
+	{ "update", op_update },
 	{ "subscribe", op_subscribe },
 	{ "shutdown", op_shutdown },
 };

@@ -237,6 +237,21 @@ int write_file(const char *path, const char *text)
 	return rc;
 }
 
+int read_file(const char *path, char *out, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, out, len - 1);
+	int saved = errno;
+	close(fd);
+	errno = saved;
+	if (n < 0)
+		return -1;
+	out[n] = 0;
+	return 0;
+}
+
 int mkdir_all(const char *path, mode_t mode)
 {
 	char tmp[4096];

@@ -42,6 +42,8 @@ void set_nonblock(int fd);
 /* Closes every fd except those in keep (in any order); used by children right after fork. */
 void close_fds_except(const int *keep, int n);
 int write_file(const char *path, const char *text);
+/* Reads up to len-1 bytes of a (small) file into out, NUL-terminated; -1 with errno. */
+int read_file(const char *path, char *out, size_t len);
 int mkdir_all(const char *path, mode_t mode);
 /* Splits s in place at each sep; returns the number of fields (at most max). */
 size_t split_fields(char *s, char sep, char **fields, size_t max);

@@ -12,6 +12,7 @@ import { imagePullBench } from './image-pull.js';
 import { unpackBench } from './unpack.js';
 import { vmBench } from './vm.js';
 import { shimBench } from './shim-bench.js';
+import { cgroupsBench } from './cgroups.js';
 import { median } from './stats.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
@@ -120,3 +121,4 @@ try {
 
 process.stdout.write(`\n${await rpcBench()}`);
 process.stdout.write(`\n${await shimBench()}`);
+process.stdout.write(`\n${await cgroupsBench()}`);

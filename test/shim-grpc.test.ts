@@ -61,8 +61,11 @@ test('RUNBOX_SHIM_PROTOCOL=grpc: start prints the v3 bootstrap and task.v3 Creat
   const waiting = call('Wait', { id }, 'containerd.task.v3.WaitResponse');
   await call('Start', { id }, 'containerd.task.v3.StartResponse');
   t.is((await waiting).exitStatus, 5);
-  const update = await call('Update', { id }, 'google.protobuf.Empty').catch((error: ServiceError) => error);
-  t.is((update as ServiceError).code, 12, 'Update is UNIMPLEMENTED: runbox applies no resource limits yet');
+  const noResources = await call('Update', { id }, 'google.protobuf.Empty').catch((error: ServiceError) => error);
+  t.is((noResources as ServiceError).code, 3, 'an Update without resources is INVALID_ARGUMENT');
+  const resources = { typeUrl: 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources', value: Buffer.from('{"memory":{"limit":67108864}}') };
+  const update = await call('Update', { id, resources }, 'google.protobuf.Empty').catch((error: ServiceError) => error);
+  t.is((update as ServiceError).code, 9, 'an exited task cannot be updated: FAILED_PRECONDITION');
   const deleted = await call('Delete', { id }, 'containerd.task.v3.DeleteResponse');
   t.is(deleted.exitStatus, 5);
   const unknown = await call('State', { id }, 'containerd.task.v3.StateResponse').catch((error: ServiceError) => error);

@@ -1,5 +1,4 @@
 // containerd-shim-runbox-v2 driven by a real, private containerd (test/helpers/containerd.ts) through ctr.
-import { spawn } from 'node:child_process';
 import { appendFileSync, existsSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -22,11 +21,7 @@ test('ctr run prints the container\'s output and passes its exit status on', asy
 
 test('run -d, exec, ps, pause, resume, kill and delete, with the events in order', async (t) => {
   const containerd = await PrivateContainerd.start(t);
-  const events = spawn('ctr', ['-a', containerd.address, 'events'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  t.teardown(() => events.kill());
-  let seen = '';
-  events.stdout.on('data', (chunk: Buffer) => (seen += chunk.toString()));
-  await sleep(300);
+  const events = await containerd.watchEvents(t);
   const id = containerd.id();
   const started = await containerd.run(id, ['sleep', '1000'], ['-d']);
   t.is(started.code, 0, started.stderr);
@@ -55,11 +50,10 @@ test('run -d, exec, ps, pause, resume, kill and delete, with the events in order
   t.is(deleted.code, 0, deleted.stderr);
   t.false((await containerd.tasks()).has(id));
   await sleep(500);
-  const topics = [...seen.matchAll(/(\/tasks\/[a-z-]+)\s.*"container_id":"([^"]+)"/g)].filter((m) => m[2] === id).map((m) => m[1]);
-  t.deepEqual(topics, [
+  t.deepEqual(events.topics(id), [
     '/tasks/create', '/tasks/start', '/tasks/exec-added', '/tasks/exec-started', '/tasks/exit',
     '/tasks/paused', '/tasks/resumed', '/tasks/exit', '/tasks/delete',
-  ], seen);
+  ], events.text());
 });
 
 test('ctr run -t gives the container a terminal', async (t) => {
@@ -158,19 +152,15 @@ test('an exit while containerd is down is queued by the shim and delivered, in o
   const eventSocket = join(containerd.dir, 'events-moved.ttrpc');
   appendFileSync(join(containerd.dir, 'config.toml'), `[ttrpc]\n  address = "${eventSocket}"\n`);
   await containerd.startDaemon();
-  const events = spawn('ctr', ['-a', containerd.address, 'events'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  t.teardown(() => events.kill());
-  let seen = '';
-  events.stdout.on('data', (chunk: Buffer) => (seen += chunk.toString()));
-  await sleep(500);
-  t.notRegex(seen, new RegExp(`/tasks/exit .*${id}`), 'nothing could be delivered yet');
+  const events = await containerd.watchEvents(t);
+  await sleep(200);
+  t.deepEqual(events.topics(id), [], 'nothing could be delivered yet');
   const oldSocket = `${containerd.address}.ttrpc`;
   rmSync(oldSocket, { force: true });
   symlinkSync(eventSocket, oldSocket);
-  const topics = () => [...seen.matchAll(/(\/tasks\/[a-z-]+)\s.*"container_id":"([^"]+)"/g)].filter((m) => m[2] === id).map((m) => m[1]);
-  for (let i = 0; i < 100 && !topics().includes('/tasks/exit'); i++) await sleep(100);
-  t.is(topics()[0], '/tasks/exit', seen);
-  t.regex(seen, new RegExp(`/tasks/exit .*"container_id":"${id}".*"exit_status":137`));
+  for (let i = 0; i < 100 && !events.topics(id).includes('/tasks/exit'); i++) await sleep(100);
+  t.is(events.topics(id)[0], '/tasks/exit', events.text());
+  t.regex(events.text(), new RegExp(`/tasks/exit .*"container_id":"${id}".*"exit_status":137`));
 });
 
 test('a shim killed with SIGKILL leaves no container process and no mount behind', async (t) => {

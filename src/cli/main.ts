@@ -24,6 +24,7 @@ const COMMAND_LOADERS: Record<string, () => Promise<CommandModule>> = {
   spec: () => import('./commands/spec.js'),
   start: () => import('./commands/start.js'),
   state: () => import('./commands/state.js'),
+  update: () => import('./commands/update.js'),
 };
 
 async function runCommand(rest: string[]): Promise<void> {

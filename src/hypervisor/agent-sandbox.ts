@@ -1,7 +1,9 @@
 // A Sandbox reached through the runbox agent, whatever carries the bytes: every driver whose sandbox runs the
 // agent (emulated, qemu) hands one of these a connected AgentClient.
+import type { LinuxResources } from '../oci/linux-resources.js';
 import { AgentClient, AgentError } from './agent-client.js';
 import { createRecords, processRecords } from './agent-records-from-spec.js';
+import { cgroupPathRecords, cgroupResourceRecords, type CgroupMode } from './cgroup-records.js';
 import { UNIT_SEPARATOR, type RecordList, type Records } from './agent-records.js';
 import {
   SandboxError, type ContainerConfig, type ExecConfig, type ExitStatus, type ProcessOutput, type ProcessState,
@@ -13,10 +15,15 @@ function nanosToDate(nanos: string): Date {
 }
 
 export class AgentSandbox implements Sandbox {
+  /** The `subscribe` that makes the agent send this connection its events (OOM kills). */
+  private subscribed: Promise<Records> | undefined;
+
   constructor(
     readonly handle: SandboxHandle,
     private readonly client: AgentClient,
     private readonly onDestroy: () => Promise<void> = async () => {},
+    /** The cgroup version where the agent runs, when it applies linux.cgroupsPath and linux.resources. */
+    private readonly cgroups?: CgroupMode,
   ) {}
 
   private call(records: RecordList): Promise<Records> {
@@ -35,7 +42,10 @@ export class AgentSandbox implements Sandbox {
 
   /** The `create` request for a container; a driver whose agent sees the container elsewhere adapts it. */
   protected createRequest(config: ContainerConfig): RecordList {
-    return createRecords(config.id, config.spec, config.bundle, config.stdio, config.consoleSocket);
+    const records = createRecords(config.id, config.spec, config.bundle, config.stdio, config.consoleSocket);
+    if (!this.cgroups) return records;
+    const linux = config.spec.linux;
+    return [...records, ...cgroupPathRecords(linux?.cgroupsPath), ...cgroupResourceRecords(linux?.resources, this.cgroups)];
   }
 
   async createContainer(config: ContainerConfig, output?: ProcessOutput): Promise<RunningProcess> {
@@ -128,6 +138,19 @@ export class AgentSandbox implements Sandbox {
 
   async deleteContainer(id: string): Promise<void> {
     await this.call([['op', 'delete'], ['id', id]]);
+  }
+
+  async update(id: string, resources: LinuxResources): Promise<void> {
+    if (!this.cgroups) throw new SandboxError(`container ${id}: the ${this.handle.driver} driver cannot change resource limits`, 95);
+    await this.call([['op', 'update'], ['id', id], ...cgroupResourceRecords(resources, this.cgroups)]);
+  }
+
+  async onOom(listener: (containerId: string) => void): Promise<void> {
+    this.client.on('event', (event: Records) => {
+      if (event.get('event') === 'oom') listener(event.get('id') ?? '');
+    });
+    this.subscribed ??= this.call([['op', 'subscribe']]);
+    await this.subscribed;
   }
 
   async destroy(): Promise<void> {

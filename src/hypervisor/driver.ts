@@ -1,5 +1,6 @@
 // The one interface through which the runtime and the shim reach a sandbox, whatever isolates it: Linux
 // namespaces (emulated), a microVM (qemu) or an enclave. Nothing above this layer knows which.
+import type { LinuxResources } from '../oci/linux-resources.js';
 import type { Process, Spec } from '../oci/spec.js';
 
 export type Isolation = 'namespaces' | 'vm' | 'enclave';
@@ -13,6 +14,8 @@ export interface DriverCapabilities {
   terminal: boolean;
   /** The container runs under a kernel of its own. */
   ownKernel: boolean;
+  /** linux.cgroupsPath and linux.resources become the container's cgroups (and `update` changes them). */
+  cgroups?: boolean;
 }
 
 export interface SandboxConfig {
@@ -118,6 +121,13 @@ export interface Sandbox {
   resume(id: string): Promise<void>;
   resize(id: string, execId: string | undefined, width: number, height: number): Promise<void>;
   deleteContainer(id: string): Promise<void>;
+  /** Changes a live container's resource limits (runtime-spec LinuxResources); absent or errno 95 where the driver cannot. */
+  update?(id: string, resources: LinuxResources): Promise<void>;
+  /**
+   * Calls listener with the container's id whenever the kernel's OOM killer acts in it, from now on; a process
+   * it killed has its exit reported (wait) after the call. Absent where the driver cannot tell.
+   */
+  onOom?(listener: (containerId: string) => void): Promise<void>;
   /** Ends the sandbox and everything in it. */
   destroy(): Promise<void>;
   /** Drops this process's connection; the sandbox goes on. */

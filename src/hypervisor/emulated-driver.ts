@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AgentClient } from './agent-client.js';
 import { AgentSandbox } from './agent-sandbox.js';
+import { hostCgroupMode } from './cgroup-records.js';
 import { SandboxError, type Driver, type DriverCapabilities, type Sandbox, type SandboxConfig, type SandboxHandle } from './driver.js';
 import { isProcessAlive, processStartTime } from './host-process.js';
 
@@ -63,6 +64,7 @@ export class EmulatedDriver implements Driver {
     exec: true,
     terminal: true,
     ownKernel: false,
+    cgroups: hostCgroupMode() !== undefined,
   };
 
   async boot(config: SandboxConfig): Promise<Sandbox> {
@@ -98,7 +100,7 @@ export class EmulatedDriver implements Driver {
   async connect(handle: SandboxHandle): Promise<Sandbox> {
     const emulated = asEmulated(handle);
     const client = await connectAgent(emulated.socket);
-    return new AgentSandbox(emulated, client, () => this.cleanup(emulated));
+    return new AgentSandbox(emulated, client, () => this.cleanup(emulated), hostCgroupMode());
   }
 
   isAlive(handle: SandboxHandle): boolean {

@@ -7,12 +7,16 @@ const MOUNT_OPTIONS = [
   'silent', 'slave', 'strictatime', 'suid', 'symfollow', 'sync', 'unbindable',
 ];
 
+const CGROUPS_APPLIED = 'cgroupfs (v1, or v2 where unified): linux.cgroupsPath; memory limit, reservation, swap, swappiness, '
+  + 'disableOOMKiller; cpu shares, quota, period, realtime, cpus, mems; pids limit; OOM events; update';
+
 /** The runtime-spec features document (features.md), with what each driver isolates stated as annotations. */
-export function features(version: string, drivers: Array<{ name: string; isolation: string; description: string }>) {
+export function features(version: string, drivers: Array<{ name: string; isolation: string; description: string; cgroups?: boolean }>) {
   const annotations: Record<string, string> = { 'io.runbox.version': version };
   for (const driver of drivers) {
     annotations[`io.runbox.driver.${driver.name}.isolation`] = driver.isolation;
     annotations[`io.runbox.driver.${driver.name}.description`] = driver.description;
+    annotations[`io.runbox.driver.${driver.name}.cgroups`] = driver.cgroups ? CGROUPS_APPLIED : 'not applied as cgroups';
   }
   return {
     ociVersionMin: '1.0.0',
@@ -22,7 +26,7 @@ export function features(version: string, drivers: Array<{ name: string; isolati
     linux: {
       namespaces: ['cgroup', 'ipc', 'mount', 'network', 'pid', 'user', 'uts'],
       capabilities: [...KNOWN_CAPABILITIES],
-      cgroup: { v1: false, v2: false, systemd: false, systemdUser: false },
+      cgroup: { v1: true, v2: true, systemd: false, systemdUser: false },
       seccomp: { enabled: false },
       apparmor: { enabled: false },
       selinux: { enabled: false },

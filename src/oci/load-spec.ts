@@ -1,6 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { KNOWN_CAPABILITIES } from './capabilities.js';
+import { validateResources } from './linux-resources.js';
 import { KNOWN_RLIMITS } from './rlimits.js';
 import type { HookName, Spec } from './spec.js';
 
@@ -104,4 +105,6 @@ export function validateSpec(spec: Spec, bundle: string): void {
     }
   }
   if (spec.hostname && !seen.has('uts')) throw new SpecError('unable to set hostname without a new UTS namespace');
+  if (spec.linux?.cgroupsPath !== undefined && typeof spec.linux.cgroupsPath !== 'string') throw new SpecError('linux.cgroupsPath must be a string');
+  validateResources(spec.linux?.resources);
 }

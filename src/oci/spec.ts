@@ -1,4 +1,5 @@
 // The parts of the OCI runtime-spec (config.md, config-linux.md, runtime.md) that runbox reads or writes.
+import type { LinuxResources } from './linux-resources.js';
 
 export interface Spec {
   ociVersion: string;
@@ -76,7 +77,7 @@ export interface Linux {
   gidMappings?: IdMapping[];
   devices?: Device[];
   cgroupsPath?: string;
-  resources?: Record<string, unknown>;
+  resources?: LinuxResources;
   rootfsPropagation?: string;
   maskedPaths?: string[];
   readonlyPaths?: string[];

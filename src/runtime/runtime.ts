@@ -6,6 +6,7 @@ import {
   SandboxError, type Driver, type ExitStatus, type ProcessOutput, type RunningProcess, type Sandbox, type StdioMode,
 } from '../hypervisor/driver.js';
 import { isProcessAlive, processStartTime } from '../hypervisor/host-process.js';
+import type { LinuxResources } from '../oci/linux-resources.js';
 import { loadSpec, SpecError } from '../oci/load-spec.js';
 import { OCI_VERSION, type Process, type Spec, type State, type Status } from '../oci/spec.js';
 import { writeFileAtomic } from './atomic-file.js';
@@ -436,6 +437,27 @@ export class Runtime {
       }
       record.status = pause ? 'paused' : 'running';
       this.store.write(record);
+    });
+  }
+
+  /** Changes the resource limits of a created, running or paused container (runc update). */
+  async update(rawId: string, resources: LinuxResources): Promise<void> {
+    const id = validateContainerId(rawId);
+    await this.withContainer(id, async (record) => {
+      const status = this.currentStatus(record);
+      if (status === 'stopped') throw new RuntimeError(`container ${id}: cannot update a stopped container`);
+      const sandbox = await this.connect(record);
+      try {
+        if (!sandbox.update) throw new SandboxError('', 95);
+        await sandbox.update(id, resources);
+      } catch (error) {
+        if (error instanceof SandboxError && error.errno === 95) {
+          throw new RuntimeError(`container ${id}: the ${record.driver} driver cannot change resource limits`);
+        }
+        throw error;
+      } finally {
+        sandbox.disconnect();
+      }
     });
   }
 

@@ -6,6 +6,7 @@ import { basename, join } from 'node:path';
 import { chooseDriverName, DRIVER_ANNOTATION, getDriver } from '../hypervisor/drivers.js';
 import { SandboxError, type Driver, type ExitStatus, type Sandbox } from '../hypervisor/driver.js';
 import { processStartTime } from '../hypervisor/host-process.js';
+import { validateResources, type LinuxResources } from '../oci/linux-resources.js';
 import { loadSpec, SpecError } from '../oci/load-spec.js';
 import { OCI_VERSION, type Process, type Spec, type Status } from '../oci/spec.js';
 import { encodeAny } from '../rpc/protos.js';
@@ -107,9 +108,7 @@ export class TaskService {
       Resume: (r) => this.freeze(r, false),
       ResizePty: (r) => this.resizePty(r),
       CloseIO: async (r) => this.closeIo(r),
-      Update: async () => {
-        throw new RpcError(StatusCode.UNIMPLEMENTED, 'runbox does not apply resource limits yet: Update is not supported');
-      },
+      Update: (r) => this.update(r),
       Stats: (r) => this.stats(r),
       Connect: async (r) => this.connect(r),
       Shutdown: async () => this.shutdown(),
@@ -119,7 +118,7 @@ export class TaskService {
     };
     // A malformed request (an empty id where one is needed) is the caller's error, never a crash.
     for (const [name, method] of Object.entries(methods)) {
-      if (name === 'Shutdown' || name === 'Update' || name === 'Checkpoint') continue;
+      if (name === 'Shutdown' || name === 'Checkpoint') continue;
       methods[name] = (request, context) => {
         if (typeof request?.id !== 'string' || request.id === '') throw new RpcError(StatusCode.INVALID_ARGUMENT, `${name}: id must not be empty`);
         return method(request, context);
@@ -165,6 +164,10 @@ export class TaskService {
       const dir = join(this.options.stateDir, 'sandbox');
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       const sandbox = await driver.boot({ id: basename(this.options.stateDir), dir, stdio: 'null', spec });
+      // Published at once, so that containerd has TaskOOM before the TaskExit of the process it killed.
+      await sandbox.onOom?.((containerId) => {
+        if (this.containers.has(containerId)) this.options.events.publish('oom', { containerId });
+      });
       return { sandbox, driver, dir };
     })();
     // A sandbox that failed to boot is tried again by the next Create.
@@ -447,6 +450,26 @@ export class TaskService {
     } catch (error) {
       throw sandboxFailure(error);
     }
+  }
+
+  /** resources: a runtime-spec LinuxResources as JSON (types.containerd.io/opencontainers/runtime-spec/1/LinuxResources). */
+  private async update(request: { id: string; resources?: { typeUrl: string; value: Buffer } }): Promise<object> {
+    const container = this.container(request.id);
+    let resources: LinuxResources;
+    try {
+      resources = validateResources(JSON.parse(request.resources?.value.toString('utf8') ?? ''), 'resources');
+    } catch (error) {
+      throw new RpcError(StatusCode.INVALID_ARGUMENT, `container ${request.id}: update: invalid resources: ${describe(error)}`);
+    }
+    const { sandbox, driver } = await this.sandbox!;
+    if (!sandbox.update || !driver.capabilities.cgroups) throw new RpcError(StatusCode.UNIMPLEMENTED, `the ${driver.name} driver cannot change resource limits`);
+    if (container.init.state === 'stopped') throw new RpcError(StatusCode.FAILED_PRECONDITION, `container ${request.id}: cannot update a stopped task`);
+    try {
+      await sandbox.update(container.id, resources);
+    } catch (error) {
+      throw sandboxFailure(error);
+    }
+    return {};
   }
 
   private connect(request: { id: string }): object {

@@ -131,6 +131,19 @@ export class PrivateContainerd {
     throw new Error(`task ${id} did not reach ${status}: ${JSON.stringify([...(await this.tasks())])}`);
   }
 
+  /** `ctr events` from now on (stopped with the owner): the topics seen so far for a container, and all the text. */
+  async watchEvents(owner: TeardownOwner): Promise<{ topics(id: string): string[]; text(): string }> {
+    const events = spawn('ctr', ['-a', this.address, 'events'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    owner.teardown(() => events.kill());
+    let seen = '';
+    events.stdout!.on('data', (chunk: Buffer) => (seen += chunk.toString()));
+    await sleep(300);
+    return {
+      topics: (id) => [...seen.matchAll(/(\/tasks\/[a-z-]+)\s.*"container_id":"([^"]+)"/g)].filter((m) => m[2] === id).map((m) => m[1]!),
+      text: () => seen,
+    };
+  }
+
   /** Our shims serving this containerd. */
   shimPids(): number[] {
     return pidsWith('containerd-shim-runbox-v2', this.address);

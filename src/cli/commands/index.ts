@@ -13,6 +13,7 @@ import Run from './run.js';
 import Spec from './spec.js';
 import Start from './start.js';
 import State from './state.js';
+import Update from './update.js';
 
 /** oclif's explicit command strategy: no command discovery at run time. */
 export const COMMANDS = {
@@ -31,4 +32,5 @@ export const COMMANDS = {
   spec: Spec,
   start: Start,
   state: State,
+  update: Update,
 };

@@ -1,0 +1,176 @@
+// linux.cgroupsPath and linux.resources with the emulated driver: read back from the host's cgroup files of the
+// container's processes, seen at work (a fork bomb, a memory hog), changed by `runbox update`, gone after delete.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import test from 'ava';
+import { cgroupDir, cgroupsLeft, cgroupValue, memoryLimit, ownCgroup, UNIFIED } from './helpers/cgroups.js';
+import type { Linux } from '../src/oci/spec.js';
+import { TestEnv } from './helpers/runbox.js';
+
+const MiB = 1024 * 1024;
+
+async function pidOf(env: TestEnv, id: string): Promise<number> {
+  return (await env.state(id)).pid as number;
+}
+
+test('resources are written to the cgroups named by an absolute cgroupsPath; execs join them; delete removes them', async (t) => {
+  const env = new TestEnv(t);
+  const parent = `/runbox-test-${env.id('cg')}`;
+  t.teardown(() => cgroupsLeft(parent).forEach((dir) => t.log(`left behind: ${dir}`)));
+  const { id } = await env.running(['sleep', '1000'], (spec) => {
+    spec.linux!.cgroupsPath = `${parent}/ctr`;
+    spec.linux!.resources = { ...spec.linux!.resources, memory: { limit: 64 * MiB }, pids: { limit: 25 }, cpu: { shares: 512, cpus: '0' } };
+  });
+  const pid = await pidOf(env, id);
+  t.is(cgroupDir(pid, 'memory'), UNIFIED ? `/sys/fs/cgroup${parent}/ctr` : `/sys/fs/cgroup/memory${parent}/ctr`);
+  t.is(memoryLimit(pid), String(64 * MiB));
+  t.is(cgroupValue(pid, 'pids', 'pids.max'), '25');
+  t.is(cgroupValue(pid, 'cpu', UNIFIED ? 'cpu.weight' : 'cpu.shares'), UNIFIED ? '20' : '512');
+  t.is(cgroupValue(pid, 'cpuset', 'cpuset.cpus'), '0');
+
+  // In the container's cgroup namespace an exec'd process sees itself at the root of every hierarchy only if it joined.
+  const exec = await env.run(['exec', id, '--', 'cat', '/proc/self/cgroup']);
+  t.is(exec.code, 0, exec.stderr);
+  const joined = exec.stdout.trim().split('\n').filter((line) => /:(memory|pids|cpu)(,|:)|^0::/.test(line));
+  t.true(joined.length > 0, exec.stdout);
+  for (const line of joined) t.regex(line, /:\/$/, `exec joined the container's cgroup: ${exec.stdout}`);
+
+  t.is((await env.run(['delete', '--force', id])).code, 0);
+  t.deepEqual(cgroupsLeft(parent), [], 'the cgroups and the parent runbox made are removed');
+});
+
+test('without cgroupsPath a container gets runbox/ID under the runtime\'s own cgroup, a relative path goes there too', async (t) => {
+  const env = new TestEnv(t);
+  const own = ownCgroup('memory');
+  const first = await env.running(['sleep', '1000']);
+  t.is(cgroupDir(await pidOf(env, first.id), 'memory'), join('/sys/fs/cgroup', UNIFIED ? '' : 'memory', own, 'runbox', first.id));
+  const relative = `rel-${env.id('cg')}`;
+  const second = await env.running(['sleep', '1000'], (spec) => {
+    spec.linux!.cgroupsPath = `${relative}/../${relative}/ctr`;
+  });
+  t.is(cgroupDir(await pidOf(env, second.id), 'memory'), join('/sys/fs/cgroup', UNIFIED ? '' : 'memory', own, relative, 'ctr'));
+  for (const { id } of [first, second]) t.is((await env.run(['delete', '--force', id])).code, 0);
+  t.deepEqual(cgroupsLeft(join(own, 'runbox', first.id)), []);
+  t.deepEqual(cgroupsLeft(join(own, relative)), []);
+});
+
+test('a fork bomb stops at pids.limit', async (t) => {
+  const env = new TestEnv(t);
+  const bomb = '(i=0; while [ $i -lt 50 ]; do sleep 1000 & i=$((i+1)); done) 2>/dev/null; exec sleep 1000';
+  const { id } = await env.running(['sh', '-c', bomb], (spec) => {
+    spec.linux!.resources = { ...spec.linux!.resources, pids: { limit: 8 } };
+  });
+  const pid = await pidOf(env, id);
+  let events = '';
+  for (let i = 0; i < 100 && !/max [1-9]/.test(events); i++) {
+    await sleep(100);
+    events = cgroupValue(pid, 'pids', 'pids.events');
+  }
+  t.regex(events, /max [1-9]/, 'forks were refused at the limit');
+  const ps = await env.run(['ps', '--format', 'json', id]);
+  t.is(ps.code, 0, ps.stderr);
+  const pids = JSON.parse(ps.stdout) as number[];
+  t.true(pids.length <= 8 && pids.length > 1, `${pids.length} processes`);
+  t.true(Number(cgroupValue(pid, 'pids', 'pids.current')) <= 8);
+});
+
+test('a memory hog over memory.limit is killed by the OOM killer', async (t) => {
+  const env = new TestEnv(t);
+  const bundle = env.bundle((spec) => {
+    spec.process!.args = ['sh', '-c', 'dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo "dd=$?"'];
+    spec.linux!.resources = { ...spec.linux!.resources, memory: { limit: 16 * MiB } };
+  });
+  const result = await env.run(['run', '--bundle', bundle, env.id()]);
+  t.is(result.code, 0, result.stderr);
+  t.is(result.stdout, 'dd=137\n', 'dd ended by SIGKILL');
+});
+
+test('a create that fails leaves no cgroup behind, whatever failed', async (t) => {
+  const env = new TestEnv(t);
+  const cases: Array<{ edit: (linux: Linux) => void; args?: string[]; error: RegExp }> = [
+    { edit: (linux) => (linux.resources = { ...linux.resources, cpu: { cpus: '999' } }), error: /container c-[^:]+: cgroup: write 999 to .*cpuset\.cpus/ },
+    { edit: () => {}, args: ['/no/such/program'], error: /no such file or directory/ },
+    { edit: (linux) => (linux.resources = { ...linux.resources, memory: { limit: 'lots' as unknown as number } }), error: /linux\.resources\.memory\.limit must be an integer/ },
+  ];
+  for (const { edit, args, error } of cases) {
+    const parent = `/runbox-test-${env.id('cg')}`;
+    const bundle = env.bundle((spec) => {
+      spec.linux!.cgroupsPath = `${parent}/ctr`;
+      edit(spec.linux!);
+      if (args) spec.process!.args = args;
+    });
+    const id = env.id();
+    const result = await env.run(['create', '--bundle', bundle, id]);
+    t.is(result.code, 1);
+    t.regex(result.stderr, error);
+    t.deepEqual(cgroupsLeft(parent), [], result.stderr);
+    t.is((await env.run(['list', '-q'])).stdout, '');
+  }
+});
+
+test('a cgroupsPath that other processes are in is refused, and nothing is left of the attempt', async (t) => {
+  const env = new TestEnv(t);
+  const path = `/runbox-test-${env.id('cg')}`;
+  const busy = join('/sys/fs/cgroup', UNIFIED ? '' : 'pids', path);
+  mkdirSync(busy);
+  const squatter = spawn('sleep', ['1000'], { stdio: 'ignore' });
+  t.teardown(async () => {
+    squatter.kill('SIGKILL');
+    await once(squatter, 'exit');
+    rmdirSync(busy);
+  });
+  writeFileSync(join(busy, 'cgroup.procs'), String(squatter.pid));
+  const bundle = env.bundle((spec) => {
+    spec.linux!.cgroupsPath = path;
+  });
+  const result = await env.run(['create', '--bundle', bundle, env.id()]);
+  t.is(result.code, 1);
+  t.regex(result.stderr, new RegExp(`the cgroup ${path} is not empty`));
+  t.deepEqual(cgroupsLeft(path), [busy], 'only the squatter\'s cgroup is there');
+  t.is(readFileSync(join(busy, 'cgroup.procs'), 'utf8').trim(), String(squatter.pid));
+});
+
+test('runbox update changes the limits of a running container; bad values are refused', async (t) => {
+  const env = new TestEnv(t);
+  const { id } = await env.running(['sleep', '1000'], (spec) => {
+    spec.linux!.resources = { ...spec.linux!.resources, memory: { limit: 64 * MiB }, pids: { limit: 20 } };
+  });
+  const pid = await pidOf(env, id);
+  const updated = await env.run(['update', '--memory', '96m', '--pids-limit', '12', id]);
+  t.is(updated.code, 0, updated.stderr);
+  t.is(memoryLimit(pid), String(96 * MiB));
+  t.is(cgroupValue(pid, 'pids', 'pids.max'), '12');
+
+  const file = join(env.dir, 'resources.json');
+  writeFileSync(file, JSON.stringify({ memory: { limit: 48 * MiB }, cpu: { quota: 50000, period: 100000 } }));
+  const fromFile = await env.run(['update', '-r', file, id]);
+  t.is(fromFile.code, 0, fromFile.stderr);
+  t.is(memoryLimit(pid), String(48 * MiB));
+  t.is(cgroupValue(pid, 'cpu', UNIFIED ? 'cpu.max' : 'cpu.cfs_quota_us'), UNIFIED ? '50000 100000' : '50000');
+
+  const bad = await env.run(['update', '--memory', 'plenty', id]);
+  t.is(bad.code, 1);
+  t.regex(bad.stderr, new RegExp(`container ${id}: update: --memory: invalid size \\\\?"plenty`));
+  const refused = await env.run(['update', '--cpuset-cpus', '999', id]);
+  t.is(refused.code, 1);
+  t.regex(refused.stderr, new RegExp(`container ${id}: update: .*cpuset\\.cpus`));
+
+  t.is((await env.run(['kill', id, 'KILL'])).code, 0);
+  await env.waitForStatus(id, 'stopped');
+  const stopped = await env.run(['update', '--memory', '32m', id]);
+  t.is(stopped.code, 1);
+  t.regex(stopped.stderr, /cannot update a stopped container/);
+});
+
+test('features says which cgroups runbox applies, per driver', async (t) => {
+  const env = new TestEnv(t);
+  const result = await env.run(['features']);
+  t.is(result.code, 0, result.stderr);
+  const features = JSON.parse(result.stdout);
+  t.deepEqual(features.linux.cgroup, { v1: true, v2: true, systemd: false, systemdUser: false });
+  t.regex(features.annotations['io.runbox.driver.emulated.cgroups'], /linux\.cgroupsPath; memory limit.*pids limit; OOM events; update/);
+  t.is(features.annotations['io.runbox.driver.qemu.cgroups'], 'not applied as cgroups');
+});
