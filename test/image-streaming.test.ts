@@ -1,0 +1,67 @@
+// `bundle --image` unpacks each layer while it downloads: what it writes early, and how a download that breaks,
+// starts over or brings wrong bytes still ends in a whole, verified bundle or in none.
+import test, { type ExecutionContext } from 'ava';
+import { existsSync, lstatSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { errorMessage, FIXTURE_ROOTFS, TestEnv } from './helpers/runbox.js';
+import { FIXTURE_OCI, fixtureLayer, push, startFaultProxy, startRegistry } from './helpers/registry.js';
+
+async function setup(t: ExecutionContext) {
+  const env = new TestEnv(t);
+  const registry = await startRegistry(t);
+  push(registry, FIXTURE_OCI, 'latest', 'busybox:latest');
+  const proxy = await startFaultProxy(t, registry.host);
+  proxy.only = fixtureLayer();
+  return { env, proxy, ref: `${proxy.host}/busybox:latest`, store: join(env.dir, 'store'), bundle: join(env.dir, 'bundle') };
+}
+
+function layerAttempts(proxy: Awaited<ReturnType<typeof setup>>['proxy']) {
+  return proxy.requests.filter((r) => r.path.endsWith(fixtureLayer()));
+}
+
+function assertWholeBundle(t: ExecutionContext, bundle: string): void {
+  t.true(existsSync(join(bundle, 'config.json')));
+  t.true(readFileSync(join(bundle, 'rootfs', 'bin', 'busybox')).equals(readFileSync(join(FIXTURE_ROOTFS, 'bin', 'busybox'))));
+  t.is(lstatSync(join(bundle, 'rootfs', 'bin', 'sh')).isSymbolicLink(), true);
+}
+
+test('a layer is unpacked while it downloads, and the bundle is finished only once the layer is whole', async (t) => {
+  const { env, proxy, ref, store, bundle } = await setup(t);
+  proxy.fault = { kind: 'stall', afterBytes: 300_000, times: 1 };
+  const making = env.run(['bundle', '-q', '--store', store, '--registry-timeout', '5', '--image', ref, bundle]);
+  // While the layer's download stands still part-way, what came before is already in the rootfs.
+  let early = false;
+  for (let i = 0; i < 200 && !early; i++) {
+    early = existsSync(join(bundle, 'rootfs', 'bin', 'busybox'));
+    if (!early) await sleep(25);
+  }
+  t.true(early, 'the first files of the layer appear before its download ends');
+  t.is(layerAttempts(proxy).length, 1, 'still the first request for the layer');
+  t.false(existsSync(join(bundle, 'config.json')));
+  const made = await making;
+  t.is(made.code, 0, made.stderr);
+  t.is(layerAttempts(proxy).length, 2);
+  assertWholeBundle(t, bundle);
+});
+
+test('a layer cut mid-download and sent again from its first byte (a registry without Range) gives a whole bundle', async (t) => {
+  const { env, proxy, ref, store, bundle } = await setup(t);
+  proxy.ignoreRange = true;
+  proxy.fault = { kind: 'cut', afterBytes: 300_000, times: 1 };
+  const made = await env.run(['bundle', '-q', '--store', store, '--image', ref, bundle]);
+  t.is(made.code, 0, made.stderr);
+  const attempts = layerAttempts(proxy);
+  t.deepEqual(attempts.map((r) => r.status), [200, 200]);
+  t.regex(attempts[1]!.range ?? '', /^bytes=\d+-$/, 'it asked to resume; the registry sent everything');
+  assertWholeBundle(t, bundle);
+});
+
+test('a corrupted layer leaves no bundle, though its bytes were being unpacked as they came', async (t) => {
+  const { env, proxy, ref, store, bundle } = await setup(t);
+  proxy.fault = { kind: 'corrupt', times: 100 };
+  const made = await env.run(['bundle', '-q', '--store', store, '--image', ref, bundle]);
+  t.is(made.code, 1);
+  t.regex(errorMessage(made.stderr), new RegExp(`^image ${ref}: digest mismatch: expected ${fixtureLayer()}, got sha256:[0-9a-f]{64}$`));
+  t.false(existsSync(bundle));
+});
