@@ -3,13 +3,14 @@
 // pull re-hashes it, resumes after it, and verifies the whole before the rename. One download per blob: within
 // a process by sharing the promise, across processes by a lock per blob. Pulls hold DIR/gc.lock shared and
 // garbage collection holds it exclusive, so a collection never removes a blob a running pull just wrote.
-import { createReadStream, closeSync, readSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { createReadStream, closeSync, readSync, existsSync, fsync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import type { Readable } from 'node:stream';
 import type { Hash } from 'node:crypto';
 import { checkDigest, digestHasher, DigestMismatchError, parseDigest } from './digest.js';
 import { FileLock, withLock } from './file-lock.js';
-import { GrowingBlob } from './growing-blob.js';
+import { GrowingBlob, type BlobUpdate } from './growing-blob.js';
 import { RegistryError } from './registry-errors.js';
 
 export interface RangeSource {
@@ -24,6 +25,8 @@ export interface IngestOptions {
   retries?: number;
   backoff?: (attempt: number) => Promise<void>;
 }
+
+const fsyncOnPool = promisify(fsync);
 
 function sameAsWritten(fd: number, data: Buffer, position: number): boolean {
   const existing = Buffer.allocUnsafe(data.length);
@@ -61,10 +64,6 @@ export class ContentStore {
     const hash = digestHasher(digest).update(data);
     checkDigest(hash, digest);
     return data;
-  }
-
-  openBlob(digest: string): Readable {
-    return createReadStream(this.blobPath(digest), { highWaterMark: 1024 * 1024 });
   }
 
   /** Stores bytes already in memory, if they match `digest`. */
@@ -109,13 +108,15 @@ export class ContentStore {
   }
 
   /**
-   * A blob's bytes while this process downloads it (see growing-blob.ts: the stream ends only once the whole is
-   * verified, and fails if it is not), or a stored blob's; undefined when neither.
+   * Keeps `listener` told how a blob this process is downloading comes along (growing-blob.ts), or where the
+   * stored blob is; false when the blob is neither.
    */
-  follow(digest: string): Readable | undefined {
+  watch(digest: string, listener: (update: BlobUpdate) => void): boolean {
     const running = this.inFlight.get(digest);
-    if (running) return running.blob.reader();
-    return this.has(digest) ? this.openBlob(digest) : undefined;
+    if (running) running.blob.watch(listener);
+    else if (this.has(digest)) listener({ kind: 'stored', path: this.blobPath(digest) });
+    else return false;
+    return true;
   }
 
   private async ingestLocked(digest: string, source: RangeSource, options: IngestOptions, blob: GrowingBlob): Promise<void> {
@@ -151,7 +152,7 @@ export class ContentStore {
     try {
       if (options.size !== undefined && offset > options.size) throw new DigestMismatchError(digest, 'a longer blob');
       await this.fill(fd, digest, hash, offset, source, options, blob);
-      fsyncSync(fd);
+      await fsyncOnPool(fd); // tens of milliseconds for a large blob, in which the other downloads go on
     } catch (error) {
       if (error instanceof DigestMismatchError) rmSync(partial, { force: true });
       throw error;

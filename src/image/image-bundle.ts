@@ -1,22 +1,22 @@
-// An OCI bundle from an image: DIR/rootfs (its layers unpacked) and DIR/config.json (from its config). When the
-// image is not stored yet, each layer is unpacked while it downloads, following its partial file in the content
-// store (growing-blob.ts), while the later layers download beside it. A layer's unpacking completes only once the
-// store has verified its digest (and the unpacker its diff_id); any failure removes the whole bundle.
+// An OCI bundle from an image: DIR/rootfs (its layers unpacked, in a worker thread) and DIR/config.json (from its
+// config). When the image is not stored yet, each layer is unpacked while it downloads, following its partial
+// file in the content store (growing-blob.ts), while the later layers download beside it. A layer's unpacking
+// completes only once the store has verified its digest (and the unpacker its diff_id); any failure removes the
+// whole bundle.
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { writeFileAtomic } from '../runtime/atomic-file.js';
 import { specFromImageConfig, type SpecOverrides } from './bundle-spec.js';
 import { parseImageConfig } from './image-config.js';
 import type { ImageRecord } from './image-index.js';
 import type { ImageStore } from './image-store.js';
 import type { PullEvent, PullOptions } from './pull.js';
-import { unpackLayers } from './unpack.js';
+import { UnpackWorker, type LayerFeed } from './unpack-worker.js';
 
-/** How the bundle gets at the image's blobs: the config once it is stored, a layer's bytes as they come. */
+/** How the bundle gets at the image's blobs: the config once it is stored, a layer as it comes. */
 interface BlobAccess {
   configStored(): Promise<void>;
-  openLayer(digest: string): Promise<Readable>;
+  feedLayer: LayerFeed;
 }
 
 async function writeBundle(store: ImageStore, dir: string, image: Pick<ImageRecord, 'config' | 'layers'>, blobs: BlobAccess, overrides: SpecOverrides): Promise<void> {
@@ -26,22 +26,21 @@ async function writeBundle(store: ImageStore, dir: string, image: Pick<ImageReco
   try {
     const rootfs = join(dir, 'rootfs');
     mkdirSync(rootfs, { mode: 0o755 });
-    // The pull stores the config before any layer: its diff_ids check each layer as it is unpacked.
-    await blobs.configStored();
-    const config = parseImageConfig(store.content.read(image.config.digest), `image config ${image.config.digest}`);
-    const diffIds = config.rootfs.diff_ids;
-    if (diffIds.length !== image.layers.length) {
-      throw new Error(`image config ${image.config.digest} has ${diffIds.length} diff_ids for ${image.layers.length} layers`);
+    const worker = new UnpackWorker(rootfs);
+    let config;
+    try {
+      // The pull stores the config before any layer: its diff_ids check each layer as it is unpacked.
+      await blobs.configStored();
+      config = parseImageConfig(store.content.read(image.config.digest), `image config ${image.config.digest}`);
+      const diffIds = config.rootfs.diff_ids;
+      if (diffIds.length !== image.layers.length) {
+        throw new Error(`image config ${image.config.digest} has ${diffIds.length} diff_ids for ${image.layers.length} layers`);
+      }
+      const layers = image.layers.map((layer, i) => ({ digest: layer.digest, mediaType: layer.mediaType, diffId: diffIds[i] }));
+      await worker.unpack(layers, blobs.feedLayer);
+    } finally {
+      await worker.stop();
     }
-    await unpackLayers(
-      image.layers.map((layer, i) => ({
-        digest: layer.digest,
-        mediaType: layer.mediaType,
-        diffId: diffIds[i],
-        open: () => blobs.openLayer(layer.digest),
-      })),
-      rootfs,
-    );
     const spec = await specFromImageConfig(config, rootfs, overrides);
     writeFileAtomic(join(dir, 'config.json'), JSON.stringify(spec, null, 2), 0o644);
   } catch (error) {
@@ -60,7 +59,7 @@ export async function bundleFromImage(store: ImageStore, reference: string, dir:
     const found = store.find(reference);
     if (!found) return pullAndUnpack(store, reference, dir, pull, overrides);
     const used = await store.markUsed(found);
-    await writeBundle(store, dir, used, { configStored: async () => {}, openLayer: async (digest) => store.content.openBlob(digest) }, overrides);
+    await writeBundle(store, dir, used, { configStored: async () => {}, feedLayer: async (digest, listener) => listener({ kind: 'stored', path: store.content.blobPath(digest) }) }, overrides);
     return used;
   });
   await store.keepQuota(image.name);
@@ -84,12 +83,10 @@ async function pullAndUnpack(store: ImageStore, reference: string, dir: string, 
   const image = await Promise.race([resolved, failed]);
   const blobs: BlobAccess = {
     configStored: () => Promise.race([stored.wait(image.config.digest), failed]),
-    openLayer: async (digest) => {
+    feedLayer: async (digest, listener) => {
+      failed.catch((error: Error) => listener({ kind: 'failed', message: error.message }));
       await Promise.race([started.wait(digest), failed]);
-      const bytes = store.content.follow(digest);
-      if (!bytes) throw new Error(`layer ${digest} is neither downloading nor stored`);
-      failed.catch((error: Error) => bytes.destroy(error));
-      return bytes;
+      if (!store.content.watch(digest, listener)) throw new Error(`layer ${digest} is neither downloading nor stored`);
     },
   };
   const [record] = await Promise.all([pulling, writeBundle(store, dir, image, blobs, overrides).catch(async (error: unknown) => {

@@ -96,7 +96,7 @@ export async function openTarStream(source: NodeJS.ReadableStream, mediaType: st
     case 'none':
       return { tar: stream, finished: finished(stream), abort: () => stream.destroy() };
     case 'gzip': {
-      const gunzip = createGunzip();
+      const gunzip = createGunzip({ chunkSize: 256 * 1024 });
       return { tar: gunzip, finished: pipeline(stream, gunzip), abort: () => stream.destroy() };
     }
     case 'zstd':
