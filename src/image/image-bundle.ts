@@ -19,28 +19,29 @@ interface BlobAccess {
   feedLayer: LayerFeed;
 }
 
-async function writeBundle(store: ImageStore, dir: string, image: Pick<ImageRecord, 'config' | 'layers'>, blobs: BlobAccess, overrides: SpecOverrides): Promise<void> {
+async function writeBundle(
+  store: ImageStore,
+  worker: UnpackWorker,
+  dir: string,
+  image: Pick<ImageRecord, 'config' | 'layers'>,
+  blobs: BlobAccess,
+  overrides: SpecOverrides,
+): Promise<void> {
   const existed = existsSync(dir);
   if (existed && readdirSync(dir).length > 0) throw new Error(`bundle directory ${dir} is not empty`);
   mkdirSync(dir, { recursive: true, mode: 0o711 });
   try {
     const rootfs = join(dir, 'rootfs');
     mkdirSync(rootfs, { mode: 0o755 });
-    const worker = new UnpackWorker(rootfs);
-    let config;
-    try {
-      // The pull stores the config before any layer: its diff_ids check each layer as it is unpacked.
-      await blobs.configStored();
-      config = parseImageConfig(store.content.read(image.config.digest), `image config ${image.config.digest}`);
-      const diffIds = config.rootfs.diff_ids;
-      if (diffIds.length !== image.layers.length) {
-        throw new Error(`image config ${image.config.digest} has ${diffIds.length} diff_ids for ${image.layers.length} layers`);
-      }
-      const layers = image.layers.map((layer, i) => ({ digest: layer.digest, mediaType: layer.mediaType, diffId: diffIds[i] }));
-      await worker.unpack(layers, blobs.feedLayer);
-    } finally {
-      await worker.stop();
+    // The pull stores the config before any layer: its diff_ids check each layer as it is unpacked.
+    await blobs.configStored();
+    const config = parseImageConfig(store.content.read(image.config.digest), `image config ${image.config.digest}`);
+    const diffIds = config.rootfs.diff_ids;
+    if (diffIds.length !== image.layers.length) {
+      throw new Error(`image config ${image.config.digest} has ${diffIds.length} diff_ids for ${image.layers.length} layers`);
     }
+    const layers = image.layers.map((layer, i) => ({ digest: layer.digest, mediaType: layer.mediaType, diffId: diffIds[i] }));
+    await worker.unpack(rootfs, layers, blobs.feedLayer);
     const spec = await specFromImageConfig(config, rootfs, overrides);
     writeFileAtomic(join(dir, 'config.json'), JSON.stringify(spec, null, 2), 0o644);
   } catch (error) {
@@ -55,18 +56,25 @@ async function writeBundle(store: ImageStore, dir: string, image: Pick<ImageReco
  * protected from garbage collection until the bundle is written; the quota is kept afterwards.
  */
 export async function bundleFromImage(store: ImageStore, reference: string, dir: string, pull: PullOptions = {}, overrides: SpecOverrides = {}): Promise<ImageRecord> {
-  const image = await store.using(async () => {
-    const found = store.find(reference);
-    if (!found) return pullAndUnpack(store, reference, dir, pull, overrides);
-    const used = await store.markUsed(found);
-    await writeBundle(store, dir, used, { configStored: async () => {}, feedLayer: async (digest, listener) => listener({ kind: 'stored', path: store.content.blobPath(digest) }) }, overrides);
-    return used;
-  });
+  const worker = new UnpackWorker();
+  let image: ImageRecord;
+  try {
+    image = await store.using(async () => {
+      const found = store.find(reference);
+      if (!found) return pullAndUnpack(store, worker, reference, dir, pull, overrides);
+      const used = await store.markUsed(found);
+      const stored: BlobAccess = { configStored: async () => {}, feedLayer: async (digest, listener) => listener({ kind: 'stored', path: store.content.blobPath(digest) }) };
+      await writeBundle(store, worker, dir, used, stored, overrides);
+      return used;
+    });
+  } finally {
+    await worker.stop();
+  }
   await store.keepQuota(image.name);
   return image;
 }
 
-async function pullAndUnpack(store: ImageStore, reference: string, dir: string, pull: PullOptions, overrides: SpecOverrides): Promise<ImageRecord> {
+async function pullAndUnpack(store: ImageStore, worker: UnpackWorker, reference: string, dir: string, pull: PullOptions, overrides: SpecOverrides): Promise<ImageRecord> {
   const stored = new Signals();
   const started = new Signals(); // the blob's download has begun (its first progress), or it is stored
 
@@ -89,7 +97,7 @@ async function pullAndUnpack(store: ImageStore, reference: string, dir: string, 
       if (!store.content.watch(digest, listener)) throw new Error(`layer ${digest} is neither downloading nor stored`);
     },
   };
-  const [record] = await Promise.all([pulling, writeBundle(store, dir, image, blobs, overrides).catch(async (error: unknown) => {
+  const [record] = await Promise.all([pulling, writeBundle(store, worker, dir, image, blobs, overrides).catch(async (error: unknown) => {
     // A failed pull is the error to report, not the unpack it interrupted.
     await pulling;
     throw error;

@@ -17,7 +17,7 @@ export interface WorkerLayer {
 /** Tells a listener how a layer's blob comes along: until it is stored, or fails. */
 export type LayerFeed = (digest: string, listener: (update: BlobUpdate) => void) => Promise<void>;
 
-type ToWorker = { type: 'layers'; layers: WorkerLayer[] } | { type: 'blob'; layer: number; update: BlobUpdate };
+type ToWorker = { type: 'layers'; rootfs: string; layers: WorkerLayer[] } | { type: 'blob'; layer: number; update: BlobUpdate };
 type FromWorker = { type: 'warn'; message: string } | { type: 'done' } | { type: 'failed'; message: string; unpack?: { layer: string; entry?: string; reason: string } };
 
 // A 'grew' is passed on only after this many more bytes: the worker needs no word per network chunk.
@@ -27,10 +27,10 @@ export class UnpackWorker {
   private readonly worker: Worker;
   private readonly result: Promise<void>;
 
-  /** Starts the worker at once, so that its start-up overlaps whatever comes before `unpack`. */
-  constructor(rootfs: string, warn: (message: string) => void = (message) => process.stderr.write(`runbox: ${message}\n`)) {
+  /** Starts the worker at once, so that its start-up overlaps whatever comes before `unpack` (the pull's first requests). */
+  constructor(warn: (message: string) => void = (message) => process.stderr.write(`runbox: ${message}\n`)) {
     // Relative to dist/src/cli/ as well as to this module: in the bundled CLI every module has main.js's URL.
-    this.worker = new Worker(new URL('../image/unpack-worker.js', import.meta.url), { workerData: { role: ROLE, rootfs } });
+    this.worker = new Worker(new URL('../image/unpack-worker.js', import.meta.url), { workerData: { role: ROLE } });
     this.result = new Promise<void>((resolve, reject) => {
       this.worker.on('message', (message: FromWorker) => {
         if (message.type === 'warn') warn(message.message);
@@ -44,9 +44,9 @@ export class UnpackWorker {
     this.result.catch(() => {}); // awaited in unpack; a worker stopped unused must not reject unobserved
   }
 
-  /** Applies `layers` in order onto the rootfs (empty); on failure the rootfs is removed, as by unpackLayers. */
-  async unpack(layers: WorkerLayer[], feed: LayerFeed): Promise<void> {
-    this.post({ type: 'layers', layers });
+  /** Applies `layers` in order onto `rootfs` (empty); on failure the rootfs is removed, as by unpackLayers. Once only. */
+  async unpack(rootfs: string, layers: WorkerLayer[], feed: LayerFeed): Promise<void> {
+    this.post({ type: 'layers', rootfs, layers });
     layers.forEach((layer, index) => {
       let posted = -GREW_STEP;
       const listener = (update: BlobUpdate): void => {
@@ -76,11 +76,11 @@ export class UnpackWorker {
   }
 }
 
-function runWorker(rootfs: string): void {
+function runWorker(): void {
   const port = parentPort!;
   const blobs: GrowingBlob[] = [];
   const send = (message: FromWorker) => port.postMessage(message);
-  const unpack = async (layers: WorkerLayer[]) => {
+  const unpack = async (rootfs: string, layers: WorkerLayer[]) => {
     try {
       const sources = layers.map((layer, index) => ({ ...layer, open: async () => blobs[index]!.reader() }));
       await unpackLayers(sources, rootfs, { warn: (message) => send({ type: 'warn', message }) });
@@ -93,11 +93,11 @@ function runWorker(rootfs: string): void {
   port.on('message', (message: ToWorker) => {
     if (message.type === 'layers') {
       blobs.push(...message.layers.map(() => new GrowingBlob()));
-      void unpack(message.layers);
+      void unpack(message.rootfs, message.layers);
     } else {
       blobs[message.layer]!.apply(message.update);
     }
   });
 }
 
-if (!isMainThread && (workerData as { role?: string } | null)?.role === ROLE) runWorker((workerData as { rootfs: string }).rootfs);
+if (!isMainThread && (workerData as { role?: string } | null)?.role === ROLE) runWorker();
