@@ -3,9 +3,8 @@
 // pull re-hashes it, resumes after it, and verifies the whole before the rename. One download per blob: within
 // a process by sharing the promise, across processes by a lock per blob. Pulls hold DIR/gc.lock shared and
 // garbage collection holds it exclusive, so a collection never removes a blob a running pull just wrote.
-import { createReadStream, closeSync, readSync, existsSync, fsync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { createReadStream, closeSync, readSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import type { Readable } from 'node:stream';
 import type { Hash } from 'node:crypto';
 import { checkDigest, digestHasher, DigestMismatchError, parseDigest } from './digest.js';
@@ -25,8 +24,6 @@ export interface IngestOptions {
   retries?: number;
   backoff?: (attempt: number) => Promise<void>;
 }
-
-const fsyncOnPool = promisify(fsync);
 
 function sameAsWritten(fd: number, data: Buffer, position: number): boolean {
   const existing = Buffer.allocUnsafe(data.length);
@@ -152,7 +149,9 @@ export class ContentStore {
     try {
       if (options.size !== undefined && offset > options.size) throw new DigestMismatchError(digest, 'a longer blob');
       await this.fill(fd, digest, hash, offset, source, options, blob);
-      await fsyncOnPool(fd); // tens of milliseconds for a large blob, in which the other downloads go on
+      // Synchronous on purpose: fsyncs on the thread pool would hold up the gunzip and reads of the layer being
+      // unpacked (the unpack worker shares the pool), which is the longer path.
+      fsyncSync(fd);
     } catch (error) {
       if (error instanceof DigestMismatchError) rmSync(partial, { force: true });
       throw error;
