@@ -35,19 +35,17 @@ function seeded(seed: string, size: number): Buffer {
   return createCipheriv('aes-256-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(size));
 }
 
-/** Four layers of ~25 MB: a few large files and many small ones each. Returns the layout path. */
+/** Four layers of ~25 MB: a few large files and many small ones each, one `umoci insert` apiece. Returns the layout path. */
 function generateImage(work: string): string {
   const layout = join(work, 'layout');
-  const bundle = join(work, 'bundle');
   run('umoci', ['init', '--layout', layout]);
   run('umoci', ['new', '--image', `${layout}:bench`]);
-  run('umoci', ['unpack', '--image', `${layout}:bench`, bundle]);
   for (let layer = 0; layer < 4; layer++) {
-    const dir = join(bundle, 'rootfs', `layer${layer}`);
+    const dir = join(work, `layer${layer}`);
     mkdirSync(join(dir, 'small'), { recursive: true });
     for (let file = 0; file < 4; file++) writeFileSync(join(dir, `big-${file}`), seeded(`big-${layer}-${file}`, 5 * 1024 * 1024));
     for (let file = 0; file < 1000; file++) writeFileSync(join(dir, 'small', `f-${file}`), seeded(`small-${layer}-${file}`, 4096 + (file % 7) * 512));
-    run('umoci', ['repack', '--image', `${layout}:bench`, bundle]);
+    run('umoci', ['insert', '--image', `${layout}:bench`, dir, `/layer${layer}`]);
   }
   run('umoci', ['config', '--image', `${layout}:bench`, '--config.cmd', '/layer0/big-0', '--os', 'linux', '--architecture', 'amd64']);
   run('umoci', ['gc', '--layout', layout]);

@@ -3,12 +3,13 @@
 // pull re-hashes it, resumes after it, and verifies the whole before the rename. One download per blob: within
 // a process by sharing the promise, across processes by a lock per blob. Pulls hold DIR/gc.lock shared and
 // garbage collection holds it exclusive, so a collection never removes a blob a running pull just wrote.
-import { createReadStream, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync, ftruncateSync } from 'node:fs';
+import { createReadStream, closeSync, readSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Hash } from 'node:crypto';
 import { checkDigest, digestHasher, DigestMismatchError, parseDigest } from './digest.js';
 import { FileLock, withLock } from './file-lock.js';
+import { GrowingBlob, type BlobUpdate } from './growing-blob.js';
 import { RegistryError } from './registry-errors.js';
 
 export interface RangeSource {
@@ -24,8 +25,13 @@ export interface IngestOptions {
   backoff?: (attempt: number) => Promise<void>;
 }
 
+function sameAsWritten(fd: number, data: Buffer, position: number): boolean {
+  const existing = Buffer.allocUnsafe(data.length);
+  return readSync(fd, existing, 0, data.length, position) === data.length && existing.equals(data);
+}
+
 export class ContentStore {
-  private readonly inFlight = new Map<string, Promise<void>>();
+  private readonly inFlight = new Map<string, { done: Promise<void>; blob: GrowingBlob }>();
 
   constructor(readonly dir: string) {
     mkdirSync(join(dir, 'ingest'), { recursive: true, mode: 0o700 });
@@ -57,10 +63,6 @@ export class ContentStore {
     return data;
   }
 
-  openBlob(digest: string): Readable {
-    return createReadStream(this.blobPath(digest), { highWaterMark: 1024 * 1024 });
-  }
-
   /** Stores bytes already in memory, if they match `digest`. */
   put(digest: string, data: Buffer): void {
     checkDigest(digestHasher(digest).update(data), digest);
@@ -88,30 +90,50 @@ export class ContentStore {
     if (this.has(digest)) return Promise.resolve();
     let running = this.inFlight.get(digest);
     if (!running) {
-      running = this.ingestLocked(digest, source, options).finally(() => this.inFlight.delete(digest));
+      const blob = new GrowingBlob();
+      const done = this.ingestLocked(digest, source, options, blob).then(
+        () => blob.stored(this.blobPath(digest)),
+        (error: Error) => {
+          blob.failed(error);
+          throw error;
+        },
+      );
+      running = { done: done.finally(() => this.inFlight.delete(digest)), blob };
       this.inFlight.set(digest, running);
     }
-    return running;
+    return running.done;
   }
 
-  private async ingestLocked(digest: string, source: RangeSource, options: IngestOptions): Promise<void> {
+  /**
+   * Keeps `listener` told how a blob this process is downloading comes along (growing-blob.ts), or where the
+   * stored blob is; false when the blob is neither.
+   */
+  watch(digest: string, listener: (update: BlobUpdate) => void): boolean {
+    const running = this.inFlight.get(digest);
+    if (running) running.blob.watch(listener);
+    else if (this.has(digest)) listener({ kind: 'stored', path: this.blobPath(digest) });
+    else return false;
+    return true;
+  }
+
+  private async ingestLocked(digest: string, source: RangeSource, options: IngestOptions, blob: GrowingBlob): Promise<void> {
     const { algorithm, hex } = parseDigest(digest);
     const base = join(this.dir, 'ingest', `${algorithm}-${hex}`);
     await withLock(`${base}.lock`, 'ex', async () => {
       if (this.has(digest)) return;
       const partial = `${base}.partial`;
       try {
-        await this.download(digest, partial, source, options, true);
+        await this.download(digest, partial, source, options, blob, true);
       } catch (error) {
         if (!(error instanceof DigestMismatchError)) throw error;
         // The partial bytes may have come from an earlier, interrupted download: start once more from nothing.
-        await this.download(digest, partial, source, options, false);
+        await this.download(digest, partial, source, options, blob, false);
       }
       this.publish(partial, digest);
     });
   }
 
-  private async download(digest: string, partial: string, source: RangeSource, options: IngestOptions, resume: boolean): Promise<void> {
+  private async download(digest: string, partial: string, source: RangeSource, options: IngestOptions, blob: GrowingBlob, resume: boolean): Promise<void> {
     const hash = digestHasher(digest);
     let offset = 0;
     let resumed = false;
@@ -122,10 +144,13 @@ export class ContentStore {
       }
       resumed = offset > 0;
     }
-    const fd = openSync(partial, resumed ? 'r+' : 'w', 0o600);
+    const fd = openSync(partial, resumed ? 'r+' : 'w+', 0o600);
+    blob.begin(partial, offset);
     try {
       if (options.size !== undefined && offset > options.size) throw new DigestMismatchError(digest, 'a longer blob');
-      await this.fill(fd, digest, hash, offset, source, options);
+      await this.fill(fd, digest, hash, offset, source, options, blob);
+      // Synchronous on purpose: fsyncs on the thread pool would hold up the gunzip and reads of the layer being
+      // unpacked (the unpack worker shares the pool), which is the longer path.
       fsyncSync(fd);
     } catch (error) {
       if (error instanceof DigestMismatchError) rmSync(partial, { force: true });
@@ -135,48 +160,60 @@ export class ContentStore {
     }
   }
 
-  private async fill(fd: number, digest: string, startHash: Hash, startOffset: number, source: RangeSource, options: IngestOptions): Promise<void> {
+  /**
+   * Writes the body from `startOffset` on, resuming with Range requests. A source that ignores the range sends the
+   * blob again from byte 0: the bytes already in the file are compared with it rather than rewritten, so each byte
+   * of the file is written once (what growing-blob.ts relies on).
+   */
+  private async fill(fd: number, digest: string, startHash: Hash, startOffset: number, source: RangeSource, options: IngestOptions, blob: GrowingBlob): Promise<void> {
     let hash = startHash;
     let offset = startOffset;
+    let written = startOffset;
     let failures = 0;
     const retries = options.retries ?? 4;
     options.onProgress?.(offset);
     for (;;) {
       if (options.size !== undefined && offset === options.size) break;
-      const before = offset;
+      const before = written;
       let complete = false;
       try {
         const opened = await source.open(offset);
         if (opened.offset !== offset) {
           if (opened.offset !== 0) throw new RegistryError('protocol', `registry answered a range from ${opened.offset}, not ${offset}`);
-          // The source ignored the range: take the whole body.
           hash = digestHasher(digest);
           offset = 0;
-          ftruncateSync(fd, 0);
         }
         for await (const chunk of opened.body) {
           const data = chunk as Buffer;
           if (options.size !== undefined && offset + data.length > options.size) throw new DigestMismatchError(digest, `more than ${options.size} bytes`);
-          writeSync(fd, data, 0, data.length, offset);
+          const repeated = Math.max(0, Math.min(data.length, written - offset));
+          if (repeated > 0 && !sameAsWritten(fd, data.subarray(0, repeated), offset)) {
+            throw new DigestMismatchError(digest, `other bytes at offset ${offset} when the registry sent the blob again`);
+          }
+          if (repeated < data.length) writeSync(fd, data, repeated, data.length - repeated, offset + repeated);
           hash.update(data);
           offset += data.length;
+          if (offset > written) {
+            written = offset;
+            blob.grew(written);
+          }
           options.onProgress?.(offset);
         }
         complete = true;
       } catch (error) {
         if (error instanceof DigestMismatchError || (error instanceof RegistryError && !error.transient)) throw error;
-        failures = offset > before ? 1 : failures + 1;
+        failures = written > before ? 1 : failures + 1;
         if (failures > retries) throw error instanceof RegistryError ? error : new RegistryError('unreachable', `download broke off: ${(error as Error).message}`, true);
         await (options.backoff?.(failures) ?? Promise.resolve());
         continue;
       }
       if (complete && (options.size === undefined || offset >= options.size)) break;
       // The body ended short of the size: resume from where it stopped.
-      failures = offset > before ? 1 : failures + 1;
+      failures = written > before ? 1 : failures + 1;
       if (failures > retries) throw new RegistryError('unreachable', `download ended at ${offset} of ${options.size} bytes`, true);
       await (options.backoff?.(failures) ?? Promise.resolve());
     }
-    ftruncateSync(fd, offset);
+    if (offset < written) throw new DigestMismatchError(digest, `a blob of ${offset} bytes sent after ${written} bytes of it`);
     checkDigest(hash, digest);
   }
 

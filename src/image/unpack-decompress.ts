@@ -4,7 +4,7 @@
 // (fzstd), and it runs beside Node on another core.
 import { spawn } from 'node:child_process';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { layerCompression, type LayerCompression } from './media-types.js';
 
@@ -94,9 +94,9 @@ export async function openTarStream(source: NodeJS.ReadableStream, mediaType: st
   const { head, stream } = await peek(source, 262);
   switch (sniffCompression(head, declared)) {
     case 'none':
-      return { tar: stream, finished: Promise.resolve(), abort: () => stream.destroy() };
+      return { tar: stream, finished: finished(stream), abort: () => stream.destroy() };
     case 'gzip': {
-      const gunzip = createGunzip();
+      const gunzip = createGunzip({ chunkSize: 256 * 1024 });
       return { tar: gunzip, finished: pipeline(stream, gunzip), abort: () => stream.destroy() };
     }
     case 'zstd':

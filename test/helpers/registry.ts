@@ -230,6 +230,8 @@ export interface FaultProxy {
   fault: Fault | undefined;
   /** When set, only blob requests whose path ends with it meet the fault. */
   only?: string;
+  /** When set, Range headers are dropped: the registry answers as one without Range support, with the whole blob. */
+  ignoreRange?: boolean;
   /** Every request it saw: method, path, whether it carried Authorization, its Range, the status answered. */
   requests: { method: string; path: string; authorization: boolean; range?: string; status?: number }[];
   /** The last WWW-Authenticate the registry sent. */
@@ -271,6 +273,7 @@ export async function startFaultProxy(t: ExecutionContext, upstream: string): Pr
       return;
     }
     const headers = { ...request.headers, host: upstream };
+    if (proxy.ignoreRange) delete headers.range;
     const upstreamRequest = http.request({ host: upstream.split(':')[0], port: Number(upstream.split(':')[1]), method: request.method, path: request.url, headers }, (upstreamResponse) => {
       record.status = upstreamResponse.statusCode;
       const challenge = upstreamResponse.headers['www-authenticate'];
