@@ -86,16 +86,19 @@ export function qemuArgs(command: QemuCommand): string[] {
     '-append', command.cmdline.join(' '),
     '-serial', `file:${value(files.console)}`,
     '-qmp', `unix:${value(files.qmp)},server=on,wait=off`,
-    '-device', 'virtio-serial-device',
   ];
-  args.push(...port('exit', `file,path=${value(files.exit)}`));
+  const ports = [...port('exit', `file,path=${value(files.exit)}`)];
   for (const name of ['stdin', 'stdout', 'stderr'] as const) {
     const stream = command.stdio[name];
-    if (stream) args.push(...port(name, chardev(stream)));
+    if (stream) ports.push(...port(name, chardev(stream)));
   }
   for (let i = 0; i < command.agentPorts; i++) {
-    args.push(...port(`agent${i}`, `socket,path=${value(agentPortSocket(command.dir, i))},server=on,wait=off`, agentPortName(i)));
+    ports.push(...port(`agent${i}`, `socket,path=${value(agentPortSocket(command.dir, i))},server=on,wait=off`, agentPortName(i)));
   }
+  // Room for these ports only (port 0 is the console's, unused): the guest sets up two virtqueues per possible
+  // port when the driver loads, 64 for QEMU's default of 31 ports.
+  const maxPorts = 1 + ports.filter((arg) => arg.startsWith('virtserialport,')).length;
+  args.push('-device', `virtio-serial-device,max_ports=${maxPorts}`, ...ports);
   if (command.image) {
     args.push(
       '-drive', `file=${value(command.image)},format=raw,if=none,id=rootfs,readonly=on`,
