@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 # command-or-file → Debian package
 declare -A wanted=(
   [gcc]=gcc
+  # the guest's kernel modules are rewritten without what slows their loading (scripts/guest/build-initramfs.sh)
+  [objcopy]=binutils
   [make]=make
   [/usr/lib/x86_64-linux-gnu/libc.a]=libc6-dev
   [umoci]=umoci

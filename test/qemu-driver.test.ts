@@ -2,7 +2,7 @@
 // Each boot costs about a second of a core: the tests share VMs between assertions where they can.
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, symlinkSync } from 'node:fs';
 import { availableParallelism, release } from 'node:os';
 import { join } from 'node:path';
 import { guestAssets } from '../src/hypervisor/guest-assets.js';
@@ -158,6 +158,18 @@ test('a kernel that cannot be loaded: a clear error, and nothing left behind', a
   const env = new TestEnv(t);
   const { id, message } = await failedCreate(t, env, { RUNBOX_QEMU_KERNEL: join(env.dir, 'no-such-vmlinux') });
   t.regex(message, new RegExp(`^container ${id}: the microVM \\(accel tcg\\) failed to start: .*no-such-vmlinux`));
+});
+
+test('a rootfs image that cannot be built (it is built while the VM boots): a clear error, and nothing left behind', async (t) => {
+  const env = new TestEnv(t);
+  // Node and QEMU on the PATH, no mkfs.erofs
+  const bin = join(env.dir, 'bin');
+  mkdirSync(bin);
+  for (const tool of ['node', 'qemu-system-x86_64']) {
+    symlinkSync(spawnSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).stdout.trim(), join(bin, tool));
+  }
+  const { id, message } = await failedCreate(t, env, { PATH: bin });
+  t.regex(message, new RegExp(`^container ${id}: cannot build a erofs image of .*rootfs: .*mkfs\\.erofs ENOENT`));
 });
 
 test('a guest whose init never reports ready: torn down at the boot deadline with a clear error', async (t) => {

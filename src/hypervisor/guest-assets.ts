@@ -1,8 +1,9 @@
 // What a microVM boots: the guest kernel fetched at set-up time (scripts/guest/fetch-kernel.sh), the initramfs
 // built at build time with the agent as /init (scripts/guest/build-initramfs.sh), and the kernel parameters.
-import { closeSync, constants, existsSync, openSync, readFileSync, readSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, readSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeFileAtomic } from '../runtime/atomic-file.js';
 
 export interface GuestAssets {
   /** Absolute path of the uncompressed vmlinux (PVH entry) to boot. */
@@ -51,12 +52,41 @@ export function kernelCmdline(tscKhz: number, hz: number): string[] {
   ];
 }
 
-let tscKhz: number | undefined;
+/**
+ * Where the host's TSC frequency is kept once read, for this boot of the host: reading it from the kernel log
+ * costs every `runbox create` ~10 ms before its VM can start.
+ */
+export const HOST_TSC_FILE = '/run/runbox-qemu/host-tsc.json';
 
-/** The host's TSC frequency in kHz: what the kernel measured at boot, else what /proc/cpuinfo says. */
-export function hostTscKhz(): number {
-  tscKhz ??= tscKhzFromKernelLog() ?? tscKhzFromCpuinfo();
-  return tscKhz;
+/**
+ * The host's TSC frequency in kHz: what the kernel measured at boot, else what /proc/cpuinfo says; kept in
+ * keptIn for the next call until the host reboots.
+ */
+export function hostTscKhz(keptIn = HOST_TSC_FILE): number {
+  return keptTscKhz(keptIn) ?? keepTscKhz(keptIn, tscKhzFromKernelLog() ?? tscKhzFromCpuinfo());
+}
+
+function hostBootId(): string {
+  return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+}
+
+function keptTscKhz(file: string): number | undefined {
+  try {
+    const kept = JSON.parse(readFileSync(file, 'utf8')) as { khz: number; bootId: string };
+    return kept.bootId === hostBootId() && Number.isInteger(kept.khz) && kept.khz > 0 ? kept.khz : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function keepTscKhz(file: string, khz: number): number {
+  try {
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    writeFileAtomic(file, JSON.stringify({ khz, bootId: hostBootId() }), 0o600, false);
+  } catch {
+    // not root: read it again next time
+  }
+  return khz;
 }
 
 function tscKhzFromKernelLog(): number | undefined {

@@ -9,6 +9,13 @@ import type { VmResources } from './qemu-resources.js';
 export const QEMU_BINARY = process.env.RUNBOX_QEMU ?? 'qemu-system-x86_64';
 
 /**
+ * TCG's translated-code cache, in MiB: a guest's boot up to a container's first output translates ~45 MB of code.
+ * A full cache is flushed and everything retranslated (at 32 MiB that happened in every boot, ~0.5 s of CPU);
+ * uncapped (QEMU's default is far larger), a long-lived VM's cache, and QEMU's RSS with it, would keep growing.
+ */
+const TCG_CODE_CACHE_MIB = 64;
+
+/**
  * One of the caller's stdio streams as QEMU holds it for the container: a socket (as Node's 'pipe' stdio is) is
  * a connected socket chardev on QEMU's fd; anything else is reopened through /proc/self/fd for output, and for
  * input is QEMU's own fd 0 (QEMU 7.2's file chardev has no input side, its stdio one has).
@@ -76,7 +83,7 @@ export function qemuArgs(command: QemuCommand): string[] {
   const files = vmFiles(command.dir);
   const args = [
     '-M', 'microvm',
-    '-accel', command.accel === 'tcg' ? 'tcg,tb-size=32' : 'kvm',
+    '-accel', command.accel === 'tcg' ? `tcg,tb-size=${TCG_CODE_CACHE_MIB}` : 'kvm',
     ...(command.accel === 'kvm' ? ['-cpu', 'host'] : []),
     '-m', `${command.resources.memoryMib}M`,
     '-smp', String(command.resources.vcpus),
@@ -86,16 +93,19 @@ export function qemuArgs(command: QemuCommand): string[] {
     '-append', command.cmdline.join(' '),
     '-serial', `file:${value(files.console)}`,
     '-qmp', `unix:${value(files.qmp)},server=on,wait=off`,
-    '-device', 'virtio-serial-device',
   ];
-  args.push(...port('exit', `file,path=${value(files.exit)}`));
+  const ports = [...port('exit', `file,path=${value(files.exit)}`)];
   for (const name of ['stdin', 'stdout', 'stderr'] as const) {
     const stream = command.stdio[name];
-    if (stream) args.push(...port(name, chardev(stream)));
+    if (stream) ports.push(...port(name, chardev(stream)));
   }
   for (let i = 0; i < command.agentPorts; i++) {
-    args.push(...port(`agent${i}`, `socket,path=${value(agentPortSocket(command.dir, i))},server=on,wait=off`, agentPortName(i)));
+    ports.push(...port(`agent${i}`, `socket,path=${value(agentPortSocket(command.dir, i))},server=on,wait=off`, agentPortName(i)));
   }
+  // Room for these ports only (port 0 is the console's, unused): the guest sets up two virtqueues per possible
+  // port when the driver loads, 64 for QEMU's default of 31 ports.
+  const maxPorts = 1 + ports.filter((arg) => arg.startsWith('virtserialport,')).length;
+  args.push('-device', `virtio-serial-device,max_ports=${maxPorts}`, ...ports);
   if (command.image) {
     args.push(
       '-drive', `file=${value(command.image)},format=raw,if=none,id=rootfs,readonly=on`,

@@ -18,7 +18,7 @@ import { QEMU_BINARY, qemuArgs, vmFiles, type InheritedStdio } from './qemu-comm
 import { vmResources } from './qemu-resources.js';
 import { queryRunState, quitQemu } from './qemu-qmp.js';
 import { ExitedSandbox, QemuSandbox, type QemuHandle } from './qemu-sandbox.js';
-import { buildRootfsImage } from './rootfs-image.js';
+import { createRootfsDisk, fillRootfsDisk, ROOTFS_FSTYPE } from './rootfs-image.js';
 
 /** Ports for host clients: this many runbox invocations (or a shim and invocations) may talk to one VM at once. */
 export const AGENT_PORTS = 4;
@@ -86,10 +86,11 @@ function tail(path: string, lines: number): string {
   return panic ? panic[0].trim() : text.split('\n').slice(-lines).join(' | ');
 }
 
-/** Everything a VM leaves in its directory (the directory itself is the caller's). */
-function removeVmFiles(handle: Pick<QemuHandle, 'dir' | 'agentPorts'>): void {
+/** Everything a VM leaves in its directory (the directory itself is the caller's); the rootfs disk too, unless kept. */
+function removeVmFiles(handle: Pick<QemuHandle, 'dir' | 'agentPorts'>, keepDisk = false): void {
   const files = vmFiles(handle.dir);
-  for (const path of [files.qmp, files.exit, files.console, files.log, files.image]) rmSync(path, { force: true });
+  for (const path of [files.qmp, files.exit, files.console, files.log]) rmSync(path, { force: true });
+  if (!keepDisk) rmSync(files.image, { force: true });
   for (let i = 0; i < handle.agentPorts; i++) {
     rmSync(agentPortSocket(handle.dir, i), { force: true });
     rmSync(`${handle.dir}/agent-${i}.lock`, { force: true });
@@ -117,27 +118,35 @@ export class QemuDriver implements Driver {
       throw new SandboxError((error as Error).message);
     }
     const timeout = bootTimeoutSeconds(config);
-    const image = vmFiles(config.dir).image;
+    const disk = vmFiles(config.dir).image;
+    let image: Promise<void> | undefined;
     try {
-      const built = await buildRootfsImage(config.spec.root!.path, image);
+      createRootfsDisk(config.spec.root!.path, disk);
+      // Built while the guest boots, which reads the disk only when the container is created.
+      image = fillRootfsDisk(config.spec.root!.path, disk);
+      image.catch(() => {}); // a launch that fails first leaves it unawaited
       if (plan.probe) {
         try {
-          const sandbox = await this.launch(config, assets, built.fstype, 'kvm', KVM_PROBE_TIMEOUT_S);
+          const sandbox = await this.launch(config, assets, image, 'kvm', KVM_PROBE_TIMEOUT_S);
           recordKvmVerdict(true);
           return sandbox;
         } catch {
           recordKvmVerdict(false);
         }
       }
-      return await this.launch(config, assets, built.fstype, plan.accel, timeout);
+      return await this.launch(config, assets, image, plan.accel, timeout);
     } catch (error) {
-      rmSync(image, { force: true });
+      await image?.catch(() => {}); // it removes its own files when it ends, whatever the outcome
+      rmSync(disk, { force: true });
       throw error instanceof SandboxError ? error : new SandboxError((error as Error).message);
     }
   }
 
-  /** Starts QEMU and waits for the agent's greeting; on any failure nothing of the VM is left. */
-  private async launch(config: SandboxConfig, assets: GuestAssets, fstype: string, accel: Accel, timeoutS: number): Promise<Sandbox> {
+  /**
+   * Starts QEMU and waits for the agent's greeting and the rootfs image; on any failure nothing of the VM is left
+   * but the disk (boot's).
+   */
+  private async launch(config: SandboxConfig, assets: GuestAssets, image: Promise<void>, accel: Accel, timeoutS: number): Promise<Sandbox> {
     const files = vmFiles(config.dir);
     const log = openSync(files.log, 'w', 0o600);
     let inherited: ReturnType<typeof inheritableStdio>;
@@ -177,15 +186,22 @@ export class QemuDriver implements Driver {
       dir: config.dir,
       agentPorts: AGENT_PORTS,
       accel,
-      rootfsFstype: fstype,
+      rootfsFstype: ROOTFS_FSTYPE,
     };
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(new Error('timeout')), timeoutS * 1000);
     void exited.then((why) => abort.abort(new SandboxError(`the microVM (accel ${accel}) failed to start: ${why}`)));
+    image.catch((error: unknown) => abort.abort(error));
     try {
       const lease = await leasePort(config.dir, AGENT_PORTS);
       try {
         const socket = await this.firstSession(agentPortSocket(config.dir, lease.index), abort.signal);
+        try {
+          await image;
+        } catch (error) {
+          socket.destroy();
+          throw error;
+        }
         const client = clientOnSession(socket, lease);
         child.unref();
         return new QemuSandbox(handle, client, () => this.cleanup(handle), () => this.vmGone(handle));
@@ -209,7 +225,7 @@ export class QemuDriver implements Driver {
       }
       child.kill('SIGKILL');
       await Promise.race([exited, sleep(2000)]);
-      removeVmFiles(handle);
+      removeVmFiles(handle, true);
       throw new SandboxError(message);
     } finally {
       clearTimeout(timer);

@@ -2,7 +2,8 @@
 // device and mounts under a writable overlay (agent/guest-rootfs.c). Both builders keep symlinks, hardlinks,
 // device nodes, fifos, sockets, permissions (setuid/setgid/sticky too), ownership and timestamps.
 import { execFile } from 'node:child_process';
-import { existsSync, rmSync, statSync } from 'node:fs';
+import { closeSync, createReadStream, createWriteStream, existsSync, ftruncateSync, openSync, rmSync, statSync } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -12,18 +13,23 @@ export type RootfsFsType = 'erofs' | 'ext4';
 /** The default: see README, "The microVM guest", for the measurements behind it. */
 export const ROOTFS_FSTYPE: RootfsFsType = 'erofs';
 
-/** A read-only filesystem image of a container rootfs dir (symlinks, hardlinks, device nodes, modes, ownership kept). */
-export async function buildRootfsImage(rootfsDir: string, outPath: string, fstype: RootfsFsType = ROOTFS_FSTYPE): Promise<{ path: string; fstype: RootfsFsType }> {
+function checkRootfsDir(rootfsDir: string): void {
   if (!existsSync(rootfsDir) || !statSync(rootfsDir).isDirectory()) {
     throw new Error(`cannot build a rootfs image: ${rootfsDir} is not a directory`);
   }
+}
+
+/** A read-only filesystem image of a container rootfs dir (symlinks, hardlinks, device nodes, modes, ownership kept). */
+export async function buildRootfsImage(rootfsDir: string, outPath: string, fstype: RootfsFsType = ROOTFS_FSTYPE): Promise<{ path: string; fstype: RootfsFsType }> {
+  checkRootfsDir(rootfsDir);
   rmSync(outPath, { force: true });
   try {
     if (fstype === 'erofs') await buildErofs(rootfsDir, outPath);
     else await buildExt4(rootfsDir, outPath);
   } catch (error) {
     rmSync(outPath, { force: true });
-    const detail = (error as { stderr?: string }).stderr?.trim().split('\n').pop() ?? (error as Error).message;
+    const stderr = (error as { stderr?: string }).stderr?.trim();
+    const detail = stderr ? stderr.split('\n').pop() : (error as Error).message;
     throw new Error(`cannot build a ${fstype} image of ${rootfsDir}: ${detail}`);
   }
   return { path: outPath, fstype };
@@ -53,4 +59,39 @@ async function usage(dir: string): Promise<{ kib: number; inodes: number }> {
   const total = async (option: string) => Number((await run('du', ['-s', option, dir])).stdout.split('\t')[0]);
   const [kib, inodes] = await Promise.all([total('-k'), total('--inodes')]);
   return { kib, inodes };
+}
+
+/**
+ * The size of the disk a VM gets for its rootfs, whatever the image: QEMU sizes a disk when it opens it, at its
+ * start, and the image is built while the guest boots (fillRootfsDisk). The file is sparse, and the guest reads
+ * past the image's end as zeros (it never does: the filesystem knows its own size).
+ */
+export const ROOTFS_DISK_BYTES = 2 ** 40;
+
+/** The file a VM's rootfs disk is before its image is in it: empty and ROOTFS_DISK_BYTES long (0600). */
+export function createRootfsDisk(rootfsDir: string, diskPath: string): void {
+  checkRootfsDir(rootfsDir);
+  const fd = openSync(diskPath, 'w', 0o600);
+  try {
+    ftruncateSync(fd, ROOTFS_DISK_BYTES);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Builds the image of rootfsDir into a disk from createRootfsDisk, which a VM may have open already: beside it
+ * first, then copied in without truncating it (QEMU keeps the size it saw; mkfs would truncate its output).
+ */
+export async function fillRootfsDisk(rootfsDir: string, diskPath: string, fstype: RootfsFsType = ROOTFS_FSTYPE): Promise<void> {
+  const staging = `${diskPath}.building`;
+  try {
+    await buildRootfsImage(rootfsDir, staging, fstype);
+    if (statSync(staging).size > ROOTFS_DISK_BYTES) {
+      throw new Error(`the ${fstype} image of ${rootfsDir} is larger than a VM's rootfs disk (${ROOTFS_DISK_BYTES} bytes)`);
+    }
+    await pipeline(createReadStream(staging), createWriteStream(diskPath, { flags: 'r+' }));
+  } finally {
+    rmSync(staging, { force: true });
+  }
 }
