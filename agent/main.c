@@ -216,8 +216,10 @@ int main(int argc, char **argv)
 		log_msg("listening on %s", socket_path);
 	}
 	if (ready_fd >= 0) {
+		/* The driver that started us (a socketpair on fd 3) goes on over it as its first connection: "ready", then
+		 * frames, as on the socket, and no connect for the caller to wait for. */
 		(void)!write(ready_fd, "ready\n", 6);
-		close(ready_fd);
+		conn_open(ready_fd, ready_fd, "caller");
 	}
 
 	while (!server_stopping && !vm_done()) {

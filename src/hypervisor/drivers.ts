@@ -1,7 +1,7 @@
+// Each driver's module tree is loaded when that driver is asked for: a create with the emulated driver does not
+// pay for evaluating the qemu driver's.
 import type { Driver } from './driver.js';
-import { EmulatedDriver } from './emulated-driver.js';
 import { kvmProven } from './qemu-accel.js';
-import { QemuDriver } from './qemu-driver.js';
 
 export const DRIVER_NAMES = ['emulated', 'qemu', 'auto'] as const;
 export type DriverName = (typeof DRIVER_NAMES)[number];
@@ -14,16 +14,15 @@ export function chooseDriverName(annotation: string | undefined, flag: string | 
   return annotation ?? flag ?? process.env.RUNBOX_DRIVER ?? 'auto';
 }
 
-export function getDriver(name: string): Driver {
-  switch (name) {
+export async function getDriver(name: string): Promise<Driver> {
+  // auto picks the strongest isolation that runs well here: a microVM where KVM has been seen to boot one
+  // (under TCG emulation a VM is opt-in: --driver qemu), else namespaces.
+  const resolved = name === 'auto' ? (kvmProven() ? 'qemu' : 'emulated') : name;
+  switch (resolved) {
     case 'emulated':
-      return new EmulatedDriver();
-    // auto picks the strongest isolation that runs well here: a microVM where KVM has been seen to boot one
-    // (under TCG emulation a VM is opt-in: --driver qemu), else namespaces.
-    case 'auto':
-      return kvmProven() ? new QemuDriver() : new EmulatedDriver();
+      return new (await import('./emulated-driver.js')).EmulatedDriver();
     case 'qemu':
-      return new QemuDriver();
+      return new (await import('./qemu-driver.js')).QemuDriver();
     default:
       throw new Error(`unknown driver "${name}" (expected one of ${DRIVER_NAMES.join(', ')})`);
   }

@@ -1,6 +1,7 @@
 // The emulated driver: the agent runs as a host process and isolates containers with Linux namespaces. It is
 // not a VM boundary — the container shares the host kernel — and says so in its capabilities.
 import type { ChildProcess } from 'node:child_process';
+import type { Duplex } from 'node:stream';
 import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -39,18 +40,29 @@ function connectAgent(socket: string): Promise<AgentClient> {
   });
 }
 
-/** Waits for the agent's `ready` line on fd 3; anything else (or EOF) is its start-up error. */
-function awaitReady(child: ChildProcess, logFile: string): Promise<void> {
+/**
+ * Waits for the agent's `ready` line on fd 3 (a socketpair), after which the same stream carries the agent
+ * protocol: the caller that booted the sandbox talks to it without connecting. Anything else before EOF is the
+ * agent's start-up error.
+ */
+function awaitReady(child: ChildProcess, logFile: string): Promise<Duplex> {
+  const READY = 'ready\n';
   return new Promise((resolve, reject) => {
-    const ready = child.stdio[3] as NodeJS.ReadableStream;
+    const stream = child.stdio[3] as Duplex;
     let text = '';
-    ready.on('data', (chunk: Buffer) => {
-      text += chunk.toString();
-    });
-    ready.on('end', () => {
-      if (text.startsWith('ready')) return resolve();
-      reject(new SandboxError(`the sandbox agent did not start: ${text.trim() || `see ${logFile}`}`));
-    });
+    const onData = (chunk: Buffer) => {
+      text += chunk.toString('latin1');
+      if (!text.startsWith(READY)) return;
+      stream.removeListener('data', onData);
+      stream.removeListener('end', onEnd);
+      stream.pause();
+      const rest = Buffer.from(text.slice(READY.length), 'latin1');
+      if (rest.length) stream.unshift(rest);
+      resolve(stream);
+    };
+    const onEnd = () => reject(new SandboxError(`the sandbox agent did not start: ${text.trim() || `see ${logFile}`}`));
+    stream.on('data', onData);
+    stream.once('end', onEnd);
     child.once('error', (error) => reject(new SandboxError(`cannot run the sandbox agent ${AGENT_BINARY}: ${error.message}`)));
   });
 }
@@ -80,27 +92,32 @@ export class EmulatedDriver implements Driver {
       // agent/caller_reaps.h
       ...(config.callerReaps ? { env: { ...process.env, RUNBOX_CALLER_REAPS: '1' } } : {}),
     });
+    let stream: Duplex;
     try {
-      await awaitReady(child, logFile);
+      stream = await awaitReady(child, logFile);
     } catch (error) {
       if (child.pid) child.kill('SIGKILL');
       throw error;
     }
     child.unref();
-    (child.stdio[3] as NodeJS.ReadableStream & { destroy(): void }).destroy();
     const handle: EmulatedHandle = {
       driver: 'emulated',
       agentPid: child.pid!,
       agentStartTime: processStartTime(child.pid!) ?? '',  // '' never matches: a dead agent is never signalled
       socket,
     };
-    return this.connect(handle);
+    const sandbox = this.sandbox(handle, new AgentClient(stream));
+    stream.resume();
+    return sandbox;
   }
 
   async connect(handle: SandboxHandle): Promise<Sandbox> {
     const emulated = asEmulated(handle);
-    const client = await connectAgent(emulated.socket);
-    return new AgentSandbox(emulated, client, () => this.cleanup(emulated), hostCgroupMode());
+    return this.sandbox(emulated, await connectAgent(emulated.socket));
+  }
+
+  private sandbox(handle: EmulatedHandle, client: AgentClient): Sandbox {
+    return new AgentSandbox(handle, client, () => this.cleanup(handle), hostCgroupMode());
   }
 
   isAlive(handle: SandboxHandle): boolean {

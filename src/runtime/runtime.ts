@@ -482,7 +482,7 @@ export class Runtime {
   private async driver(name: string, id: string): Promise<Driver> {
     const { getDriver } = await import('../hypervisor/drivers.js');
     try {
-      return getDriver(name);
+      return await getDriver(name);
     } catch (error) {
       throw new RuntimeError(`container ${id}: ${describe(error)}`);
     }

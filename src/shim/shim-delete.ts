@@ -26,7 +26,7 @@ export async function deleteAfterShim(flags: ShimFlags, warn: (message: string) 
     try {
       // Only a shim that died leaves a record: the normal path does not load the drivers.
       const { getDriver } = await import('../hypervisor/drivers.js');
-      await getDriver(record.sandbox.driver).cleanup(record.sandbox);
+      await (await getDriver(record.sandbox.driver)).cleanup(record.sandbox);
     } catch (error) {
       warn(`cleaning up the sandbox of ${flags.id}: ${describe(error)}`);
     }

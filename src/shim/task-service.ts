@@ -160,7 +160,7 @@ export class TaskService {
 
   private async bootedSandbox(spec: Spec, config: RuntimeConfig): Promise<{ sandbox: Sandbox; driver: Driver; dir: string }> {
     this.sandbox ??= (async () => {
-      const driver = getDriver(chooseDriverName(spec.annotations?.[DRIVER_ANNOTATION], config.driver));
+      const driver = await getDriver(chooseDriverName(spec.annotations?.[DRIVER_ANNOTATION], config.driver));
       const dir = join(this.options.stateDir, 'sandbox');
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       const sandbox = await driver.boot({ id: basename(this.options.stateDir), dir, stdio: 'null', spec });
