@@ -141,6 +141,25 @@ test('modes, ownership, mtimes and xattrs are kept, setuid and sticky bits too',
   t.deepEqual(xattr('security.capability'), capability, 'the file capability survives the chown');
 });
 
+test('uid, gid and mtime from PAX records win over the ustar fields (ids over 2097151, fractional times)', async (t) => {
+  const box = unpackSandbox(t);
+  await unpackLayers(
+    [
+      await craftLayer([
+        { header: { name: 'big-ids', type: 'file', mode: 0o644, uid: 0, gid: 0, pax: { uid: '3000000', gid: '3000001', mtime: '1600000000.25' } }, content: 'x\n' },
+        { header: { name: 'd', type: 'directory', mode: 0o755, pax: { uid: '4000000', gid: '4000001', mtime: '1500000000' } } },
+      ]),
+    ],
+    box.rootfs,
+  );
+  const file = lstatSync(join(box.rootfs, 'big-ids'));
+  t.deepEqual([file.uid, file.gid], [3000000, 3000001]);
+  t.is(file.mtimeMs, 1600000000250);
+  const directory = lstatSync(join(box.rootfs, 'd'));
+  t.deepEqual([directory.uid, directory.gid], [4000000, 4000001]);
+  t.is(directory.mtimeMs, 1500000000000);
+});
+
 for (const compression of ['none', 'gzip', 'zstd'] as Compression[]) {
   test(`a ${compression === 'none' ? 'plain' : compression} layer unpacks`, async (t) => {
     const box = unpackSandbox(t);

@@ -80,6 +80,21 @@ async function makeNode(path: string, header: Header): Promise<void> {
   }
 }
 
+/**
+ * The entry's header with what its PAX records say of uid, gid and mtime: tar-stream applies a PAX header's path,
+ * linkpath and size only, and a uid or gid over 2097151 (the ustar field's limit, as Go's archive/tar writes it),
+ * or an mtime with a fraction of a second, is only there.
+ */
+export function withPaxOverrides(header: Header): Header {
+  const pax = header.pax as Record<string, string> | null | undefined;
+  if (!pax) return header;
+  const id = (value: string | undefined) => (value !== undefined && /^\d+$/.test(value) ? Number(value) : undefined);
+  const uid = id(pax.uid);
+  const gid = id(pax.gid);
+  const mtime = pax.mtime !== undefined && /^-?\d+(\.\d+)?$/.test(pax.mtime) ? new Date(Number(pax.mtime) * 1000) : undefined;
+  return { ...header, ...(uid !== undefined ? { uid } : {}), ...(gid !== undefined ? { gid } : {}), ...(mtime ? { mtime } : {}) };
+}
+
 // xattrs come as PAX records SCHILY.xattr.NAME. security.selinux is left to the host's labelling policy; a
 // filesystem that cannot hold xattrs (ENOTSUP) is tolerated as containerd does. tar-stream decodes PAX values as
 // UTF-8, so a value that was not valid UTF-8 cannot be rebuilt byte for byte: it is skipped with a warning.

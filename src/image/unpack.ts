@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { extract } from 'tar-stream';
 import { openTarStream } from './unpack-decompress.js';
-import { applyEntry, type LayerProgress } from './unpack-entries.js';
+import { applyEntry, withPaxOverrides, type LayerProgress } from './unpack-entries.js';
 import { EntryRefused, RootfsResolver } from './unpack-paths.js';
 import { applyWhiteout, isWhiteout } from './unpack-whiteouts.js';
 
@@ -60,7 +60,7 @@ async function applyLayer(layer: LayerSource, resolver: RootfsResolver, warn: (m
     for await (const entry of entries) {
       current = entry.header.name;
       if (isWhiteout(current)) applyWhiteout(resolver, current, progress);
-      else await applyEntry(resolver, entry.header, entry as AsyncIterable<Buffer>, progress);
+      else await applyEntry(resolver, withPaxOverrides(entry.header), entry as AsyncIterable<Buffer>, progress);
       entry.resume();
     }
     await stream.finished;
