@@ -1,8 +1,9 @@
 // Flags shared by the commands that use the image store (image, bundle, run --image) and what they build.
 import * as Flags from '@oclif/core/flags';
-import { DEFAULT_STORE, ImageStore, parseSize } from '../image/image-store.js';
+import { DEFAULT_STORE, ImageStore } from '../image/image-store.js';
 import { parsePlatform, type Platform } from '../image/platform.js';
 import { ImageError } from '../image/pull.js';
+import { parseSize } from './parse-size.js';
 
 export const storeFlags = {
   store: Flags.string({ description: `image store directory (default $RUNBOX_STORE or ${DEFAULT_STORE})` }),

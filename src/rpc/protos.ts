@@ -94,6 +94,11 @@ export function encodeAny(fullName: string, value: object): { typeUrl: string; v
 }
 
 /** The message inside an Any, by its type_url (bare, or with a `…/` prefix such as type.googleapis.com/). */
+/** The message name an Any's type URL ends with (`types.example.com/pkg.Message` → `pkg.Message`). */
+export function anyTypeName(any: { typeUrl: string }): string {
+  return any.typeUrl.slice(any.typeUrl.lastIndexOf('/') + 1);
+}
+
 export function decodeAny(any: { typeUrl: string; value: Uint8Array }): any {
-  return decodeMessage(any.typeUrl.slice(any.typeUrl.lastIndexOf('/') + 1), any.value);
+  return decodeMessage(anyTypeName(any), any.value);
 }

@@ -4,7 +4,7 @@
 // where annotations are defaults for every container's config.json (a container's own annotations win).
 import { readFileSync } from 'node:fs';
 import { DRIVER_NAMES } from '../hypervisor/drivers.js';
-import { decodeMessage } from '../rpc/protos.js';
+import { anyTypeName, decodeAny } from '../rpc/protos.js';
 
 export interface RuntimeConfig {
   driver?: string;
@@ -18,8 +18,8 @@ export class RuntimeConfigError extends Error {}
 
 /** The configuration the options point at; empty without options. Other option types are not runbox's: ignored. */
 export function runtimeConfig(options: { typeUrl: string; value: Uint8Array } | null | undefined): RuntimeConfig {
-  if (!options?.typeUrl || options.typeUrl.slice(options.typeUrl.lastIndexOf('/') + 1) !== OPTIONS_TYPE) return { annotations: {} };
-  const { configPath } = decodeMessage(OPTIONS_TYPE, options.value) as { configPath: string };
+  if (!options?.typeUrl || anyTypeName(options) !== OPTIONS_TYPE) return { annotations: {} };
+  const { configPath } = decodeAny(options) as { configPath: string };
   return configPath ? readRuntimeConfig(configPath) : { annotations: {} };
 }
 

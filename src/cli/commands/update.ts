@@ -5,15 +5,16 @@ import { readFileSync } from 'node:fs';
 import { validateResources, type LinuxResources } from '../../oci/linux-resources.js';
 import { RuntimeError } from '../../runtime/errors.js';
 import { context } from '../context.js';
-
-const UNITS: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
+import { parseSize } from '../parse-size.js';
 
 /** runc's sizes: bytes, or with a binary unit (64m, 1g); -1 is no limit. */
 function bytes(flag: string, text: string): number {
-  const match = /^(-1|\d+)\s*([kmgt]?)i?b?$/i.exec(text.trim());
-  if (!match) throw new Error(`--${flag}: invalid size "${text}" (want bytes or a number with k, m, g or t)`);
-  const value = Number(match[1]);
-  return value < 0 ? -1 : value * UNITS[match[2]!.toLowerCase()]!;
+  if (text.trim() === '-1') return -1;
+  try {
+    return parseSize(text);
+  } catch (error) {
+    throw new Error(`--${flag}: ${(error as Error).message}`);
+  }
 }
 
 function integer(flag: string, text: string): number {

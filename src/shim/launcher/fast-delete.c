@@ -12,9 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,16 +32,6 @@ static bool is_mount_point(const char *path) {
     return !(stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) || (stx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
 }
 
-static bool is_served(const char *path) {
-    struct sockaddr_un address = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof address.sun_path) return false;
-    strcpy(address.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    bool served = fd >= 0 && connect(fd, (struct sockaddr *)&address, sizeof address) == 0;
-    if (fd >= 0) close(fd);
-    return served;
-}
-
 /* Whether the shim named in BUNDLE/address is gone without a trace, or still serving; false if unsure. */
 static bool shim_gone_or_serving(const char *bundle, bool *serving) {
     char path[4096];
@@ -55,7 +43,7 @@ static bool shim_gone_or_serving(const char *bundle, bool *serving) {
     socket_path = strtok((char *)socket_path, "\n");
     struct stat st;
     bool gone = !socket_path || (lstat(socket_path, &st) != 0 && errno == ENOENT);
-    if (!gone && socket_path) *serving = is_served(socket_path);
+    if (!gone && socket_path) *serving = unix_socket_served(socket_path);
     free(address);
     return gone || *serving;
 }

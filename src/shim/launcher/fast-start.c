@@ -20,6 +20,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/close_range.h>
 
 #define SOCKET_DIRECTORY "/run/containerd/s"
 #define SHIM_STATE_ROOT "/run/runbox-shim"
@@ -49,17 +50,6 @@ static const char *container_group(const char *bundle, const char *id, char *gro
     free(json);
     if (result == GROUP_UNSURE) return NULL;
     return result == GROUP_FOUND ? group : id;
-}
-
-static int connect_unix(const char *path) {
-    struct sockaddr_un address = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof address.sun_path) return -1;
-    strcpy(address.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    if (connect(fd, (struct sockaddr *)&address, sizeof address) == 0) return fd;
-    close(fd);
-    return -1;
 }
 
 static bool make_directories(const char *path, mode_t mode) {
@@ -124,9 +114,8 @@ static pid_t spawn_shim(const struct launch *launch, const char *bundle, int lis
         if (fds[0] < 0 || fds[1] < 0 || fds[2] < 0 || setsid() < 0 || chdir(bundle) != 0 ||
             dup2(fds[2], 0) < 0 || dup2(fds[2], 1) < 0 || dup2(fds[1], 2) < 0 || dup2(fds[0], INHERITED_FD) < 0)
             goto failed;
-        /* Nothing else the launcher was given may outlive it in the shim (the exec report pipe closes on exec). */
-        for (int fd = INHERITED_FD + 1; fd < 1024; fd++)
-            if (fd != report[1]) close(fd);
+        /* Nothing else the launcher was given outlives the exec into the shim (the report pipe: until then). */
+        close_range(INHERITED_FD + 1, ~0U, CLOSE_RANGE_CLOEXEC);
         execvp("node", (char *const *)argv);
     failed:;
         int error = errno;
@@ -209,10 +198,8 @@ void fast_start(const struct launch *launch) {
     snprintf(socket_path, sizeof socket_path, SOCKET_DIRECTORY "/%s", digest);
     snprintf(address, sizeof address, "unix://%s", socket_path);
 
-    int served = connect_unix(socket_path);
-    if (served >= 0) {
+    if (unix_socket_served(socket_path)) {
         /* Another container of the same group: its shim serves this one too. */
-        close(served);
         if (!write_shim_files(bundle, address, serving_shim_pid(socket_path))) return;
     } else {
         int listener = bind_socket(socket_path);

@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 _Noreturn void exec_node_shim(const struct launch *launch) {
@@ -90,6 +92,16 @@ char *read_small_file(const char *path, size_t limit, size_t *length) {
     }
     close(fd);
     return text;
+}
+
+bool unix_socket_served(const char *path) {
+    struct sockaddr_un address = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof address.sun_path) return false;
+    strcpy(address.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool served = fd >= 0 && connect(fd, (struct sockaddr *)&address, sizeof address) == 0;
+    if (fd >= 0) close(fd);
+    return served;
 }
 
 bool join_path(char *buf, size_t capacity, const char *directory, const char *name) {

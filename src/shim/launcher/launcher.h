@@ -33,6 +33,8 @@ void fast_delete(const struct launch *launch);
 char *read_small_file(const char *path, size_t limit, size_t *length);
 /* Writes text to path through a temporary file renamed into place; false on failure (errno set). */
 bool write_file_atomic(const char *path, const char *text, unsigned mode);
+/* Whether something accepts connections on the unix socket at path. */
+bool unix_socket_served(const char *path);
 /* snprintf into buf, false when the result would not fit. */
 bool join_path(char *buf, size_t capacity, const char *directory, const char *name);
 
