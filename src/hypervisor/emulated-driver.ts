@@ -69,6 +69,8 @@ function awaitReady(child: ChildProcess, logFile: string): Promise<Duplex> {
 
 export class EmulatedDriver implements Driver {
   readonly name = 'emulated';
+  /** Read once per driver: create asks for it twice (capabilities, then the sandbox). */
+  private readonly cgroupMode = hostCgroupMode();
   readonly capabilities: DriverCapabilities = {
     isolation: 'namespaces',
     description: 'Linux namespaces on the host kernel (pid, mount, uts, ipc, and net/user/cgroup on request): not a VM boundary',
@@ -76,7 +78,7 @@ export class EmulatedDriver implements Driver {
     exec: true,
     terminal: true,
     ownKernel: false,
-    cgroups: hostCgroupMode() !== undefined,
+    cgroups: this.cgroupMode !== undefined,
   };
 
   async boot(config: SandboxConfig): Promise<Sandbox> {
@@ -117,7 +119,7 @@ export class EmulatedDriver implements Driver {
   }
 
   private sandbox(handle: EmulatedHandle, client: AgentClient): Sandbox {
-    return new AgentSandbox(handle, client, () => this.cleanup(handle), hostCgroupMode());
+    return new AgentSandbox(handle, client, () => this.cleanup(handle), this.cgroupMode);
   }
 
   isAlive(handle: SandboxHandle): boolean {
