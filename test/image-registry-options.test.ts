@@ -1,5 +1,6 @@
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { errorMessage, RUNBOX, TestEnv } from './helpers/runbox.js';
 import { FIXTURE_OCI, push, startFaultProxy, startRegistry } from './helpers/registry.js';
@@ -21,6 +22,37 @@ test('a mirror is tried first; a mirror without the image falls back to the regi
   const fallback = await env.run(['image', 'pull', '-q', '--store', join(env.dir, 's2'), '--registry-mirror', `${origin.host}=http://${emptyProxy.host}`, `${origin.host}/busybox`]);
   t.is(fallback.code, 0, fallback.stderr);
   t.true(emptyProxy.requests.some((r) => r.status === 404), 'the mirror was asked first');
+});
+
+test('a mirror gets only the credentials filed under its own host, never those of the registry it stands in for', async (t) => {
+  const env = new TestEnv(t);
+  const open = await startRegistry(t);
+  push(open, FIXTURE_OCI, 'latest', 'private/busybox:latest');
+  const origin = await startRegistry(t, { storage: open.storage, auth: { htpasswd: { username: 'alice', password: 'origin-pass' } } });
+  const mirror = await startRegistry(t, { storage: open.storage, auth: { htpasswd: { username: 'mirror-user', password: 'mirror-pass' } } });
+  const mirrorProxy = await startFaultProxy(t, mirror.host);
+  const ref = `${origin.host}/private/busybox:latest`;
+  const withAuths = (name: string, auths: Record<string, string>): NodeJS.ProcessEnv => {
+    const dir = join(env.dir, name);
+    mkdirSync(dir);
+    const entries = Object.fromEntries(Object.entries(auths).map(([host, userPass]) => [host, { auth: Buffer.from(userPass).toString('base64') }]));
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ auths: entries }));
+    return { ...process.env, DOCKER_CONFIG: dir };
+  };
+  const pull = (store: string, auths: NodeJS.ProcessEnv) =>
+    env.run(['image', 'pull', '-q', '--store', join(env.dir, store), '--registry-mirror', `${origin.host}=http://${mirrorProxy.host}`, ref], { env: auths });
+
+  // Credentials for the registry only: the mirror challenges, gets no Authorization, and the registry serves it.
+  const originOnly = await pull('s1', withAuths('origin-only', { [origin.host]: 'alice:origin-pass' }));
+  t.is(originOnly.code, 0, originOnly.stderr);
+  t.true(mirrorProxy.requests.length > 0, 'the mirror was asked first');
+  t.false(mirrorProxy.requests.some((r) => r.authorization), 'the registry\'s credentials went to the mirror');
+
+  // Credentials filed under the mirror's host: the mirror serves the image with them.
+  mirrorProxy.requests.length = 0;
+  const both = await pull('s2', withAuths('both', { [origin.host]: 'alice:origin-pass', [mirrorProxy.host]: 'mirror-user:mirror-pass' }));
+  t.is(both.code, 0, both.stderr);
+  t.true(mirrorProxy.requests.some((r) => r.authorization && r.path === '/v2/private/busybox/manifests/latest' && r.status === 200));
 });
 
 test('plain HTTP to a registry that is not on loopback needs --insecure-registry', async (t) => {

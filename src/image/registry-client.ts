@@ -17,6 +17,7 @@ export interface RegistryClientOptions {
   insecureRegistries?: string[];
   /** Per registry, base URLs of mirrors tried before it (e.g. {"docker.io": ["https://mirror.example"]}). */
   mirrors?: Record<string, string[]>;
+  /** Credentials by registry name, or a mirror's host[:port] (default: the Docker config file's `auths`). */
   credentials?: (registry: string) => Credentials | undefined;
   /** Longest wait for response headers, and for the next body chunk. */
   timeoutMs?: number;
@@ -114,7 +115,7 @@ export class RegistryClient {
 
   private async requestOnce(endpoint: Endpoint, path: string, scope: string, init: { method?: string; headers?: Record<string, string> }): Promise<Response> {
     const url = new URL(`v2/${path}`, endpoint.base);
-    let response = await this.send(url, init, await this.authorization(url.host, scope, endpoint.registry));
+    let response = await this.send(url, init, await this.authorization(url.host, scope, endpoint));
     if (response.status === 401) {
       const header = response.headers.get('www-authenticate');
       response.discard();
@@ -122,10 +123,10 @@ export class RegistryClient {
       if (!challenge) throw new RegistryError('unauthorized', `${url.host} refused access (401) without an auth challenge`);
       this.challenges.set(url.host, challenge);
       this.tokens.delete(this.tokenKey(url.host, scope));
-      response = await this.send(url, init, await this.authorization(url.host, scope, endpoint.registry));
+      response = await this.send(url, init, await this.authorization(url.host, scope, endpoint));
       if (response.status === 401 || response.status === 403) {
         response.discard();
-        throw new RegistryError('unauthorized', `unauthorized: ${url.host} refused the credentials${this.options.credentials?.(endpoint.registry) ? '' : ' (none configured)'}`);
+        throw new RegistryError('unauthorized', `unauthorized: ${url.host} refused the credentials${this.credentialsFor(endpoint) ? '' : ' (none configured)'}`);
       }
     }
     if (response.status >= 500 || response.status === 429 || response.status === 408) {
@@ -180,10 +181,16 @@ export class RegistryClient {
     return `${host} ${scope}`;
   }
 
-  private async authorization(host: string, scope: string, registry: string): Promise<string | undefined> {
+  /** A mirror is another party: it gets the credentials filed under its own host, never the registry's. */
+  private credentialsFor(endpoint: Endpoint): Credentials | undefined {
+    const name = endpoint.mirror ? endpoint.base.host : endpoint.registry;
+    return this.options.credentials ? this.options.credentials(name) : dockerConfigCredentials(name);
+  }
+
+  private async authorization(host: string, scope: string, endpoint: Endpoint): Promise<string | undefined> {
     const challenge = this.challenges.get(host);
     if (!challenge) return undefined;
-    const credentials = this.options.credentials?.(registry) ?? (this.options.credentials ? undefined : dockerConfigCredentials(registry));
+    const credentials = this.credentialsFor(endpoint);
     if (challenge.scheme === 'basic') {
       return credentials ? `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}` : undefined;
     }
