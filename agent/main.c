@@ -144,6 +144,39 @@ static void setup_vm(void)
 	logging = true;
 }
 
+#define USAGE "usage: runbox-agent --socket PATH [--log PATH] [--stdio-null] [--caller-reaps], or --preforked"
+#define MAX_PREFORKED_ARGS 16
+
+/*
+ * Forked by bin/runbox's launcher before the CLI knew what it would need (src/cli/launcher/): the arguments come
+ * over fd 3 once the driver sends them, NUL-separated and ended by an empty one. Until then we die with the CLI
+ * (PR_SET_PDEATHSIG); EOF first means it had no use for us: leave without a word.
+ */
+static int read_preforked_args(int fd, char **args)
+{
+	static char buffer[8192];
+	size_t used = 0;
+	while (used == 0 || buffer[used - 1] != '\0' || (used > 1 && buffer[used - 2] != '\0')) {
+		if (used == sizeof buffer)
+			startup_failed(fd, "the preforked arguments are too long");
+		ssize_t n = read(fd, buffer + used, sizeof buffer - used);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			exit(0);
+		used += (size_t)n;
+	}
+	/* Ours now: outlive the CLI (the launcher had us die with it until then). */
+	prctl(PR_SET_PDEATHSIG, 0);
+	int count = 0;
+	for (char *arg = buffer; *arg; arg += strlen(arg) + 1) {
+		if (count == MAX_PREFORKED_ARGS)
+			startup_failed(fd, "too many preforked arguments");
+		args[count++] = arg;
+	}
+	return count;
+}
+
 /* As a host process: returns the socket to listen on. */
 static const char *setup_host(int argc, char **argv, int *ready_fd)
 {
@@ -151,23 +184,45 @@ static const char *setup_host(int argc, char **argv, int *ready_fd)
 	*ready_fd = fcntl(3, F_GETFD) >= 0 ? fcntl(3, F_DUPFD_CLOEXEC, 10) : -1;
 	if (*ready_fd >= 0)
 		close(3);
-	stdio_save_inherited();
+
+	char *preforked[MAX_PREFORKED_ARGS + 1];
+	if (argc == 2 && !strcmp(argv[1], "--preforked")) {
+		if (*ready_fd < 0)
+			startup_failed(-1, "--preforked needs the socketpair on fd 3");
+		argc = 1 + read_preforked_args(*ready_fd, preforked + 1);
+		preforked[0] = argv[0];
+		argv = preforked;
+	}
 
 	const char *socket_path = NULL, *log_path = NULL;
+	bool stdio_null = false;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--socket") && i + 1 < argc) {
 			socket_path = argv[++i];
 		} else if (!strcmp(argv[i], "--log") && i + 1 < argc) {
 			log_path = argv[++i];
+		} else if (!strcmp(argv[i], "--stdio-null")) {
+			stdio_null = true;
+		} else if (!strcmp(argv[i], "--caller-reaps")) {
+			setenv("RUNBOX_CALLER_REAPS", "1", 1); /* caller_reaps.c */
 		} else if (!strcmp(argv[i], "--help")) {
-			puts("usage: runbox-agent --socket PATH [--log PATH] (or as a microVM's init, pid 1)");
+			puts(USAGE " (or as a microVM's init, pid 1)");
 			exit(0);
 		} else {
-			startup_failed(*ready_fd, "invalid arguments (usage: runbox-agent --socket PATH [--log PATH])");
+			startup_failed(*ready_fd, "invalid arguments (" USAGE ")");
 		}
 	}
+	/* The containers' stdio when it is to be inherited: the caller's, unless it asked for none. */
+	if (stdio_null) {
+		int null = open("/dev/null", O_RDWR);
+		for (int i = 0; null >= 0 && i < 3; i++)
+			dup2(null, i);
+		if (null > 2)
+			close(null);
+	}
+	stdio_save_inherited();
 	if (!socket_path)
-		startup_failed(*ready_fd, "--socket PATH is required (usage: runbox-agent --socket PATH [--log PATH])");
+		startup_failed(*ready_fd, "--socket PATH is required (" USAGE ")");
 
 	/* Our own 0-2: /dev/null in, the log out (or /dev/null). */
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);

@@ -1,7 +1,8 @@
 import test from 'ava';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TestEnv, errorMessage, mountsUnder, processesMentioning } from './helpers/runbox.js';
+import { setTimeout } from 'node:timers/promises';
+import { TestEnv, errorMessage, mountsUnder, processesMentioning, processesWithEnvironment } from './helpers/runbox.js';
 
 /** Every failure: exit 1, nothing on stdout, one runc-style line naming what is wrong. */
 function assertFailure(t: import('ava').ExecutionContext, result: { code: number | null; stdout: string; stderr: string }, pattern: RegExp) {
@@ -11,10 +12,18 @@ function assertFailure(t: import('ava').ExecutionContext, result: { code: number
   t.regex(errorMessage(result.stderr), pattern);
 }
 
-/** A failed create leaves nothing: no state, no process, no mount. */
-function assertNothingLeft(t: import('ava').ExecutionContext, env: TestEnv, id: string, bundle?: string) {
+/** create, with a marker in its environment that every process it starts inherits but the container's. */
+function markedCreate(env: TestEnv, bundle: string, id: string) {
+  return env.run(['create', '--bundle', bundle, id], { env: { ...process.env, RUNBOX_TEST_MARK: id } });
+}
+
+/** A failed (marked) create leaves nothing: no state, no process, no mount. */
+async function assertNothingLeft(t: import('ava').ExecutionContext, env: TestEnv, id: string, bundle?: string) {
   t.false(existsSync(join(env.root, id)), 'no state directory');
   t.deepEqual(processesMentioning(join(env.root, id)), [], 'no agent process');
+  // An agent the launcher forked for it dies with the CLI (a SIGKILL already sent when create exits).
+  for (let i = 0; i < 20 && processesWithEnvironment(`RUNBOX_TEST_MARK=${id}`).length; i++) await setTimeout(50);
+  t.deepEqual(processesWithEnvironment(`RUNBOX_TEST_MARK=${id}`), [], 'no process started by create');
   if (bundle) t.deepEqual(mountsUnder(bundle), [], 'no mount under the bundle');
 }
 
@@ -53,10 +62,10 @@ test('bad bundles fail create with runc\'s messages and leave nothing', async (t
     const bundle = env.bundle();
     breakIt(bundle);
     const id = env.id();
-    const result = await env.run(['create', '--bundle', bundle, id]);
+    const result = await markedCreate(env, bundle, id);
     assertFailure(t, result, pattern);
     t.true(result.stderr.includes(id) || /config.json|rootfs|args|process|cwd|capability|driver|hooks|ociVersion/.test(result.stderr), name);
-    assertNothingLeft(t, env, id, bundle);
+    await assertNothingLeft(t, env, id, bundle);
   }
 });
 
@@ -66,16 +75,16 @@ test('a missing binary fails create, not start, and leaves no process or mount',
     spec.process!.args = ['/bin/nope'];
   });
   const id = env.id();
-  const result = await env.run(['create', '--bundle', bundle, id]);
+  const result = await markedCreate(env, bundle, id);
   assertFailure(t, result, new RegExp(`container ${id}: exec: "/bin/nope": stat /bin/nope: no such file or directory`));
-  assertNothingLeft(t, env, id, bundle);
+  await assertNothingLeft(t, env, id, bundle);
 
   const inPath = env.bundle((spec) => {
     spec.process!.args = ['nope'];
   });
   const id2 = env.id();
-  assertFailure(t, await env.run(['create', '--bundle', inPath, id2]), /exec: "nope": executable file not found in \$PATH/);
-  assertNothingLeft(t, env, id2, inPath);
+  assertFailure(t, await markedCreate(env, inPath, id2), /exec: "nope": executable file not found in \$PATH/);
+  await assertNothingLeft(t, env, id2, inPath);
 });
 
 test('a duplicate id is refused and the first container is untouched', async (t) => {
@@ -94,8 +103,8 @@ test('a terminal without a console socket cannot be created detached', async (t)
     spec.process!.terminal = true;
   });
   const id = env.id();
-  assertFailure(t, await env.run(['create', '--bundle', bundle, id]), /cannot allocate tty if runbox will detach without setting console socket/);
-  assertNothingLeft(t, env, id, bundle);
+  assertFailure(t, await markedCreate(env, bundle, id), /cannot allocate tty if runbox will detach without setting console socket/);
+  await assertNothingLeft(t, env, id, bundle);
 });
 
 test('errors go to the --log file as JSON lines, as containerd\'s runc shim reads them', async (t) => {
@@ -114,8 +123,9 @@ test('an unknown driver is refused clearly, and nothing is left', async (t) => {
   const env = new TestEnv(t);
   const bundle = env.bundle();
   const id = env.id();
-  assertFailure(t, await env.run(['--driver', 'hyperv', 'create', '--bundle', bundle, id]), /unknown driver "hyperv" \(expected one of emulated, qemu, auto\)/);
-  assertNothingLeft(t, env, id, bundle);
+  assertFailure(t, await env.run(['--driver', 'hyperv', 'create', '--bundle', bundle, id], { env: { ...process.env, RUNBOX_TEST_MARK: id } }),
+    /unknown driver "hyperv" \(expected one of emulated, qemu, auto\)/);
+  await assertNothingLeft(t, env, id, bundle);
   const viaEnv = await env.run(['create', '--bundle', bundle, id], { env: { ...process.env, RUNBOX_DRIVER: 'bogus' } });
   assertFailure(t, viaEnv, /unknown driver "bogus"/);
   const annotated = env.bundle((spec) => {

@@ -1,6 +1,5 @@
 // The emulated driver: the agent runs as a host process and isolates containers with Linux namespaces. It is
 // not a VM boundary — the container shares the host kernel — and says so in its capabilities.
-import type { ChildProcess } from 'node:child_process';
 import type { Duplex } from 'node:stream';
 import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -11,6 +10,7 @@ import { AgentSandbox } from './agent-sandbox.js';
 import { hostCgroupMode } from './cgroup-records.js';
 import { SandboxError, type Driver, type DriverCapabilities, type Sandbox, type SandboxConfig, type SandboxHandle } from './driver.js';
 import { isProcessAlive, processStartTime } from './host-process.js';
+import { takePreforkedAgent } from './preforked-agent.js';
 
 export const AGENT_BINARY = process.env.RUNBOX_AGENT
   ?? fileURLToPath(new URL('../../../agent/build/runbox-agent', import.meta.url));
@@ -40,15 +40,37 @@ function connectAgent(socket: string): Promise<AgentClient> {
   });
 }
 
+/** An agent process just started, and its fd 3 (a socketpair). */
+interface StartingAgent {
+  pid: number | undefined;
+  stream: Duplex;
+  /** Rejects when the agent could not be run at all. */
+  failed: Promise<never>;
+  /** Lets this process exit without it. */
+  detach(): void;
+}
+
+async function spawnAgent(args: string[], stdio: 'inherit' | 'ignore'): Promise<StartingAgent> {
+  // Loaded here, not at start-up: only create boots a sandbox, and mostly with the preforked agent.
+  const { spawn } = await import('node:child_process');
+  const child = spawn(AGENT_BINARY, args, { detached: true, stdio: [stdio, stdio, stdio, 'pipe'] });
+  return {
+    pid: child.pid,
+    stream: child.stdio[3] as Duplex,
+    failed: new Promise((_, reject) => child.once('error', (error) => reject(new SandboxError(`cannot run the sandbox agent ${AGENT_BINARY}: ${error.message}`)))),
+    detach: () => child.unref(),
+  };
+}
+
 /**
  * Waits for the agent's `ready` line on fd 3 (a socketpair), after which the same stream carries the agent
  * protocol: the caller that booted the sandbox talks to it without connecting. Anything else before EOF is the
  * agent's start-up error.
  */
-function awaitReady(child: ChildProcess, logFile: string): Promise<Duplex> {
+function awaitReady(agent: StartingAgent, logFile: string): Promise<Duplex> {
   const READY = 'ready\n';
+  const { stream } = agent;
   return new Promise((resolve, reject) => {
-    const stream = child.stdio[3] as Duplex;
     let text = '';
     const onData = (chunk: Buffer) => {
       text += chunk.toString('latin1');
@@ -63,7 +85,7 @@ function awaitReady(child: ChildProcess, logFile: string): Promise<Duplex> {
     const onEnd = () => reject(new SandboxError(`the sandbox agent did not start: ${text.trim() || `see ${logFile}`}`));
     stream.on('data', onData);
     stream.once('end', onEnd);
-    child.once('error', (error) => reject(new SandboxError(`cannot run the sandbox agent ${AGENT_BINARY}: ${error.message}`)));
+    agent.failed.catch(reject);
   });
 }
 
@@ -86,26 +108,28 @@ export class EmulatedDriver implements Driver {
     const socket = join(config.dir, 'agent.sock');
     const logFile = join(config.dir, 'agent.log');
     const stdio = config.stdio === 'inherit' ? 'inherit' : 'ignore';
-    // Loaded here, not at start-up: only create boots a sandbox.
-    const { spawn } = await import('node:child_process');
-    const child = spawn(AGENT_BINARY, ['--socket', socket, '--log', logFile], {
-      detached: true,
-      stdio: [stdio, stdio, stdio, 'pipe'],
-      // agent/caller_reaps.h
-      ...(config.callerReaps ? { env: { ...process.env, RUNBOX_CALLER_REAPS: '1' } } : {}),
-    });
+    // agent/main.c: --stdio-null for containers whose stdio is not the caller's, --caller-reaps as in caller_reaps.h
+    const args = ['--socket', socket, '--log', logFile, ...(stdio === 'ignore' ? ['--stdio-null'] : []), ...(config.callerReaps ? ['--caller-reaps'] : [])];
+    const preforked = takePreforkedAgent(args);
+    const agent: StartingAgent = preforked
+      ? { ...preforked, failed: new Promise(() => {}), detach: () => {} }
+      : await spawnAgent(args, stdio);
     let stream: Duplex;
     try {
-      stream = await awaitReady(child, logFile);
+      stream = await awaitReady(agent, logFile);
     } catch (error) {
-      if (child.pid) child.kill('SIGKILL');
+      try {
+        if (agent.pid) process.kill(agent.pid, 'SIGKILL');
+      } catch {
+        // It is gone already.
+      }
       throw error;
     }
-    child.unref();
+    agent.detach();
     const handle: EmulatedHandle = {
       driver: 'emulated',
-      agentPid: child.pid!,
-      agentStartTime: processStartTime(child.pid!) ?? '',  // '' never matches: a dead agent is never signalled
+      agentPid: agent.pid!,
+      agentStartTime: processStartTime(agent.pid!) ?? '',  // '' never matches: a dead agent is never signalled
       socket,
     };
     const sandbox = this.sandbox(handle, new AgentClient(stream));

@@ -1,11 +1,7 @@
 import { readFileSync } from 'node:fs';
 
-/**
- * The start time (clock ticks since boot, field 22 of /proc/PID/stat) of a live host process, or undefined when
- * there is no such process or it is a zombie. Together with the pid it names one process for good: a recycled
- * pid has another start time.
- */
-export function processStartTime(pid: number): string | undefined {
+/** The fields of /proc/PID/stat from the state (field 3) on, or undefined when there is no such process. */
+function statFields(pid: number): string[] | undefined {
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
   let stat: string;
   try {
@@ -14,9 +10,24 @@ export function processStartTime(pid: number): string | undefined {
     return undefined;
   }
   // The command name (field 2) may hold spaces and parentheses: fields after it start after the last ')'.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/**
+ * The start time (clock ticks since boot, field 22 of /proc/PID/stat) of a live host process, or undefined when
+ * there is no such process or it is a zombie. Together with the pid it names one process for good: a recycled
+ * pid has another start time.
+ */
+export function processStartTime(pid: number): string | undefined {
+  const fields = statFields(pid);
+  if (!fields || fields[0] === 'Z' || fields[0] === 'X') return undefined;
   return fields[19];
+}
+
+/** The parent's pid (field 4 of /proc/PID/stat), or undefined when there is no such process. */
+export function parentPid(pid: number): number | undefined {
+  const fields = statFields(pid);
+  return fields ? Number(fields[1]) : undefined;
 }
 
 /** A process's resident set size in KiB (VmRSS of /proc/PID/status), or undefined once it is gone. */

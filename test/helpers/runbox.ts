@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, cpSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, cpSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -141,6 +141,20 @@ export function processesMentioning(needle: string): number[] {
     .split('\n')
     .filter((line) => line.includes(needle) && !line.includes('ps -eo'))
     .map((line) => Number(line.trim().split(/\s+/)[0]));
+}
+
+/** Live processes whose environment holds `entry` (NAME=VALUE): what a CLI run with a marker left running. */
+export function processesWithEnvironment(entry: string): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${name}/environ`, 'latin1').split('\0').includes(entry)) pids.push(Number(name));
+    } catch {
+      // Gone meanwhile, or a kernel thread.
+    }
+  }
+  return pids;
 }
 
 export function mountsUnder(path: string): string[] {

@@ -1,0 +1,27 @@
+#!/usr/bin/env node
+// The runbox CLI in Node (bin/runbox runs it, through dist/runbox-launcher when that is built). Runs the bundled
+// CLI with V8's code cache beside each bundle (load-bundle.cjs), or the module tree when there is no bundle: first
+// dist/runbox-lifecycle.cjs (plain lifecycle calls, no oclif), and only when it declines the argv, dist/runbox.cjs
+// (the whole CLI on oclif). This file is CommonJS (bin/package.json): the ESM loader's own
+// start-up is a cost every operation would pay.
+'use strict';
+const { existsSync } = require('node:fs');
+const { join } = require('node:path');
+const { loadBundle } = require('./load-bundle.cjs');
+
+const dist = join(__dirname, '..', 'dist');
+
+if (!existsSync(join(dist, 'runbox-lifecycle.cjs'))) {
+  import('../dist/src/cli/entry.js');
+} else {
+  const argv = process.argv.slice(2);
+  loadBundle(join(dist, 'runbox-lifecycle.cjs')).lifecycleMain(argv).then((code) => {
+    // A lifecycle call is over once it has answered: exiting at once spares it the idle-time garbage collection
+    // and the event loop's teardown (about 5 ms). Its output is already out: on Linux, stdout and stderr writes
+    // to files, pipes and terminals are synchronous.
+    if (code !== undefined) process.exit(code);
+    return loadBundle(join(dist, 'runbox.cjs')).main(argv).then((status) => {
+      process.exitCode = status;
+    });
+  });
+}

@@ -1,0 +1,113 @@
+/*
+ * runbox-launcher: what bin/runbox execs before Node, so that `runbox create` finds its sandbox agent already
+ * started. Node takes about 100 ms to reach the CLI's code; forking the agent from there costs another ~9 ms
+ * (fork of a large process) and its start-up ~5 ms more, all on create's critical path. Forked here, from a
+ * small static process, the agent starts while Node does, and waits on a socketpair for its arguments: the
+ * emulated driver sends them (NUL-separated, ended by an empty one) or, when it has no use for the agent,
+ * exits, and the agent with it.
+ *
+ *   runbox-launcher ENTRY AGENT [ARG...]   runs `node ENTRY ARG...`, with the agent forked first for `create`
+ *
+ * The agent's end is its fd 3; Node's end and the agent's pid are in RUNBOX_PREFORKED_AGENT ("FD PID").
+ * Anything that goes wrong here falls back to running Node without the agent: the driver then spawns it itself.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* runc's global flags that take a value, and those that do not (global-options.ts has the same lists). */
+static const char *const VALUE_FLAGS[] = { "root", "log", "log-format", "driver", "criu", "rootless", NULL };
+static const char *const BOOLEAN_FLAGS[] = { "debug", "systemd-cgroup", NULL };
+
+static bool listed(const char *const *list, const char *name, size_t length)
+{
+	for (; *list; list++)
+		if (strlen(*list) == length && !strncmp(*list, name, length))
+			return true;
+	return false;
+}
+
+/* Whether argv (runbox's, after the program name) is a create: its first word after the global flags. */
+static bool is_create(int argc, char **argv)
+{
+	for (int i = 0; i < argc; i++) {
+		const char *arg = argv[i];
+		if (strncmp(arg, "--", 2) || !arg[2])
+			return !strcmp(arg, "create");
+		const char *name = arg + 2, *eq = strchr(name, '=');
+		size_t length = eq ? (size_t)(eq - name) : strlen(name);
+		if (listed(BOOLEAN_FLAGS, name, length))
+			continue;
+		if (!listed(VALUE_FLAGS, name, length))
+			return false;
+		if (!eq)
+			i++;
+	}
+	return false;
+}
+
+/* Forks AGENT on one end of a socketpair (its fd 3); returns the other end, or -1 (nothing left behind then). */
+static int fork_agent(const char *agent, pid_t *pid)
+{
+	int pair[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+		return -1;
+	pid_t parent = getpid();
+	*pid = fork();
+	if (*pid < 0) {
+		close(pair[0]);
+		close(pair[1]);
+		return -1;
+	}
+	if (*pid == 0) {
+		/* Until the driver takes it, the agent dies with the CLI: a create that fails, or that another driver
+		 * serves, leaves nothing behind, even under kill -9. The agent lifts this once it has its arguments. */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+			_exit(127);
+		/* dup2 leaves fd 3 without close-on-exec; every other fd of ours has it. */
+		if (dup2(pair[1], 3) < 0)
+			_exit(127);
+		execl(agent, agent, "--preforked", (char *)NULL);
+		_exit(127);
+	}
+	close(pair[1]);
+	/* Node's end must survive exec. */
+	if (fcntl(pair[0], F_SETFD, 0) < 0) {
+		close(pair[0]);
+		return -1;
+	}
+	return pair[0];
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 3) {
+		fprintf(stderr, "usage: runbox-launcher ENTRY AGENT [ARG...]\n");
+		return 2;
+	}
+	const char *entry = argv[1], *agent = getenv("RUNBOX_AGENT");
+	if (!agent || !*agent)
+		agent = argv[2];
+	unsetenv("RUNBOX_PREFORKED_AGENT");
+	if (is_create(argc - 3, argv + 3) && access(agent, X_OK) == 0) {
+		pid_t pid;
+		int fd = fork_agent(agent, &pid);
+		char value[32];
+		if (fd >= 0) {
+			snprintf(value, sizeof value, "%d %d", fd, (int)pid);
+			setenv("RUNBOX_PREFORKED_AGENT", value, 1);
+		}
+	}
+	/* node ENTRY ARG...: argv's own slots, shifted by one. */
+	argv[1] = "node";
+	argv[2] = (char *)entry;
+	execvp("node", argv + 1);
+	perror("runbox: cannot run node");
+	return 127;
+}

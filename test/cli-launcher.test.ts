@@ -1,0 +1,53 @@
+// bin/runbox runs Node through dist/runbox-launcher, which forks the sandbox agent for `create` before Node
+// starts (src/cli/launcher/); without the launcher, Node spawns the agent itself. Both must give the same
+// container.
+import test from 'ava';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PROJECT, RUNBOX, TestEnv, runCommand } from './helpers/runbox.js';
+
+const NODE_CLI = join(PROJECT, 'bin', 'runbox.cjs');
+
+function agentArgs(env: TestEnv, id: string): string[] {
+  const state = JSON.parse(readFileSync(join(env.root, id, 'state.json'), 'utf8')) as { sandbox: { agentPid: number } };
+  return readFileSync(`/proc/${state.sandbox.agentPid}/cmdline`, 'utf8').split('\0').filter(Boolean).slice(1);
+}
+
+/** create → start → stopped, with the container's stdout in a file; gives the agent's arguments and the output. */
+async function lifecycle(t: import('ava').ExecutionContext, env: TestEnv, argv: (id: string, bundle: string) => [string, string[]]) {
+  const bundle = env.bundle((spec) => {
+    spec.process!.args = ['sh', '-c', 'echo "hello from $(hostname)"'];
+    spec.hostname = 'launched';
+  });
+  const id = env.id();
+  const out = join(env.dir, `${id}.out`);
+  const [command, args] = argv(id, bundle);
+  const created = await runCommand('sh', ['-c', '"$@" >"$0"', out, command, ...args]);
+  t.is(created.code, 0, created.stderr);
+  const agent = agentArgs(env, id);
+  t.is((await env.run(['start', id])).code, 0);
+  await env.waitForStatus(id, 'stopped');
+  t.is(readFileSync(out, 'utf8'), 'hello from launched\n');
+  t.is((await env.run(['delete', id])).code, 0);
+  return agent;
+}
+
+test('create through bin/runbox gets the agent the launcher forked; Node alone spawns it; the container is the same', async (t) => {
+  const env = new TestEnv(t);
+  t.deepEqual(await lifecycle(t, env, (id, bundle) => [RUNBOX, ['--root', env.root, 'create', '--bundle', bundle, id]]), ['--preforked']);
+  const spawned = await lifecycle(t, env, (id, bundle) => ['node', [NODE_CLI, '--root', env.root, 'create', '--bundle', bundle, id]]);
+  t.deepEqual(spawned.slice(0, 1), ['--socket']);
+});
+
+test('the launcher finds create behind every form of runc\'s global flags', async (t) => {
+  const env = new TestEnv(t);
+  const log = join(env.dir, 'log.json');
+  const forms: Array<(id: string, bundle: string) => string[]> = [
+    (id, bundle) => [`--root=${env.root}`, 'create', '--bundle', bundle, id],
+    (id, bundle) => ['--debug', '--root', env.root, 'create', '-b', bundle, id],
+    (id, bundle) => ['--log', log, '--log-format', 'json', '--root', env.root, '--systemd-cgroup', 'create', `--bundle=${bundle}`, id],
+  ];
+  for (const form of forms) {
+    t.deepEqual(await lifecycle(t, env, (id, bundle) => [RUNBOX, form(id, bundle)]), ['--preforked'], form('ID', 'B').join(' '));
+  }
+});
