@@ -1,4 +1,4 @@
-// bin/runbox runs Node through dist/runbox-launcher, which forks the sandbox agent for `create` before Node
+// For `create`, bin/runbox runs Node through dist/runbox-launcher, which forks the sandbox agent before Node
 // starts (src/cli/launcher/); without the launcher, Node spawns the agent itself. Both must give the same
 // container.
 import test from 'ava';
@@ -39,7 +39,7 @@ test('create through bin/runbox gets the agent the launcher forked; Node alone s
   t.deepEqual(spawned.slice(0, 1), ['--socket']);
 });
 
-test('the launcher finds create behind every form of runc\'s global flags', async (t) => {
+test('bin/runbox finds create behind every form of runc\'s global flags', async (t) => {
   const env = new TestEnv(t);
   const log = join(env.dir, 'log.json');
   const forms: Array<(id: string, bundle: string) => string[]> = [

@@ -1,56 +1,24 @@
 /*
- * runbox-launcher: what bin/runbox execs before Node, so that `runbox create` finds its sandbox agent already
- * started. Node takes about 100 ms to reach the CLI's code; forking the agent from there costs another ~9 ms
- * (fork of a large process) and its start-up ~5 ms more, all on create's critical path. Forked here, from a
- * small static process, the agent starts while Node does, and waits on a socketpair for its arguments: the
- * emulated driver sends them (NUL-separated, ended by an empty one) or, when it has no use for the agent,
- * exits, and the agent with it.
+ * runbox-launcher: what bin/runbox execs for `runbox create` instead of Node, so that create finds its sandbox
+ * agent already started. Node takes about 100 ms to reach the CLI's code; forking the agent from there costs
+ * another ~9 ms (fork of a large process) and its start-up ~5 ms more, all on create's critical path. Forked
+ * here, from a small static process, the agent starts while Node does, and waits on a socketpair for its
+ * arguments: the emulated driver sends them (NUL-separated, ended by an empty one) or, when it has no use for
+ * the agent, exits, and the agent with it.
  *
- *   runbox-launcher ENTRY AGENT [ARG...]   runs `node ENTRY ARG...`, with the agent forked first for `create`
+ *   runbox-launcher ENTRY AGENT [ARG...]   forks AGENT, then runs `node ENTRY ARG...`
  *
  * The agent's end is its fd 3; Node's end and the agent's pid are in RUNBOX_PREFORKED_AGENT ("FD PID").
  * Anything that goes wrong here falls back to running Node without the agent: the driver then spawns it itself.
  */
 #include <fcntl.h>
 #include <signal.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-/* runc's global flags that take a value, and those that do not (global-options.ts has the same lists). */
-static const char *const VALUE_FLAGS[] = { "root", "log", "log-format", "driver", "criu", "rootless", NULL };
-static const char *const BOOLEAN_FLAGS[] = { "debug", "systemd-cgroup", NULL };
-
-static bool listed(const char *const *list, const char *name, size_t length)
-{
-	for (; *list; list++)
-		if (strlen(*list) == length && !strncmp(*list, name, length))
-			return true;
-	return false;
-}
-
-/* Whether argv (runbox's, after the program name) is a create: its first word after the global flags. */
-static bool is_create(int argc, char **argv)
-{
-	for (int i = 0; i < argc; i++) {
-		const char *arg = argv[i];
-		if (strncmp(arg, "--", 2) || !arg[2])
-			return !strcmp(arg, "create");
-		const char *name = arg + 2, *eq = strchr(name, '=');
-		size_t length = eq ? (size_t)(eq - name) : strlen(name);
-		if (listed(BOOLEAN_FLAGS, name, length))
-			continue;
-		if (!listed(VALUE_FLAGS, name, length))
-			return false;
-		if (!eq)
-			i++;
-	}
-	return false;
-}
 
 /* Forks AGENT on one end of a socketpair (its fd 3); returns the other end, or -1 (nothing left behind then). */
 static int fork_agent(const char *agent, pid_t *pid)
@@ -95,7 +63,7 @@ int main(int argc, char **argv)
 	if (!agent || !*agent)
 		agent = argv[2];
 	unsetenv("RUNBOX_PREFORKED_AGENT");
-	if (is_create(argc - 3, argv + 3) && access(agent, X_OK) == 0) {
+	if (access(agent, X_OK) == 0) {
 		pid_t pid;
 		int fd = fork_agent(agent, &pid);
 		char value[32];
