@@ -45,6 +45,26 @@ test('image pull stores the busybox fixture, and run --image runs it with the im
   t.is(status.code, 7);
 });
 
+test('without --store, the store lives under an explicit --root, beside containers that list tells apart from it', async (t) => {
+  const env = new TestEnv(t);
+  const registry = await startRegistry(t);
+  push(registry, FIXTURE_OCI, 'latest', 'fixture/busybox:1.0');
+  const ref = `${registry.host}/fixture/busybox:1.0`;
+  const { RUNBOX_STORE: _unset, ...environment } = process.env;
+
+  t.is((await env.run(['image', 'pull', '-q', ref], { env: environment })).code, 0);
+  const store = join(env.root, '.images');
+  t.is((JSON.parse((await env.run(['image', 'ls', '--format', 'json'], { env: environment })).stdout) as Listed[])[0]?.name, ref);
+  t.true(blobFiles(store).length > 0, `the blobs are in ${store}`);
+
+  const { id } = await env.running(['sleep', '100']);
+  const ran = await env.run(['run', '--image', ref, '--rm', env.id(), '--', 'echo', 'from-root-store'], { env: environment });
+  t.is(ran.stdout, 'from-root-store\n', ran.stderr);
+  const listed = JSON.parse((await env.run(['list', '--format', 'json'])).stdout) as { id: string }[];
+  t.deepEqual(listed.map((container) => container.id), [id]);
+  t.is((await env.run(['delete', '--force', id])).code, 0);
+});
+
 test('bundle --image makes a bundle runbox can run, with the image command as the process', async (t) => {
   const env = new TestEnv(t);
   const registry = await startRegistry(t);

@@ -1,12 +1,17 @@
 // Flags shared by the commands that use the image store (image, bundle, run --image) and what they build.
 import * as Flags from '@oclif/core/flags';
+import { join, resolve } from 'node:path';
 import { DEFAULT_STORE, ImageStore } from '../image/image-store.js';
 import { parsePlatform, type Platform } from '../image/platform.js';
 import { ImageError } from '../image/pull.js';
+import { context } from './context.js';
 import { parseSize } from './parse-size.js';
 
+/** The store's directory under an explicit --root: container ids start with a letter or digit. */
+const ROOT_STORE = '.images';
+
 export const storeFlags = {
-  store: Flags.string({ description: `image store directory (default $RUNBOX_STORE or ${DEFAULT_STORE})` }),
+  store: Flags.string({ description: `image store directory (default $RUNBOX_STORE, else ROOT/${ROOT_STORE} with --root, else ${DEFAULT_STORE})` }),
   'insecure-registry': Flags.string({ description: 'registry (host:port) that may be reached over plain HTTP', multiple: true, multipleNonGreedy: true }),
   'registry-mirror': Flags.string({ description: 'REGISTRY=URL: try this mirror before the registry', multiple: true, multipleNonGreedy: true }),
   quota: Flags.string({ description: 'size the store may hold (e.g. 10G); least recently used images are evicted' }),
@@ -36,8 +41,18 @@ function mirrors(values: string[]): Record<string, string[]> {
   return result;
 }
 
+/**
+ * The store's directory: --store, $RUNBOX_STORE, under an explicit --root (a name no container id can take, so
+ * that `list` never mistakes it for one), else the default. The default --root (/run/runbox) is a tmpfs: images
+ * there would be held in memory and lost at reboot.
+ */
+function storeDirectory(flags: StoreFlagValues): string {
+  const root = context().options.root;
+  return flags.store ?? process.env.RUNBOX_STORE ?? (root ? join(resolve(root), ROOT_STORE) : DEFAULT_STORE);
+}
+
 export function openStore(flags: StoreFlagValues): ImageStore {
-  return new ImageStore(flags.store ?? process.env.RUNBOX_STORE ?? DEFAULT_STORE, {
+  return new ImageStore(storeDirectory(flags), {
     insecureRegistries: flags['insecure-registry'] ?? [],
     mirrors: mirrors(flags['registry-mirror'] ?? []),
     ...(flags['registry-timeout'] ? { timeoutMs: flags['registry-timeout'] * 1000 } : {}),
