@@ -57,6 +57,7 @@ static _Noreturn void stage2(const struct init_args *a)
 	child_send(SYNC_CREATED, NULL, 0, master);
 	if (master >= 0)
 		close(master);
+	launch_prefetch(path);
 
 	state = child_expect(SYNC_START, &len);
 	hooks_run(s, HOOK_START_CONTAINER, state, len);

@@ -73,6 +73,18 @@ char *launch_lookup(const struct procspec *p)
 	child_fail_plain(ENOENT, "exec: \"%s\": executable file not found in $PATH", name);
 }
 
+/* Enough for the pages a start-up touches in most executables; a huge one is not read whole into a small VM. */
+#define PREFETCH_BYTES (4 << 20)
+
+void launch_prefetch(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	(void)posix_fadvise(fd, 0, PREFETCH_BYTES, POSIX_FADV_WILLNEED);
+	close(fd);
+}
+
 void launch_rlimits(const struct procspec *p)
 {
 	for (size_t i = 0; i < p->nrlimits; i++) {

@@ -120,21 +120,27 @@ export class QemuDriver implements Driver {
     const timeout = bootTimeoutSeconds(config);
     const disk = vmFiles(config.dir).image;
     let image: Promise<void> | undefined;
+    // Built while the guest boots, which reads the disk only when the container is created; started once QEMU
+    // is: starting mkfs forks this process, which would hold QEMU's own start back by as long.
+    const buildImage = (): Promise<void> => {
+      if (!image) {
+        image = fillRootfsDisk(config.spec.root!.path, disk);
+        image.catch(() => {}); // a launch that fails first leaves it unawaited
+      }
+      return image;
+    };
     try {
       createRootfsDisk(config.spec.root!.path, disk);
-      // Built while the guest boots, which reads the disk only when the container is created.
-      image = fillRootfsDisk(config.spec.root!.path, disk);
-      image.catch(() => {}); // a launch that fails first leaves it unawaited
       if (plan.probe) {
         try {
-          const sandbox = await this.launch(config, assets, image, 'kvm', KVM_PROBE_TIMEOUT_S);
+          const sandbox = await this.launch(config, assets, buildImage, 'kvm', KVM_PROBE_TIMEOUT_S);
           recordKvmVerdict(true);
           return sandbox;
         } catch {
           recordKvmVerdict(false);
         }
       }
-      return await this.launch(config, assets, image, plan.accel, timeout);
+      return await this.launch(config, assets, buildImage, plan.accel, timeout);
     } catch (error) {
       await image?.catch(() => {}); // it removes its own files when it ends, whatever the outcome
       rmSync(disk, { force: true });
@@ -146,7 +152,7 @@ export class QemuDriver implements Driver {
    * Starts QEMU and waits for the agent's greeting and the rootfs image; on any failure nothing of the VM is left
    * but the disk (boot's).
    */
-  private async launch(config: SandboxConfig, assets: GuestAssets, image: Promise<void>, accel: Accel, timeoutS: number): Promise<Sandbox> {
+  private async launch(config: SandboxConfig, assets: GuestAssets, buildImage: () => Promise<void>, accel: Accel, timeoutS: number): Promise<Sandbox> {
     const files = vmFiles(config.dir);
     const log = openSync(files.log, 'w', 0o600);
     let inherited: ReturnType<typeof inheritableStdio>;
@@ -175,6 +181,7 @@ export class QemuDriver implements Driver {
       process.umask(umask);
       closeSync(log);
     }
+    const image = buildImage();
     const exited = new Promise<string>((resolve) => {
       child.once('error', (error) => resolve(`cannot run ${QEMU_BINARY}: ${error.message}`));
       child.once('exit', () => resolve(tail(files.log, 3) || 'QEMU exited'));
