@@ -56,7 +56,8 @@ static void init_failed(struct proc *init, int err, const char *msg, bool kill_i
 		init->error = xstrdup(msg);
 		init->error_errno = err;
 	}
-	if (c->phase == PHASE_SPAWNING)
+	/* Failing while create is unanswered: nothing is left of it, as if it never was. */
+	if (c->phase == PHASE_SPAWNING || (c->finish_at_once && c->phase < PHASE_CREATED))
 		c->create_failed = true;
 	if (!kill_it)
 		return;
@@ -119,6 +120,18 @@ static void on_message(struct proc *init, char tag, char *data, int fd)
 		break;
 	case SYNC_HOOKS:
 		c->phase = PHASE_HOOKS;
+		if (c->finish_at_once) {
+			/* No hook is due here: go on as finish_create does, with an empty state, and answer create then. */
+			if (sync_send(init->sync_fd, SYNC_CONTINUE, "{}", 2, -1) < 0) {
+				char msg[256];
+				int err = errno;
+				snprintf(msg, sizeof msg, "container %s: finish: %s", c->id, errtext(err));
+				init_failed(init, err, msg, true);
+				break;
+			}
+			c->phase = PHASE_FINISHING;
+			break;
+		}
 		record_addf(&b, "pid", "%d", init->pid);
 		reply_ok(init->pending, &b);
 		init->pending.id = 0;
@@ -129,7 +142,9 @@ static void on_message(struct proc *init, char tag, char *data, int fd)
 			init->relay = relay_pty(init->stream_to.conn, init->stream_to.id, fd);
 			fd = -1;
 		}
-		reply_ok(init->pending, NULL);
+		if (c->finish_at_once)
+			record_addf(&b, "pid", "%d", init->pid);
+		reply_ok(init->pending, b.len ? &b : NULL);
 		init->pending.id = 0;
 		break;
 	case SYNC_ERROR: {
@@ -281,6 +296,7 @@ void op_create(struct request *r)
 	c->uid_map = join_lines(s.uid_map);
 	c->gid_map = join_lines(s.gid_map);
 	c->own_pidns = s.ns_new[NS_PID] || s.ns_path[NS_PID];
+	c->finish_at_once = records_get(&r->rec, "finish") && !strcmp(records_get(&r->rec, "finish"), "1");
 	c->phase = PHASE_SPAWNING;
 	struct init_args a = { &s, sv[1], io, console, c->cgroups };
 	bool adopted = caller_reaps_enabled();

@@ -63,6 +63,7 @@ struct container {
 	const char *freezer;	 /* its freezer directory, or NULL */
 	struct watch *oom_watch;
 	bool create_failed; /* forgotten once reaped */
+	bool finish_at_once; /* create's `finish=1`: no finish_create follows, create answers once it has finished */
 	struct reply_to deleting;
 	struct container *next;
 };

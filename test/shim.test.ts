@@ -122,6 +122,28 @@ test('containers with the same sandbox-id annotation are served by one shim proc
   t.deepEqual(containerd.shimPids(), []);
 });
 
+test('in a pod, a container whose program is missing fails its create, leaves its neighbour running, and its id can be used again', async (t) => {
+  const containerd = await PrivateContainerd.start(t);
+  const [a, b] = [containerd.id('a'), containerd.id('b')];
+  const group = ['--annotation', `io.kubernetes.cri.sandbox-id=${containerd.id('pod')}`];
+  t.is((await containerd.run(a, ['sleep', '1000'], ['-d', ...group])).code, 0);
+  const failed = await containerd.run(b, ['/bin/nope'], ['-d', ...group]);
+  t.not(failed.code, 0);
+  t.regex(failed.stderr, /exec: "\/bin\/nope": stat \/bin\/nope: no such file or directory/);
+  t.is((await containerd.tasks()).get(a)?.status, 'RUNNING');
+
+  await containerd.ctr(['container', 'rm', b]);
+  const again = await containerd.run(b, ['sleep', '1000'], ['-d', ...group]);
+  t.is(again.code, 0, again.stderr);
+  t.is((await containerd.tasks()).get(b)?.status, 'RUNNING');
+  t.is(containerd.shimPids().length, 1);
+  for (const id of [a, b]) {
+    await containerd.ctr(['task', 'kill', '-s', 'KILL', id]);
+    await containerd.waitForStatus(id, 'STOPPED');
+    t.is((await containerd.ctr(['task', 'delete', id])).code, 0);
+  }
+});
+
 test('a task survives a containerd restart: listed with its status, then killed, waited for and deleted', async (t) => {
   const containerd = await PrivateContainerd.start(t);
   const id = containerd.id();

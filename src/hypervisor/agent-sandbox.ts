@@ -42,7 +42,10 @@ export class AgentSandbox implements Sandbox {
 
   /** The `create` request for a container; a driver whose agent sees the container elsewhere adapts it. */
   protected createRequest(config: ContainerConfig): RecordList {
-    const records = createRecords(config.id, config.spec, config.bundle, config.stdio, config.consoleSocket);
+    const records: RecordList = [
+      ...createRecords(config.id, config.spec, config.bundle, config.stdio, config.consoleSocket),
+      ...(config.finish ? [['finish', '1'] as [string, string]] : []),
+    ];
     if (!this.cgroups) return records;
     const linux = config.spec.linux;
     return [...records, ...cgroupPathRecords(linux?.cgroupsPath), ...cgroupResourceRecords(linux?.resources, this.cgroups)];

@@ -54,6 +54,8 @@ export interface ContainerConfig {
   spec: Spec;
   stdio: StdioMode;
   consoleSocket?: string;
+  /** No hook runs between create and finishCreate: the sandbox finishes the create at once, and no finishCreate follows. */
+  finish?: boolean;
 }
 
 export interface ExecConfig {

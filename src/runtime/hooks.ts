@@ -1,6 +1,15 @@
-import type { Hook, HookName } from '../oci/spec.js';
+import type { Hook, HookName, Hooks } from '../oci/spec.js';
 
 const OUTPUT_LIMIT = 4096;
+
+/**
+ * Whether a create must stop at the hook point (agent/PROTOCOL.md, `create` then `finish_create`): a hook runs
+ * there, or poststop hooks would have to run for a create that fails after it. Otherwise the agent finishes the
+ * create at once, a round trip less.
+ */
+export function createStopsForHooks(hooks: Hooks | undefined): boolean {
+  return Boolean(hooks?.prestart?.length || hooks?.createRuntime?.length || hooks?.createContainer?.length || hooks?.poststop?.length);
+}
 
 /**
  * Runs one hook in the runtime's namespace as config.md says: args as argv (args[0] is argv[0]), exactly the

@@ -13,7 +13,7 @@ import { writeFileAtomic } from './atomic-file.js';
 import { validateContainerId } from './container-id.js';
 import type { ContainerLock } from './container-lock.js';
 import { describe, RuntimeError } from './errors.js';
-import { runHooks, runHooksReportingFailures } from './hooks.js';
+import { createStopsForHooks, runHooks, runHooksReportingFailures } from './hooks.js';
 import { silentLogger, type Logger } from './logger.js';
 import { StateStore, type ContainerRecord } from './state-store.js';
 
@@ -119,20 +119,22 @@ export class Runtime {
       this.store.write(record);
       this.logger.debug(`container ${id}: ${driver.name} sandbox booted: ${JSON.stringify(sandbox.handle)}`);
       const stdio: StdioMode = process.terminal ? (options.consoleSocket ? 'null' : 'stream') : (options.stdio ?? 'inherit');
+      const stopsForHooks = createStopsForHooks(spec.hooks);
       const init = await sandbox.createContainer(
-        { id, bundle, spec, stdio, ...(options.consoleSocket ? { consoleSocket: resolve(options.consoleSocket) } : {}) },
+        { id, bundle, spec, stdio, ...(options.consoleSocket ? { consoleSocket: resolve(options.consoleSocket) } : {}), finish: !stopsForHooks },
         relay,
       );
       record.pid = init.pid;
       record.pidStartTime = processStartTime(init.pid);
-      this.logger.debug(`container ${id}: init process ${init.pid} ready for the create hooks`);
-      this.store.write(record);
-
-      hooksBegun = true;
-      const creating = JSON.stringify(this.report(record, 'creating'));
-      await runHooks('prestart', spec.hooks?.prestart, creating);
-      await runHooks('createRuntime', spec.hooks?.createRuntime, creating);
-      await sandbox.finishCreate(id, creating);
+      if (stopsForHooks) {
+        this.logger.debug(`container ${id}: init process ${init.pid} ready for the create hooks`);
+        this.store.write(record);
+        hooksBegun = true;
+        const creating = JSON.stringify(this.report(record, 'creating'));
+        await runHooks('prestart', spec.hooks?.prestart, creating);
+        await runHooks('createRuntime', spec.hooks?.createRuntime, creating);
+        await sandbox.finishCreate(id, creating);
+      }
 
       record.status = 'created';
       this.store.write(record);
