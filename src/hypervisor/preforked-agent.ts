@@ -1,6 +1,6 @@
 // The sandbox agent that bin/runbox's launcher forks for `create` before Node starts (src/cli/launcher/), so that
 // it starts while Node does. It waits on a socketpair for its arguments; the emulated driver's first boot in this
-// process takes it. Unused, it exits when this process does (EOF on the socketpair).
+// process takes it. Unused, it dies with this process (the launcher set its PR_SET_PDEATHSIG).
 import { fstatSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { parentPid } from './host-process.js';
