@@ -65,6 +65,11 @@ static int setup_signals(void)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGIO);
+	/* signalfd sees only what is not ignored: whoever started us may have ignored some (SIGCHLD ignored would
+	 * also reap our children for us, and lose their exit statuses). */
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sigismember(&set, sig))
+			signal(sig, SIG_DFL);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	signal_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);

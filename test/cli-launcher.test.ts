@@ -51,3 +51,18 @@ test('bin/runbox finds create behind every form of runc\'s global flags', async 
     t.deepEqual(await lifecycle(t, env, (id, bundle) => [RUNBOX, form(id, bundle)]), ['--preforked'], form('ID', 'B').join(' '));
   }
 });
+
+test('an agent created from a shell\'s background job ignores no signal it serves: the shell\'s SIGINT and SIGQUIT stay with the shell', async (t) => {
+  const env = new TestEnv(t);
+  const bundle = env.bundle((spec) => {
+    spec.process!.args = ['sleep', '100'];
+  });
+  const id = env.id();
+  // A non-interactive shell starts `&` jobs with SIGINT and SIGQUIT ignored, and exec keeps them ignored.
+  const created = await runCommand('sh', ['-c', '"$@" </dev/null >/dev/null & wait $!', 'sh', RUNBOX, '--root', env.root, 'create', '--bundle', bundle, id]);
+  t.is(created.code, 0, created.stderr);
+  const state = JSON.parse(readFileSync(join(env.root, id, 'state.json'), 'utf8')) as { sandbox: { agentPid: number } };
+  const ignored = BigInt(`0x${/^SigIgn:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${state.sandbox.agentPid}/status`, 'utf8'))![1]}`);
+  for (const signal of [2, 3, 17]) t.is(ignored & (1n << BigInt(signal - 1)), 0n, `signal ${signal} is not ignored`);
+  t.is((await env.run(['delete', '--force', id])).code, 0);
+});

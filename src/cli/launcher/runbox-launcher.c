@@ -38,6 +38,13 @@ static int fork_agent(const char *agent, pid_t *pid)
 		 * serves, leaves nothing behind, even under kill -9. The agent lifts this once it has its arguments. */
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
 			_exit(127);
+		/* As libuv's spawn would leave it: no signal blocked or ignored (a shell's background job ignores
+		 * SIGINT and SIGQUIT, and an ignored signal stays ignored across exec). */
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		for (int sig = 1; sig < NSIG; sig++)
+			signal(sig, SIG_DFL);
 		/* dup2 leaves fd 3 without close-on-exec; every other fd of ours has it. */
 		if (dup2(pair[1], 3) < 0)
 			_exit(127);
