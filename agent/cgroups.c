@@ -97,16 +97,14 @@ static size_t find_hierarchies(struct hierarchy *h, bool *unified)
 	return n;
 }
 
-/* The agent's own cgroup in a hierarchy, from /proc/self/cgroup ("/" when it is not listed). */
-static void own_cgroup(const char *controller, char *out, size_t len)
+/* The agent's own cgroup in a hierarchy, from the text of /proc/self/cgroup ("/" when it is not listed). */
+static void own_cgroup(const char *self_cgroup, const char *controller, char *out, size_t len)
 {
 	snprintf(out, len, "/");
-	FILE *f = fopen("/proc/self/cgroup", "re");
-	if (!f)
-		return;
-	char line[4096];
-	while (fgets(line, sizeof line, f)) {
-		line[strcspn(line, "\n")] = 0;
+	char text[8192];
+	snprintf(text, sizeof text, "%s", self_cgroup);
+	char *next = NULL;
+	for (char *line = strtok_r(text, "\n", &next); line; line = strtok_r(NULL, "\n", &next)) {
 		char *ctrls = strchr(line, ':'), *path = ctrls ? strchr(ctrls + 1, ':') : NULL;
 		if (!path)
 			continue;
@@ -114,10 +112,9 @@ static void own_cgroup(const char *controller, char *out, size_t len)
 		ctrls++;
 		if (*controller ? list_has(ctrls, controller) : !*ctrls) {
 			snprintf(out, len, "%s", path);
-			break;
+			return;
 		}
 	}
-	fclose(f);
 }
 
 static bool has_processes(const char *dir)
@@ -358,9 +355,14 @@ struct cgroups *cgroups_create(const char *id, const char *path, char *err, size
 	if (!nh)
 		return NULL;
 	char rel[4096];
-	snprintf(rel, sizeof rel, "%s", path ? path : "");
-	if (!path)
+	if (path)
+		snprintf(rel, sizeof rel, "%s", path);
+	else
 		snprintf(rel, sizeof rel, "runbox/%s", id);
+	/* Read once: a relative path is under the agent's own cgroup in each hierarchy. */
+	char self_cgroup[8192] = ""; /* left empty when unreadable: the hierarchies' roots then */
+	if (rel[0] != '/')
+		read_file("/proc/self/cgroup", self_cgroup, sizeof self_cgroup);
 	struct cgroups *cg = xcalloc(1, sizeof *cg);
 	cg->unified = unified;
 	cg->oom_fd = cg->oom_control_fd = -1;
@@ -376,7 +378,7 @@ struct cgroups *cgroups_create(const char *id, const char *path, char *err, size
 				under = rel + 1;
 			} else {
 				char own[2048];
-				own_cgroup(h[i].controller, own, sizeof own);
+				own_cgroup(self_cgroup, h[i].controller, own, sizeof own);
 				size_t root_len = strcmp(h[i].root, "/") ? strlen(h[i].root) : 0;
 				if (strncmp(own, h[i].root, root_len))
 					root_len = 0;

@@ -272,7 +272,6 @@ void op_create(struct request *r)
 	}
 	if (cgroups && cgroups_apply(cgroups, &r->rec, err, sizeof err) < 0) {
 		reply_error(r->to, errno, "container %s: %s", id, err);
-		cgroups_destroy(cgroups);
 		goto fail;
 	}
 	if (s.proc.terminal && s.proc.console_socket) {
@@ -280,23 +279,23 @@ void op_create(struct request *r)
 		if (console < 0) {
 			reply_error(r->to, errno, "container %s: connect to the console socket %s: %s", id,
 				    s.proc.console_socket, errtext(errno));
-			cgroups_destroy(cgroups);
 			goto fail;
 		}
 	}
 	if (sync_pair(sv) < 0) {
 		reply_error(r->to, errno, "container %s: socketpair: %s", id, errtext(errno));
-		cgroups_destroy(cgroups);
 		goto fail;
 	}
 	struct container *c = ctr_add(id);
 	c->cgroups = cgroups;
 	c->freezer = cgroups_freezer(cgroups);
+	cgroups = NULL; /* the container's now: ctr_forget destroys them */
 	oom_watch_container(c);
 	c->uid_map = join_lines(s.uid_map);
 	c->gid_map = join_lines(s.gid_map);
 	c->own_pidns = s.ns_new[NS_PID] || s.ns_path[NS_PID];
-	c->finish_at_once = records_get(&r->rec, "finish") && !strcmp(records_get(&r->rec, "finish"), "1");
+	const char *finish = records_get(&r->rec, "finish");
+	c->finish_at_once = finish && !strcmp(finish, "1");
 	c->phase = PHASE_SPAWNING;
 	struct init_args a = { &s, sv[1], io, console, c->cgroups };
 	bool adopted = caller_reaps_enabled();
@@ -329,6 +328,7 @@ void op_create(struct request *r)
 	ctrspec_free(&s);
 	return;
 fail:
+	cgroups_destroy(cgroups);
 	if (console >= 0)
 		close(console);
 	if (sv[0] >= 0)

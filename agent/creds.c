@@ -2,7 +2,6 @@
 #include "creds.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
 #include <linux/capability.h>
@@ -14,18 +13,15 @@
 
 #include "caller_reaps.h"
 #include "child.h"
+#include "util.h"
 
 int cap_last_cap = 40;
 
 void creds_read_cap_last_cap(void)
 {
-	char text[16] = { 0 };
-	int fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	if (read(fd, text, sizeof text - 1) > 0)
+	char text[16];
+	if (read_file("/proc/sys/kernel/cap_last_cap", text, sizeof text) == 0 && text[0])
 		cap_last_cap = atoi(text);
-	close(fd);
 }
 
 static int capset_sets(uint64_t effective, uint64_t permitted, uint64_t inheritable)

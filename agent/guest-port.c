@@ -3,7 +3,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,14 +23,8 @@ static bool read_port_name(const char *port, char *name, size_t len)
 {
 	char path[300];
 	snprintf(path, sizeof path, PORTS_DIR "/%s/name", port);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (read_file(path, name, len) < 0)
 		return false;
-	ssize_t n = read(fd, name, len - 1);
-	close(fd);
-	if (n < 0)
-		return false;
-	name[n] = '\0';
 	name[strcspn(name, "\n")] = '\0';
 	return true;
 }

@@ -204,14 +204,8 @@ static int read_stat(pid_t pid, char *buf, size_t len, char **fields, size_t max
 {
 	char path[64];
 	snprintf(path, sizeof path, "/proc/%d/stat", pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	if (read_file(path, buf, len) < 0)
 		return -1;
-	ssize_t got = read(fd, buf, len - 1);
-	close(fd);
-	if (got <= 0)
-		return -1;
-	buf[got] = 0;
 	char *rest = strrchr(buf, ')');
 	if (!rest || rest[1] != ' ')
 		return -1;

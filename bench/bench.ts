@@ -1,7 +1,7 @@
 // npm run bench: median latency of each lifecycle operation for runbox and runc in the same run, beside a bare
 // `node -e 0` (the floor any Node CLI pays). Prints a markdown table.
 import { spawnSync } from 'node:child_process';
-import { closeSync, cpSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +14,7 @@ import { vmBench } from './vm.js';
 import { shimBench } from './shim-bench.js';
 import { cgroupsBench } from './cgroups.js';
 import { median } from './stats.js';
+import { timedCall } from './timed-call.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
 const project = fileURLToPath(new URL('../../', import.meta.url));
@@ -29,19 +30,7 @@ function bundle(name: string, args: string[]): string {
   return dir;
 }
 
-// A created container keeps the stdio create was given (as with runc): give files, never pipes, or the
-// caller would wait for the container to exit.
-const errors = join(work, 'stderr');
-
-function timed(command: string, args: string[]): number {
-  const stderr = openSync(errors, 'w');
-  const started = process.hrtime.bigint();
-  const result = spawnSync(command, args, { stdio: ['ignore', 'ignore', stderr] });
-  const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  closeSync(stderr);
-  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')}: ${readFileSync(errors, 'utf8').trim()}`);
-  return ms;
-}
+const timed = (command: string, args: string[]): number => timedCall(command, args, join(work, 'stderr'));
 
 
 function waitStopped(command: string, root: string, id: string): void {

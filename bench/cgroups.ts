@@ -1,29 +1,22 @@
 // What resource limits cost the CLI: `runbox run` of /bin/true with and without linux.resources (memory, cpu,
 // pids), interleaved round by round so that both see the same load, and `runbox update` of a running container.
 import { spawnSync } from 'node:child_process';
-import { closeSync, cpSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultSpec } from '../src/oci/default-spec.js';
 import type { LinuxResources } from '../src/oci/linux-resources.js';
 import { median } from './stats.js';
+import { timedCall } from './timed-call.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
 const project = fileURLToPath(new URL('../../', import.meta.url));
 const runbox = join(project, 'bin', 'runbox');
 const LIMITS: LinuxResources = { memory: { limit: 64 << 20 }, cpu: { shares: 512, quota: 50_000, period: 100_000 }, pids: { limit: 64 } };
 
-/** A container keeps the stdio its create was given: a file, never a pipe, or spawnSync waits for the container. */
 function runboxMs(root: string, args: string[]): number {
-  const errors = join(root, '..', 'stderr');
-  const stderr = openSync(errors, 'w');
-  const started = process.hrtime.bigint();
-  const result = spawnSync(runbox, ['--root', root, ...args], { stdio: ['ignore', 'ignore', stderr] });
-  const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  closeSync(stderr);
-  if (result.status !== 0) throw new Error(`runbox ${args.join(' ')}: ${readFileSync(errors, 'utf8').trim()}`);
-  return ms;
+  return timedCall(runbox, ['--root', root, ...args], join(root, '..', 'stderr'));
 }
 
 export async function cgroupsBench(): Promise<string> {

@@ -17,7 +17,7 @@ if (!existsSync(join(dist, 'runbox-lifecycle.cjs'))) {
   const argv = process.argv.slice(2);
   loadBundle(join(dist, 'runbox-lifecycle.cjs')).lifecycleMain(argv).then((code) => {
     // A lifecycle call is over once it has answered: exiting at once spares it the idle-time garbage collection
-    // and the event loop's teardown (about 5 ms). Its output is already out: on Linux, stdout and stderr writes
+    // and the event loop's teardown (2–5 ms). Its output is already out: on Linux, stdout and stderr writes
     // to files, pipes and terminals are synchronous.
     if (code !== undefined) process.exit(code);
     return loadBundle(join(dist, 'runbox.cjs')).main(argv).then((status) => {

@@ -8,9 +8,12 @@ import { PROJECT, RUNBOX, TestEnv, runCommand } from './helpers/runbox.js';
 
 const NODE_CLI = join(PROJECT, 'bin', 'runbox.cjs');
 
+function agentPid(env: TestEnv, id: string): number {
+  return (JSON.parse(readFileSync(join(env.root, id, 'state.json'), 'utf8')) as { sandbox: { agentPid: number } }).sandbox.agentPid;
+}
+
 function agentArgs(env: TestEnv, id: string): string[] {
-  const state = JSON.parse(readFileSync(join(env.root, id, 'state.json'), 'utf8')) as { sandbox: { agentPid: number } };
-  return readFileSync(`/proc/${state.sandbox.agentPid}/cmdline`, 'utf8').split('\0').filter(Boolean).slice(1);
+  return readFileSync(`/proc/${agentPid(env, id)}/cmdline`, 'utf8').split('\0').filter(Boolean).slice(1);
 }
 
 /** create → start → stopped, with the container's stdout in a file; gives the agent's arguments and the output. */
@@ -61,8 +64,7 @@ test('an agent created from a shell\'s background job ignores no signal it serve
   // A non-interactive shell starts `&` jobs with SIGINT and SIGQUIT ignored, and exec keeps them ignored.
   const created = await runCommand('sh', ['-c', '"$@" </dev/null >/dev/null & wait $!', 'sh', RUNBOX, '--root', env.root, 'create', '--bundle', bundle, id]);
   t.is(created.code, 0, created.stderr);
-  const state = JSON.parse(readFileSync(join(env.root, id, 'state.json'), 'utf8')) as { sandbox: { agentPid: number } };
-  const ignored = BigInt(`0x${/^SigIgn:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${state.sandbox.agentPid}/status`, 'utf8'))![1]}`);
+  const ignored = BigInt(`0x${/^SigIgn:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${agentPid(env, id)}/status`, 'utf8'))![1]}`);
   for (const signal of [2, 3, 17]) t.is(ignored & (1n << BigInt(signal - 1)), 0n, `signal ${signal} is not ignored`);
   t.is((await env.run(['delete', '--force', id])).code, 0);
 });

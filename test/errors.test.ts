@@ -13,8 +13,8 @@ function assertFailure(t: import('ava').ExecutionContext, result: { code: number
 }
 
 /** create, with a marker in its environment that every process it starts inherits but the container's. */
-function markedCreate(env: TestEnv, bundle: string, id: string) {
-  return env.run(['create', '--bundle', bundle, id], { env: { ...process.env, RUNBOX_TEST_MARK: id } });
+function markedCreate(env: TestEnv, bundle: string, id: string, globalFlags: string[] = []) {
+  return env.run([...globalFlags, 'create', '--bundle', bundle, id], { env: { ...process.env, RUNBOX_TEST_MARK: id } });
 }
 
 /** A failed (marked) create leaves nothing: no state, no process, no mount. */
@@ -123,8 +123,7 @@ test('an unknown driver is refused clearly, and nothing is left', async (t) => {
   const env = new TestEnv(t);
   const bundle = env.bundle();
   const id = env.id();
-  assertFailure(t, await env.run(['--driver', 'hyperv', 'create', '--bundle', bundle, id], { env: { ...process.env, RUNBOX_TEST_MARK: id } }),
-    /unknown driver "hyperv" \(expected one of emulated, qemu, auto\)/);
+  assertFailure(t, await markedCreate(env, bundle, id, ['--driver', 'hyperv']), /unknown driver "hyperv" \(expected one of emulated, qemu, auto\)/);
   await assertNothingLeft(t, env, id, bundle);
   const viaEnv = await env.run(['create', '--bundle', bundle, id], { env: { ...process.env, RUNBOX_DRIVER: 'bogus' } });
   assertFailure(t, viaEnv, /unknown driver "bogus"/);

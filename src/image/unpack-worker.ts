@@ -44,7 +44,7 @@ export class UnpackWorker {
     this.result.catch(() => {}); // awaited in unpack; a worker stopped unused must not reject unobserved
   }
 
-  /** Applies `layers` in order onto `rootfs` (empty); on failure the rootfs is removed, as by unpackLayers. Once only. */
+  /** Applies `layers` in order onto `rootfs` (empty); on failure the rootfs is removed, as by unpackLayers. Once only; the owner stops the worker. */
   async unpack(rootfs: string, layers: WorkerLayer[], feed: LayerFeed): Promise<void> {
     this.post({ type: 'layers', rootfs, layers });
     layers.forEach((layer, index) => {
@@ -60,11 +60,7 @@ export class UnpackWorker {
       };
       feed(layer.digest, listener).catch((error: Error) => listener({ kind: 'failed', message: error.message }));
     });
-    try {
-      await this.result;
-    } finally {
-      await this.stop();
-    }
+    await this.result;
   }
 
   stop(): Promise<number> {

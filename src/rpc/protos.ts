@@ -93,12 +93,12 @@ export function encodeAny(fullName: string, value: object): { typeUrl: string; v
   return { typeUrl: fullName, value: encodeMessage(fullName, value) };
 }
 
-/** The message inside an Any, by its type_url (bare, or with a `…/` prefix such as type.googleapis.com/). */
 /** The message name an Any's type URL ends with (`types.example.com/pkg.Message` → `pkg.Message`). */
 export function anyTypeName(any: { typeUrl: string }): string {
   return any.typeUrl.slice(any.typeUrl.lastIndexOf('/') + 1);
 }
 
+/** The message inside an Any, by its type_url (bare, or with a `…/` prefix such as type.googleapis.com/). */
 export function decodeAny(any: { typeUrl: string; value: Uint8Array }): any {
   return decodeMessage(anyTypeName(any), any.value);
 }

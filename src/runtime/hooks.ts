@@ -1,3 +1,4 @@
+import type { Sandbox } from '../hypervisor/driver.js';
 import type { Hook, HookName, Hooks } from '../oci/spec.js';
 
 const OUTPUT_LIMIT = 4096;
@@ -61,8 +62,18 @@ export async function runHook(name: HookName, hook: Hook, stateJson: string): Pr
 }
 
 /** Runs every hook of one kind in order; the first failure stops the rest. */
-export async function runHooks(name: HookName, hooks: Hook[] | undefined, stateJson: string): Promise<void> {
+async function runHooks(name: HookName, hooks: Hook[] | undefined, stateJson: string): Promise<void> {
   for (const hook of hooks ?? []) await runHook(name, hook, stateJson);
+}
+
+/**
+ * A create's hook point, where it stops there (createStopsForHooks): the runtime's prestart and createRuntime
+ * hooks, then the sandbox finishes the create (its createContainer hooks, pivot_root and the rest).
+ */
+export async function passCreateHookPoint(sandbox: Pick<Sandbox, 'finishCreate'>, id: string, hooks: Hooks | undefined, state: string): Promise<void> {
+  await runHooks('prestart', hooks?.prestart, state);
+  await runHooks('createRuntime', hooks?.createRuntime, state);
+  await sandbox.finishCreate(id, state);
 }
 
 /** For poststart and poststop: every hook runs, and each failure is only reported (runtime.md). */

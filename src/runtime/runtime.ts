@@ -13,7 +13,7 @@ import { writeFileAtomic } from './atomic-file.js';
 import { validateContainerId } from './container-id.js';
 import type { ContainerLock } from './container-lock.js';
 import { describe, RuntimeError } from './errors.js';
-import { createStopsForHooks, runHooks, runHooksReportingFailures } from './hooks.js';
+import { createStopsForHooks, passCreateHookPoint, runHooksReportingFailures } from './hooks.js';
 import { silentLogger, type Logger } from './logger.js';
 import { StateStore, type ContainerRecord } from './state-store.js';
 
@@ -130,10 +130,7 @@ export class Runtime {
         this.logger.debug(`container ${id}: init process ${init.pid} ready for the create hooks`);
         this.store.write(record);
         hooksBegun = true;
-        const creating = JSON.stringify(this.report(record, 'creating'));
-        await runHooks('prestart', spec.hooks?.prestart, creating);
-        await runHooks('createRuntime', spec.hooks?.createRuntime, creating);
-        await sandbox.finishCreate(id, creating);
+        await passCreateHookPoint(sandbox, id, spec.hooks, JSON.stringify(this.report(record, 'creating')));
       }
 
       record.status = 'created';
@@ -448,15 +445,13 @@ export class Runtime {
     await this.withContainer(id, async (record) => {
       const status = this.currentStatus(record);
       if (status === 'stopped') throw new RuntimeError(`container ${id}: cannot update a stopped container`);
+      const cannot = () => new RuntimeError(`container ${id}: the ${record.driver} driver cannot change resource limits`);
       const sandbox = await this.connect(record);
       try {
-        if (!sandbox.update) throw new SandboxError('', 95);
+        if (!sandbox.update) throw cannot();
         await sandbox.update(id, resources);
       } catch (error) {
-        if (error instanceof SandboxError && error.errno === 95) {
-          throw new RuntimeError(`container ${id}: the ${record.driver} driver cannot change resource limits`);
-        }
-        throw error;
+        throw error instanceof SandboxError && error.errno === 95 ? cannot() : error;
       } finally {
         sandbox.disconnect();
       }

@@ -13,7 +13,7 @@ import { encodeAny } from '../rpc/protos.js';
 import type { ServiceImplementation } from '../rpc/service.js';
 import { RpcError, StatusCode } from '../rpc/status-code.js';
 import { describe } from '../runtime/errors.js';
-import { createStopsForHooks, runHooks, runHooksReportingFailures } from '../runtime/hooks.js';
+import { createStopsForHooks, passCreateHookPoint, runHooksReportingFailures } from '../runtime/hooks.js';
 import { removeBundleRecord, writeBundleRecord } from './bundle-record.js';
 import { timestamp, type EventForwarder } from './event-forwarder.js';
 import { FifoIo } from './fifo-io.js';
@@ -222,12 +222,7 @@ export class TaskService {
       created = true;
       container.init.pid = init.pid;
       io.attachStdin(init);
-      if (stopsForHooks) {
-        const creating = this.stateJson(container, 'creating');
-        await runHooks('prestart', spec.hooks?.prestart, creating);
-        await runHooks('createRuntime', spec.hooks?.createRuntime, creating);
-        await sandbox.finishCreate(id, creating);
-      }
+      if (stopsForHooks) await passCreateHookPoint(sandbox, id, spec.hooks, this.stateJson(container, 'creating'));
       writeBundleRecord(bundle, { sandbox: sandbox.handle, stateDir: this.options.stateDir, pid: init.pid, pidStartTime: processStartTime(init.pid) });
     } catch (error) {
       this.containers.delete(id);

@@ -1,10 +1,11 @@
 // Reading a process's cgroups from the host, as a user checks what a runtime did: /proc/PID/cgroup names the
 // cgroup, the files under /sys/fs/cgroup hold its limits (v1: one hierarchy per controller; v2: one tree).
-import { existsSync, readdirSync, readFileSync, statfsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { hostCgroupMode } from '../../src/hypervisor/cgroup-records.js';
 
 const CGROUP_ROOT = '/sys/fs/cgroup';
-export const UNIFIED = statfsSync(CGROUP_ROOT).type === 0x63677270;
+export const UNIFIED = hostCgroupMode() === 'v2';
 
 /** The host directory of a process's cgroup for a controller (v2: the one directory). */
 export function cgroupDir(pid: number, controller: string): string {

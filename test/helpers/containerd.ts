@@ -174,7 +174,7 @@ export class PrivateContainerd {
         spawnSync(join(PROJECT, 'bin', 'containerd-shim-runbox-v2'), ['-namespace', namespace, '-address', this.address, '-id', id, '-bundle', bundle, 'delete'], { cwd: bundle, stdio: 'ignore' });
       }
     }
-        // Whatever is still mounted under the directory (snapshots, rootfs) goes before the directory does.
+    // Whatever is still mounted under the directory (snapshots, rootfs) goes before the directory does.
     const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
       .map((line) => line.split(' ')[4] ?? '').filter((point) => point.startsWith(this.dir)).reverse();
     for (const point of mounts) spawnSync('umount', ['-l', point]);
