@@ -4,10 +4,10 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 
 /** Milliseconds; throws with the call's stderr if it fails. */
-export function timedCall(command: string, args: string[], stderrFile: string): number {
+export function timedCall(command: string, args: string[], stderrFile: string, env: NodeJS.ProcessEnv = process.env): number {
   const stderr = openSync(stderrFile, 'w');
   const started = process.hrtime.bigint();
-  const result = spawnSync(command, args, { stdio: ['ignore', 'ignore', stderr] });
+  const result = spawnSync(command, args, { stdio: ['ignore', 'ignore', stderr], env });
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   closeSync(stderr);
   if (result.status !== 0) throw new Error(`${command} ${args.join(' ')}: ${readFileSync(stderrFile, 'utf8').trim()}`);

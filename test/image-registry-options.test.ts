@@ -79,3 +79,19 @@ test('progress: per-layer lines and a total on a terminal, nothing when piped', 
   t.is(piped.stderr, '');
   t.regex(piped.stdout, /^127\.0\.0\.1:\d+\/busybox:latest: sha256:[0-9a-f]{64}\n$/);
 });
+
+test('a registry whose certificate NODE_EXTRA_CA_CERTS vouches for is trusted, and only then', async (t) => {
+  const env = new TestEnv(t);
+  const secure = await startRegistry(t, { tls: true });
+  push(secure, FIXTURE_OCI, 'latest', 'busybox:latest');
+  const { NODE_EXTRA_CA_CERTS: _machine, ...base } = process.env;
+  // A loopback registry is reached over plain HTTP; as a mirror with an https URL, it is reached over TLS.
+  const pull = (store: string, extra: NodeJS.ProcessEnv) =>
+    env.run(['image', 'pull', '-q', '--store', join(env.dir, store), '--registry-mirror', `127.0.0.1:1=https://${secure.host}`, '127.0.0.1:1/busybox'], { env: { ...base, ...extra } });
+
+  const untrusted = await pull('s1', {});
+  t.not(untrusted.code, 0);
+  t.regex(untrusted.stderr, /mirrors tried first: cannot reach 127\.0\.0\.1:\d+: TLS certificate not trusted/);
+  const trusted = await pull('s2', { NODE_EXTRA_CA_CERTS: secure.certificate! });
+  t.is(trusted.code, 0, trusted.stderr);
+});

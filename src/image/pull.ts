@@ -55,17 +55,22 @@ export class Puller {
   }
 
   private async resolve(ref: ImageReference, endpoints: Endpoint[]): Promise<{ endpoint: Endpoint; top: FetchedManifest }> {
-    let lastError: unknown;
+    const mirrorFailures: string[] = [];
     for (const endpoint of endpoints) {
       try {
         const top = await fetchManifest(this.client, endpoint, ref.repository, manifestReference(ref), ref.digest);
         return { endpoint, top };
       } catch (error) {
-        lastError = error;
-        if (!endpoint.mirror) break;
+        if (!endpoint.mirror) {
+          // What the registry said, and why each mirror before it could not serve: a misconfigured mirror
+          // would otherwise go unnoticed.
+          if (!mirrorFailures.length || !(error instanceof RegistryError)) throw error;
+          throw new RegistryError(error.kind, `${error.message} (mirrors tried first: ${mirrorFailures.join('; ')})`, error.transient);
+        }
+        mirrorFailures.push((error as Error).message);
       }
     }
-    throw lastError;
+    throw new Error('no endpoint to pull from');
   }
 
   private async pullResolved(ref: ImageReference, options: PullOptions): Promise<ImageRecord> {

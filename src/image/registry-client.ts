@@ -8,6 +8,7 @@ import { isIP } from 'node:net';
 import { pipeline, Transform, type Readable } from 'node:stream';
 import fetch, { type Headers, type RequestInit } from 'node-fetch';
 import { dockerConfigCredentials, type Credentials } from './docker-config.js';
+import { deferredCaContext } from './extra-ca-certs.js';
 import { registryHost } from './reference.js';
 import { RegistryError, registryErrorCode } from './registry-errors.js';
 import { parseChallenge } from './www-authenticate.js';
@@ -57,7 +58,7 @@ export class RegistryClient {
   private readonly challenges = new Map<string, { scheme: string; params: Record<string, string> }>();
   private readonly insecure: Set<string>;
   private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 16 });
-  private readonly httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 16 });
+  private httpsAgentMade?: https.Agent;
   readonly timeoutMs: number;
   readonly retries: number;
   readonly backoffMs: number;
@@ -71,7 +72,16 @@ export class RegistryClient {
 
   close(): void {
     this.httpAgent.destroy();
-    this.httpsAgent.destroy();
+    this.httpsAgentMade?.destroy();
+  }
+
+  /** Made on the first TLS request: only then are deferred extra CA certificates read. */
+  private get httpsAgent(): https.Agent {
+    if (!this.httpsAgentMade) {
+      const secureContext = deferredCaContext();
+      this.httpsAgentMade = new https.Agent({ keepAlive: true, maxSockets: 16, ...(secureContext ? { secureContext } : {}) });
+    }
+    return this.httpsAgentMade;
   }
 
   private plainHttpAllowed(url: URL): boolean {
@@ -172,6 +182,11 @@ export class RegistryClient {
       if (error instanceof RegistryError) throw error;
       const cause = (error as { cause?: { code?: string }; code?: string });
       const code = cause.code ?? cause.cause?.code;
+      if (code && /CERT|ERR_TLS/.test(code)) {
+        // Not transient: retrying cannot make a certificate trusted.
+        const reason = /reason: (.*)$/.exec((error as Error).message)?.[1] ?? code;
+        throw new RegistryError('unreachable', `cannot reach ${url.host}: TLS certificate not trusted: ${reason} (${code}; a private CA's certificate goes in NODE_EXTRA_CA_CERTS)`);
+      }
       const why = controller.signal.aborted ? `no answer within ${this.timeoutMs / 1000}s` : code ?? (error as Error).message;
       throw new RegistryError('unreachable', `cannot reach ${url.host}: ${why}`, true);
     }

@@ -18,6 +18,8 @@ export interface Registry {
   /** host:port */
   host: string;
   storage: string;
+  /** With TLS: the PEM of its self-signed certificate (for 127.0.0.1), the one CA that can vouch for it. */
+  certificate?: string;
 }
 
 function tempDir(t: TeardownOwner, prefix: string): string {
@@ -52,7 +54,7 @@ export interface RegistryAuth {
 }
 
 /** docker-registry serving `storage` (a new empty one when omitted), stopped when the test ends. */
-export async function startRegistry(t: TeardownOwner, options: { storage?: string; auth?: RegistryAuth } = {}): Promise<Registry> {
+export async function startRegistry(t: TeardownOwner, options: { storage?: string; auth?: RegistryAuth; tls?: boolean } = {}): Promise<Registry> {
   const dir = tempDir(t, 'runbox-registry-');
   const storage = options.storage ?? join(dir, 'storage');
   const port = await freePort();
@@ -65,9 +67,17 @@ export async function startRegistry(t: TeardownOwner, options: { storage?: strin
     const token = options.auth.token;
     auth = `auth:\n  token:\n    realm: ${token.realm}\n    service: ${token.service}\n    issuer: ${token.issuer}\n    rootcertbundle: ${token.certificatePath}\n`;
   }
+  let tls = '';
+  let certificate: string | undefined;
+  if (options.tls) {
+    certificate = join(dir, 'tls-cert.pem');
+    const key = join(dir, 'tls-key.pem');
+    selfSignedCertificate(key, certificate, '/CN=127.0.0.1', ['-addext', 'subjectAltName=IP:127.0.0.1']);
+    tls = `  tls:\n    certificate: ${certificate}\n    key: ${key}\n`;
+  }
   writeFileSync(
     join(dir, 'config.yml'),
-    `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${storage}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n${auth}`,
+    `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${storage}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n${tls}${auth}`,
   );
   const logPath = join(dir, 'log');
   const child = spawn('docker-registry', ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -76,8 +86,14 @@ export async function startRegistry(t: TeardownOwner, options: { storage?: strin
     log += chunk.toString();
   });
   stopOnTeardown(t, child);
+  // Over TLS too: Go's server answers a plain HTTP request with a 400, which is an answer.
   await waitForHttp(`http://127.0.0.1:${port}/v2/`, child, () => log || logPath);
-  return { host: `127.0.0.1:${port}`, storage };
+  return { host: `127.0.0.1:${port}`, storage, ...(certificate ? { certificate } : {}) };
+}
+
+function selfSignedCertificate(keyPath: string, certificatePath: string, subject: string, extra: string[] = []): void {
+  const openssl = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', subject, '-days', '1', ...extra, '-keyout', keyPath, '-out', certificatePath], { encoding: 'utf8' });
+  if (openssl.status !== 0) throw new Error(`openssl: ${openssl.stderr}`);
 }
 
 /** A bcrypt htpasswd hash, which docker-registry requires (python3's crypt has Blowfish on glibc). */
@@ -179,8 +195,7 @@ export async function startTokenServer(t: ExecutionContext, credentials: { usern
   const dir = tempDir(t, 'runbox-token-');
   const keyPath = join(dir, 'key.pem');
   const certificatePath = join(dir, 'cert.pem');
-  const openssl = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=runbox-test-token', '-days', '1', '-keyout', keyPath, '-out', certificatePath], { encoding: 'utf8' });
-  if (openssl.status !== 0) throw new Error(`openssl: ${openssl.stderr}`);
+  selfSignedCertificate(keyPath, certificatePath, '/CN=runbox-test-token');
   const key = readFileSync(keyPath, 'utf8');
   const der = Buffer.from(readFileSync(certificatePath, 'utf8').replace(/-----[^-]+-----|\s/g, ''), 'base64');
   const expected = `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
