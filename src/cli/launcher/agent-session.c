@@ -196,11 +196,17 @@ static enum call_result read_answer(const char *payload, size_t length, char **m
 }
 
 enum call_result agent_call(struct agent_session *session, uint32_t id, const char *records, size_t length, char **message) {
-    unsigned char header[HEADER_LENGTH] = {0};
-    put_u32(header, (uint32_t)length);
-    put_u32(header + 4, id);
-    header[8] = FRAME_REQUEST;
-    if (!session->broken[0] && send_all(session, header, sizeof header)) send_all(session, records, length);
+    /* One write for the whole frame: one wake-up of the agent, one virtio-serial transfer into a VM. */
+    unsigned char *frame = calloc(1, HEADER_LENGTH + length);
+    if (!frame) set_broken(session, "agent connection failed: %s", "out of memory");
+    else {
+        put_u32(frame, (uint32_t)length);
+        put_u32(frame + 4, id);
+        frame[8] = FRAME_REQUEST;
+        memcpy(frame + HEADER_LENGTH, records, length);
+        if (!session->broken[0]) send_all(session, frame, HEADER_LENGTH + length);
+        free(frame);
+    }
     while (!session->broken[0]) {
         if (session->buffered >= HEADER_LENGTH) {
             uint32_t payload_length = get_u32(session->buffer);
