@@ -3,7 +3,7 @@
 // through the C path; the Node path is bin/runbox.cjs run by node directly. Both must give the same container,
 // the same state.json, the same errors.
 import test from 'ava';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Spec } from '../src/oci/spec.js';
 import { PROJECT, RUNBOX, TestEnv, errorMessage, runCommand, type Result } from './helpers/runbox.js';
@@ -188,4 +188,15 @@ test('without dist/runbox-start, bin/runbox starts through Node alone', async (t
   t.is((await runCommand(join(bin, 'runbox'), ['--root', env.root, 'start', id], { env: WITHOUT_NODE })).code, 127, 'it needs node');
   t.deepEqual(await runCommand(join(bin, 'runbox'), ['--root', env.root, 'start', id]), { code: 0, stdout: '', stderr: '' });
   t.is(await waitForOutput(out, '\n'), 'through node\n');
+});
+
+test('a state.json not in the form runbox writes goes to Node, which reads it as JSON and rewrites it', async (t) => {
+  const env = new TestEnv(t);
+  const { id, out } = await created(t, env, (spec) => (spec.process!.args = ['echo', 'read by node']));
+  const compact = stateFile(env, id);
+  writeFileSync(join(env.root, id, 'state.json'), JSON.stringify(JSON.parse(compact), null, 2));
+  t.is((await runCommand(RUNBOX, ['--root', env.root, 'start', id], { env: WITHOUT_NODE })).code, 127, 'the C path declined it');
+  t.deepEqual(await env.run(['start', id]), { code: 0, stdout: '', stderr: '' });
+  t.is(await waitForOutput(out, '\n'), 'read by node\n');
+  t.is(stateFile(env, id), withStatus(compact, 'running'));
 });

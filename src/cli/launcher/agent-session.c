@@ -98,7 +98,7 @@ static bool await_greeting(struct agent_session *session) {
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     deadline.tv_sec += GREETING_TIMEOUT_MS / 1000;
     for (;;) {
-        char *at = memmem(session->buffer, session->buffered, GREETING, GREETING_LENGTH);
+        char *at = session->buffered ? memmem(session->buffer, session->buffered, GREETING, GREETING_LENGTH) : NULL;
         if (at) {
             drop_front(session, (size_t)(at - session->buffer) + GREETING_LENGTH);
             return true;

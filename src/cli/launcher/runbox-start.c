@@ -179,11 +179,24 @@ static char *start_request(const struct container_record *record, const char *id
     return records;
 }
 
+/* describe(error).replace(new RegExp(`^container ${id}: `), ''): the regular expression's `.` is any character. */
+static const char *without_container_prefix(const char *message, const char *id) {
+    size_t id_length = strlen(id);
+    if (strncmp(message, "container ", 10) != 0 || strlen(message) < 10 + id_length + 2) return message;
+    for (size_t i = 0; i < id_length; i++) {
+        char c = message[10 + i];
+        bool matches = id[i] == '.' ? c != '\n' && c != '\r' && (unsigned char)c < 0x80 : c == id[i];
+        if (!matches) return message;
+    }
+    return strncmp(message + 10 + id_length, ": ", 2) == 0 ? message + 10 + id_length + 2 : message;
+}
+
 /*
  * Runtime.start's catch: every process of the container gets SIGKILL (whatever the agent answers), the record
- * says `stopped`, and the error names the container once.
+ * says `stopped`, and the error names the container once. Gives the exit status.
  */
-static int fail_start(struct held *held, const struct cli_options *options, const char *id, enum call_result result, char *why) {
+static int fail_start(struct held *held, const struct cli_options *options, const char *id, const char *state_path,
+                      enum call_result result, char *why) {
     if (result == CALL_ERROR) {
         char kill_all[1200], *ignored = NULL;
         int n = snprintf(kill_all, sizeof kill_all, "op=signal%cid=%s%csignal=9%call=1%c", 0, id, 0, 0, 0);
@@ -191,25 +204,11 @@ static int fail_start(struct held *held, const struct cli_options *options, cons
         free(ignored);
     }
     agent_close(&held->session);
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%s/state.json", options->root ? options->root : DEFAULT_ROOT, id);
     char *stopped = container_record_with_status(&held->record, "stopped");
-    char *error = stopped ? write_state(path, stopped) : strdup("out of memory");
+    char *message = stopped ? write_state(state_path, stopped) : strdup("out of memory");
     free(stopped);
-    char *message = NULL;
-    if (error) message = error;
-    else {
-        /* describe(error).replace(new RegExp(`^container ${id}: `), ''): in the id, `.` is any character. */
-        const char *rest = why ? why : "";
-        size_t id_length = strlen(id);
-        bool prefixed = strncmp(rest, "container ", 10) == 0 && strlen(rest) > 10 + id_length + 1;
-        for (size_t i = 0; prefixed && i < id_length; i++) {
-            char c = rest[10 + i];
-            prefixed = id[i] == '.' ? c != '\n' && c != '\r' && (unsigned char)c < 0x80 : c == id[i];
-        }
-        if (prefixed && strncmp(rest + 10 + id_length, ": ", 2) == 0) rest += 10 + id_length + 2;
-        if (asprintf(&message, "container %s: %s", id, rest) < 0) message = NULL;
-    }
+    /* A state.json that cannot be written is the error then, as the fs error replaces Node's. */
+    if (!message && asprintf(&message, "container %s: %s", id, without_container_prefix(why ? why : "", id)) < 0) message = NULL;
     cli_report_error(options, message ? message : "out of memory");
     free(message);
     free(why);
@@ -266,15 +265,16 @@ int main(int argc, char **argv) {
     char *why = NULL;
     enum call_result result = agent_call(&held.session, 1, request, request_length, &why);
     free(request);
-    if (result != CALL_OK) return fail_start(&held, &options, id, result, why);
+    snprintf(path, sizeof path, "%s/state.json", dir);
+    if (result != CALL_OK) return fail_start(&held, &options, id, path, result, why);
     agent_close(&held.session);
     char *running = container_record_with_status(record, "running");
-    snprintf(path, sizeof path, "%s/state.json", dir);
     char *error = running ? write_state(path, running) : strdup("out of memory");
     free(running);
+    int status = error ? 1 : 0;
     if (error) cli_report_error(&options, error);
     free(error);
     container_record_free(record);
     close(held.lock_fd);
-    return error ? 1 : 0;
+    return status;
 }
