@@ -1,0 +1,214 @@
+/* state.json and config.json as `start` reads them (container-record.h). */
+#include "container-record.h"
+#include "json-reader.h"
+#include "utf8-text.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Bigger than any state.json or config.json runbox writes; a bigger one is Node's to judge. */
+#define FILE_LIMIT (64 << 20)
+
+char *read_whole_file(const char *path, size_t *length) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    size_t capacity = 8192, used = 0;
+    char *text = malloc(capacity);
+    for (;;) {
+        if (!text || used + 1 >= capacity) {
+            char *bigger = text && capacity < FILE_LIMIT ? realloc(text, capacity *= 2) : NULL;
+            if (!bigger) break;
+            text = bigger;
+        }
+        ssize_t n = read(fd, text + used, capacity - used - 1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) break;
+        if (n == 0) {
+            close(fd);
+            text[used] = '\0';
+            *length = used;
+            return text;
+        }
+        used += (size_t)n;
+    }
+    close(fd);
+    free(text);
+    return NULL;
+}
+
+/* The members of one object that a reading asks for, by name; a name seen twice makes the reading unsure. */
+struct wanted_member {
+    const char *name;
+    struct json_span *value;
+};
+
+struct member_reading {
+    const struct wanted_member *wanted;
+    size_t count;
+    bool duplicate;
+};
+
+static bool take_wanted_member(struct json_reader *r, const char *key, bool key_fits, int depth, void *context) {
+    struct member_reading *reading = context;
+    json_skip_space(r);
+    const char *start = r->at;
+    if (!json_skip_value(r, depth + 1)) return false;
+    for (size_t i = 0; key_fits && i < reading->count; i++) {
+        if (strcmp(key, reading->wanted[i].name) != 0) continue;
+        if (reading->wanted[i].value->start) reading->duplicate = true;
+        *reading->wanted[i].value = (struct json_span){start, (size_t)(r->at - start)};
+    }
+    return true;
+}
+
+/* Reads the object in span (the whole of it), filling the wanted members' spans. */
+static bool read_members(struct json_span span, const struct wanted_member *wanted, size_t count) {
+    struct json_reader r = {span.start, span.start + span.length};
+    struct member_reading reading = {wanted, count, false};
+    for (size_t i = 0; i < count; i++) *wanted[i].value = (struct json_span){NULL, 0};
+    if (!json_read_object(&r, 0, take_wanted_member, &reading)) return false;
+    json_skip_space(&r);
+    return r.at == r.end && !reading.duplicate;
+}
+
+/* A string value, decoded, when it is one and fits. */
+static bool span_string(struct json_span span, char *out, size_t capacity) {
+    if (!span.start || span.start[0] != '"') return false;
+    struct json_reader r = {span.start, span.start + span.length};
+    bool fits;
+    return json_read_string(&r, out, capacity, &fits) && fits && r.at == r.end;
+}
+
+/* A positive integer in plain decimal, at most max. */
+static bool span_integer(struct json_span span, int max, int *out) {
+    if (!span.start || span.length == 0 || span.length > 9 || span.start[0] == '0') return false;
+    int value = 0;
+    for (size_t i = 0; i < span.length; i++) {
+        if (span.start[i] < '0' || span.start[i] > '9') return false;
+        value = value * 10 + (span.start[i] - '0');
+    }
+    if (value > max) return false;
+    *out = value;
+    return true;
+}
+
+static bool span_is(struct json_span span, const char *text) {
+    return span.start && span.length == strlen(text) && memcmp(span.start, text, span.length) == 0;
+}
+
+/* No space between tokens: the text is JSON.stringify's, whose output reads back to the same text. */
+static bool compact(const char *text, size_t length) {
+    bool in_string = false;
+    for (size_t i = 0; i < length; i++) {
+        char c = text[i];
+        if (in_string) {
+            if (c == '\\') i++;
+            else if (c == '"') in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool read_sandbox(struct json_span driver_span, struct json_span sandbox, struct container_record *record) {
+    char driver[16], handle_driver[16];
+    struct json_span kind, socket, agent_pid, pid, start_time, dir, agent_ports;
+    const struct wanted_member wanted[] = {
+        {"driver", &kind}, {"socket", &socket}, {"agentPid", &agent_pid}, {"pid", &pid},
+        {"startTime", &start_time}, {"dir", &dir}, {"agentPorts", &agent_ports},
+    };
+    if (!span_string(driver_span, driver, sizeof driver) || !sandbox.start || sandbox.start[0] != '{' ||
+        !read_members(sandbox, wanted, sizeof wanted / sizeof wanted[0]) ||
+        !span_string(kind, handle_driver, sizeof handle_driver) || strcmp(driver, handle_driver) != 0)
+        return false;
+    int unused;
+    if (strcmp(driver, "emulated") == 0) {
+        record->driver = DRIVER_EMULATED;
+        return span_string(socket, record->socket, sizeof record->socket) && span_integer(agent_pid, 1 << 30, &unused);
+    }
+    if (strcmp(driver, "qemu") == 0) {
+        record->driver = DRIVER_QEMU;
+        return span_integer(pid, 1 << 30, &record->vm_pid) &&
+               span_string(start_time, record->vm_start_time, sizeof record->vm_start_time) &&
+               span_string(dir, record->vm_dir, sizeof record->vm_dir) && span_integer(agent_ports, 64, &record->agent_ports);
+    }
+    return false;
+}
+
+bool container_record_read(const char *path, const char *id, struct container_record *record) {
+    memset(record, 0, sizeof *record);
+    record->text = read_whole_file(path, &record->length);
+    if (!record->text) return false;
+    struct json_span driver, sandbox, pid_start_time;
+    const struct wanted_member wanted[] = {
+        {"ociVersion", &record->oci_version}, {"id", &record->id}, {"status", &record->status}, {"pid", &record->pid},
+        {"pidStartTime", &pid_start_time}, {"bundle", &record->bundle}, {"rootfs", &record->rootfs},
+        {"created", &record->created}, {"owner", &record->owner}, {"annotations", &record->annotations},
+        {"driver", &driver}, {"sandbox", &sandbox},
+    };
+    char stored_id[1100];
+    bool vouched = compact(record->text, record->length) && utf8_valid(record->text, record->length) &&
+                   read_members((struct json_span){record->text, record->length}, wanted, sizeof wanted / sizeof wanted[0]) &&
+                   span_string(record->id, stored_id, sizeof stored_id) && strcmp(stored_id, id) == 0 &&
+                   span_string(record->status, record->status_value, sizeof record->status_value) &&
+                   span_integer(record->pid, 1 << 30, &record->pid_value) &&
+                   span_string(pid_start_time, record->pid_start_time, sizeof record->pid_start_time) &&
+                   /* The report's fields, copied as they are. */
+                   record->oci_version.start && record->bundle.start && record->rootfs.start && record->created.start &&
+                   record->owner.start && read_sandbox(driver, sandbox, record);
+    if (!vouched) container_record_free(record);
+    return vouched;
+}
+
+void container_record_free(struct container_record *record) {
+    free(record->text);
+    record->text = NULL;
+}
+
+char *container_record_report(const struct container_record *record, const char *status) {
+    /* `record.annotations ?? {}` */
+    struct json_span annotations = record->annotations;
+    if (!annotations.start || span_is(annotations, "null")) annotations = (struct json_span){"{}", 2};
+    char *report;
+    int n = asprintf(&report, "{\"ociVersion\":%.*s,\"id\":%.*s,\"pid\":%.*s,\"status\":\"%s\",\"bundle\":%.*s,"
+                     "\"rootfs\":%.*s,\"created\":%.*s,\"owner\":%.*s,\"annotations\":%.*s}",
+                     (int)record->oci_version.length, record->oci_version.start, (int)record->id.length, record->id.start,
+                     (int)record->pid.length, record->pid.start, status, (int)record->bundle.length, record->bundle.start,
+                     (int)record->rootfs.length, record->rootfs.start, (int)record->created.length, record->created.start,
+                     (int)record->owner.length, record->owner.start, (int)annotations.length, annotations.start);
+    return n < 0 ? NULL : report;
+}
+
+char *container_record_with_status(const struct container_record *record, const char *status) {
+    size_t before = (size_t)(record->status.start - record->text);
+    const char *after = record->status.start + record->status.length;
+    char *text;
+    int n = asprintf(&text, "%.*s\"%s\"%s", (int)before, record->text, status, after);
+    return n < 0 ? NULL : text;
+}
+
+/* A hook list that runs nothing: absent, null or empty. */
+static bool no_hooks(struct json_span span) {
+    return !span.start || span_is(span, "null") || span_is(span, "[]");
+}
+
+bool config_has_no_start_hooks(const char *path) {
+    size_t length;
+    char *text = read_whole_file(path, &length);
+    if (!text) return false;
+    struct json_span hooks, poststart, start_container;
+    const struct wanted_member top[] = {{"hooks", &hooks}};
+    const struct wanted_member kinds[] = {{"poststart", &poststart}, {"startContainer", &start_container}};
+    bool none = utf8_valid(text, length) && read_members((struct json_span){text, length}, top, 1) &&
+                (!hooks.start || hooks.start[0] != '{' ||
+                 (read_members(hooks, kinds, 2) && no_hooks(poststart) && no_hooks(start_container)));
+    free(text);
+    return none;
+}
