@@ -12,7 +12,7 @@ import { defaultSpec } from '../src/oci/default-spec.js';
 import { median } from './stats.js';
 import { vmFloorMs } from './vm-floor.js';
 
-const ROUNDS = Number(process.env.BENCH_VM_ROUNDS ?? 5);
+const ROUNDS = Number(process.env.BENCH_VM_ROUNDS ?? 7);
 const SANDBOXES = 10;
 const AT_ONCE = 2;
 
