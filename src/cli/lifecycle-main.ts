@@ -1,12 +1,12 @@
 // The fast path of the runbox CLI, bundled on its own (dist/runbox-lifecycle.cjs) so that a lifecycle call
-// reads and runs none of oclif: a lifecycle command (create, start, state, kill, delete) whose argv is in plain
-// form (see manifest-argv.ts) runs here; for anything else it declines before doing anything, and main.ts runs
-// the whole CLI on the same argv.
+// reads and runs none of oclif: a lifecycle command (create, start, state, kill, delete, and run of a bundle)
+// whose argv is in plain form (see manifest-argv.ts) runs here; for anything else it declines before doing
+// anything, and main.ts runs the whole CLI on the same argv.
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseGlobalOptions, type GlobalOptions } from './global-options.js';
-import { lifecycleOperation } from './lifecycle-operations.js';
-import { parseManifestArgv, readManifestCommand } from './manifest-argv.js';
+import { FAST_PATH_FLAGS, lifecycleOperation } from './lifecycle-operations.js';
+import { parseManifestArgv, readManifestCommand, withOnlyFlags } from './manifest-argv.js';
 import { runReported } from './run-reported.js';
 
 export const PROJECT_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -23,7 +23,8 @@ export async function lifecycleMain(argv: string[]): Promise<number | undefined>
   const [command, ...args] = rest;
   const operation = lifecycleOperation(command);
   const manifestCommand = operation && readManifestCommand(join(PROJECT_ROOT, 'oclif.manifest.json'), command!);
-  const input = manifestCommand && parseManifestArgv(manifestCommand, args);
+  const fastPathFlags = FAST_PATH_FLAGS[command as keyof typeof FAST_PATH_FLAGS];
+  const input = manifestCommand && parseManifestArgv(fastPathFlags ? withOnlyFlags(manifestCommand, fastPathFlags) : manifestCommand, args);
   if (!input) return undefined;
   return runReported(options, () => operation(input));
 }

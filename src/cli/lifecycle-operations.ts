@@ -4,6 +4,7 @@
 import { parseSignal } from '../oci/signals.js';
 import { RuntimeError } from '../runtime/errors.js';
 import { context } from './context.js';
+import { runContainer } from './run-container.js';
 
 export interface ParsedArgv {
   args: Record<string, string | undefined>;
@@ -48,7 +49,27 @@ export const LIFECYCLE_OPERATIONS = {
   async delete({ args, flags }) {
     await context().runtime.delete(args.id!, flags.force === true);
   },
+
+  async run({ args, flags }) {
+    const pidFile = text(flags['pid-file']);
+    const consoleSocket = text(flags['console-socket']);
+    await runContainer(args.id!, {
+      bundle: text(flags.bundle) ?? '.',
+      detach: flags.detach === true,
+      keep: flags.keep === true,
+      ...(pidFile ? { pidFile } : {}),
+      ...(consoleSocket ? { consoleSocket } : {}),
+    });
+  },
 } satisfies Record<string, (input: ParsedArgv) => Promise<void>>;
+
+/**
+ * The flags the fast path takes, for a command it runs only in part: given any other (for `run`, `--image` and
+ * what goes with it), it declines and the whole CLI runs the command.
+ */
+export const FAST_PATH_FLAGS: Partial<Record<keyof typeof LIFECYCLE_OPERATIONS, string[]>> = {
+  run: ['bundle', 'detach', 'pid-file', 'console-socket', 'keep'],
+};
 
 export function lifecycleOperation(command: string | undefined): ((input: ParsedArgv) => Promise<void>) | undefined {
   return command && Object.hasOwn(LIFECYCLE_OPERATIONS, command)

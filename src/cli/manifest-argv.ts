@@ -37,6 +37,12 @@ export function readManifestCommand(manifestFile: string, id: string): ManifestC
   }
 }
 
+/** The command with only the named flags and no argument past its own (so that any other flag is unknown). */
+export function withOnlyFlags(command: ManifestCommand, names: string[]): ManifestCommand {
+  const flags = Object.fromEntries(Object.entries(command.flags).filter(([, flag]) => names.includes(flag.name)));
+  return { ...command, flags, strict: true };
+}
+
 /** The parsed argv, or undefined when it is not in the plain forms this parser takes (oclif's job then). */
 export function parseManifestArgv(command: ManifestCommand, argv: string[]): ParsedArgv | undefined {
   if (command.strict === false) return undefined;

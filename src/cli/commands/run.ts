@@ -2,13 +2,11 @@ import * as Args from '@oclif/core/args';
 import { Command } from '@oclif/core/command';
 import * as Flags from '@oclif/core/flags';
 import { rmSync } from 'node:fs';
-import { constants } from 'node:os';
 import { join } from 'node:path';
 import { bundleFromImage } from '../../image/image-bundle.js';
-import { attachStdin, followWindowSize, forwardSignals, outputToStdio } from '../attach.js';
-import { context } from '../context.js';
 import { imageError, openStore, platformFlag, pullFlags, storeFlags } from '../image-options.js';
 import { PullProgress } from '../pull-progress.js';
+import { runContainer } from '../run-container.js';
 
 export default class Run extends Command {
   static summary = 'Create and start a container; in the foreground, exit with its exit status and delete it.';
@@ -50,55 +48,18 @@ export default class Run extends Command {
 
   async run(): Promise<void> {
     const { args, argv, flags } = await this.parseRun();
-    const runtime = context().runtime;
     const id = args.id;
     const extra = (argv as string[]).slice(1);
     if (!flags.image && (extra.length || flags.rm)) throw new Error(extra.length ? `unexpected arguments: ${extra.join(' ')}` : '--rm needs --image');
     if (flags.rm && flags.detach) throw new Error('--rm cannot be used with --detach: the bundle is in use while the container runs');
     const bundle = flags.image ? await this.imageBundle(id, flags, extra) : flags.bundle;
-    const removeBundle = (): void => {
-      if (flags.image && flags.rm) rmSync(bundle, { recursive: true, force: true });
-    };
-    const relay = !flags.detach && !flags['console-socket'] ? outputToStdio() : undefined;
-    try {
-      await runtime.create(id, {
-        bundle,
-        ...(flags['pid-file'] ? { pidFile: flags['pid-file'] } : {}),
-        ...(flags['console-socket'] ? { consoleSocket: flags['console-socket'] } : {}),
-        ...(relay ? { relayTerminal: relay.output } : {}),
-      });
-    } catch (error) {
-      removeBundle();
-      throw error;
-    }
-    const terminal = runtime.relayedProcess(id);
-    const detachStdin = terminal ? attachStdin(terminal, true) : undefined;
-    const stopResizing = terminal ? followWindowSize((w, h) => runtime.resizeRelay(id, w, h)) : undefined;
-    try {
-      await runtime.start(id);
-    } catch (error) {
-      stopResizing?.();
-      detachStdin?.();
-      runtime.releaseRelay(id);
-      await runtime.delete(id, true).catch(() => {});
-      removeBundle();
-      throw error;
-    }
-    if (flags.detach) return;
-
-    const stopForwarding = forwardSignals((signal) => {
-      runtime.kill(id, constants.signals[signal]).catch(() => {});
+    await runContainer(id, {
+      bundle,
+      ...(flags.detach ? { detach: true } : {}),
+      ...(flags.keep ? { keep: true } : {}),
+      ...(flags['pid-file'] ? { pidFile: flags['pid-file'] } : {}),
+      ...(flags['console-socket'] ? { consoleSocket: flags['console-socket'] } : {}),
+      ...(flags.image && flags.rm ? { onGone: () => rmSync(bundle, { recursive: true, force: true }) } : {}),
     });
-    const exit = await runtime.wait(id);
-    stopForwarding();
-    stopResizing?.();
-    if (terminal) await relay!.done;
-    detachStdin?.();
-    runtime.releaseRelay(id);
-    if (!flags.keep) {
-      await runtime.delete(id, true);
-      removeBundle();
-    }
-    process.exitCode = exit.exitStatus;
   }
 }
