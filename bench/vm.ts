@@ -109,14 +109,20 @@ export async function vmBench(context: Context): Promise<string> {
   const truth = vmBundle(context, 'vm-true', ['true']);
   const sleeper = vmBundle(context, 'vm-sleep', ['sleep', '1000']);
 
-  // One floor boot per round, between runbox's: on a shared machine the load drifts, and both see the same.
+  // Floor boots interleaved with runbox's, so that both see the load of the moment. And every measured boot, the
+  // floor's as runbox's, comes right after a floor boot: on this machine a boot right after a process freed a few
+  // hundred MB (a VM that just exited, or any other) is 0.2–0.3 s slower, while that memory comes back from the
+  // machine's own hypervisor; an unmeasured floor boot takes that after each runbox VM.
   const floors: number[] = [];
   const separate: number[] = [];
   const together: number[] = [];
   const cycle: number[] = [];
   for (let round = 0; round < ROUNDS; round++) {
+    await vmFloorMs(1);
     floors.push(await vmFloorMs(1));
     separate.push(await createStartFirstOutput(context, root, echo, `vm-first-${round}`));
+    await vmFloorMs(1);
+    floors.push(await vmFloorMs(1));
     const run = await runbox(context, ['--root', root, 'run', '--bundle', echo, `vm-run-${round}`]);
     if (run.firstOutput === undefined) throw new Error('runbox run printed nothing');
     together.push(run.firstOutput);
@@ -143,7 +149,7 @@ export async function vmBench(context: Context): Promise<string> {
   const firstTogether = median(together);
   const row = (name: string, ms: number, target: string) => `| ${name} | ${ms.toFixed(0)} ms | ${(ms / floor).toFixed(2)}× | ${target} |`;
   return [
-    `microVMs (qemu driver, accel tcg), median of ${ROUNDS} rounds, floor and runbox interleaved; floor = QEMU booting the guest kernel into an init that powers off at once (spawn to exit)`,
+    `microVMs (qemu driver, accel tcg), median of ${ROUNDS} rounds (2 measured floor boots a round, each measured boot right after a floor boot), floor and runbox interleaved; floor = QEMU booting the guest kernel into an init that powers off at once (spawn to exit)`,
     '',
     '| measure | value | ÷ floor | target |',
     '| --- | ---: | ---: | --- |',

@@ -19,6 +19,8 @@ interface GrpcShim {
   socket: string;
   bootstrap: { version: number; address: string; protocol: string };
   call(method: string, request: object, responseType: string): Promise<any>;
+  /** Shutdown, then the wait for the shim to be gone (its socket removed). */
+  shutdown(): Promise<void>;
 }
 
 /** A shim started as containerd 2.x starts it, for a bundle of the busybox fixture running `args`; gone after the test. */
@@ -34,10 +36,11 @@ function startGrpcShim(t: ExecutionContext, args: string[]): GrpcShim {
   const flags = ['-namespace', 'test', '-address', join(dir, 'containerd.sock'), '-publish-binary', '/bin/true', '-id', id];
   const env = { ...process.env, RUNBOX_SHIM_PROTOCOL: 'grpc' };
   t.teardown(() => {
-    // Whatever the test left: the shim and its sandbox, through the same clean-up containerd would run.
-    spawnSync(SHIM, [...flags, '-bundle', bundle, 'delete'], { cwd: bundle, env });
+    // Whatever the test left: a shim still running is killed, then its sandbox goes through the clean-up
+    // containerd runs after a shim died (`delete`).
     const pid = Number(spawnSync('cat', [join(bundle, 'shim.pid')], { encoding: 'utf8' }).stdout);
     if (pid) spawnSync('kill', ['-9', String(pid)]);
+    spawnSync(SHIM, [...flags, '-bundle', bundle, 'delete'], { cwd: bundle, env });
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -56,12 +59,16 @@ function startGrpcShim(t: ExecutionContext, args: string[]): GrpcShim {
       (error: ServiceError | null, response?: unknown) => (error ? reject(error) : resolve(response)),
     );
   });
-  return { id, bundle, dir, socket, bootstrap, call };
+  const shutdown = async () => {
+    await call('Shutdown', { id }, 'google.protobuf.Empty');
+    for (let i = 0; i < 50 && existsSync(socket); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+  };
+  return { id, bundle, dir, socket, bootstrap, call, shutdown };
 }
 let shims = 0;
 
 test('RUNBOX_SHIM_PROTOCOL=grpc: start prints the v3 bootstrap and task.v3 Create/Start/Wait run a container', async (t) => {
-  const { id, bundle, dir, socket, bootstrap, call } = startGrpcShim(t, ['sh', '-c', 'exit 5']);
+  const { id, bundle, dir, socket, bootstrap, call, shutdown } = startGrpcShim(t, ['sh', '-c', 'exit 5']);
   t.is(bootstrap.version, 3);
   t.is(bootstrap.protocol, 'grpc');
   t.regex(bootstrap.address, /^unix:\/\/\/run\/containerd\/s\/[0-9a-f]{64}$/);
@@ -85,13 +92,12 @@ test('RUNBOX_SHIM_PROTOCOL=grpc: start prints the v3 bootstrap and task.v3 Creat
   t.is(deleted.exitStatus, 5);
   const unknown = await call('State', { id }, 'containerd.task.v3.StateResponse').catch((error: ServiceError) => error);
   t.is((unknown as ServiceError).code, 5, 'a deleted task is NOT_FOUND');
-  await call('Shutdown', { id }, 'google.protobuf.Empty');
-  for (let i = 0; i < 50 && existsSync(socket); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+  await shutdown();
   t.false(existsSync(socket), 'the shim exits and removes its socket after Shutdown');
 });
 
 test('an output FIFO whose reader opens only after the process has exited still gets the output, then EOF', async (t) => {
-  const { id, dir, call } = startGrpcShim(t, ['echo', 'written before anyone read']);
+  const { id, dir, call, shutdown } = startGrpcShim(t, ['echo', 'written before anyone read']);
   const stdout = join(dir, 'stdout');
   t.is(spawnSync('mkfifo', [stdout]).status, 0);
   await call('Create', { id, bundle: join(dir, 'bundle'), stdout }, 'containerd.task.v3.CreateTaskResponse');
@@ -104,4 +110,5 @@ test('an output FIFO whose reader opens only after the process has exited still 
   t.is(reader.stdout, 'written before anyone read\n');
   t.is((await waiting).exitStatus, 0);
   await call('Delete', { id }, 'containerd.task.v3.DeleteResponse');
+  await shutdown();
 });
