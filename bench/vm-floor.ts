@@ -5,44 +5,32 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bootToPowerOff, buildInitramfs, compileStaticInit } from '../src/hypervisor/guest-bare-boot.js';
-import { median } from './stats.js';
 
+/** The floor VM, built once: each boot is QEMU alone, with no compiler or archiver run just before it. */
 export interface VmFloor {
-  rounds: number;
-  /** Median, from spawning QEMU to the init's line on the console. */
-  upMs: number;
-  /** Median, from spawning QEMU to its exit after the guest powered off. */
-  exitMs: number;
-  /** Median resident memory of QEMU when the init was up. */
-  qemuRssMib: number;
+  /** Boots it once: the time from spawning QEMU to its exit after the guest powered off. */
+  bootMs(): Promise<number>;
+  /** Removes its init and initramfs. */
+  dispose(): void;
 }
 
-
-/** Boots the floor VM ROUNDS times, one at a time. */
-export async function vmFloor(rounds: number): Promise<VmFloor> {
+export async function prepareVmFloor(): Promise<VmFloor> {
   const dir = mkdtempSync(join(tmpdir(), 'runbox-vm-floor-'));
+  const initrd = join(dir, 'initrd.img');
   try {
     const init = join(dir, 'init');
-    const initrd = join(dir, 'initrd.img');
     await compileStaticInit(['scripts/guest/floor-init.c'], init);
     await buildInitramfs(init, initrd);
-    const up: number[] = [];
-    const exit: number[] = [];
-    const rss: number[] = [];
-    for (let round = 0; round < rounds; round++) {
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
+  return {
+    async bootMs() {
       const boot = await bootToPowerOff({ initrd, marker: 'floor: up' });
       if (boot.markerMs === undefined) throw new Error(`the floor VM never said it was up:\n${boot.console}`);
-      up.push(boot.markerMs);
-      exit.push(boot.exitMs);
-      if (boot.qemuRssKib !== undefined) rss.push(boot.qemuRssKib / 1024);
-    }
-    return { rounds, upMs: median(up), exitMs: median(exit), qemuRssMib: median(rss) };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-/** The median time from spawning QEMU to its exit, for bench/vm.ts. */
-export async function vmFloorMs(rounds: number): Promise<number> {
-  return (await vmFloor(rounds)).exitMs;
+      return boot.exitMs;
+    },
+    dispose: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }

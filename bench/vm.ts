@@ -10,7 +10,7 @@ import { agentPortSocket, clientOnSession, leasePort, openSession } from '../src
 import type { QemuHandle } from '../src/hypervisor/qemu-sandbox.js';
 import { defaultSpec } from '../src/oci/default-spec.js';
 import { median } from './stats.js';
-import { vmFloorMs } from './vm-floor.js';
+import { prepareVmFloor } from './vm-floor.js';
 
 const ROUNDS = Number(process.env.BENCH_VM_ROUNDS ?? 7);
 const SANDBOXES = 10;
@@ -117,21 +117,26 @@ export async function vmBench(context: Context): Promise<string> {
   const separate: number[] = [];
   const together: number[] = [];
   const cycle: number[] = [];
-  for (let round = 0; round < ROUNDS; round++) {
-    await vmFloorMs(1);
-    floors.push(await vmFloorMs(1));
-    separate.push(await createStartFirstOutput(context, root, echo, `vm-first-${round}`));
-    await vmFloorMs(1);
-    floors.push(await vmFloorMs(1));
-    const run = await runbox(context, ['--root', root, 'run', '--bundle', echo, `vm-run-${round}`]);
-    if (run.firstOutput === undefined) throw new Error('runbox run printed nothing');
-    together.push(run.firstOutput);
-    const started = process.hrtime.bigint();
-    cli(context, root, ['create', '--bundle', truth, `vm-cycle-${round}`]);
-    cli(context, root, ['start', `vm-cycle-${round}`]);
-    waitStopped(context, root, `vm-cycle-${round}`);
-    cli(context, root, ['delete', `vm-cycle-${round}`]);
-    cycle.push(Number(process.hrtime.bigint() - started) / 1e6);
+  const floorVm = await prepareVmFloor();
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      await floorVm.bootMs();
+      floors.push(await floorVm.bootMs());
+      separate.push(await createStartFirstOutput(context, root, echo, `vm-first-${round}`));
+      await floorVm.bootMs();
+      floors.push(await floorVm.bootMs());
+      const run = await runbox(context, ['--root', root, 'run', '--bundle', echo, `vm-run-${round}`]);
+      if (run.firstOutput === undefined) throw new Error('runbox run printed nothing');
+      together.push(run.firstOutput);
+      const started = process.hrtime.bigint();
+      cli(context, root, ['create', '--bundle', truth, `vm-cycle-${round}`]);
+      cli(context, root, ['start', `vm-cycle-${round}`]);
+      waitStopped(context, root, `vm-cycle-${round}`);
+      cli(context, root, ['delete', `vm-cycle-${round}`]);
+      cycle.push(Number(process.hrtime.bigint() - started) / 1e6);
+    }
+  } finally {
+    floorVm.dispose();
   }
   const memory = await memoryAfterBoot(context, root, sleeper);
 

@@ -1,44 +1,15 @@
 /* state.json and config.json as `start` reads them (container-record.h). */
 #include "container-record.h"
 #include "json-reader.h"
+#include "small-file.h"
 #include "utf8-text.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /* Bigger than any state.json or config.json runbox writes; a bigger one is Node's to judge. */
 #define FILE_LIMIT (64 << 20)
-
-char *read_whole_file(const char *path, size_t *length) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return NULL;
-    size_t capacity = 8192, used = 0;
-    char *text = malloc(capacity);
-    for (;;) {
-        if (!text || used + 1 >= capacity) {
-            char *bigger = text && capacity < FILE_LIMIT ? realloc(text, capacity *= 2) : NULL;
-            if (!bigger) break;
-            text = bigger;
-        }
-        ssize_t n = read(fd, text + used, capacity - used - 1);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) break;
-        if (n == 0) {
-            close(fd);
-            text[used] = '\0';
-            *length = used;
-            return text;
-        }
-        used += (size_t)n;
-    }
-    close(fd);
-    free(text);
-    return NULL;
-}
 
 /* The members of one object that a reading asks for, by name; a name seen twice makes the reading unsure. */
 struct wanted_member {
@@ -144,7 +115,7 @@ static bool read_sandbox(struct json_span driver_span, struct json_span sandbox,
 
 bool container_record_read(const char *path, const char *id, struct container_record *record) {
     memset(record, 0, sizeof *record);
-    record->text = read_whole_file(path, &record->length);
+    record->text = read_small_file(path, FILE_LIMIT, &record->length);
     if (!record->text) return false;
     struct json_span driver, sandbox, pid_start_time;
     const struct wanted_member wanted[] = {
@@ -201,7 +172,7 @@ static bool no_hooks(struct json_span span) {
 
 bool config_has_no_start_hooks(const char *path) {
     size_t length;
-    char *text = read_whole_file(path, &length);
+    char *text = read_small_file(path, FILE_LIMIT, &length);
     if (!text) return false;
     struct json_span hooks, poststart, start_container;
     const struct wanted_member top[] = {{"hooks", &hooks}};

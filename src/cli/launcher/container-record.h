@@ -44,7 +44,4 @@ char *container_record_with_status(const struct container_record *record, const 
 /* Whether config.json's text has no poststart and no startContainer hook; false when it cannot be read. */
 bool config_has_no_start_hooks(const char *path);
 
-/* path's whole contents, NUL-terminated (malloc), or NULL; *length gets their size. */
-char *read_whole_file(const char *path, size_t *length);
-
 #endif

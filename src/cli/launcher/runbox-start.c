@@ -15,6 +15,7 @@
 #include "agent-session.h"
 #include "cli-log.h"
 #include "container-record.h"
+#include "small-file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -107,8 +108,7 @@ static bool plain_id(const char *id) {
 static bool process_alive(int pid, const char *start_time) {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    size_t length;
-    char *stat = read_whole_file(path, &length);
+    char *stat = read_small_file(path, 4096, NULL);
     if (!stat) return false;
     char *close_paren = strrchr(stat, ')');
     bool alive = false;

@@ -68,32 +68,6 @@ static bool parse_flags(int argc, char **argv, struct shim_flags *flags) {
     return flags->namespace && *flags->namespace && flags->id && *flags->id;
 }
 
-char *read_small_file(const char *path, size_t limit, size_t *length) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return NULL;
-    struct stat st;
-    char *text = NULL;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size <= limit) {
-        text = malloc((size_t)st.st_size + 1);
-        size_t done = 0;
-        while (text && done < (size_t)st.st_size) {
-            ssize_t n = read(fd, text + done, (size_t)st.st_size - done);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) break;
-            done += (size_t)n;
-        }
-        if (text && done == (size_t)st.st_size) {
-            text[done] = '\0';
-            if (length) *length = done;
-        } else {
-            free(text);
-            text = NULL;
-        }
-    }
-    close(fd);
-    return text;
-}
-
 bool unix_socket_served(const char *path) {
     struct sockaddr_un address = {.sun_family = AF_UNIX};
     if (strlen(path) >= sizeof address.sun_path) return false;

@@ -3,6 +3,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "small-file.h"
+
 /* containerd's flags for a v2 shim (see src/shim/shim-flags.ts, which this mirrors). */
 struct shim_flags {
     const char *namespace;
@@ -29,8 +31,6 @@ _Noreturn void exec_node_shim(const struct launch *launch);
 void fast_start(const struct launch *launch);
 void fast_delete(const struct launch *launch);
 
-/* path's contents with a NUL after them, or NULL; at most limit bytes (more is treated as unreadable). */
-char *read_small_file(const char *path, size_t limit, size_t *length);
 /* Writes text to path through a temporary file renamed into place; false on failure (errno set). */
 bool write_file_atomic(const char *path, const char *text, unsigned mode);
 /* Whether something accepts connections on the unix socket at path. */
