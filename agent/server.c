@@ -15,6 +15,7 @@
 #include "registry.h"
 #include "relay.h"
 #include "util.h"
+#include "vm.h"
 
 bool server_stopping;
 struct reply_to server_shutdown_reply;
@@ -148,6 +149,17 @@ static void op_subscribe(struct request *r)
 	reply_ok(r->to, NULL);
 }
 
+static void op_vm_restored(struct request *r)
+{
+	char err[256];
+	if (!vm_mode)
+		reply_error(r->to, EOPNOTSUPP, "vm_restored: the agent is not a microVM's init");
+	else if (vm_restored(&r->rec, err, sizeof err) < 0)
+		reply_error(r->to, EINVAL, "%s", err);
+	else
+		reply_ok(r->to, NULL);
+}
+
 static void op_shutdown(struct request *r)
 {
 	/* main.c ends every container, then answers this, then exits. */
@@ -176,6 +188,7 @@ static const struct {
 	{ "update", op_update },
 	{ "subscribe", op_subscribe },
 	{ "shutdown", op_shutdown },
+	{ "vm_restored", op_vm_restored },
 };
 
 static struct relay *relay_for(uint64_t conn, uint32_t id)

@@ -17,6 +17,19 @@ void stdio_save_inherited(void)
 			saved[i] = fcntl(i, F_DUPFD_CLOEXEC, 10);
 }
 
+int stdio_make_inherited_null(int fd)
+{
+	/* Above 2, as the kept fds must be: the agent's own 0-2 are always open by now. */
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null < 0 || saved[fd] < 0) {
+		saved[fd] = null;
+		return null < 0 ? -1 : 0;
+	}
+	int rc = dup3(null, saved[fd], O_CLOEXEC);
+	close(null);
+	return rc < 0 ? -1 : 0;
+}
+
 int stdio_saved_stderr(void)
 {
 	return saved[2];

@@ -15,6 +15,8 @@ struct stdio_plan {
 
 /* At start-up, before anything else opens an fd: keeps fds 0, 1, 2 aside for stdio=inherit. */
 void stdio_save_inherited(void);
+/* Makes the kept fd 0, 1 or 2 /dev/null (a clone of a template VM whose caller did not give that stream). */
+int stdio_make_inherited_null(int fd);
 /* The caller's stderr while the agent still holds it (for start-up errors), else -1. */
 int stdio_saved_stderr(void);
 /* -1 with errno on failure. A process with a terminal gets /dev/null until its pty takes over. */

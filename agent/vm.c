@@ -5,13 +5,17 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/random.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "guest.h"
 #include "log.h"
 #include "ports.h"
+#include "stdio.h"
 #include "util.h"
 
 /* A VM nobody has been attached to for this long, with no container in it, is an orphan: its host died. */
@@ -81,6 +85,84 @@ int vm_prepare_rootfs(const struct records *rec, char *err, size_t errlen)
 	if (mkdir_all(rootfs, 0755) < 0 || guest_mount_rootfs(f[0], f[1], rootfs) < 0) {
 		snprintf(err, errlen, "mount the rootfs image %s (%s) at %s: %s", f[0], f[1], rootfs, errtext(errno));
 		return -1;
+	}
+	return 0;
+}
+
+/* The most entropy a vm_restored brings; all of it is credited (it comes from the host's own CSPRNG). */
+#define MAX_ENTROPY_BYTES 256
+
+static int hex_value(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Mixes the host's bytes into the input pool and makes every CRNG rekey from it. */
+static int reseed_random(const char *hex, char *err, size_t errlen)
+{
+	size_t len = strlen(hex);
+	if (len == 0 || len % 2 || len / 2 > MAX_ENTROPY_BYTES) {
+		snprintf(err, errlen, "entropy: expected 1 to %d bytes in hex", MAX_ENTROPY_BYTES);
+		return -1;
+	}
+	struct {
+		struct rand_pool_info info;
+		unsigned char bytes[MAX_ENTROPY_BYTES];
+	} pool = { .info = { .entropy_count = (int)(len / 2 * 8), .buf_size = (int)(len / 2) } };
+	for (size_t i = 0; i < len / 2; i++) {
+		int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+		if (hi < 0 || lo < 0) {
+			snprintf(err, errlen, "entropy: not hex");
+			return -1;
+		}
+		pool.bytes[i] = (unsigned char)(hi << 4 | lo);
+	}
+	int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+	int rc = fd < 0 ? -1 : ioctl(fd, RNDADDENTROPY, &pool.info);
+	if (rc == 0)
+		rc = ioctl(fd, RNDRESEEDCRNG);
+	int saved = errno;
+	if (fd >= 0)
+		close(fd);
+	explicit_bzero(&pool, sizeof pool);
+	if (rc < 0) {
+		snprintf(err, errlen, "reseed the guest's random number generator: %s", errtext(saved));
+		return -1;
+	}
+	return 0;
+}
+
+int vm_restored(const struct records *rec, char *err, size_t errlen)
+{
+	uint64_t realtime_ns;
+	const char *entropy = records_get(rec, "entropy");
+	if (!parse_u64(records_get(rec, "realtime_ns"), &realtime_ns) || !entropy) {
+		snprintf(err, errlen, "vm_restored needs realtime_ns and entropy");
+		return -1;
+	}
+	const struct timespec now = { (time_t)(realtime_ns / 1000000000), (long)(realtime_ns % 1000000000) };
+	if (clock_settime(CLOCK_REALTIME, &now) < 0) {
+		snprintf(err, errlen, "set the guest's clock: %s", errtext(errno));
+		return -1;
+	}
+	if (reseed_random(entropy, err, errlen) < 0)
+		return -1;
+	static const char *const streams[3] = { "stdin", "stdout", "stderr" };
+	for (size_t i = 0; i < rec->n; i++) {
+		if (strcmp(rec->v[i].key, "stdio_absent"))
+			continue;
+		int fd = -1;
+		for (int s = 0; s < 3; s++)
+			if (!strcmp(rec->v[i].value, streams[s]))
+				fd = s;
+		if (fd < 0) {
+			snprintf(err, errlen, "stdio_absent %s: expected stdin, stdout or stderr", rec->v[i].value);
+			return -1;
+		}
+		if (stdio_make_inherited_null(fd) < 0) {
+			snprintf(err, errlen, "make the inherited %s /dev/null: %s", streams[fd], errtext(errno));
+			return -1;
+		}
 	}
 	return 0;
 }

@@ -22,6 +22,13 @@ int vm_init(void);
 int vm_log_fd(void);
 /* `create` with `rootfs_image=DEVICE␟FSTYPE`: mounts it, writable, at the request's rootfs. 0 or -1 with err. */
 int vm_prepare_rootfs(const struct records *rec, char *err, size_t errlen);
+/*
+ * `vm_restored`: this VM is a clone of a template snapshot (the host restored it instead of booting it): takes
+ * the host's time (realtime_ns) and fresh entropy (hex), so that clones share neither the template's clock nor
+ * its random state, and makes the inherited stdio streams the caller did not give (stdio_absent, repeated)
+ * /dev/null, as a booted VM has them. 0, or -1 with err.
+ */
+int vm_restored(const struct records *rec, char *err, size_t errlen);
 /* A container's init has exited: reports it on the exit port. */
 void vm_init_exited(const struct proc *p);
 /* Whether the VM has nothing left to do: every container's init has exited, or there is no container and no

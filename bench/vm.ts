@@ -1,6 +1,7 @@
 // The microVM part of npm run bench: QEMU booting the guest kernel into an init that powers off at once (the
-// floor, bench/vm-floor.ts) beside what runbox takes to get a container's first output out of a VM, a whole
-// create→exit→delete cycle, the memory a VM holds, and how many sandboxes a minute two at a time boot.
+// floor, bench/vm-floor.ts) beside what runbox takes to get a container's first output out of a VM, restored from
+// a template (the default) and booted (templates off), a whole create→exit→delete cycle, the memory a VM holds,
+// and how many sandboxes a minute two at a time start.
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, cpSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -32,12 +33,15 @@ function vmBundle(context: Context, name: string, args: string[]): string {
   return dir;
 }
 
+/** Templates off: every VM boots its kernel. */
+const BOOTED = { RUNBOX_QEMU_TEMPLATE: 'off' };
+
 /** Runs runbox; resolves with the time from spawn to the first byte on its stdout (if any) and to its exit. */
-function runbox(context: Context, args: string[]): Promise<{ firstOutput?: number; exited: number }> {
+function runbox(context: Context, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ firstOutput?: number; exited: number }> {
   const started = process.hrtime.bigint();
   const since = () => Number(process.hrtime.bigint() - started) / 1e6;
   return new Promise((resolve, reject) => {
-    const child = spawn(join(context.project, 'bin', 'runbox'), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(join(context.project, 'bin', 'runbox'), args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     let firstOutput: number | undefined;
     let stderr = '';
     child.stdout.once('data', () => (firstOutput = since()));
@@ -64,11 +68,13 @@ function cli(context: Context, root: string, args: string[]): string {
 }
 
 /** create, then start: the time from create's spawn to the container's first byte of output (a pipe on create). */
-async function createStartFirstOutput(context: Context, root: string, bundle: string, id: string): Promise<number> {
+async function createStartFirstOutput(context: Context, root: string, bundle: string, id: string, env: NodeJS.ProcessEnv = {}): Promise<number> {
   const started = process.hrtime.bigint();
   let resolveOutput!: (ms: number) => void;
   const output = new Promise<number>((resolve) => (resolveOutput = resolve));
-  const create = spawn(join(context.project, 'bin', 'runbox'), ['--root', root, 'create', '--bundle', bundle, id], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const create = spawn(join(context.project, 'bin', 'runbox'), ['--root', root, 'create', '--bundle', bundle, id], {
+    stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env },
+  });
   create.stdout.once('data', () => resolveOutput(Number(process.hrtime.bigint() - started) / 1e6));
   create.stdout.resume();
   const code = await new Promise<number | null>((resolve) => create.on('exit', resolve));
@@ -87,8 +93,13 @@ function waitStopped(context: Context, root: string, id: string): void {
   throw new Error(`${id} did not stop`);
 }
 
+/** A process's resident memory of its own: what is not shared with others (a clone's template pages are). */
+function anonymousRssKib(pid: number): number {
+  return Number(/^RssAnon:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+}
+
 /** QEMU's RSS on the host and the agent's in the guest (its own `hello` answer), for a VM running `sleep`. */
-async function memoryAfterBoot(context: Context, root: string, bundle: string): Promise<{ qemuMib: number; agentMib: number }> {
+async function memoryAfterBoot(context: Context, root: string, bundle: string): Promise<{ qemuMib: number; qemuOwnMib: number; agentMib: number }> {
   const id = 'vm-memory';
   cli(context, root, ['run', '-d', '--bundle', bundle, id]);
   try {
@@ -97,7 +108,11 @@ async function memoryAfterBoot(context: Context, root: string, bundle: string): 
     const client: AgentClient = clientOnSession(await openSession(agentPortSocket(handle.dir, lease.index), AbortSignal.timeout(10_000)), lease);
     const hello = await client.request([['op', 'hello']]);
     client.close();
-    return { qemuMib: (processRssKib(handle.pid) ?? 0) / 1024, agentMib: hello.number('rss_bytes') / 2 ** 20 };
+    return {
+      qemuMib: (processRssKib(handle.pid) ?? 0) / 1024,
+      qemuOwnMib: anonymousRssKib(handle.pid) / 1024,
+      agentMib: hello.number('rss_bytes') / 2 ** 20,
+    };
   } finally {
     cli(context, root, ['delete', '--force', id]);
   }
@@ -108,6 +123,9 @@ export async function vmBench(context: Context): Promise<string> {
   const echo = vmBundle(context, 'vm-echo', ['echo', 'first output']);
   const truth = vmBundle(context, 'vm-true', ['true']);
   const sleeper = vmBundle(context, 'vm-sleep', ['sleep', '1000']);
+  // A template store of the bench's own, empty: the first VM builds the template the others are restored from.
+  const templatesBefore = process.env.RUNBOX_QEMU_TEMPLATE_DIR;
+  process.env.RUNBOX_QEMU_TEMPLATE_DIR = join(context.work, 'templates');
 
   // Floor boots interleaved with runbox's, so that both see the load of the moment. And every measured boot, the
   // floor's as runbox's, comes right after a floor boot: on this machine a boot right after a process freed a few
@@ -116,18 +134,32 @@ export async function vmBench(context: Context): Promise<string> {
   const floors: number[] = [];
   const separate: number[] = [];
   const together: number[] = [];
+  const separateBooted: number[] = [];
+  const togetherBooted: number[] = [];
   const cycle: number[] = [];
   const floorVm = await prepareVmFloor();
+  let firstEver: number;
   try {
+    await floorVm.bootMs();
+    const first = await runbox(context, ['--root', root, 'run', '--bundle', echo, 'vm-template']);
+    if (first.firstOutput === undefined) throw new Error('runbox run printed nothing');
+    firstEver = first.firstOutput;
+    const firstOutput = async (env: NodeJS.ProcessEnv, id: string) => {
+      const run = await runbox(context, ['--root', root, 'run', '--bundle', echo, id], env);
+      if (run.firstOutput === undefined) throw new Error('runbox run printed nothing');
+      return run.firstOutput;
+    };
     for (let round = 0; round < ROUNDS; round++) {
       await floorVm.bootMs();
       floors.push(await floorVm.bootMs());
       separate.push(await createStartFirstOutput(context, root, echo, `vm-first-${round}`));
       await floorVm.bootMs();
       floors.push(await floorVm.bootMs());
-      const run = await runbox(context, ['--root', root, 'run', '--bundle', echo, `vm-run-${round}`]);
-      if (run.firstOutput === undefined) throw new Error('runbox run printed nothing');
-      together.push(run.firstOutput);
+      together.push(await firstOutput({}, `vm-run-${round}`));
+      await floorVm.bootMs();
+      separateBooted.push(await createStartFirstOutput(context, root, echo, `vm-boot-first-${round}`, BOOTED));
+      await floorVm.bootMs();
+      togetherBooted.push(await firstOutput(BOOTED, `vm-boot-run-${round}`));
       const started = process.hrtime.bigint();
       cli(context, root, ['create', '--bundle', truth, `vm-cycle-${round}`]);
       cli(context, root, ['start', `vm-cycle-${round}`]);
@@ -148,22 +180,26 @@ export async function vmBench(context: Context): Promise<string> {
     }
   }));
   const perMinute = SANDBOXES / (Number(process.hrtime.bigint() - started) / 6e10);
+  if (templatesBefore === undefined) delete process.env.RUNBOX_QEMU_TEMPLATE_DIR;
+  else process.env.RUNBOX_QEMU_TEMPLATE_DIR = templatesBefore;
 
   const floor = median(floors);
-  const firstSeparate = median(separate);
-  const firstTogether = median(together);
-  const row = (name: string, ms: number, target: string) => `| ${name} | ${ms.toFixed(0)} ms | ${(ms / floor).toFixed(2)}× | ${target} |`;
+  const row = (name: string, ms: number, target = '') => `| ${name} | ${ms.toFixed(0)} ms | ${(ms / floor).toFixed(2)}× | ${target} |`;
+  const targetRow = (name: string, ms: number) => row(name, ms, `≤ 1.3× ${ms / floor <= 1.3 ? 'met' : 'NOT met'}`);
   return [
-    `microVMs (qemu driver, accel tcg), median of ${ROUNDS} rounds (2 measured floor boots a round, each measured boot right after a floor boot), floor and runbox interleaved; floor = QEMU booting the guest kernel into an init that powers off at once (spawn to exit)`,
+    `microVMs (qemu driver, accel tcg), median of ${ROUNDS} rounds (2 measured floor boots a round, each measured boot right after a floor boot), floor and runbox interleaved; floor = QEMU booting the guest kernel into an init that powers off at once (spawn to exit). "Restored": from the template the first VM built (the default); "booted": templates off`,
     '',
     '| measure | value | ÷ floor | target |',
     '| --- | ---: | ---: | --- |',
-    row('floor: QEMU start → guest init → exit', floor, ''),
-    row('`runbox create` then `runbox start` → first output', firstSeparate, `≤ 1.3× ${firstSeparate / floor <= 1.3 ? 'met' : 'NOT met'}`),
-    row('`runbox run` (create+start in one call) → first output', firstTogether, `≤ 1.3× ${firstTogether / floor <= 1.3 ? 'met' : 'NOT met'}`),
-    row('create→start→(state until stopped)→delete of `true`', median(cycle), ''),
-    `| QEMU RSS after boot (host) | ${memory.qemuMib.toFixed(1)} MiB | | |`,
+    row('floor: QEMU start → guest init → exit', floor),
+    targetRow('restored: `runbox create` then `runbox start` → first output', median(separate)),
+    targetRow('restored: `runbox run` (create+start in one call) → first output', median(together)),
+    row('booted: `runbox create` then `runbox start` → first output', median(separateBooted)),
+    row('booted: `runbox run` → first output', median(togetherBooted)),
+    row('the first `runbox run` (boots and snapshots the template) → first output', firstEver),
+    row('restored: create→start→(state until stopped)→delete of `true`', median(cycle)),
+    `| QEMU RSS after start (host), restored | ${memory.qemuMib.toFixed(1)} MiB (${memory.qemuOwnMib.toFixed(1)} MiB its own, the rest the template's pages, shared) | | |`,
     `| agent RSS in the guest | ${memory.agentMib.toFixed(2)} MiB | | < 2 MiB ${memory.agentMib < 2 ? 'met' : 'NOT met'} |`,
-    `| ${SANDBOXES} sandboxes (\`runbox run\` of \`true\`), ${AT_ONCE} at a time | ${perMinute.toFixed(1)} sandboxes/min | | |`,
+    `| ${SANDBOXES} sandboxes (\`runbox run\` of \`true\`, restored), ${AT_ONCE} at a time | ${perMinute.toFixed(1)} sandboxes/min | | |`,
   ].join('\n');
 }

@@ -64,10 +64,13 @@ try {
   if (created.status !== 0) throw new Error('runbox create failed');
   process.stdout.write(`  (exit 0, ${(Number(process.hrtime.bigint() - started) / 1e6).toFixed(0)} ms)\n`);
   if (driver === 'qemu') {
-    const { sandbox } = JSON.parse(readFileSync(join(root, id, 'state.json'), 'utf8')) as { sandbox: { accel: string; pid: number } };
+    const { sandbox } = JSON.parse(readFileSync(join(root, id, 'state.json'), 'utf8')) as { sandbox: { accel: string; pid: number; template?: string } };
     const why = sandbox.accel === 'kvm' ? 'hardware virtualization'
       : kvmDeviceUsable() ? 'software emulation: KVM has not been seen to boot a guest here' : 'software emulation: no usable /dev/kvm';
     process.stdout.write(`microVM: QEMU pid ${sandbox.pid}, acceleration ${sandbox.accel} (${why})\n`);
+    process.stdout.write(sandbox.template
+      ? `  restored from template ${sandbox.template} (a guest booted once and snapshotted; the first VM on this host built it)\n`
+      : '  booted its kernel (no template)\n');
   }
   step(['state', id]);
   step(['start', id]);

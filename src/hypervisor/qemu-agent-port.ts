@@ -45,14 +45,23 @@ export async function leasePort(dir: string, ports: number): Promise<PortLease> 
     const fd = openSync(join(dir, `agent-${index}.lock`), 'a', 0o600);
     try {
       fsext().flockSync(fd, 'exnb');
-      return { index, release: () => closeSync(fd) };
+      return { index, release: releaseOnce(fd) };
     } catch {
       closeSync(fd);
     }
   }
   const fd = openSync(join(dir, `agent-${first}.lock`), 'a', 0o600);
   await new Promise<void>((resolve, reject) => fsext().flock(fd, 'ex', (error) => (error ? reject(error) : resolve())));
-  return { index: first, release: () => closeSync(fd) };
+  return { index: first, release: releaseOnce(fd) };
+}
+
+/** Closing the lock's fd twice could close an fd that has since been given to something else. */
+function releaseOnce(fd: number): () => void {
+  let held = true;
+  return () => {
+    if (held) closeSync(fd);
+    held = false;
+  };
 }
 
 /**

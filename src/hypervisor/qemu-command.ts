@@ -68,6 +68,18 @@ export interface QemuCommand {
   stdio: InheritedStdio;
   /** A read-only raw disk image: the container's rootfs. */
   image?: string;
+  /**
+   * The guest's RAM in a file: shared (a template being built: what the guest writes goes to the file) or
+   * private (a clone: the file mapped copy-on-write). Without it, anonymous memory.
+   */
+  memory?: { path: string; shared: boolean };
+  /** A clone: nothing is booted, QEMU waits for a template's device state (`migrate-incoming`, qemu-snapshot.ts). */
+  incoming?: boolean;
+  /**
+   * Every stdio port, a stream the caller did not give as a `null` chardev: a template and its clones must have
+   * the same devices, whatever stdio each clone's caller has.
+   */
+  everyStdioPort?: boolean;
 }
 
 /** QEMU option values end at a comma; a comma inside one is written twice. */
@@ -88,9 +100,8 @@ export function qemuArgs(command: QemuCommand): string[] {
     '-m', `${command.resources.memoryMib}M`,
     '-smp', String(command.resources.vcpus),
     '-nodefaults', '-no-user-config', '-no-reboot', '-display', 'none',
-    '-kernel', command.kernel,
-    '-initrd', command.initrd,
-    '-append', command.cmdline.join(' '),
+    // A clone's guest is already booted: the kernel's files would only be read for nothing.
+    ...(command.incoming ? ['-incoming', 'defer'] : ['-kernel', command.kernel, '-initrd', command.initrd, '-append', command.cmdline.join(' ')]),
     '-serial', `file:${value(files.console)}`,
     '-qmp', `unix:${value(files.qmp)},server=on,wait=off`,
   ];
@@ -98,6 +109,7 @@ export function qemuArgs(command: QemuCommand): string[] {
   for (const name of ['stdin', 'stdout', 'stderr'] as const) {
     const stream = command.stdio[name];
     if (stream) ports.push(...port(name, chardev(stream)));
+    else if (command.everyStdioPort) ports.push(...port(name, 'null'));
   }
   for (let i = 0; i < command.agentPorts; i++) {
     ports.push(...port(`agent${i}`, `socket,path=${value(agentPortSocket(command.dir, i))},server=on,wait=off`, agentPortName(i)));
@@ -110,6 +122,13 @@ export function qemuArgs(command: QemuCommand): string[] {
     args.push(
       '-drive', `file=${value(command.image)},format=raw,if=none,id=rootfs,readonly=on`,
       '-device', 'virtio-blk-device,drive=rootfs',
+    );
+  }
+  if (command.memory) {
+    const { path, shared } = command.memory;
+    args.push(
+      '-object', `memory-backend-file,id=ram,size=${command.resources.memoryMib}M,mem-path=${value(path)},share=${shared ? 'on' : 'off'}`,
+      '-machine', 'memory-backend=ram',
     );
   }
   return args;

@@ -20,6 +20,8 @@ export interface QemuHandle extends SandboxHandle {
   accel: 'kvm' | 'tcg';
   /** How the rootfs disk is formatted, for the agent's mount. */
   rootfsFstype: string;
+  /** The template (qemu-template.ts) the VM was restored from; absent when it booted its kernel. */
+  template?: string;
 }
 
 /** Where the container's rootfs is in the guest (the overlay the agent mounts over the disk). */

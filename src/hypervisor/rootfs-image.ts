@@ -71,6 +71,11 @@ export const ROOTFS_DISK_BYTES = 2 ** 40;
 /** The file a VM's rootfs disk is before its image is in it: empty and ROOTFS_DISK_BYTES long (0600). */
 export function createRootfsDisk(rootfsDir: string, diskPath: string): void {
   checkRootfsDir(rootfsDir);
+  createEmptyDisk(diskPath);
+}
+
+/** An empty disk of ROOTFS_DISK_BYTES (0600): a template VM's, which no container's rootfs is ever in. */
+export function createEmptyDisk(diskPath: string): void {
   const fd = openSync(diskPath, 'w', 0o600);
   try {
     ftruncateSync(fd, ROOTFS_DISK_BYTES);
