@@ -1,7 +1,8 @@
 // Booting from a template (src/hypervisor/qemu-template.ts): the first microVM for a kernel, initramfs and size
 // is booted and snapshotted; the next ones are that snapshot restored. Real QEMU under TCG, through the CLI.
 import test from 'ava';
-import { copyFileSync, existsSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { guestAssets } from '../src/hypervisor/guest-assets.js';
@@ -124,4 +125,26 @@ test('VMs created at once with no template yet: one template is built, and each 
   t.deepEqual(runs.map((run) => [run.code, run.stdout]), [[0, 'one\n'], [0, 'two\n'], [0, 'three\n']], runs.map((run) => run.stderr).join(''));
   t.is(templates(env).length, 1, `one template: ${templates(env).join(', ')}`);
   t.deepEqual(readdirSync(join(env.dir, 'templates')).filter((name) => name.startsWith('.build')), [], 'no build directory is left');
+});
+
+test('a CLI killed before its clone was restored: the waiting QEMU (which would never power itself off) is ended by delete --force', async (t) => {
+  const env = new TestEnv(t);
+  // A QEMU that stops its caller when it is a clone, before the caller can restore it.
+  const bin = join(env.dir, 'bin');
+  mkdirSync(bin);
+  const qemu = join(bin, 'qemu-system-x86_64');
+  writeFileSync(qemu, '#!/bin/sh\ncase " $* " in *" -incoming "*) kill -STOP $PPID ;; esac\nexec /usr/bin/qemu-system-x86_64 "$@"\n', { mode: 0o755 });
+  const vmEnv = templateEnv(env, { RUNBOX_QEMU: qemu });
+  const bundle = env.bundle((spec) => (spec.process!.args = ['true']));
+  const id = env.id();
+  const cli = spawn(RUNBOX, ['--root', env.root, 'create', '--bundle', bundle, id], { stdio: 'ignore', env: vmEnv });
+  const dir = join(env.root, id);
+  const stopped = () => readFileSync(`/proc/${cli.pid}/stat`, 'utf8').split(') ')[1]?.startsWith('T');
+  for (let i = 0; i < 3000 && !(processesMentioning(dir).length > 0 && stopped()); i++) await sleep(20);
+  t.true(stopped(), 'the CLI was stopped by its clone QEMU');
+  cli.kill('SIGKILL');
+  const deleted = await env.run(['delete', '--force', id], { env: vmEnv });
+  t.is(deleted.code, 0, deleted.stderr);
+  t.deepEqual(processesMentioning(dir), [], 'no QEMU is left for the container');
+  t.false(existsSync(dir));
 });

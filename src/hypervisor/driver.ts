@@ -145,6 +145,8 @@ export interface Driver {
   isAlive(handle: SandboxHandle): boolean;
   /** Ends whatever is left of a sandbox that cannot be reached any more. */
   cleanup(handle: SandboxHandle): Promise<void>;
+  /** Ends what a boot left in the sandbox's directory when its caller died before the sandbox was recorded. */
+  abandonedBoot?(dir: string): Promise<void>;
 }
 
 /** A driver's error that has an errno-like code worth acting on (ESRCH, EOPNOTSUPP…). */

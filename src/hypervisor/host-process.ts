@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** The fields of /proc/PID/stat from the state (field 3) on, or undefined when there is no such process. */
 function statFields(pid: number): string[] | undefined {
@@ -22,6 +22,34 @@ export function processStartTime(pid: number): string | undefined {
   const fields = statFields(pid);
   if (!fields || fields[0] === 'Z' || fields[0] === 'X') return undefined;
   return fields[19];
+}
+
+/** The pids of the processes named `command` (their comm) one of whose arguments contains `needle`. */
+export function processesWithArgument(command: string, needle: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() !== command.slice(0, 15)) continue;
+      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').some((arg) => arg.includes(needle))) found.push(Number(entry));
+    } catch {
+      // gone
+    }
+  }
+  return found;
+}
+
+/** SIGKILLs the processes named `command` that have an argument under `dir`. */
+export function killProcessesUnder(command: string, dir: string): number[] {
+  const pids = processesWithArgument(command, `${dir}/`);
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+  return pids;
 }
 
 /** The parent's pid (field 4 of /proc/PID/stat), or undefined when there is no such process. */

@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readFileSync, rmSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isatty } from 'node:tty';
 import {
@@ -14,7 +14,7 @@ import {
 } from './driver.js';
 import type { AgentClient } from './agent-client.js';
 import { guestAssets, type GuestAssets } from './guest-assets.js';
-import { isProcessAlive, processStartTime } from './host-process.js';
+import { isProcessAlive, killProcessesUnder, processStartTime } from './host-process.js';
 import { ACCEL_ANNOTATION, parseAccelChoice, planAccel, recordKvmVerdict, type Accel } from './qemu-accel.js';
 import { agentPortSocket, clientOnSession, leasePort, openSession } from './qemu-agent-port.js';
 import { QEMU_BINARY, qemuArgs, vmFiles, type InheritedStdio } from './qemu-command.js';
@@ -51,10 +51,20 @@ interface Guest {
 /** A clone that could not be restored: its template is dropped and the VM booted instead. */
 class CloneFailure extends SandboxError {}
 
+/** When a VM start gives up: `seconds` after it was set, which the error names. */
+interface Deadline {
+  at: number;
+  seconds: number;
+}
+
+function deadlineIn(seconds: number): Deadline {
+  return { at: Date.now() + seconds * 1000, seconds };
+}
+
 interface VmStart {
   dir: string;
   accel: Accel;
-  timeoutS: number;
+  deadline: Deadline;
   /** Whether QEMU holds the caller's stdio for the container (inheritableStdio), or the VM has none. */
   inheritStdio: boolean;
   /** QEMU's command line, given the stdio it holds. */
@@ -169,7 +179,7 @@ export class QemuDriver implements Driver {
     ownKernel: true,
   };
 
-  private readonly templates = new TemplateStore();
+  private readonly templates = new TemplateStore(basename(QEMU_BINARY));
 
   async boot(config: SandboxConfig): Promise<Sandbox> {
     let assets: GuestAssets;
@@ -206,27 +216,27 @@ export class QemuDriver implements Driver {
       createRootfsDisk(config.spec.root!.path, disk);
       if (plan.probe) {
         try {
-          const sandbox = await this.launch(config, guest, buildImage, 'kvm', KVM_PROBE_TIMEOUT_S);
+          const sandbox = await this.launch(config, guest, buildImage, 'kvm', deadlineIn(KVM_PROBE_TIMEOUT_S));
           recordKvmVerdict(true);
           return sandbox;
         } catch {
           recordKvmVerdict(false);
         }
       }
-      if (useTemplate) {
-        const template = await this.template(guest, plan.accel, timeout);
-        if (template) {
-          try {
-            return await this.launch(config, guest, buildImage, plan.accel, timeout, template);
-          } catch (error) {
-            if (!(error instanceof CloneFailure)) throw error;
-            // A template this QEMU cannot restore (or whose guest cannot take the host's time and entropy):
-            // drop it, so the next VM builds a good one, and boot this one.
-            this.templates.discard(template.key);
-          }
+      // One deadline for the template's boot, if it is built now; one for this VM, restored or booted.
+      const template = useTemplate ? await this.template(guest, plan.accel, deadlineIn(timeout)) : undefined;
+      const deadline = deadlineIn(timeout);
+      if (template) {
+        try {
+          return await this.launch(config, guest, buildImage, plan.accel, deadline, template);
+        } catch (error) {
+          if (!(error instanceof CloneFailure)) throw error;
+          // A template this QEMU cannot restore (or whose guest cannot take the host's time and entropy):
+          // drop it, so the next VM builds a good one, and boot this one.
+          this.templates.discard(template.key);
         }
       }
-      return await this.launch(config, guest, buildImage, plan.accel, timeout);
+      return await this.launch(config, guest, buildImage, plan.accel, deadline);
     } catch (error) {
       await image?.catch(() => {}); // it removes its own files when it ends, whatever the outcome
       rmSync(disk, { force: true });
@@ -238,10 +248,10 @@ export class QemuDriver implements Driver {
    * The template this VM can be restored from, built now if there is none (that one boot, and the snapshot, add
    * ~0.1 s to this VM's start); undefined when no template can be kept here (no writable template directory).
    */
-  private async template(guest: Guest, accel: Accel, timeoutS: number): Promise<VmTemplate | undefined> {
+  private async template(guest: Guest, accel: Accel, deadline: Deadline): Promise<VmTemplate | undefined> {
     const inputs = { qemu: QEMU_BINARY, ...guest, accel, agentPorts: AGENT_PORTS };
     try {
-      return await this.templates.obtain(inputs, (dir) => this.buildTemplate(dir, guest, accel, timeoutS));
+      return await this.templates.obtain(inputs, (dir) => this.buildTemplate(dir, guest, accel, deadline));
     } catch (error) {
       if (error instanceof SandboxError) throw error;
       return undefined;
@@ -249,13 +259,13 @@ export class QemuDriver implements Driver {
   }
 
   /** Boots a template VM in `dir` with its RAM in `dir/ram`, snapshots it once its agent has greeted, ends it. */
-  private async buildTemplate(dir: string, guest: Guest, accel: Accel, timeoutS: number): Promise<void> {
+  private async buildTemplate(dir: string, guest: Guest, accel: Accel, deadline: Deadline): Promise<void> {
     const files = vmFiles(dir);
     createEmptyDisk(files.image);
     const vm = await this.startVm({
       dir,
       accel,
-      timeoutS,
+      deadline,
       inheritStdio: false,
       args: () => qemuArgs({
         ...guest, dir, accel, agentPorts: AGENT_PORTS, stdio: {}, image: files.image, everyStdioPort: true,
@@ -289,7 +299,7 @@ export class QemuDriver implements Driver {
    * rootfs image; on any failure nothing of the VM is left but the disk (boot's).
    */
   private async launch(
-    config: SandboxConfig, guest: Guest, buildImage: () => Promise<void>, accel: Accel, timeoutS: number, template?: VmTemplate,
+    config: SandboxConfig, guest: Guest, buildImage: () => Promise<void>, accel: Accel, deadline: Deadline, template?: VmTemplate,
   ): Promise<Sandbox> {
     const files = vmFiles(config.dir);
     let image: Promise<void> | undefined;
@@ -304,7 +314,7 @@ export class QemuDriver implements Driver {
     const vm = await this.startVm({
       dir: config.dir,
       accel,
-      timeoutS,
+      deadline,
       inheritStdio: config.stdio === 'inherit',
       snapshotFd: stateFd,
       args: (stdio) => qemuArgs({
@@ -359,7 +369,7 @@ export class QemuDriver implements Driver {
    * removed (the disk is the caller's) and the error says why, in the guest's or QEMU's own words where it can.
    */
   private async startVm(start: VmStart): Promise<StartedVm> {
-    const { dir, accel, timeoutS } = start;
+    const { dir, accel, deadline } = start;
     const files = vmFiles(dir);
     const log = openSync(files.log, 'w', 0o600);
     let inherited: ReturnType<typeof inheritableStdio>;
@@ -400,7 +410,7 @@ export class QemuDriver implements Driver {
       ...(start.cloneOf && { template: start.cloneOf.key }),
     };
     const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(new Error('timeout')), timeoutS * 1000);
+    const timer = setTimeout(() => abort.abort(new Error('timeout')), Math.max(0, deadline.at - Date.now()));
     void exited.then((why) => abort.abort(new SandboxError(`the microVM (accel ${accel}) failed to start: ${why}`)));
     start.spawned?.(abort.signal).catch((error: unknown) => abort.abort(error));
     try {
@@ -438,7 +448,7 @@ export class QemuDriver implements Driver {
       if (message === 'timeout') {
         const state = await queryRunState(files.qmp);
         const console = tail(files.console, 3);
-        message = `the guest did not report ready within ${timeoutS} s (accel ${accel}${state ? `, VM ${state}` : ''})` +
+        message = `the guest did not report ready within ${deadline.seconds} s (accel ${accel}${state ? `, VM ${state}` : ''})` +
           (console ? `; console: ${console}` : '; the console is silent');
       }
       child.kill('SIGKILL');
@@ -487,6 +497,16 @@ export class QemuDriver implements Driver {
         await sleep(50);
       }
     }
+  }
+
+  /**
+   * A boot whose caller died before it was recorded: a booting guest powers itself off with nobody attached, but a
+   * clone still waiting for its restore never runs at all. Ends its QEMU and removes its files.
+   */
+  async abandonedBoot(dir: string): Promise<void> {
+    const pids = killProcessesUnder(basename(QEMU_BINARY), dir);
+    for (const until = Date.now() + 2000; pids.some((pid) => processStartTime(pid)) && Date.now() < until;) await sleep(10);
+    removeVmFiles({ dir, agentPorts: AGENT_PORTS });
   }
 
   isAlive(handle: SandboxHandle): boolean {

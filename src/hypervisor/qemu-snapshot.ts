@@ -1,6 +1,7 @@
-// A VM's snapshot, taken once its guest is idle, and a VM restored from one, through QEMU's migration (QMP). The guest's RAM is not in
-// the snapshot: it is in the file the VM's memory backend maps (qemu-command.ts `memory`), which `x-ignore-shared`
-// tells the migration to leave alone. What the snapshot holds is the device and CPU state, some 60 KB.
+// A VM's snapshot, taken once its guest is idle, and a VM restored from one, through QEMU's migration (QMP).
+// The guest's RAM is not in the snapshot: it is in the file the VM's memory backend maps (qemu-command.ts
+// `memory`), which `x-ignore-shared` tells the migration to leave alone. What the snapshot holds is the device and
+// CPU state, some 60 KB.
 import { createWriteStream, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -45,10 +46,17 @@ async function migrationCompleted(qmp: QmpClient, what: string, pollMs: number):
  * session, say) can come back without it: the clone's guest would never hear of its host.
  */
 export async function stopWhenIdle(qmp: QmpClient, timeoutMs = 10_000): Promise<void> {
-  for (const until = Date.now() + timeoutMs; ;) {
+  const allHalted = async () => {
     const registers = (await qmp.execute('human-monitor-command', { 'command-line': 'info registers -a' })) as string;
     const halted = registers.match(/\bHLT=(\d)/g) ?? [];
-    if (halted.length > 0 && halted.every((flag) => flag.endsWith('1'))) break;
+    return halted.length > 0 && halted.every((flag) => flag.endsWith('1'));
+  };
+  // Twice in a row, a moment apart: an interrupt raised just before the first look may not have woken a vCPU yet.
+  for (const until = Date.now() + timeoutMs; ;) {
+    if (await allHalted()) {
+      await sleep(5);
+      if (await allHalted()) break;
+    }
     if (Date.now() > until) throw new Error('the guest never went idle');
     await sleep(2);
   }

@@ -8,7 +8,7 @@ import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, 
 import { createRequire } from 'node:module';
 import { delimiter, join } from 'node:path';
 import type { Accel } from './qemu-accel.js';
-import { isProcessAlive, processStartTime } from './host-process.js';
+import { isProcessAlive, killProcessesUnder, processStartTime } from './host-process.js';
 import type { VmResources } from './qemu-resources.js';
 
 /** The annotation (else RUNBOX_QEMU_TEMPLATE) that turns templates off for one container: `off`, or `on`. */
@@ -111,7 +111,11 @@ function removeIdleLock(path: string): void {
 
 /** Where templates are kept; one directory per key, built beside it under a name of its own and renamed in. */
 export class TemplateStore {
-  constructor(readonly root = process.env.RUNBOX_QEMU_TEMPLATE_DIR ?? DEFAULT_TEMPLATE_DIR) {}
+  constructor(
+    /** The VM's program: what a dead builder's VM is found by. */
+    private readonly vmCommand: string,
+    readonly root = process.env.RUNBOX_QEMU_TEMPLATE_DIR ?? DEFAULT_TEMPLATE_DIR,
+  ) {}
 
   /** The key of the template that fits these inputs, and the files it depends on. */
   describe(inputs: TemplateInputs): { key: string; meta: TemplateMeta } {
@@ -161,6 +165,7 @@ export class TemplateStore {
       const { bavail, bsize } = statfsSync(this.root);
       const needed = inputs.resources.memoryMib * 2 ** 20;
       if (bavail * bsize < needed) throw new Error(`no room for a ${inputs.resources.memoryMib} MiB template in ${this.root}`);
+      this.prune(); // a builder that died before may have left its VM running
       const building = join(this.root, `.build-${process.pid}-${processStartTime(process.pid) ?? 0}`);
       rmSync(building, { recursive: true, force: true });
       mkdirSync(building, { mode: 0o700 });
@@ -208,7 +213,11 @@ export class TemplateStore {
       const path = join(this.root, entry);
       const builder = /^\.build-(\d+)-(\d+)$/.exec(entry);
       if (builder) {
-        if (!isProcessAlive(Number(builder[1]), builder[2])) rmSync(path, { recursive: true, force: true });
+        // Its template VM may live on (one it had stopped to snapshot would never power itself off).
+        if (!isProcessAlive(Number(builder[1]), builder[2])) {
+          killProcessesUnder(this.vmCommand, path);
+          rmSync(path, { recursive: true, force: true });
+        }
         continue;
       }
       if (entry.endsWith('.lock')) {

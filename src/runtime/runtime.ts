@@ -325,6 +325,10 @@ export class Runtime {
         }
       }
       await driver.cleanup(record.sandbox);
+    } else if (record.status === 'creating') {
+      // Its create died during the boot (a live one would hold the container's lock).
+      const driver = await this.driver(record.driver, record.id);
+      await driver.abandonedBoot?.(this.store.dir(record.id));
     }
     this.killLeftover(record);
   }
