@@ -139,7 +139,13 @@ test('a CLI killed before its clone was restored: the waiting QEMU (which would 
   const id = env.id();
   const cli = spawn(RUNBOX, ['--root', env.root, 'create', '--bundle', bundle, id], { stdio: 'ignore', env: vmEnv });
   const dir = join(env.root, id);
-  const stopped = () => readFileSync(`/proc/${cli.pid}/stat`, 'utf8').split(') ')[1]?.startsWith('T');
+  const stopped = () => {
+    try {
+      return readFileSync(`/proc/${cli.pid}/stat`, 'utf8').split(') ')[1]?.startsWith('T');
+    } catch {
+      return false; // it exited
+    }
+  };
   for (let i = 0; i < 3000 && !(processesMentioning(dir).length > 0 && stopped()); i++) await sleep(20);
   t.true(stopped(), 'the CLI was stopped by its clone QEMU');
   cli.kill('SIGKILL');

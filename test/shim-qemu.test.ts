@@ -1,11 +1,13 @@
 // containerd → containerd-shim-runbox-v2 → the qemu driver: the container runs under the guest's kernel.
-import { writeFileSync } from 'node:fs';
-import { release } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
 import { guestAssets } from '../src/hypervisor/guest-assets.js';
 import { DRIVER_ANNOTATION } from '../src/hypervisor/drivers.js';
 import { PrivateContainerd } from './helpers/containerd.js';
+import { processesMentioning } from './helpers/runbox.js';
 
 test('ctr run with the qemu driver selected by annotation prints the guest kernel\'s uname -r', async (t) => {
   const containerd = await PrivateContainerd.start(t);
@@ -23,4 +25,35 @@ test('ctr run with the qemu driver chosen by the runtime options\' config file (
   const result = await containerd.run(containerd.id('vm'), ['uname', '-r'], ['--rm', '--runtime-config-path', config]);
   t.is(result.code, 0, result.stderr);
   t.is(result.stdout, `${guestAssets().kernelVersion}\n`);
+});
+
+test('a shim killed while its microVM clone waits for the restore: containerd\'s shim delete ends that QEMU', async (t) => {
+  // A QEMU that stops its caller (the shim) when it is a clone, before the shim can restore it; templates of the
+  // test's own.
+  const dir = mkdtempSync(join(tmpdir(), 'runbox-shim-qemu-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const qemu = join(dir, 'qemu-system-x86_64');
+  writeFileSync(qemu, '#!/bin/sh\ncase " $* " in *" -incoming "*) kill -STOP $PPID ;; esac\nexec /usr/bin/qemu-system-x86_64 "$@"\n', { mode: 0o755 });
+  const templates = join(dir, 'templates');
+  const containerd = await PrivateContainerd.start(t, { RUNBOX_QEMU: qemu, RUNBOX_QEMU_TEMPLATE_DIR: templates, RUNBOX_QEMU_ACCEL: 'tcg' });
+  const id = containerd.id('vm');
+  const run = containerd.run(id, ['true'], ['--annotation', `${DRIVER_ANNOTATION}=qemu`]);
+  // What /proc says of a process, '' once it is gone (ps lists processes that end a moment later).
+  const proc = (pid: number, file: string) => {
+    try {
+      return readFileSync(`/proc/${pid}/${file}`, 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  const clones = () => processesMentioning(`${templates}/`).filter((pid) => proc(pid, 'cmdline').includes('-incoming'));
+  const stopped = (pid: number) => proc(pid, 'stat').split(') ')[1]?.startsWith('T');
+  let shim: number | undefined;
+  for (let i = 0; i < 3000 && !(clones().length > 0 && (shim = containerd.shimPids()[0]) && stopped(shim)); i++) await sleep(20);
+  t.true(shim !== undefined && stopped(shim), 'the shim was stopped by its clone QEMU');
+  process.kill(shim!, 'SIGKILL');
+  const result = await run;
+  t.not(result.code, 0, 'the task was never created');
+  for (let i = 0; i < 100 && clones().length > 0; i++) await sleep(100);
+  t.deepEqual(clones(), [], 'no clone QEMU is left waiting');
 });

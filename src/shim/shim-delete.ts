@@ -2,7 +2,7 @@
 // Whatever the dead shim left — the sandbox with the container's processes, the rootfs mount, its private
 // directory — is removed, and a DeleteResponse goes to stdout. A shim that still serves (another container
 // of its group) is left alone: it cleans up after its own tasks.
-import { lstatSync, rmSync } from 'node:fs';
+import { existsSync, lstatSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { isProcessAlive } from '../hypervisor/host-process.js';
 import { encodeMessage } from '../rpc/protos.js';
@@ -11,8 +11,21 @@ import { describe } from '../runtime/errors.js';
 import { readBundleRecord, readShimAddress, removeBundleRecord } from './bundle-record.js';
 import { timestamp } from './event-forwarder.js';
 import type { ShimFlags } from './shim-flags.js';
-import { shimStateDir } from './shim-socket.js';
+import { sandboxDir, shimStateDir } from './shim-socket.js';
 import { unmountRootfs } from './rootfs-mounts.js';
+
+/** Asks every driver to end what a boot left in the sandbox directory of a shim that died during it. */
+async function endAbandonedBoot(dir: string, warn: (message: string) => void): Promise<void> {
+  if (!existsSync(dir)) return;
+  const { getDriver } = await import('../hypervisor/drivers.js');
+  for (const name of ['emulated', 'qemu']) {
+    try {
+      await (await getDriver(name)).abandonedBoot?.(dir);
+    } catch (error) {
+      warn(`cleaning up the sandbox directory ${dir}: ${describe(error)}`);
+    }
+  }
+}
 
 /** A container killed with the shim: as if by SIGKILL. */
 const KILLED_STATUS = 128 + 9;
@@ -42,8 +55,12 @@ export async function deleteAfterShim(flags: ShimFlags, warn: (message: string) 
   if (!shimAlive) {
     // The socket of a shim that was killed stays behind: nobody serves it any more.
     if (socket && lstatSync(socket, { throwIfNoEntry: false })?.isSocket()) rmSync(socket, { force: true });
-    // And so does its private directory, even when it had no task (killed between start and Create).
-    if (socket) rmSync(shimStateDir(socket), { recursive: true, force: true });
+    // And so does its private directory, even when it had no task (killed between start and Create), with
+    // whatever a boot it did not live to record left there (a microVM clone waiting for its restore).
+    if (socket) {
+      await endAbandonedBoot(sandboxDir(shimStateDir(socket)), warn);
+      rmSync(shimStateDir(socket), { recursive: true, force: true });
+    }
     await unmountRootfs(join(flags.bundle, 'rootfs'));
     removeBundleRecord(flags.bundle);
   }

@@ -37,6 +37,11 @@ export function shimStateDir(socketPath: string): string {
   return join('/run/runbox-shim', socketPath.slice(-16));
 }
 
+/** Where a shim's sandbox lives, under its private state directory. */
+export function sandboxDir(stateDir: string): string {
+  return join(stateDir, 'sandbox');
+}
+
 /** The bootstrap line containerd reads from `start`: a plain address (ttrpc, all versions) or JSON for gRPC (2.x). */
 export function bootstrapLine(socketPath: string, protocol: ShimProtocol): string {
   const address = `unix://${socketPath}`;

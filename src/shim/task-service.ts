@@ -19,6 +19,7 @@ import { timestamp, type EventForwarder } from './event-forwarder.js';
 import { FifoIo } from './fifo-io.js';
 import { mountRootfs, unmountRootfs, type Mount } from './rootfs-mounts.js';
 import { runtimeConfig, RuntimeConfigError, type RuntimeConfig } from './runtime-config.js';
+import { sandboxDir } from './shim-socket.js';
 
 /** containerd.v1.types.Status */
 const TASK_STATUS = { created: 1, running: 2, stopped: 3, paused: 4 } as const;
@@ -161,7 +162,7 @@ export class TaskService {
   private async bootedSandbox(spec: Spec, config: RuntimeConfig): Promise<{ sandbox: Sandbox; driver: Driver; dir: string }> {
     this.sandbox ??= (async () => {
       const driver = await getDriver(chooseDriverName(spec.annotations?.[DRIVER_ANNOTATION], config.driver));
-      const dir = join(this.options.stateDir, 'sandbox');
+      const dir = sandboxDir(this.options.stateDir);
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       const sandbox = await driver.boot({ id: basename(this.options.stateDir), dir, stdio: 'null', spec });
       // Published at once, so that containerd has TaskOOM before the TaskExit of the process it killed.

@@ -27,6 +27,8 @@ export class PrivateContainerd {
   readonly fifoDir: string;
   private daemon: ChildProcess | undefined;
   private count = 0;
+  /** More environment for containerd, and so for the shims it starts. */
+  private env: NodeJS.ProcessEnv = {};
 
   private constructor() {
     // Short: shim and agent socket paths are built from it.
@@ -49,8 +51,9 @@ export class PrivateContainerd {
   }
 
   /** Starts a private containerd with the busybox fixture imported; torn down with the test (or bench) owner. */
-  static async start(owner: TeardownOwner): Promise<PrivateContainerd> {
+  static async start(owner: TeardownOwner, env: NodeJS.ProcessEnv = {}): Promise<PrivateContainerd> {
     const containerd = new PrivateContainerd();
+    containerd.env = env;
     owner.teardown(() => containerd.destroy());
     await containerd.startDaemon();
     const archive = join(containerd.dir, 'busybox.tar');
@@ -65,7 +68,7 @@ export class PrivateContainerd {
     const log = openSync(join(this.dir, 'containerd.log'), 'a');
     this.daemon = spawn('setsid', ['containerd', '--config', join(this.dir, 'config.toml')], {
       stdio: ['ignore', log, log],
-      env: { ...process.env, PATH: `${join(PROJECT, 'bin')}:${process.env.PATH}` },
+      env: { ...process.env, ...this.env, PATH: `${join(PROJECT, 'bin')}:${process.env.PATH}` },
     });
     closeSync(log);
     for (let i = 0; i < 200; i++) {
