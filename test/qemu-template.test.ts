@@ -138,6 +138,16 @@ test('a CLI killed before its clone was restored: the waiting QEMU (which would 
   const bundle = env.bundle((spec) => (spec.process!.args = ['true']));
   const id = env.id();
   const cli = spawn(RUNBOX, ['--root', env.root, 'create', '--bundle', bundle, id], { stdio: 'ignore', env: vmEnv });
+  // Should the test fail before the CLI is killed, the CLI and its clone would wait for ever: they go with the test.
+  t.teardown(() => {
+    for (const pid of [cli.pid!, ...processesMentioning(join(env.root, id))]) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+  });
   const dir = join(env.root, id);
   const stopped = () => {
     try {

@@ -31,7 +31,17 @@ test('a shim killed while its microVM clone waits for the restore: containerd\'s
   // A QEMU that stops its caller (the shim) when it is a clone, before the shim can restore it; templates of the
   // test's own.
   const dir = mkdtempSync(join(tmpdir(), 'runbox-shim-qemu-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  t.teardown(() => {
+    // Should the test fail before the shim is killed, its clone would wait for ever: it goes with the test.
+    for (const pid of processesMentioning(`${dir}/`)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
   const qemu = join(dir, 'qemu-system-x86_64');
   writeFileSync(qemu, '#!/bin/sh\ncase " $* " in *" -incoming "*) kill -STOP $PPID ;; esac\nexec /usr/bin/qemu-system-x86_64 "$@"\n', { mode: 0o755 });
   const templates = join(dir, 'templates');
