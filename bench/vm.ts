@@ -119,13 +119,22 @@ async function memoryAfterBoot(context: Context, root: string, bundle: string): 
 }
 
 export async function vmBench(context: Context): Promise<string> {
+  // A template store of the bench's own, empty: the first VM builds the template the others are restored from.
+  const templatesBefore = process.env.RUNBOX_QEMU_TEMPLATE_DIR;
+  process.env.RUNBOX_QEMU_TEMPLATE_DIR = join(context.work, 'templates');
+  try {
+    return await measureVms(context);
+  } finally {
+    if (templatesBefore === undefined) delete process.env.RUNBOX_QEMU_TEMPLATE_DIR;
+    else process.env.RUNBOX_QEMU_TEMPLATE_DIR = templatesBefore;
+  }
+}
+
+async function measureVms(context: Context): Promise<string> {
   const root = join(context.work, 'root-vm');
   const echo = vmBundle(context, 'vm-echo', ['echo', 'first output']);
   const truth = vmBundle(context, 'vm-true', ['true']);
   const sleeper = vmBundle(context, 'vm-sleep', ['sleep', '1000']);
-  // A template store of the bench's own, empty: the first VM builds the template the others are restored from.
-  const templatesBefore = process.env.RUNBOX_QEMU_TEMPLATE_DIR;
-  process.env.RUNBOX_QEMU_TEMPLATE_DIR = join(context.work, 'templates');
 
   // Floor boots interleaved with runbox's, so that both see the load of the moment. And every measured boot, the
   // floor's as runbox's, comes right after a floor boot: on this machine a boot right after a process freed a few
@@ -180,8 +189,6 @@ export async function vmBench(context: Context): Promise<string> {
     }
   }));
   const perMinute = SANDBOXES / (Number(process.hrtime.bigint() - started) / 6e10);
-  if (templatesBefore === undefined) delete process.env.RUNBOX_QEMU_TEMPLATE_DIR;
-  else process.env.RUNBOX_QEMU_TEMPLATE_DIR = templatesBefore;
 
   const floor = median(floors);
   const row = (name: string, ms: number, target = '') => `| ${name} | ${ms.toFixed(0)} ms | ${(ms / floor).toFixed(2)}× | ${target} |`;

@@ -6,6 +6,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, utimesS
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { guestAssets } from '../src/hypervisor/guest-assets.js';
+import { clonePausingQemu, isStopped, killAll } from './helpers/qemu.js';
 import { RUNBOX, TestEnv, errorMessage, processesMentioning, runCommand } from './helpers/runbox.js';
 
 /** A store of the test's own, so that what it finds there is what this test made. */
@@ -129,33 +130,16 @@ test('VMs created at once with no template yet: one template is built, and each 
 
 test('a CLI killed before its clone was restored: the waiting QEMU (which would never power itself off) is ended by delete --force', async (t) => {
   const env = new TestEnv(t);
-  // A QEMU that stops its caller when it is a clone, before the caller can restore it.
   const bin = join(env.dir, 'bin');
   mkdirSync(bin);
-  const qemu = join(bin, 'qemu-system-x86_64');
-  writeFileSync(qemu, '#!/bin/sh\ncase " $* " in *" -incoming "*) kill -STOP $PPID ;; esac\nexec /usr/bin/qemu-system-x86_64 "$@"\n', { mode: 0o755 });
-  const vmEnv = templateEnv(env, { RUNBOX_QEMU: qemu });
+  const vmEnv = templateEnv(env, { RUNBOX_QEMU: clonePausingQemu(bin) });
   const bundle = env.bundle((spec) => (spec.process!.args = ['true']));
   const id = env.id();
   const cli = spawn(RUNBOX, ['--root', env.root, 'create', '--bundle', bundle, id], { stdio: 'ignore', env: vmEnv });
-  // Should the test fail before the CLI is killed, the CLI and its clone would wait for ever: they go with the test.
-  t.teardown(() => {
-    for (const pid of [cli.pid!, ...processesMentioning(join(env.root, id))]) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-  });
   const dir = join(env.root, id);
-  const stopped = () => {
-    try {
-      return readFileSync(`/proc/${cli.pid}/stat`, 'utf8').split(') ')[1]?.startsWith('T');
-    } catch {
-      return false; // it exited
-    }
-  };
+  // Should the test fail before the CLI is killed, the CLI and its clone would wait for ever: they go with the test.
+  t.teardown(() => killAll([cli.pid!, ...processesMentioning(dir)]));
+  const stopped = () => isStopped(cli.pid!);
   for (let i = 0; i < 3000 && !(processesMentioning(dir).length > 0 && stopped()); i++) await sleep(20);
   t.true(stopped(), 'the CLI was stopped by its clone QEMU');
   cli.kill('SIGKILL');

@@ -1,5 +1,5 @@
 // containerd → containerd-shim-runbox-v2 → the qemu driver: the container runs under the guest's kernel.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -7,6 +7,7 @@ import test from 'ava';
 import { guestAssets } from '../src/hypervisor/guest-assets.js';
 import { DRIVER_ANNOTATION } from '../src/hypervisor/drivers.js';
 import { PrivateContainerd } from './helpers/containerd.js';
+import { clonePausingQemu, isStopped, killAll, procFile } from './helpers/qemu.js';
 import { processesMentioning } from './helpers/runbox.js';
 
 test('ctr run with the qemu driver selected by annotation prints the guest kernel\'s uname -r', async (t) => {
@@ -33,34 +34,17 @@ test('a shim killed while its microVM clone waits for the restore: containerd\'s
   const dir = mkdtempSync(join(tmpdir(), 'runbox-shim-qemu-'));
   t.teardown(() => {
     // Should the test fail before the shim is killed, its clone would wait for ever: it goes with the test.
-    for (const pid of processesMentioning(`${dir}/`)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
+    killAll(processesMentioning(`${dir}/`));
     rmSync(dir, { recursive: true, force: true });
   });
-  const qemu = join(dir, 'qemu-system-x86_64');
-  writeFileSync(qemu, '#!/bin/sh\ncase " $* " in *" -incoming "*) kill -STOP $PPID ;; esac\nexec /usr/bin/qemu-system-x86_64 "$@"\n', { mode: 0o755 });
   const templates = join(dir, 'templates');
-  const containerd = await PrivateContainerd.start(t, { RUNBOX_QEMU: qemu, RUNBOX_QEMU_TEMPLATE_DIR: templates, RUNBOX_QEMU_ACCEL: 'tcg' });
+  const containerd = await PrivateContainerd.start(t, { RUNBOX_QEMU: clonePausingQemu(dir), RUNBOX_QEMU_TEMPLATE_DIR: templates, RUNBOX_QEMU_ACCEL: 'tcg' });
   const id = containerd.id('vm');
   const run = containerd.run(id, ['true'], ['--annotation', `${DRIVER_ANNOTATION}=qemu`]);
-  // What /proc says of a process, '' once it is gone (ps lists processes that end a moment later).
-  const proc = (pid: number, file: string) => {
-    try {
-      return readFileSync(`/proc/${pid}/${file}`, 'utf8');
-    } catch {
-      return '';
-    }
-  };
-  const clones = () => processesMentioning(`${templates}/`).filter((pid) => proc(pid, 'cmdline').includes('-incoming'));
-  const stopped = (pid: number) => proc(pid, 'stat').split(') ')[1]?.startsWith('T');
+  const clones = () => processesMentioning(`${templates}/`).filter((pid) => procFile(pid, 'cmdline').includes('-incoming'));
   let shim: number | undefined;
-  for (let i = 0; i < 3000 && !(clones().length > 0 && (shim = containerd.shimPids()[0]) && stopped(shim)); i++) await sleep(20);
-  t.true(shim !== undefined && stopped(shim), 'the shim was stopped by its clone QEMU');
+  for (let i = 0; i < 3000 && !(clones().length > 0 && (shim = containerd.shimPids()[0]) && isStopped(shim)); i++) await sleep(20);
+  t.true(shim !== undefined && isStopped(shim), 'the shim was stopped by its clone QEMU');
   process.kill(shim!, 'SIGKILL');
   const result = await run;
   t.not(result.code, 0, 'the task was never created');

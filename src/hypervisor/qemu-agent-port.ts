@@ -2,23 +2,12 @@
 // QEMU serves on the host and accepts one client on at a time. A client leases a free port with flock(2) (the
 // kernel drops the lease when the holder dies) and then waits for the agent's greeting: each session on a port
 // starts with an EVENT `event=ready`, and whatever comes before it is the tail of an earlier session.
-import { closeSync, openSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { FileLock } from '../runtime/file-lock.js';
 import { AgentClient } from './agent-client.js';
 import { encodeFrame, FrameType } from './agent-frame.js';
 import { encodeRecords } from './agent-records.js';
-
-interface FsExt {
-  flockSync(fd: number, flags: 'exnb' | 'un'): void;
-  flock(fd: number, flags: 'ex', callback: (error: Error | null) => void): void;
-}
-let fsExt: FsExt | undefined;
-function fsext(): FsExt {
-  fsExt ??= createRequire(import.meta.url)('fs-ext') as FsExt;
-  return fsExt;
-}
 
 export const GREETING = encodeFrame(0, FrameType.Event, encodeRecords([['event', 'ready']]));
 
@@ -40,28 +29,14 @@ export interface PortLease {
 export async function leasePort(dir: string, ports: number): Promise<PortLease> {
   // Start at a different port each time: a port just released may still carry its old session for a moment.
   const first = Math.floor(Math.random() * ports);
+  const lockPath = (index: number) => join(dir, `agent-${index}.lock`);
   for (let i = 0; i < ports; i++) {
     const index = (first + i) % ports;
-    const fd = openSync(join(dir, `agent-${index}.lock`), 'a', 0o600);
-    try {
-      fsext().flockSync(fd, 'exnb');
-      return { index, release: releaseOnce(fd) };
-    } catch {
-      closeSync(fd);
-    }
+    const lock = FileLock.tryAcquire(lockPath(index));
+    if (lock) return { index, release: () => lock.release() };
   }
-  const fd = openSync(join(dir, `agent-${first}.lock`), 'a', 0o600);
-  await new Promise<void>((resolve, reject) => fsext().flock(fd, 'ex', (error) => (error ? reject(error) : resolve())));
-  return { index: first, release: releaseOnce(fd) };
-}
-
-/** Closing the lock's fd twice could close an fd that has since been given to something else. */
-function releaseOnce(fd: number): () => void {
-  let held = true;
-  return () => {
-    if (held) closeSync(fd);
-    held = false;
-  };
+  const lock = await FileLock.acquire(lockPath(first));
+  return { index: first, release: () => lock.release() };
 }
 
 /**

@@ -5,7 +5,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readFileSync, rmSync } from 'node:fs';
-import type { Socket } from 'node:net';
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isatty } from 'node:tty';
@@ -21,9 +20,10 @@ import { QEMU_BINARY, qemuArgs, vmFiles, type InheritedStdio } from './qemu-comm
 import { vmResources, type VmResources } from './qemu-resources.js';
 import { QmpClient, queryRunState, quitQemu } from './qemu-qmp.js';
 import { ExitedSandbox, QemuSandbox, type QemuHandle } from './qemu-sandbox.js';
-import { connectQmpWhenUp, restoreSnapshot, saveSnapshot, stopWhenIdle } from './qemu-snapshot.js';
+import { restoreSnapshot, saveSnapshot, stopWhenQuiet } from './qemu-snapshot.js';
 import { TEMPLATE_ANNOTATION, TemplateStore, templatesEnabled, type VmTemplate } from './qemu-template.js';
 import { createEmptyDisk, createRootfsDisk, fillRootfsDisk, ROOTFS_FSTYPE } from './rootfs-image.js';
+import { untilListening } from './until-listening.js';
 
 /** Ports for host clients: this many runbox invocations (or a shim and invocations) may talk to one VM at once. */
 export const AGENT_PORTS = 4;
@@ -75,8 +75,13 @@ interface VmStart {
   spawned?(signal: AbortSignal): Promise<unknown>;
   /** Runs on the greeted session; the VM has started once it has resolved. */
   ready?(client: AgentClient, stdio: InheritedStdio): Promise<void>;
-  /** The template when the VM is a clone: then a failure of its own is a CloneFailure. */
-  cloneOf?: VmTemplate;
+}
+
+/** Why a VM did not start, in words for the user; and what happened, for a caller that can try another way. */
+class VmStartError extends SandboxError {
+  constructor(message: string, readonly what: { cause: unknown; timedOut: boolean; qemuEnded: boolean }) {
+    super(message);
+  }
 }
 
 interface StartedVm {
@@ -85,21 +90,6 @@ interface StartedVm {
   client: AgentClient;
   /** Resolves when QEMU has exited, with why. */
   exited: Promise<string>;
-}
-
-/**
- * Waits until QEMU has seen the template's session end (its agent port's chardev says `disconnected:`). A snapshot
- * taken before would remember a host on that port, and a clone whose own host came to the same port before the
- * restore would then tell its guest of no change: the agent would wait on a session that is not there.
- */
-async function agentPortsDetached(qmp: QmpClient): Promise<void> {
-  for (const until = Date.now() + 5000; ;) {
-    const chardevs = (await qmp.execute('query-chardev')) as Array<{ label: string; filename: string }>;
-    const attached = chardevs.filter(({ label, filename }) => label.startsWith('agent') && !filename.startsWith('disconnected:'));
-    if (attached.length === 0) return;
-    if (Date.now() > until) throw new Error(`the agent port ${attached[0]!.label} is still attached`);
-    await sleep(2);
-  }
 }
 
 function asQemu(handle: SandboxHandle): QemuHandle {
@@ -246,14 +236,15 @@ export class QemuDriver implements Driver {
 
   /**
    * The template this VM can be restored from, built now if there is none (that one boot, and the snapshot, add
-   * ~0.1 s to this VM's start); undefined when no template can be kept here (no writable template directory).
+   * ~0.1 s to this VM's start); undefined when no template can be kept here.
    */
   private async template(guest: Guest, accel: Accel, deadline: Deadline): Promise<VmTemplate | undefined> {
     const inputs = { qemu: QEMU_BINARY, ...guest, accel, agentPorts: AGENT_PORTS };
     try {
       return await this.templates.obtain(inputs, (dir) => this.buildTemplate(dir, guest, accel, deadline));
     } catch (error) {
-      if (error instanceof SandboxError) throw error;
+      // No template can be kept here (no room, no writable directory): the store says so with an errno.
+      if (error instanceof SandboxError || (error as NodeJS.ErrnoException).code === undefined) throw error;
       return undefined;
     }
   }
@@ -276,8 +267,7 @@ export class QemuDriver implements Driver {
     let qmp: QmpClient | undefined;
     try {
       qmp = await QmpClient.connect(files.qmp);
-      await agentPortsDetached(qmp);
-      await stopWhenIdle(qmp);
+      await stopWhenQuiet(qmp, 'agent');
       await saveSnapshot(qmp, join(dir, 'state'));
       await qmp.execute('quit').catch(() => {}); // QEMU may close before it answers
     } catch (error) {
@@ -311,35 +301,46 @@ export class QemuDriver implements Driver {
         throw new CloneFailure(`cannot open the template's snapshot: ${(error as Error).message}`);
       }
     }
-    const vm = await this.startVm({
-      dir: config.dir,
-      accel,
-      deadline,
-      inheritStdio: config.stdio === 'inherit',
-      snapshotFd: stateFd,
-      args: (stdio) => qemuArgs({
-        ...guest, dir: config.dir, accel, agentPorts: AGENT_PORTS, stdio, image: files.image,
-        ...(template && { everyStdioPort: true, incoming: true, memory: { path: template.ram, shared: false } }),
-      }),
-      spawned: (signal) => {
-        image = buildImage();
-        return template ? Promise.all([image, this.restore(files.qmp, signal)]) : image;
-      },
-      ready: async (client, stdio) => {
-        if (template) await this.woken(client, stdio);
-        await image;
-      },
-      cloneOf: template,
-    });
+    let vm: StartedVm;
+    try {
+      vm = await this.startVm({
+        dir: config.dir,
+        accel,
+        deadline,
+        inheritStdio: config.stdio === 'inherit',
+        snapshotFd: stateFd,
+        args: (stdio) => qemuArgs({
+          ...guest, dir: config.dir, accel, agentPorts: AGENT_PORTS, stdio, image: files.image,
+          ...(template && { everyStdioPort: true, incoming: true, memory: { path: template.ram, shared: false } }),
+        }),
+        spawned: (signal) => {
+          image = buildImage();
+          return template ? Promise.all([image, this.restore(files.qmp, signal)]) : image;
+        },
+        ready: async (client, stdio) => {
+          if (template) await this.woken(client, stdio);
+          await image;
+        },
+      });
+    } catch (error) {
+      // A clone that failed on its own account (its restore, or QEMU ending by itself: not its rootfs, not the
+      // deadline) is booted instead.
+      const what = error instanceof VmStartError ? error.what : undefined;
+      if (template && what && !what.timedOut && (what.cause instanceof CloneFailure || what.qemuEnded)) {
+        throw new CloneFailure((error as Error).message);
+      }
+      throw error;
+    }
     vm.child.unref();
-    return new QemuSandbox(vm.handle, vm.client, () => this.cleanup(vm.handle), () => this.vmGone(vm.handle));
+    const handle: QemuHandle = template ? { ...vm.handle, template: template.key } : vm.handle;
+    return new QemuSandbox(handle, vm.client, () => this.cleanup(handle), () => this.vmGone(handle));
   }
 
   /** Restores the template's snapshot (QEMU inherited it as SNAPSHOT_FD) into a clone that has just started. */
   private async restore(qmpPath: string, signal: AbortSignal): Promise<void> {
     let qmp: QmpClient | undefined;
     try {
-      qmp = await connectQmpWhenUp(qmpPath, signal);
+      qmp = await untilListening(() => QmpClient.connect(qmpPath), signal);
       await restoreSnapshot(qmp, SNAPSHOT_FD);
     } catch (error) {
       if (signal.aborted) return;
@@ -355,7 +356,7 @@ export class QemuDriver implements Driver {
     try {
       await client.request([
         ['op', 'vm_restored'],
-        ['realtime_ns', String(BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n)],
+        ['realtime_ns', String(BigInt(Date.now()) * 1_000_000n)],
         ['entropy', randomBytes(CLONE_ENTROPY_BYTES).toString('hex')],
         ...absent.map((name): [string, string] => ['stdio_absent', name]),
       ]);
@@ -407,7 +408,6 @@ export class QemuDriver implements Driver {
       agentPorts: AGENT_PORTS,
       accel,
       rootfsFstype: ROOTFS_FSTYPE,
-      ...(start.cloneOf && { template: start.cloneOf.key }),
     };
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(new Error('timeout')), Math.max(0, deadline.at - Date.now()));
@@ -416,7 +416,7 @@ export class QemuDriver implements Driver {
     try {
       const lease = await leasePort(dir, AGENT_PORTS);
       try {
-        const socket = await this.firstSession(agentPortSocket(dir, lease.index), abort.signal);
+        const socket = await untilListening(() => openSession(agentPortSocket(dir, lease.index), abort.signal), abort.signal);
         const client = clientOnSession(socket, lease);
         const aborted = new Promise<never>((_, reject) => {
           if (abort.signal.aborted) reject(abort.signal.reason);
@@ -438,14 +438,12 @@ export class QemuDriver implements Driver {
       let message = error instanceof Error ? error.message : String(error);
       // A QEMU that fails at start-up may drop its sockets before it has exited: its own words say more.
       const why = await Promise.race([exited, sleep(500).then(() => undefined)]);
-      // A clone that failed on its own account (QEMU ended, not by us: not its rootfs's failure, not the
-      // deadline's) is booted instead.
-      const cloneFault = start.cloneOf !== undefined && message !== 'timeout' && (error instanceof CloneFailure || why !== undefined);
-      if (why !== undefined && message !== 'timeout') {
+      const timedOut = message === 'timeout';
+      if (why !== undefined && !timedOut) {
         const console = tail(files.console, 3);
         message = `the microVM (accel ${accel}) failed to start: ${why}${console ? `; console: ${console}` : ''}`;
       }
-      if (message === 'timeout') {
+      if (timedOut) {
         const state = await queryRunState(files.qmp);
         const console = tail(files.console, 3);
         message = `the guest did not report ready within ${deadline.seconds} s (accel ${accel}${state ? `, VM ${state}` : ''})` +
@@ -454,22 +452,9 @@ export class QemuDriver implements Driver {
       child.kill('SIGKILL');
       await Promise.race([exited, sleep(2000)]);
       removeVmFiles(handle, true);
-      throw cloneFault ? new CloneFailure(message) : new SandboxError(message);
+      throw new VmStartError(message, { cause: error, timedOut, qemuEnded: why !== undefined });
     } finally {
       clearTimeout(timer);
-    }
-  }
-
-  /** The boot's session: QEMU makes its sockets a moment after it starts; until then there is nothing to reach. */
-  private async firstSession(path: string, signal: AbortSignal): Promise<Socket> {
-    for (;;) {
-      try {
-        return await openSession(path, signal);
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        if (signal.aborted || (code !== 'ENOENT' && code !== 'ECONNREFUSED')) throw error;
-        await sleep(5);
-      }
     }
   }
 

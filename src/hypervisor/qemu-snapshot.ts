@@ -9,20 +9,6 @@ import { QmpClient } from './qemu-qmp.js';
 
 const IGNORE_SHARED = { capabilities: [{ capability: 'x-ignore-shared', state: true }] };
 
-/** QMP on a QEMU just spawned: its socket appears a moment after it starts. */
-export async function connectQmpWhenUp(path: string, signal: AbortSignal): Promise<QmpClient> {
-  for (;;) {
-    try {
-      return await QmpClient.connect(path);
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason));
-      if (code !== 'ENOENT' && code !== 'ECONNREFUSED') throw error;
-      await sleep(5);
-    }
-  }
-}
-
 interface MigrationStatus {
   status?: string;
   'error-desc'?: string;
@@ -40,31 +26,43 @@ async function migrationCompleted(qmp: QmpClient, what: string, pollMs: number):
   }
 }
 
+/** Asks `check` every few ms until it says yes; after `timeoutMs`, fails with `failure`. */
+async function pollUntil(check: () => Promise<boolean>, timeoutMs: number, failure: string): Promise<void> {
+  for (const until = Date.now() + timeoutMs; !(await check());) {
+    if (Date.now() > until) throw new Error(failure);
+    await sleep(2);
+  }
+}
+
 /**
- * Waits until every vCPU of the guest is idle (halted, as the kernel is when nothing is left to do), then stops
- * the VM. A guest snapshotted while it was still taking in a device's interrupt (the end of the template's
- * session, say) can come back without it: the clone's guest would never hear of its host.
+ * Makes the VM quiet and stops it, for its snapshot: QEMU must have seen every client of the chardevs labelled
+ * `prefix`… go (a snapshot taken before would remember a host on such a port, and a clone whose own host came
+ * to that port before its restore would then tell its guest of no change), and every vCPU must be halted, as the
+ * kernel is with nothing left to do (a guest snapshotted while it was still taking in a device's interrupt can
+ * come back without it, deaf to its host).
  */
-export async function stopWhenIdle(qmp: QmpClient, timeoutMs = 10_000): Promise<void> {
+export async function stopWhenQuiet(qmp: QmpClient, prefix: string, timeoutMs = 10_000): Promise<void> {
+  await pollUntil(async () => {
+    const chardevs = (await qmp.execute('query-chardev')) as Array<{ label: string; filename: string }>;
+    return chardevs.every(({ label, filename }) => !label.startsWith(prefix) || filename.startsWith('disconnected:'));
+  }, timeoutMs, `a client of the ${prefix} chardevs never went`);
   const allHalted = async () => {
     const registers = (await qmp.execute('human-monitor-command', { 'command-line': 'info registers -a' })) as string;
     const halted = registers.match(/\bHLT=(\d)/g) ?? [];
     return halted.length > 0 && halted.every((flag) => flag.endsWith('1'));
   };
   // Twice in a row, a moment apart: an interrupt raised just before the first look may not have woken a vCPU yet.
-  for (const until = Date.now() + timeoutMs; ;) {
-    if (await allHalted()) {
-      await sleep(5);
-      if (await allHalted()) break;
-    }
-    if (Date.now() > until) throw new Error('the guest never went idle');
-    await sleep(2);
-  }
+  const haltedTwice = async () => {
+    if (!(await allHalted())) return false;
+    await sleep(5);
+    return allHalted();
+  };
+  await pollUntil(haltedTwice, timeoutMs, 'the guest never went idle');
   await qmp.execute('stop');
 }
 
 /**
- * Saves the VM's state into `statePath` (a stopped VM: see stopWhenIdle). QEMU 7.2 migrates to a socket, an fd
+ * Saves the VM's state into `statePath` (a stopped VM: see stopWhenQuiet). QEMU 7.2 migrates to a socket, an fd
  * passed over QMP, or a shell command: a socket of ours keeps a shell out of it.
  */
 export async function saveSnapshot(qmp: QmpClient, statePath: string): Promise<void> {

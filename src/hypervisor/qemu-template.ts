@@ -4,9 +4,9 @@
 // is the template store: which template fits a VM, where it lives, building one at most once at a time, and
 // dropping the ones nothing can use any more. The snapshot itself is the driver's (qemu-driver.ts).
 import { createHash } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, utimesSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { FileLock } from '../runtime/file-lock.js';
 import type { Accel } from './qemu-accel.js';
 import { isProcessAlive, killProcessesUnder, processStartTime } from './host-process.js';
 import type { VmResources } from './qemu-resources.js';
@@ -81,32 +81,13 @@ function onPath(command: string): string {
   return command;
 }
 
-interface FsExt {
-  flock(fd: number, flags: 'ex', callback: (error: Error | null) => void): void;
-  flockSync(fd: number, flags: 'exnb'): void;
-}
-let fsExt: FsExt | undefined;
-function fsext(): FsExt {
-  fsExt ??= createRequire(import.meta.url)('fs-ext') as FsExt;
-  return fsExt;
-}
-
 /** Removes a lock file nobody holds (a builder that failed or died leaves one with no template beside it). */
 function removeIdleLock(path: string): void {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch {
-    return;
-  }
-  try {
-    fsext().flockSync(fd, 'exnb');
-    rmSync(path, { force: true });
-  } catch {
-    // held: a builder is at work
-  } finally {
-    closeSync(fd);
-  }
+  if (!existsSync(path)) return;
+  const lock = FileLock.tryAcquire(path);
+  if (!lock) return; // held: a builder is at work
+  rmSync(path, { force: true });
+  lock.release();
 }
 
 /** Where templates are kept; one directory per key, built beside it under a name of its own and renamed in. */
@@ -146,25 +127,25 @@ export class TemplateStore {
   /**
    * The template for these inputs: found, or built by `build` into a fresh directory, once, whoever else asks at
    * the same time (they wait for it). `build` fills the directory with `ram` and `state` or throws; then nothing of
-   * it is left.
+   * it is left. Where no template can be kept (no room, no writable directory) it throws an error with an errno
+   * `code`.
    */
   async obtain(inputs: TemplateInputs, build: (dir: string) => Promise<void>): Promise<VmTemplate> {
     const { key, meta } = this.describe(inputs);
     const found = this.find(key);
     if (found) return found;
     mkdirSync(this.root, { recursive: true, mode: 0o700 });
-    const lock = openSync(join(this.root, `${key}.lock`), 'a', 0o600);
+    const lock = await FileLock.acquire(join(this.root, `${key}.lock`));
     try {
-      await new Promise<void>((resolve, reject) => {
-        fsext().flock(lock, 'ex', (error) => (error ? reject(error) : resolve()));
-      });
       const builtMeanwhile = this.find(key);
       if (builtMeanwhile) return builtMeanwhile;
       // The template's guest writes its RAM into the file: on a full filesystem (a small /run tmpfs) QEMU would
       // die of SIGBUS mid-boot. Without room for all of it, VMs boot instead.
       const { bavail, bsize } = statfsSync(this.root);
       const needed = inputs.resources.memoryMib * 2 ** 20;
-      if (bavail * bsize < needed) throw new Error(`no room for a ${inputs.resources.memoryMib} MiB template in ${this.root}`);
+      if (bavail * bsize < needed) {
+        throw Object.assign(new Error(`no room for a ${inputs.resources.memoryMib} MiB template in ${this.root}`), { code: 'ENOSPC' });
+      }
       this.prune(); // a builder that died before may have left its VM running
       const building = join(this.root, `.build-${process.pid}-${processStartTime(process.pid) ?? 0}`);
       rmSync(building, { recursive: true, force: true });
@@ -187,7 +168,7 @@ export class TemplateStore {
       this.prune(key);
       return this.templateAt(key);
     } finally {
-      closeSync(lock);
+      lock.release();
     }
   }
 

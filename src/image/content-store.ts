@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Hash } from 'node:crypto';
 import { checkDigest, digestHasher, DigestMismatchError, parseDigest } from './digest.js';
-import { FileLock, withLock } from './file-lock.js';
+import { FileLock, withLock } from '../runtime/file-lock.js';
 import { GrowingBlob, type BlobUpdate } from './growing-blob.js';
 import { RegistryError } from './registry-errors.js';
 
@@ -241,7 +241,7 @@ export class ContentStore {
     const ingest = join(this.dir, 'ingest');
     for (const name of readdirSync(ingest)) {
       const path = join(ingest, name);
-      const lock = name.endsWith('.lock') ? await FileLock.tryAcquire(path) : undefined;
+      const lock = name.endsWith('.lock') ? FileLock.tryAcquire(path) : undefined;
       if (name.endsWith('.lock') && !lock) continue;
       try {
         freed += statSync(path).size;

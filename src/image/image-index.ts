@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../runtime/atomic-file.js';
-import { withLock } from './file-lock.js';
+import { withLock } from '../runtime/file-lock.js';
 
 export interface Descriptor {
   mediaType: string;

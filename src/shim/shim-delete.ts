@@ -17,8 +17,8 @@ import { unmountRootfs } from './rootfs-mounts.js';
 /** Asks every driver to end what a boot left in the sandbox directory of a shim that died during it. */
 async function endAbandonedBoot(dir: string, warn: (message: string) => void): Promise<void> {
   if (!existsSync(dir)) return;
-  const { getDriver } = await import('../hypervisor/drivers.js');
-  for (const name of ['emulated', 'qemu']) {
+  const { DRIVER_NAMES, getDriver } = await import('../hypervisor/drivers.js');
+  for (const name of DRIVER_NAMES.filter((driver) => driver !== 'auto')) {
     try {
       await (await getDriver(name)).abandonedBoot?.(dir);
     } catch (error) {

@@ -1,4 +1,4 @@
-// flock(2) locks shared between processes: the kernel drops them when the holder dies, so a pull killed with
+// flock(2) locks shared between processes: the kernel drops them when the holder dies, so a process killed with
 // SIGKILL never leaves a lock behind.
 import { closeSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -6,13 +6,23 @@ import { createRequire } from 'node:module';
 type Mode = 'ex' | 'sh' | 'exnb' | 'un';
 interface FsExt {
   flock(fd: number, flags: Mode, callback: (error: NodeJS.ErrnoException | null) => void): void;
+  flockSync(fd: number, flags: Mode): void;
 }
 
+// Loaded on first use: it is a native addon.
 let fsExt: FsExt | undefined;
+function fsext(): FsExt {
+  fsExt ??= createRequire(import.meta.url)('fs-ext') as FsExt;
+  return fsExt;
+}
 
 function flock(fd: number, mode: Mode): Promise<void> {
-  fsExt ??= createRequire(import.meta.url)('fs-ext') as FsExt;
-  return new Promise((resolve, reject) => fsExt!.flock(fd, mode, (error) => (error ? reject(error) : resolve())));
+  return new Promise((resolve, reject) => fsext().flock(fd, mode, (error) => (error ? reject(error) : resolve())));
+}
+
+function wouldBlock(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException).code;
+  return code === 'EAGAIN' || code === 'EWOULDBLOCK';
 }
 
 export class FileLock {
@@ -30,14 +40,17 @@ export class FileLock {
     return new FileLock(fd);
   }
 
-  /** The exclusive lock if nobody holds it now, else undefined. */
-  static async tryAcquire(path: string): Promise<FileLock | undefined> {
+  /**
+   * The exclusive lock if nobody holds it now, else undefined. Asked without waiting, so synchronously: that
+   * never starts libuv's thread pool, which the lease of a microVM's port on every CLI call would pay for.
+   */
+  static tryAcquire(path: string): FileLock | undefined {
     const fd = openSync(path, 'a', 0o600);
     try {
-      await flock(fd, 'exnb');
+      fsext().flockSync(fd, 'exnb');
     } catch (error) {
       closeSync(fd);
-      if ((error as NodeJS.ErrnoException).code === 'EAGAIN' || (error as NodeJS.ErrnoException).code === 'EWOULDBLOCK') return undefined;
+      if (wouldBlock(error)) return undefined;
       throw error;
     }
     return new FileLock(fd);
