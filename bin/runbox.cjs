@@ -17,8 +17,8 @@ if (!existsSync(join(dist, 'runbox-lifecycle.cjs'))) {
   const argv = process.argv.slice(2);
   loadBundle(join(dist, 'runbox-lifecycle.cjs')).lifecycleMain(argv).then((code) => {
     // A lifecycle call is over once it has answered: exiting at once spares it the idle-time garbage collection
-    // and the event loop's teardown (2–5 ms). Its output is already out: on Linux, stdout and stderr writes
-    // to files, pipes and terminals are synchronous.
+    // and the event loop's teardown (2–5 ms). lifecycleMain resolves once its output is out (a pipe that was
+    // full holds the rest in Node's queue until the reader takes it: src/cli/stdio-drained.ts).
     if (code !== undefined) process.exit(code);
     return loadBundle(join(dist, 'runbox.cjs')).main(argv).then((status) => {
       process.exitCode = status;

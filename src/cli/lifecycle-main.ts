@@ -8,10 +8,14 @@ import { parseGlobalOptions, type GlobalOptions } from './global-options.js';
 import { FAST_PATH_FLAGS, lifecycleOperation } from './lifecycle-operations.js';
 import { parseManifestArgv, readManifestCommand, withOnlyFlags } from './manifest-argv.js';
 import { runReported } from './run-reported.js';
+import { stdioDrained } from './stdio-drained.js';
 
 export const PROJECT_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
-/** The exit status of the lifecycle command argv asks for, or undefined when main.ts must handle argv. */
+/**
+ * The exit status of the lifecycle command argv asks for, once its output is out (the caller exits at once), or
+ * undefined when main.ts must handle argv.
+ */
 export async function lifecycleMain(argv: string[]): Promise<number | undefined> {
   let options: GlobalOptions;
   let rest: string[];
@@ -26,5 +30,7 @@ export async function lifecycleMain(argv: string[]): Promise<number | undefined>
   const fastPathFlags = FAST_PATH_FLAGS[command as keyof typeof FAST_PATH_FLAGS];
   const input = manifestCommand && parseManifestArgv(fastPathFlags ? withOnlyFlags(manifestCommand, fastPathFlags) : manifestCommand, args);
   if (!input) return undefined;
-  return runReported(options, () => operation(input));
+  const status = await runReported(options, () => operation(input));
+  await stdioDrained();
+  return status;
 }
