@@ -332,7 +332,7 @@ void op_signal(struct request *r)
 		return;
 	uint64_t sig;
 	const char *text = records_get(&r->rec, "signal");
-	if (!parse_u64(text, &sig) || sig < 1 || sig > 64) {
+	if (!parse_u64(text, &sig) || sig > 64) {
 		reply_error(r->to, EINVAL, "container %s: invalid signal %s", p->ctr->id, text ? text : "");
 		return;
 	}

@@ -39,6 +39,19 @@ test('exec honours --env, --cwd and --user, and a --process file', async (t) => 
   t.is(fromFile.stdout, 'from file 42\n', fromFile.stderr);
 });
 
+test('a --process file is the whole process, as with runc: no user means uid 0, no cwd is refused', async (t) => {
+  const env = new TestEnv(t);
+  const id = await runningContainer(env);
+  const file = join(env.dir, 'process.json');
+  writeFileSync(file, JSON.stringify({ args: ['sh', '-c', 'echo "$(id -u):$(id -g) $(pwd) [$FROM_CONFIG]"'], env: ['PATH=/bin'], cwd: '/tmp' }));
+  const noUser = await env.run(['exec', '--process', file, id]);
+  t.deepEqual([noUser.code, noUser.stdout], [0, '0:0 /tmp []\n'], noUser.stderr);
+  writeFileSync(file, JSON.stringify({ args: ['true'], user: { uid: 5 } }));
+  const noCwd = await env.run(['exec', '--process', file, id]);
+  t.is(noCwd.code, 1);
+  t.is(errorMessage(noCwd.stderr), `container ${id}: process file ${file}: cwd property must be an absolute path`);
+});
+
 test('as with runc, the command after the id keeps its own flags without a `--`', async (t) => {
   const env = new TestEnv(t);
   const id = await runningContainer(env);

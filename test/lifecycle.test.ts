@@ -108,6 +108,21 @@ test('kill defaults to SIGTERM, and --all reaches every process', async (t) => {
   await env.waitForStatus(id2, 'stopped');
 });
 
+test('as with runc, kill ID 0 checks that the container runs and sends nothing, and an empty signal is SIGTERM', async (t) => {
+  const env = new TestEnv(t);
+  const { id } = await env.running(['sh', '-c', 'trap "exit 0" TERM; while true; do sleep 0.05; done']);
+  const checked = await env.run(['kill', id, '0']);
+  t.deepEqual([checked.code, checked.stdout, checked.stderr], [0, '', '']);
+  t.is((await env.state(id)).status, 'running', 'signal 0 left it running');
+  t.is((await env.run(['kill', '--all', id, '0'])).code, 0);
+  const termed = await env.run(['kill', id, '']);
+  t.is(termed.code, 0, termed.stderr);
+  await env.waitForStatus(id, 'stopped');
+  const stopped = await env.run(['kill', id, '0']);
+  t.is(stopped.code, 1);
+  t.regex(errorMessage(stopped.stderr), new RegExp(`container ${id}: container not running`));
+});
+
 test('delete refuses a running container without --force and removes everything with it', async (t) => {
   const env = new TestEnv(t);
   const { id } = await env.running(['sleep', '100']);

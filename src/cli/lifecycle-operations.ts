@@ -39,7 +39,8 @@ export const LIFECYCLE_OPERATIONS = {
   async kill({ args, flags }) {
     let signal: number;
     try {
-      signal = parseSignal(args.signal ?? 'SIGTERM');
+      // As runc: an empty signal is the default one.
+      signal = parseSignal(args.signal || 'SIGTERM');
     } catch (error) {
       throw new RuntimeError(`container ${args.id}: ${(error as Error).message}`);
     }

@@ -3,7 +3,7 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { KNOWN_CAPABILITIES } from './capabilities.js';
 import { validateResources } from './linux-resources.js';
 import { KNOWN_RLIMITS } from './rlimits.js';
-import type { HookName, Spec } from './spec.js';
+import type { HookName, Process, Spec } from './spec.js';
 
 const HOOK_NAMES: HookName[] = ['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop'];
 const NAMESPACE_TYPES = new Set(['pid', 'network', 'mount', 'ipc', 'uts', 'user', 'cgroup', 'time']);
@@ -54,29 +54,8 @@ export function validateSpec(spec: Spec, bundle: string): void {
   }
   if (!rootStat.isDirectory()) throw new SpecError(`invalid rootfs: ${spec.root.path} is not a directory`);
 
-  const process = spec.process;
-  if (!process) throw new SpecError('process property must not be empty');
-  if (!Array.isArray(process.args) || process.args.length === 0) throw new SpecError('args must not be empty');
-  if (process.args.some((arg) => typeof arg !== 'string')) throw new SpecError('process.args must be strings');
-  if (typeof process.cwd !== 'string' || !isAbsolute(process.cwd)) throw new SpecError('cwd property must be an absolute path');
-  if (!process.user || !Number.isInteger(process.user.uid) || !Number.isInteger(process.user.gid)) {
-    throw new SpecError('process.user.uid and process.user.gid must be integers');
-  }
-  for (const env of process.env ?? []) {
-    if (typeof env !== 'string' || env.indexOf('=') <= 0) throw new SpecError(`invalid environment variable "${env}": want NAME=value`);
-  }
-  for (const [set, names] of Object.entries(process.capabilities ?? {})) {
-    for (const name of names as string[]) {
-      if (!KNOWN_CAPABILITIES.includes(name.toUpperCase())) throw new SpecError(`unknown capability "${name}" in process.capabilities.${set}`);
-    }
-  }
-  const seenRlimits = new Set<string>();
-  for (const rlimit of process.rlimits ?? []) {
-    if (!KNOWN_RLIMITS.includes(rlimit.type)) throw new SpecError(`unknown rlimit type "${rlimit.type}" in process.rlimits`);
-    if (seenRlimits.has(rlimit.type)) throw new SpecError(`rlimit "${rlimit.type}" may not be set twice`);
-    seenRlimits.add(rlimit.type);
-    if (rlimit.soft > rlimit.hard) throw new SpecError(`rlimit "${rlimit.type}": soft limit ${rlimit.soft} exceeds hard limit ${rlimit.hard}`);
-  }
+  if (!spec.process) throw new SpecError('process property must not be empty');
+  validateProcess(spec.process);
 
   for (const name of HOOK_NAMES) {
     for (const hook of spec.hooks?.[name] ?? []) {
@@ -107,4 +86,29 @@ export function validateSpec(spec: Spec, bundle: string): void {
   if (spec.hostname && !seen.has('uts')) throw new SpecError('unable to set hostname without a new UTS namespace');
   if (spec.linux?.cgroupsPath !== undefined && typeof spec.linux.cgroupsPath !== 'string') throw new SpecError('linux.cgroupsPath must be a string');
   validateResources(spec.linux?.resources);
+}
+
+/** What runc checks of a process: config.json's, or the one `exec --process` reads from a file. */
+export function validateProcess(process: Process): void {
+  if (!Array.isArray(process.args) || process.args.length === 0) throw new SpecError('args must not be empty');
+  if (process.args.some((arg) => typeof arg !== 'string')) throw new SpecError('process.args must be strings');
+  if (typeof process.cwd !== 'string' || !isAbsolute(process.cwd)) throw new SpecError('cwd property must be an absolute path');
+  if (!process.user || !Number.isInteger(process.user.uid) || !Number.isInteger(process.user.gid)) {
+    throw new SpecError('process.user.uid and process.user.gid must be integers');
+  }
+  for (const env of process.env ?? []) {
+    if (typeof env !== 'string' || env.indexOf('=') <= 0) throw new SpecError(`invalid environment variable "${env}": want NAME=value`);
+  }
+  for (const [set, names] of Object.entries(process.capabilities ?? {})) {
+    for (const name of names as string[]) {
+      if (!KNOWN_CAPABILITIES.includes(name.toUpperCase())) throw new SpecError(`unknown capability "${name}" in process.capabilities.${set}`);
+    }
+  }
+  const seenRlimits = new Set<string>();
+  for (const rlimit of process.rlimits ?? []) {
+    if (!KNOWN_RLIMITS.includes(rlimit.type)) throw new SpecError(`unknown rlimit type "${rlimit.type}" in process.rlimits`);
+    if (seenRlimits.has(rlimit.type)) throw new SpecError(`rlimit "${rlimit.type}" may not be set twice`);
+    seenRlimits.add(rlimit.type);
+    if (rlimit.soft > rlimit.hard) throw new SpecError(`rlimit "${rlimit.type}": soft limit ${rlimit.soft} exceeds hard limit ${rlimit.hard}`);
+  }
 }

@@ -2,12 +2,15 @@ import { constants } from 'node:os';
 
 const byName = constants.signals as Record<string, number>;
 
-/** Parses a signal as runc does: a name with or without the SIG prefix, in any case, or a number. */
+/**
+ * Parses a signal as runc does: a name with or without the SIG prefix, in any case, or a number; 0 checks that
+ * the process is there and sends nothing, as kill(2) does.
+ */
 export function parseSignal(text: string): number {
   const trimmed = text.trim();
   if (/^\d+$/.test(trimmed)) {
     const n = Number(trimmed);
-    if (n >= 1 && n <= 64) return n;
+    if (n >= 0 && n <= 64) return n;
   } else {
     const upper = trimmed.toUpperCase();
     const name = upper.startsWith('SIG') ? upper : `SIG${upper}`;

@@ -3,6 +3,7 @@ import { Command } from '@oclif/core/command';
 import * as Flags from '@oclif/core/flags';
 import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
+import { validateProcess } from '../../oci/load-spec.js';
 import type { Process } from '../../oci/spec.js';
 import { writeFileAtomic } from '../../runtime/atomic-file.js';
 import { RuntimeError } from '../../runtime/errors.js';
@@ -42,6 +43,24 @@ function splitAtCommand(argv: string[], flags: Record<string, { type: string; ch
   return { own: argv, command: [] };
 }
 
+/** `exec --process FILE`: the whole process, as with runc (nothing from config.json), user 0:0 unless it says. */
+function readProcessFile(id: string, path: string): Process {
+  let read: Partial<Process>;
+  try {
+    read = JSON.parse(readFileSync(path, 'utf8')) as Partial<Process>;
+  } catch (error) {
+    throw new RuntimeError(`container ${id}: cannot read process file ${path}: ${(error as Error).message}`);
+  }
+  if (read === null || typeof read !== 'object' || Array.isArray(read)) throw new RuntimeError(`container ${id}: process file ${path} does not hold a JSON object`);
+  const process_ = { ...read, user: { uid: 0, gid: 0, ...read.user } } as Process;
+  try {
+    validateProcess(process_);
+  } catch (error) {
+    throw new RuntimeError(`container ${id}: process file ${path}: ${(error as Error).message}`);
+  }
+  return process_;
+}
+
 export default class Exec extends Command {
   static summary = 'Run a new process inside a running container.';
   static args = { id: Args.string({ description: 'container id', required: true }) };
@@ -66,11 +85,7 @@ export default class Exec extends Command {
     const id = args.id;
     let process_: Process;
     if (flags.process) {
-      try {
-        process_ = JSON.parse(readFileSync(flags.process, 'utf8')) as Process;
-      } catch (error) {
-        throw new RuntimeError(`container ${id}: cannot read process file ${flags.process}: ${(error as Error).message}`);
-      }
+      process_ = readProcessFile(id, flags.process);
     } else {
       if (command.length === 0) throw new RuntimeError(`container ${id}: exec needs a command (runbox exec ID CMD ARGS…)`);
       const base = runtime.execProcess(id, {});
