@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cgroup_record.h"
 #include "log.h"
 #include "util.h"
 
@@ -30,6 +31,7 @@ struct cgdir {
 };
 
 struct cgroups {
+	char *id;
 	bool unified;
 	struct cgdir dirs[MAX_DIRS];
 	size_t n;
@@ -291,6 +293,20 @@ static void destroy_dirs(struct cgroups *cg)
 		free(d->path);
 	}
 	cg->n = 0;
+	cgroup_record_drop(cg->id);
+}
+
+/* What the host removes should the agent die before it could (cgroup_record.h): the directories made so far. */
+static void save_record(const struct cgroups *cg)
+{
+	struct buf text = { 0 };
+	for (size_t i = 0; i < cg->n; i++) {
+		const struct cgdir *d = &cg->dirs[i];
+		if (d->path && !d->shared && d->remove)
+			buf_addf(&text, "%d %s\n", d->created, d->path);
+	}
+	cgroup_record_save(cg->id, text.data ? text.data : "");
+	buf_free(&text);
 }
 
 static struct cgdir *dir_for(const struct cgroups *cg, const char *controller)
@@ -363,7 +379,13 @@ struct cgroups *cgroups_create(const char *id, const char *path, char *err, size
 	char self_cgroup[8192] = ""; /* left empty when unreadable: the hierarchies' roots then */
 	if (rel[0] != '/')
 		read_file("/proc/self/cgroup", self_cgroup, sizeof self_cgroup);
+	if (strchr(rel, '\n')) {
+		snprintf(err, errlen, "the cgroup path must not hold a newline");
+		errno = EINVAL;
+		return NULL;
+	}
 	struct cgroups *cg = xcalloc(1, sizeof *cg);
+	cg->id = xstrdup(id);
 	cg->unified = unified;
 	cg->oom_fd = cg->oom_control_fd = -1;
 	for (int attempt = 0; attempt < 2; attempt++) {
@@ -400,6 +422,8 @@ struct cgroups *cgroups_create(const char *id, const char *path, char *err, size
 			}
 			for (size_t j = 0; j + 1 < cg->n; j++)
 				d->shared |= !strcmp(cg->dirs[j].path, d->path);
+			if (d->remove && !d->shared)
+				save_record(cg);
 		}
 		if (!taken)
 			break;
@@ -416,6 +440,7 @@ struct cgroups *cgroups_create(const char *id, const char *path, char *err, size
 fail:;
 	int err_no = errno ? errno : EINVAL;
 	destroy_dirs(cg);
+	free(cg->id);
 	free(cg);
 	errno = err_no;
 	return NULL;
@@ -524,5 +549,6 @@ void cgroups_destroy(struct cgroups *cg)
 	if (cg->oom_control_fd >= 0)
 		close(cg->oom_control_fd);
 	destroy_dirs(cg);
+	free(cg->id);
 	free(cg);
 }

@@ -15,6 +15,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "caller_bound.h"
 #include "conn.h"
 #include "container.h"
 #include "creds.h"
@@ -154,8 +155,9 @@ static void setup_vm(void)
 
 /*
  * Forked by bin/runbox's launcher before the CLI knew what it would need (src/cli/launcher/): the arguments come
- * over fd 3 once the driver sends them, NUL-separated and ended by an empty one. Until then we die with the CLI
- * (PR_SET_PDEATHSIG); EOF first means it had no use for us: leave without a word.
+ * over fd 3 once the driver sends them, NUL-separated and ended by an empty one. We die with the CLI
+ * (PR_SET_PDEATHSIG, set by the launcher) until it has recorded the sandbox (caller_bound.h); EOF first means it
+ * had no use for us: leave without a word.
  */
 static int read_preforked_args(int fd, char **args)
 {
@@ -171,8 +173,6 @@ static int read_preforked_args(int fd, char **args)
 			exit(0);
 		used += (size_t)n;
 	}
-	/* Ours now: outlive the CLI (the launcher had us die with it until then). */
-	prctl(PR_SET_PDEATHSIG, 0);
 	int count = 0;
 	for (char *arg = buffer; *arg; arg += strlen(arg) + 1) {
 		if (count == MAX_PREFORKED_ARGS)
@@ -180,6 +180,28 @@ static int read_preforked_args(int fd, char **args)
 		args[count++] = arg;
 	}
 	return count;
+}
+
+/*
+ * The socket's directory (the sandbox's) becomes our working directory: the socket is bound by its name alone,
+ * so the length of the directory's path does not matter (a sockaddr_un holds 107 bytes), and the agent of a
+ * sandbox is the runbox-agent whose cwd is the sandbox's directory, whatever became of its records. Gives the
+ * name to bind.
+ */
+static const char *enter_socket_directory(const char *socket_path, int ready_fd)
+{
+	const char *slash = strrchr(socket_path, '/');
+	if (!slash)
+		return socket_path;
+	char *dir = xstrdup(socket_path);
+	dir[slash == socket_path ? 1 : slash - socket_path] = 0;
+	if (chdir(dir) < 0) {
+		char msg[4200];
+		snprintf(msg, sizeof msg, "cannot enter the socket's directory %s: %s", dir, errtext(errno));
+		startup_failed(ready_fd, msg);
+	}
+	free(dir);
+	return slash + 1;
 }
 
 /* As a host process: returns the socket to listen on. */
@@ -228,6 +250,9 @@ static const char *setup_host(int argc, char **argv, int *ready_fd)
 	stdio_save_inherited();
 	if (!socket_path)
 		startup_failed(*ready_fd, "--socket PATH is required (" USAGE ")");
+	if (*ready_fd >= 0 && caller_bound_init(*ready_fd) < 0)
+		exit(0); /* the caller died before it could record us */
+	socket_path = enter_socket_directory(socket_path, *ready_fd);
 
 	/* Our own 0-2: /dev/null in, the log out (or /dev/null). */
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);

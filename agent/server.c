@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "caller_bound.h"
 #include "container.h"
 #include "exec.h"
 #include "freezer.h"
@@ -188,6 +189,7 @@ static const struct {
 	{ "update", op_update },
 	{ "subscribe", op_subscribe },
 	{ "shutdown", op_shutdown },
+	{ "recorded", op_recorded },
 	{ "vm_restored", op_vm_restored },
 };
 

@@ -156,6 +156,10 @@ export class AgentSandbox implements Sandbox {
     await this.subscribed;
   }
 
+  async recorded(): Promise<void> {
+    await this.call([['op', 'recorded']]);
+  }
+
   async destroy(): Promise<void> {
     try {
       await this.call([['op', 'shutdown']]);

@@ -130,6 +130,12 @@ export interface Sandbox {
    * it killed has its exit reported (wait) after the call. Absent where the driver cannot tell.
    */
   onOom?(listener: (containerId: string) => void): Promise<void>;
+  /**
+   * The caller has recorded the sandbox (its handle, its directory) where a later process will find it: from
+   * now on the sandbox outlives the process that booted it. Until then, where the driver can, a sandbox ends
+   * with that process, so that a caller killed before it recorded the sandbox leaves nothing behind.
+   */
+  recorded(): Promise<void>;
   /** Ends the sandbox and everything in it. */
   destroy(): Promise<void>;
   /** Drops this process's connection; the sandbox goes on. */
@@ -145,7 +151,10 @@ export interface Driver {
   isAlive(handle: SandboxHandle): boolean;
   /** Ends whatever is left of a sandbox that cannot be reached any more. */
   cleanup(handle: SandboxHandle): Promise<void>;
-  /** Ends what a boot left in the sandbox's directory when its caller died before the sandbox was recorded. */
+  /**
+   * Ends what a boot left in the sandbox's directory when its caller died before the sandbox was recorded, or
+   * when the record can no longer be read: found from the directory alone.
+   */
   abandonedBoot?(dir: string): Promise<void>;
 }
 

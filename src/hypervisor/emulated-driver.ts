@@ -3,17 +3,21 @@
 import type { Duplex } from 'node:stream';
 import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AgentClient } from './agent-client.js';
 import { AgentSandbox } from './agent-sandbox.js';
 import { hostCgroupMode } from './cgroup-records.js';
 import { SandboxError, type Driver, type DriverCapabilities, type Sandbox, type SandboxConfig, type SandboxHandle } from './driver.js';
-import { isProcessAlive, processStartTime } from './host-process.js';
+import { endProcesses, isProcessAlive, processesIn, processStartTime } from './host-process.js';
 import { takePreforkedAgent } from './preforked-agent.js';
+import { removeRecordedCgroups } from './recorded-cgroups.js';
 
 export const AGENT_BINARY = process.env.RUNBOX_AGENT
   ?? fileURLToPath(new URL('../../../agent/build/runbox-agent', import.meta.url));
+
+/** How long an agent told to stop (SIGTERM: it kills its containers first) gets before SIGKILL. */
+const AGENT_STOP_MS = 1000;
 
 interface EmulatedHandle extends SandboxHandle {
   driver: 'emulated';
@@ -89,6 +93,12 @@ function awaitReady(agent: StartingAgent, logFile: string): Promise<Duplex> {
   });
 }
 
+/** What an agent killed with SIGKILL could not remove: the cgroups it recorded in its directory. */
+async function removeCgroupsLeft(dir: string): Promise<void> {
+  const left = await removeRecordedCgroups(dir);
+  if (left.length) throw new SandboxError(`cannot remove the cgroups ${left.join(', ')}: their processes did not end`);
+}
+
 export class EmulatedDriver implements Driver {
   readonly name = 'emulated';
   /** Read once per driver: create asks for it twice (capabilities, then the sandbox). */
@@ -154,19 +164,18 @@ export class EmulatedDriver implements Driver {
   async cleanup(handle: SandboxHandle): Promise<void> {
     const emulated = asEmulated(handle);
     // The agent kills its containers on SIGTERM; give it a moment, then make sure.
-    if (!this.isAlive(emulated)) return;
-    try {
-      process.kill(emulated.agentPid, 'SIGTERM');
-    } catch {
-      return;
-    }
-    for (let i = 0; i < 100 && this.isAlive(emulated); i++) await new Promise((r) => setTimeout(r, 10));
-    if (this.isAlive(emulated)) {
-      try {
-        process.kill(emulated.agentPid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
+    await endProcesses([{ pid: emulated.agentPid, startTime: emulated.agentStartTime }], AGENT_STOP_MS);
+    await removeCgroupsLeft(dirname(emulated.socket));
+  }
+
+  /**
+   * The agent of a sandbox whose handle was never recorded (its caller died first; the agent dies with such a
+   * caller, but one may be stopping) or can no longer be read: the runbox-agent whose working directory is the
+   * sandbox's (agent/main.c), ended as cleanup ends a recorded one.
+   */
+  async abandonedBoot(dir: string): Promise<void> {
+    const agents = processesIn(basename(AGENT_BINARY), dir).map((pid) => ({ pid, startTime: processStartTime(pid) }));
+    await endProcesses(agents, AGENT_STOP_MS);
+    await removeCgroupsLeft(dir);
   }
 }

@@ -1,4 +1,5 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** The fields of /proc/PID/stat from the state (field 3) on, or undefined when there is no such process. */
 function statFields(pid: number): string[] | undefined {
@@ -24,19 +25,51 @@ export function processStartTime(pid: number): string | undefined {
   return fields[19];
 }
 
-/** The pids of the processes named `command` (their comm) one of whose arguments contains `needle`. */
-export function processesWithArgument(command: string, needle: string): number[] {
+/** The pids of the processes named `command` (their comm) for which `matches(pid)` holds (it may throw: gone). */
+function processesNamed(command: string, matches: (pid: string) => boolean): number[] {
   const found: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() !== command.slice(0, 15)) continue;
-      if (readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').some((arg) => arg.includes(needle))) found.push(Number(entry));
+      if (matches(entry)) found.push(Number(entry));
     } catch {
       // gone
     }
   }
   return found;
+}
+
+/** The pids of the processes named `command` (their comm) one of whose arguments contains `needle`. */
+export function processesWithArgument(command: string, needle: string): number[] {
+  return processesNamed(command, (pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').some((arg) => arg.includes(needle)));
+}
+
+/** The pids of the processes named `command` whose working directory is `dir`. */
+export function processesIn(command: string, dir: string): number[] {
+  return processesNamed(command, (pid) => readlinkSync(`/proc/${pid}/cwd`) === dir);
+}
+
+/**
+ * Ends processes (pid and start time, so that a recycled pid is left alone): SIGTERM, then SIGKILL for those still
+ * there after `graceMs`; resolves once they are gone (or a second after the SIGKILL).
+ */
+export async function endProcesses(processes: Array<{ pid: number; startTime: string | undefined }>, graceMs: number): Promise<void> {
+  const alive = () => processes.filter(({ pid, startTime }) => isProcessAlive(pid, startTime));
+  const send = (signal: NodeJS.Signals) => {
+    for (const { pid } of alive()) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // gone
+      }
+    }
+  };
+  send('SIGTERM');
+  for (const until = Date.now() + graceMs; alive().length && Date.now() < until;) await sleep(10);
+  if (!alive().length) return;
+  send('SIGKILL');
+  for (const until = Date.now() + 1000; alive().length && Date.now() < until;) await sleep(10);
 }
 
 /** SIGKILLs the processes named `command` that have an argument under `dir`. */

@@ -80,6 +80,12 @@ export class QemuSandbox extends AgentSandbox {
     return super.exec(config, output);
   }
 
+  /**
+   * QEMU never ends with its caller: a booting guest with nobody attached powers itself off, and a clone left
+   * waiting for its restore is what abandonedBoot ends.
+   */
+  override async recorded(): Promise<void> {}
+
   /** The host sees the VM, not the processes in it: the container's pid is QEMU's, which lives as long as it. */
   override async createContainer(config: ContainerConfig, output?: ProcessOutput): Promise<RunningProcess> {
     return { ...(await super.createContainer(config, output)), pid: this.handle.pid };
@@ -160,6 +166,8 @@ export class ExitedSandbox implements Sandbox {
   }
 
   async deleteContainer(): Promise<void> {}
+
+  async recorded(): Promise<void> {}
 
   async destroy(): Promise<void> {
     await this.onDestroy();

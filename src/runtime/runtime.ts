@@ -115,8 +115,10 @@ export class Runtime {
         ...(options.callerReaps ? { callerReaps: true } : {}),
       });
       record.sandbox = sandbox.handle;
-      // Recorded at once: a CLI killed from here on leaves a sandbox that delete can find and end.
+      // Recorded at once: a CLI killed from here on leaves a sandbox that delete can find and end. Until the
+      // sandbox is told, it ends with this process.
       this.store.write(record);
+      await sandbox.recorded();
       this.logger.debug(`container ${id}: ${driver.name} sandbox booted: ${JSON.stringify(sandbox.handle)}`);
       const stdio: StdioMode = process.terminal ? (options.consoleSocket ? 'null' : 'stream') : (options.stdio ?? 'inherit');
       const stopsForHooks = createStopsForHooks(spec.hooks);

@@ -165,6 +165,8 @@ export class TaskService {
       const dir = sandboxDir(this.options.stateDir);
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       const sandbox = await driver.boot({ id: basename(this.options.stateDir), dir, stdio: 'null', spec });
+      // Its directory is the record that containerd's `shim delete` searches after a shim that died.
+      await sandbox.recorded();
       // Published at once, so that containerd has TaskOOM before the TaskExit of the process it killed.
       await sandbox.onOom?.((containerId) => {
         if (this.containers.has(containerId)) this.options.events.publish('oom', { containerId });
