@@ -27,3 +27,17 @@ export async function getDriver(name: string): Promise<Driver> {
       throw new Error(`unknown driver "${name}" (expected one of ${DRIVER_NAMES.join(', ')})`);
   }
 }
+
+/**
+ * Asks every driver to end what a sandbox left in its directory when the record of it is missing or cannot be
+ * read (Driver.abandonedBoot); what a driver could not end is told to `warn`, and the next driver still asked.
+ */
+export async function endAbandonedSandboxes(dir: string, warn: (message: string) => void): Promise<void> {
+  for (const name of DRIVER_NAMES.filter((driver) => driver !== 'auto')) {
+    try {
+      await (await getDriver(name)).abandonedBoot?.(dir);
+    } catch (error) {
+      warn(`cleaning up the sandbox directory ${dir}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+}

@@ -15,6 +15,7 @@ import type { ContainerLock } from './container-lock.js';
 import { describe, RuntimeError } from './errors.js';
 import { createStopsForHooks, passCreateHookPoint, runHooksReportingFailures } from './hooks.js';
 import { silentLogger, type Logger } from './logger.js';
+import { StateDamageError } from './state-damage.js';
 import { StateStore, type ContainerRecord } from './state-store.js';
 
 export const DEFAULT_ROOT = '/run/runbox';
@@ -222,10 +223,18 @@ export class Runtime {
     return this.report(record, this.currentStatus(record));
   }
 
+  /** Every container whose state can be read; each one that cannot is named in a warning, as runc does. */
   list(): StateReport[] {
     const reports: StateReport[] = [];
     for (const id of this.store.ids()) {
-      const record = this.store.read(id);
+      let record: ContainerRecord | undefined;
+      try {
+        record = this.store.read(id);
+      } catch (error) {
+        if (!(error instanceof StateDamageError)) throw error;
+        this.logger.warn(error.message);
+        continue;
+      }
       if (record) reports.push(this.report(record, this.currentStatus(record)));
     }
     return reports;
@@ -293,7 +302,16 @@ export class Runtime {
       throw new RuntimeError(`container ${id} does not exist`);
     }
     try {
-      const record = this.store.read(id)!;
+      let record: ContainerRecord;
+      try {
+        record = this.store.read(id)!;
+      } catch (error) {
+        if (!force || !(error instanceof StateDamageError)) throw error;
+        this.logger.warn(`container ${id}: ${error.damage}: ending what its directory holds`);
+        await this.endUnrecorded(id);
+        this.store.remove(id);
+        return;
+      }
       const status = this.currentStatus(record);
       // runtime.md: deleting a container that is not stopped is an error (runc deletes a created one anyway).
       if ((status === 'running' || status === 'paused' || status === 'created') && !force) {
@@ -333,6 +351,18 @@ export class Runtime {
       await driver.abandonedBoot?.(this.store.dir(record.id));
     }
     this.killLeftover(record);
+  }
+
+  /**
+   * Ends what a container whose state cannot be read left in its directory, found from the directory alone by
+   * every driver (an agent working there, a QEMU whose files are there, the cgroups recorded there): never
+   * through the record, which may name another container's sandbox.
+   */
+  private async endUnrecorded(id: string): Promise<void> {
+    const { endAbandonedSandboxes } = await import('../hypervisor/drivers.js');
+    const failures: string[] = [];
+    await endAbandonedSandboxes(this.store.dir(id), (message) => failures.push(message));
+    if (failures.length) throw new RuntimeError(`container ${id}: ${failures.join('; ')}`);
   }
 
   /** Whatever the sandbox did, the container's own process must not survive its deletion. */

@@ -1,10 +1,11 @@
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SandboxHandle } from '../hypervisor/driver.js';
 import type { Spec, Status } from '../oci/spec.js';
 import { writeFileAtomic } from './atomic-file.js';
 import { ContainerLock } from './container-lock.js';
 import { RuntimeError } from './errors.js';
+import { parseContainerRecord, StateDamageError } from './state-damage.js';
 
 /** What runbox remembers about a container between invocations (state.json in its state directory). */
 export interface ContainerRecord {
@@ -54,25 +55,31 @@ export class StateStore {
     return lock;
   }
 
-  /** Serialises operations on one container across processes; undefined when it does not exist. */
+  /**
+   * Serialises operations on one container across processes; undefined when it does not exist (a state.json that
+   * cannot be read still makes a container: one that delete --force can end).
+   */
   async lock(id: string): Promise<ContainerLock | undefined> {
     const lock = await ContainerLock.acquire(join(this.dir(id), 'lock'));
-    if (lock && this.read(id) === undefined) {
+    if (lock && !existsSync(this.statePath(id))) {
       lock.release();
       return undefined;
     }
     return lock;
   }
 
+  /** The container's record; undefined when it has none; StateDamageError when its state.json cannot be used. */
   read(id: string): ContainerRecord | undefined {
+    const path = this.statePath(id);
     let text: string;
     try {
-      text = readFileSync(this.statePath(id), 'utf8');
+      text = readFileSync(path, 'utf8');
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
-      throw error;
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+      throw new StateDamageError(id, path, `cannot be read (${(error as Error).message})`);
     }
-    return JSON.parse(text) as ContainerRecord;
+    return parseContainerRecord(text, id, path) as unknown as ContainerRecord;
   }
 
   write(record: ContainerRecord): void {
@@ -83,8 +90,17 @@ export class StateStore {
     writeFileAtomic(join(this.dir(id), 'config.json'), JSON.stringify(spec), 0o600, false);
   }
 
+  /** The spec as it was at create; StateDamageError when the copy cannot be read. */
   readConfig(id: string): Spec {
-    return JSON.parse(readFileSync(join(this.dir(id), 'config.json'), 'utf8')) as Spec;
+    const path = join(this.dir(id), 'config.json');
+    let spec: unknown;
+    try {
+      spec = JSON.parse(readFileSync(path, 'utf8'));
+    } catch (error) {
+      throw new StateDamageError(id, path, `cannot be read (${(error as Error).message})`);
+    }
+    if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) throw new StateDamageError(id, path, 'does not hold a spec');
+    return spec as Spec;
   }
 
   /** Ids of every container that has a state directory, including those caught half-created. */

@@ -17,14 +17,8 @@ import { unmountRootfs } from './rootfs-mounts.js';
 /** Asks every driver to end what a boot left in the sandbox directory of a shim that died during it. */
 async function endAbandonedBoot(dir: string, warn: (message: string) => void): Promise<void> {
   if (!existsSync(dir)) return;
-  const { DRIVER_NAMES, getDriver } = await import('../hypervisor/drivers.js');
-  for (const name of DRIVER_NAMES.filter((driver) => driver !== 'auto')) {
-    try {
-      await (await getDriver(name)).abandonedBoot?.(dir);
-    } catch (error) {
-      warn(`cleaning up the sandbox directory ${dir}: ${describe(error)}`);
-    }
-  }
+  const { endAbandonedSandboxes } = await import('../hypervisor/drivers.js');
+  await endAbandonedSandboxes(dir, warn);
 }
 
 /** A container killed with the shim: as if by SIGKILL. */
