@@ -2,9 +2,9 @@
 // not a VM boundary — the container shares the host kernel — and says so in its capabilities.
 import type { Duplex } from 'node:stream';
 import { existsSync } from 'node:fs';
-import { connect } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { connectUnix } from '../rpc/unix-socket.js';
 import { AgentClient } from './agent-client.js';
 import { AgentSandbox } from './agent-sandbox.js';
 import { hostCgroupMode } from './cgroup-records.js';
@@ -35,7 +35,7 @@ function asEmulated(handle: SandboxHandle): EmulatedHandle {
 
 function connectAgent(socket: string): Promise<AgentClient> {
   return new Promise((resolve, reject) => {
-    const stream = connect(socket);
+    const stream = connectUnix(socket);
     stream.once('connect', () => {
       stream.removeListener('error', reject);
       resolve(new AgentClient(stream));

@@ -2,8 +2,9 @@
 // QEMU serves on the host and accepts one client on at a time. A client leases a free port with flock(2) (the
 // kernel drops the lease when the holder dies) and then waits for the agent's greeting: each session on a port
 // starts with an EVENT `event=ready`, and whatever comes before it is the tail of an earlier session.
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
+import { connectUnix } from '../rpc/unix-socket.js';
 import { FileLock } from '../runtime/file-lock.js';
 import { AgentClient } from './agent-client.js';
 import { encodeFrame, FrameType } from './agent-frame.js';
@@ -45,7 +46,7 @@ export async function leasePort(dir: string, ports: number): Promise<PortLease> 
  */
 export function openSession(path: string, signal: AbortSignal): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = connect(path);
+    const socket = connectUnix(path);
     let seen = Buffer.alloc(0);
     const finish = (error?: Error) => {
       signal.removeEventListener('abort', onAbort);

@@ -1,7 +1,7 @@
 // The QEMU command line of a runbox microVM: `-M microvm` with nothing QEMU would add by itself, the guest
 // kernel and initramfs, the container's rootfs as a read-only virtio-blk disk, and virtio-serial ports for the
 // agent (agent.N), the exit report (exit) and the caller's stdio (stdin, stdout, stderr).
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { Accel } from './qemu-accel.js';
 import { agentPortName, agentPortSocket } from './qemu-agent-port.js';
 import type { VmResources } from './qemu-resources.js';
@@ -103,7 +103,9 @@ export function qemuArgs(command: QemuCommand): string[] {
     // A clone's guest is already booted: the kernel's files would only be read for nothing.
     ...(command.incoming ? ['-incoming', 'defer'] : ['-kernel', command.kernel, '-initrd', command.initrd, '-append', command.cmdline.join(' ')]),
     '-serial', `file:${value(files.console)}`,
-    '-qmp', `unix:${value(files.qmp)},server=on,wait=off`,
+    // Sockets by their names alone: QEMU runs in the VM's directory (QemuDriver's startVm), whose path may be
+    // longer than a sockaddr_un holds.
+    '-qmp', `unix:${value(basename(files.qmp))},server=on,wait=off`,
   ];
   const ports = [...port('exit', `file,path=${value(files.exit)}`)];
   for (const name of ['stdin', 'stdout', 'stderr'] as const) {
@@ -112,7 +114,7 @@ export function qemuArgs(command: QemuCommand): string[] {
     else if (command.everyStdioPort) ports.push(...port(name, 'null'));
   }
   for (let i = 0; i < command.agentPorts; i++) {
-    ports.push(...port(`agent${i}`, `socket,path=${value(agentPortSocket(command.dir, i))},server=on,wait=off`, agentPortName(i)));
+    ports.push(...port(`agent${i}`, `socket,path=${value(basename(agentPortSocket(command.dir, i)))},server=on,wait=off`, agentPortName(i)));
   }
   // Room for these ports only (port 0 is the console's, unused): the guest sets up two virtqueues per possible
   // port when the driver loads, 64 for QEMU's default of 31 ports.

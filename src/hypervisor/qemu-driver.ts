@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isatty } from 'node:tty';
 import {
@@ -185,8 +185,9 @@ export class QemuDriver implements Driver {
       throw new SandboxError((error as Error).message);
     }
     const guest: Guest = {
-      kernel: process.env.RUNBOX_QEMU_KERNEL ?? assets.kernel,
-      initrd: process.env.RUNBOX_QEMU_INITRD ?? assets.initrd,
+      // Absolute: QEMU runs in the VM's directory.
+      kernel: resolve(process.env.RUNBOX_QEMU_KERNEL ?? assets.kernel),
+      initrd: resolve(process.env.RUNBOX_QEMU_INITRD ?? assets.initrd),
       cmdline: assets.cmdline,
       resources,
     };
@@ -390,7 +391,8 @@ export class QemuDriver implements Driver {
     const umask = process.umask(0o177); // QEMU's sockets (and files) are made 0600 from the start
     let child: ChildProcess;
     try {
-      child = spawn(QEMU_BINARY, args, { detached: true, stdio: fds });
+      // In the VM's directory: QEMU binds its sockets there by name (qemu-command.ts).
+      child = spawn(QEMU_BINARY, args, { detached: true, stdio: fds, cwd: dir });
     } finally {
       process.umask(umask);
       closeSync(log);

@@ -1,6 +1,7 @@
 // A QMP client (QEMU's JSON control protocol on a unix socket): greeting, capabilities negotiation, then one
 // command at a time. Used for what only QEMU itself can answer or do: the VM's run state, and quitting.
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
+import { connectUnix } from '../rpc/unix-socket.js';
 
 interface QmpReply {
   return?: unknown;
@@ -35,7 +36,7 @@ export class QmpClient {
   }
 
   static async connect(path: string): Promise<QmpClient> {
-    const socket = connect(path);
+    const socket = connectUnix(path);
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve);
       socket.once('error', reject);

@@ -5,7 +5,7 @@
 // dropping the ones nothing can use any more. The snapshot itself is the driver's (qemu-driver.ts).
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, utimesSync, writeFileSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { delimiter, join, resolve } from 'node:path';
 import { FileLock } from '../runtime/file-lock.js';
 import type { Accel } from './qemu-accel.js';
 import { isProcessAlive, killProcessesUnder, processStartTime } from './host-process.js';
@@ -95,7 +95,7 @@ export class TemplateStore {
   constructor(
     /** The VM's program: what a dead builder's VM is found by. */
     private readonly vmCommand: string,
-    readonly root = process.env.RUNBOX_QEMU_TEMPLATE_DIR ?? DEFAULT_TEMPLATE_DIR,
+    readonly root = resolve(process.env.RUNBOX_QEMU_TEMPLATE_DIR ?? DEFAULT_TEMPLATE_DIR),
   ) {}
 
   /** The key of the template that fits these inputs, and the files it depends on. */

@@ -1,14 +1,39 @@
-import { chmodSync, lstatSync, mkdirSync, mkdtempSync, renameSync, rmSync, unlinkSync } from 'node:fs';
-import { connect } from 'node:net';
-import { dirname, join } from 'node:path';
+import { chmodSync, closeSync, constants, lstatSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, unlinkSync } from 'node:fs';
+import { connect, Socket } from 'node:net';
+import { basename, dirname, join } from 'node:path';
 
-/** Longest path a sockaddr_un holds (less its NUL), less what the private directory adds ('/.rpc-XXXXXX/s'). */
-const MAX_SOCKET_PATH = 107 - 13;
+/** Longest path a sockaddr_un holds, less its NUL. */
+const SUN_PATH_MAX = 107;
+/** The longest path bindUnixSocket takes: less what the private directory adds ('/.rpc-XXXXXX/s'). */
+const MAX_SOCKET_PATH = SUN_PATH_MAX - 13;
+
+/**
+ * net.connect to the unix socket at a path of any length: one longer than a sockaddr_un holds (a state root and a
+ * long container id) is reached through its directory, open for the moment of connect(2) as /proc/self/fd/N.
+ */
+export function connectUnix(path: string): Socket {
+  if (Buffer.byteLength(path) <= SUN_PATH_MAX) return connect(path);
+  let directory: number;
+  try {
+    directory = openSync(dirname(path), constants.O_RDONLY | constants.O_DIRECTORY);
+  } catch (error) {
+    // As connect(2) would fail: an 'error' event on the socket.
+    const socket = new Socket();
+    process.nextTick(() => socket.destroy(error as Error));
+    return socket;
+  }
+  try {
+    // Node's connect(2) happens within this call: the descriptor is needed no longer.
+    return connect(`/proc/self/fd/${directory}/${basename(path)}`);
+  } finally {
+    closeSync(directory);
+  }
+}
 
 /** Whether something accepts connections on the socket at path. */
 export function isServed(path: string): Promise<boolean> {
   return new Promise((resolve) => {
-    const probe = connect(path);
+    const probe = connectUnix(path);
     probe.once('connect', () => {
       probe.destroy();
       resolve(true);

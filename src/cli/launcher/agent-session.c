@@ -29,15 +29,30 @@ static void session_init(struct agent_session *session) {
     session->lease_fd = -1;
 }
 
+/* connectUnix (src/rpc/unix-socket.ts): a path longer than a sockaddr_un holds through its directory's fd. */
 static int connect_unix(const char *path) {
     struct sockaddr_un address = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof address.sun_path) return -1;
-    strcpy(address.sun_path, path);
+    int directory = -1;
+    if (strlen(path) < sizeof address.sun_path) {
+        strcpy(address.sun_path, path);
+    } else {
+        const char *slash = strrchr(path, '/');
+        char dir[4200];
+        if (!slash || slash - path >= (long)sizeof dir) return -1;
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+        directory = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (directory < 0 ||
+            snprintf(address.sun_path, sizeof address.sun_path, "/proc/self/fd/%d/%s", directory, slash + 1) >= (int)sizeof address.sun_path) {
+            if (directory >= 0) close(directory);
+            return -1;
+        }
+    }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd >= 0 && connect(fd, (struct sockaddr *)&address, sizeof address) != 0) {
         close(fd);
         fd = -1;
     }
+    if (directory >= 0) close(directory);
     return fd;
 }
 

@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 #define DEFAULT_ROOT "/run/runbox"
-#define MAX_ID_LENGTH 1024
+#define MAX_ID_LENGTH 255
 #define MAX_PAYLOAD (4 * 1024 * 1024)
 
 /* What this run holds, given up before Node takes over. */
