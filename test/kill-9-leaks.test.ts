@@ -4,15 +4,9 @@ import test from 'ava';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, watch } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { cgroupsLeft } from './helpers/cgroups.js';
-import { RUNBOX, TestEnv, mountsUnder, processesWithEnvironment } from './helpers/runbox.js';
+import { RUNBOX, TestEnv, mountsUnder, processesMarked } from './helpers/runbox.js';
 
-/** The processes started (directly or not) by a CLI run with RUNBOX_TEST_MARK=id, once those on their way out are gone. */
-async function marked(id: string): Promise<number[]> {
-  for (let i = 0; i < 40 && processesWithEnvironment(`RUNBOX_TEST_MARK=${id}`).length; i++) await sleep(50);
-  return processesWithEnvironment(`RUNBOX_TEST_MARK=${id}`);
-}
 
 /** Resolves once `name` exists in `dir` (made by someone else), with inotify: as soon as it appears. */
 function appears(dir: string, name: string): Promise<void> {
@@ -55,10 +49,10 @@ test('create killed the moment its agent listens leaves no agent, and delete --f
     await exited;
     const recorded = JSON.parse(readFileSync(join(env.root, id, 'state.json'), 'utf8')) as { sandbox?: unknown };
     t.log(`round ${round}: ${recorded.sandbox ? "recorded" : "not recorded"}`);
-    if (!recorded.sandbox) t.deepEqual(await marked(id), [], `round ${round}: an agent the killed create never recorded ends with it`);
+    if (!recorded.sandbox) t.deepEqual(await processesMarked(id), [], `round ${round}: an agent the killed create never recorded ends with it`);
     const deleted = await env.run(['delete', '--force', id]);
     t.is(deleted.code, 0, deleted.stderr);
-    t.deepEqual(await marked(id), [], `round ${round}: no process is left`);
+    t.deepEqual(await processesMarked(id), [], `round ${round}: no process is left`);
     t.deepEqual(cgroupsLeft(parent), [], `round ${round}: no cgroup is left`);
     t.deepEqual(mountsUnder(bundle), [], `round ${round}: no mount is left`);
     t.false(existsSync(join(env.root, id)));
@@ -82,7 +76,7 @@ test('a running container whose agent is killed with SIGKILL leaves no cgroup an
     const deleted = await env.run(['delete', '--force', id]);
     t.is(deleted.code, 0, deleted.stderr);
     t.deepEqual(cgroupsLeft(parent), [], `${how}: the cgroups the killed agent made are removed`);
-    t.deepEqual(await marked(id), [], `${how}: no process is left`);
+    t.deepEqual(await processesMarked(id), [], `${how}: no process is left`);
     t.deepEqual(mountsUnder(bundle), []);
   }
 });

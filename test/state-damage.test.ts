@@ -4,9 +4,8 @@
 import test from 'ava';
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { cgroupsLeft } from './helpers/cgroups.js';
-import { TestEnv, errorMessage, processesWithEnvironment, type Result } from './helpers/runbox.js';
+import { TestEnv, errorMessage, processesMarked, processesWithEnvironment, type Result } from './helpers/runbox.js';
 
 type Damage = (statePath: string, otherStatePath: string) => void;
 
@@ -27,11 +26,6 @@ function assertNamedFailure(t: import('ava').ExecutionContext, result: Result, i
   t.true(message.startsWith(`container ${id}: ${file} `), `${what}: ${message}`);
 }
 
-/** The processes of a container created with RUNBOX_TEST_MARK=id in the CLI's environment (its agent, mostly). */
-async function marked(id: string): Promise<number[]> {
-  for (let i = 0; i < 40 && processesWithEnvironment(`RUNBOX_TEST_MARK=${id}`).length; i++) await sleep(50);
-  return processesWithEnvironment(`RUNBOX_TEST_MARK=${id}`);
-}
 
 test('a damaged state.json is named by every command, list goes on past it, and delete --force ends only its container', async (t) => {
   const env = new TestEnv(t);
@@ -62,15 +56,15 @@ test('a damaged state.json is named by every command, list goes on past it, and 
     t.is(list.stdout, `${other}\n`, `${kind}: list shows the others`);
     t.true(errorMessage(list.stderr.replace('level=warning', 'level=error')).startsWith(`container ${victim}: ${file} `), `${kind}: list names it: ${list.stderr}`);
 
-    t.not((await marked(victim)).length, 0, `${kind}: the victim still runs before delete --force`);
+    t.not(processesWithEnvironment(`RUNBOX_TEST_MARK=${victim}`).length, 0, `${kind}: the victim still runs before delete --force`);
     const deleted = await env.run(['delete', '--force', victim]);
     t.is(deleted.code, 0, `${kind}: ${deleted.stderr}`);
-    t.deepEqual(await marked(victim), [], `${kind}: delete --force ended the victim's agent and processes`);
+    t.deepEqual(await processesMarked(victim), [], `${kind}: delete --force ended the victim's agent and processes`);
     t.deepEqual(cgroupsLeft(parent), [], `${kind}: and its cgroups`);
     t.false(existsSync(join(env.root, victim)), `${kind}: and its state directory`);
     t.deepEqual(await env.state(other), otherState, `${kind}: the other container is untouched`);
   }
-  t.true((await marked(other)).length > 0, 'the other container still runs');
+  t.not(processesWithEnvironment(`RUNBOX_TEST_MARK=${other}`).length, 0, 'the other container still runs');
 });
 
 test('a damaged config.json copy is named when start needs it', async (t) => {

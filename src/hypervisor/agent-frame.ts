@@ -19,8 +19,16 @@ export interface Frame {
   payload: Buffer;
 }
 
+/** A frame the agent would refuse: its payload is over MAX_PAYLOAD. */
+export class FrameTooLargeError extends Error {
+  constructor(readonly bytes: number) {
+    super(`agent frame of ${bytes} bytes exceeds ${MAX_PAYLOAD}`);
+    this.name = 'FrameTooLargeError';
+  }
+}
+
 export function encodeFrame(id: number, type: FrameType, payload: Buffer): Buffer {
-  if (payload.length > MAX_PAYLOAD) throw new Error(`agent frame of ${payload.length} bytes exceeds ${MAX_PAYLOAD}`);
+  if (payload.length > MAX_PAYLOAD) throw new FrameTooLargeError(payload.length);
   const header = Buffer.allocUnsafe(HEADER_LENGTH);
   header.writeUInt32BE(payload.length, 0);
   header.writeUInt32BE(id >>> 0, 4);

@@ -2,6 +2,7 @@
 // agent (emulated, qemu) hands one of these a connected AgentClient.
 import type { LinuxResources } from '../oci/linux-resources.js';
 import { AgentClient, AgentError } from './agent-client.js';
+import { FrameTooLargeError, MAX_PAYLOAD } from './agent-frame.js';
 import { createRecords, processRecords } from './agent-records-from-spec.js';
 import { cgroupPathRecords, cgroupResourceRecords, type CgroupMode } from './cgroup-records.js';
 import { UNIT_SEPARATOR, type RecordList, type Records } from './agent-records.js';
@@ -9,6 +10,16 @@ import {
   SandboxError, type ContainerConfig, type ExecConfig, type ExitStatus, type ProcessOutput, type ProcessState,
   type ProcessStatus, type RunningProcess, type Sandbox, type SandboxHandle, type Stats,
 } from './driver.js';
+
+/**
+ * The largest state JSON a `finish_create` or `start` request carries to the hooks: a frame's payload, less room
+ * for the other records (the op, an id of up to 255 bytes, the keys).
+ */
+export const HOOK_STATE_LIMIT = MAX_PAYLOAD - 1024;
+
+function stateRecord(stateJson: string | undefined): RecordList {
+  return stateJson === undefined ? [] : [['state', stateJson]];
+}
 
 function nanosToDate(nanos: string): Date {
   return new Date(Number(BigInt(nanos) / 1_000_000n));
@@ -52,15 +63,23 @@ export class AgentSandbox implements Sandbox {
   }
 
   async createContainer(config: ContainerConfig, output?: ProcessOutput): Promise<RunningProcess> {
-    return this.started(this.attach(this.createRequest(config), config.stdio === 'stream' ? output : undefined));
+    try {
+      return await this.started(this.attach(this.createRequest(config), config.stdio === 'stream' ? output : undefined));
+    } catch (error) {
+      if (!(error instanceof FrameTooLargeError)) throw error;
+      throw new SandboxError(
+        `container ${config.id}: config.json is too large for the sandbox agent: its create request (the process's args and env, ` +
+        `the mounts, devices and hooks) would be ${error.bytes} bytes, more than the ${MAX_PAYLOAD} it takes`,
+      );
+    }
   }
 
-  async finishCreate(id: string, stateJson: string): Promise<void> {
-    await this.call([['op', 'finish_create'], ['id', id], ['state', stateJson]]);
+  async finishCreate(id: string, stateJson?: string): Promise<void> {
+    await this.call([['op', 'finish_create'], ['id', id], ...stateRecord(stateJson)]);
   }
 
-  async startContainer(id: string, stateJson: string): Promise<void> {
-    await this.call([['op', 'start'], ['id', id], ['state', stateJson]]);
+  async startContainer(id: string, stateJson?: string): Promise<void> {
+    await this.call([['op', 'start'], ['id', id], ...stateRecord(stateJson)]);
   }
 
   /**

@@ -16,6 +16,8 @@ export interface DriverCapabilities {
   ownKernel: boolean;
   /** linux.cgroupsPath and linux.resources become the container's cgroups (and `update` changes them). */
   cgroups?: boolean;
+  /** The largest state JSON (bytes) the sandbox can hand a container's createContainer and startContainer hooks. */
+  hookStateLimit: number;
 }
 
 export interface SandboxConfig {
@@ -109,10 +111,13 @@ export interface Sandbox {
    * prestart and createRuntime hooks are due (before pivot_root). Returns the pid the host sees.
    */
   createContainer(config: ContainerConfig, output?: ProcessOutput): Promise<RunningProcess>;
-  /** Runs the createContainer hooks, enters the rootfs and waits for start. */
-  finishCreate(id: string, stateJson: string): Promise<void>;
-  /** Runs the startContainer hooks and the user program. */
-  startContainer(id: string, stateJson: string): Promise<void>;
+  /**
+   * Runs the createContainer hooks, enters the rootfs and waits for start. The state JSON is for those hooks:
+   * absent when there are none (it may be large: the annotations are in it).
+   */
+  finishCreate(id: string, stateJson?: string): Promise<void>;
+  /** Runs the startContainer hooks (given the state JSON; absent when there are none) and the user program. */
+  startContainer(id: string, stateJson?: string): Promise<void>;
   exec(config: ExecConfig, output?: ProcessOutput): Promise<RunningProcess>;
   signal(id: string, signal: number, options?: { execId?: string; all?: boolean }): Promise<void>;
   wait(id: string, execId?: string): Promise<ExitStatus>;

@@ -6,7 +6,7 @@ import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectUnix } from '../rpc/unix-socket.js';
 import { AgentClient } from './agent-client.js';
-import { AgentSandbox } from './agent-sandbox.js';
+import { AgentSandbox, HOOK_STATE_LIMIT } from './agent-sandbox.js';
 import { hostCgroupMode } from './cgroup-records.js';
 import { SandboxError, type Driver, type DriverCapabilities, type Sandbox, type SandboxConfig, type SandboxHandle } from './driver.js';
 import { endProcesses, isProcessAlive, processesIn, processStartTime } from './host-process.js';
@@ -111,6 +111,7 @@ export class EmulatedDriver implements Driver {
     terminal: true,
     ownKernel: false,
     cgroups: this.cgroupMode !== undefined,
+    hookStateLimit: HOOK_STATE_LIMIT,
   };
 
   async boot(config: SandboxConfig): Promise<Sandbox> {

@@ -12,6 +12,7 @@ import {
   SandboxError, type Driver, type DriverCapabilities, type Sandbox, type SandboxConfig, type SandboxHandle,
 } from './driver.js';
 import type { AgentClient } from './agent-client.js';
+import { HOOK_STATE_LIMIT } from './agent-sandbox.js';
 import { guestAssets, type GuestAssets } from './guest-assets.js';
 import { isProcessAlive, killProcessesUnder, processStartTime } from './host-process.js';
 import { ACCEL_ANNOTATION, parseAccelChoice, planAccel, recordKvmVerdict, type Accel } from './qemu-accel.js';
@@ -167,6 +168,7 @@ export class QemuDriver implements Driver {
     exec: true,
     terminal: true,
     ownKernel: true,
+    hookStateLimit: HOOK_STATE_LIMIT,
   };
 
   private readonly templates = new TemplateStore(basename(QEMU_BINARY));

@@ -73,7 +73,12 @@ async function runHooks(name: HookName, hooks: Hook[] | undefined, stateJson: st
 export async function passCreateHookPoint(sandbox: Pick<Sandbox, 'finishCreate'>, id: string, hooks: Hooks | undefined, state: string): Promise<void> {
   await runHooks('prestart', hooks?.prestart, state);
   await runHooks('createRuntime', hooks?.createRuntime, state);
-  await sandbox.finishCreate(id, state);
+  await sandbox.finishCreate(id, hooks?.createContainer?.length ? state : undefined);
+}
+
+/** Whether the sandbox runs hooks that read the state JSON: it is carried to them, and must fit (hookStateLimit). */
+export function sandboxHooksNeedState(hooks: Hooks | undefined): boolean {
+  return Boolean(hooks?.createContainer?.length || hooks?.startContainer?.length);
 }
 
 /** For poststart and poststop: every hook runs, and each failure is only reported (runtime.md). */

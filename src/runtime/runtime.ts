@@ -13,7 +13,7 @@ import { writeFileAtomic } from './atomic-file.js';
 import { validateContainerId } from './container-id.js';
 import type { ContainerLock } from './container-lock.js';
 import { describe, RuntimeError } from './errors.js';
-import { createStopsForHooks, passCreateHookPoint, runHooksReportingFailures } from './hooks.js';
+import { createStopsForHooks, passCreateHookPoint, runHooksReportingFailures, sandboxHooksNeedState } from './hooks.js';
 import { silentLogger, type Logger } from './logger.js';
 import { StateDamageError } from './state-damage.js';
 import { StateStore, type ContainerRecord } from './state-store.js';
@@ -89,7 +89,6 @@ export class Runtime {
     }
     const driver = await this.driverForSpec(spec, id);
 
-    const lock = await this.store.reserve(id);
     const record: ContainerRecord = {
       ociVersion: spec.ociVersion || OCI_VERSION,
       id,
@@ -103,6 +102,9 @@ export class Runtime {
       // The driver that runs it, resolved: `auto` may mean something else by the time the container is deleted.
       driver: driver.name,
     };
+    this.refuseOversizedHookState(record, spec, driver);
+
+    const lock = await this.store.reserve(id);
     let sandbox: Sandbox | undefined;
     let hooksBegun = false;
     try {
@@ -153,6 +155,20 @@ export class Runtime {
     }
   }
 
+  /** A state JSON the sandbox's hooks could not be given refuses the create before anything is made. */
+  private refuseOversizedHookState(record: ContainerRecord, spec: Spec, driver: Driver): void {
+    if (!sandboxHooksNeedState(spec.hooks)) return;
+    // The pid is not known yet: room for the longest one.
+    const bytes = Buffer.byteLength(JSON.stringify(this.report(record, 'created'))) + String(2 ** 22).length;
+    const limit = driver.capabilities.hookStateLimit;
+    if (bytes > limit) {
+      throw new RuntimeError(
+        `container ${record.id}: the state its createContainer and startContainer hooks would be given is ${bytes} bytes ` +
+        `(the annotations are in it), more than the ${driver.name} driver carries to them (${limit})`,
+      );
+    }
+  }
+
   /**
    * Containers this process created with a relayed terminal (a foreground run): the connection that carries
    * the pty stays open until the caller releases it.
@@ -197,7 +213,7 @@ export class Runtime {
       const spec = this.store.readConfig(id);
       const sandbox = await this.connect(record);
       try {
-        await sandbox.startContainer(id, JSON.stringify(this.report(record, 'created')));
+        await sandbox.startContainer(id, spec.hooks?.startContainer?.length ? JSON.stringify(this.report(record, 'created')) : undefined);
       } catch (error) {
         // A failed startContainer hook stops the container (runtime.md step 7); delete finishes the job.
         await sandbox.signal(id, 9, { all: true }).catch(() => {});

@@ -262,7 +262,7 @@ export class TaskService {
       this.options.events.publish('exec-started', { containerId: container.id, execId: process.execId, pid: process.pid });
     } else {
       try {
-        await sandbox.startContainer(container.id, this.stateJson(container, 'created'));
+        await sandbox.startContainer(container.id, container.spec.hooks?.startContainer?.length ? this.stateJson(container, 'created') : undefined);
       } catch (error) {
         await sandbox.signal(container.id, 9, { all: true }).catch(() => {});
         throw sandboxFailure(error);

@@ -157,6 +157,15 @@ export function processesWithEnvironment(entry: string): number[] {
   return pids;
 }
 
+/**
+ * The processes started, directly or not, by a CLI run with RUNBOX_TEST_MARK=mark in its environment (the
+ * container's own processes have config.json's environment), once those on their way out have had 2 s to go.
+ */
+export async function processesMarked(mark: string): Promise<number[]> {
+  for (let i = 0; i < 40 && processesWithEnvironment(`RUNBOX_TEST_MARK=${mark}`).length; i++) await new Promise((r) => setTimeout(r, 50));
+  return processesWithEnvironment(`RUNBOX_TEST_MARK=${mark}`);
+}
+
 export function mountsUnder(path: string): string[] {
   return readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')

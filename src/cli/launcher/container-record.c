@@ -143,20 +143,6 @@ void container_record_free(struct container_record *record) {
     record->text = NULL;
 }
 
-char *container_record_report(const struct container_record *record, const char *status) {
-    /* `record.annotations ?? {}` */
-    struct json_span annotations = record->annotations;
-    if (!annotations.start || span_is(annotations, "null")) annotations = (struct json_span){"{}", 2};
-    char *report;
-    int n = asprintf(&report, "{\"ociVersion\":%.*s,\"id\":%.*s,\"pid\":%.*s,\"status\":\"%s\",\"bundle\":%.*s,"
-                     "\"rootfs\":%.*s,\"created\":%.*s,\"owner\":%.*s,\"annotations\":%.*s}",
-                     (int)record->oci_version.length, record->oci_version.start, (int)record->id.length, record->id.start,
-                     (int)record->pid.length, record->pid.start, status, (int)record->bundle.length, record->bundle.start,
-                     (int)record->rootfs.length, record->rootfs.start, (int)record->created.length, record->created.start,
-                     (int)record->owner.length, record->owner.start, (int)annotations.length, annotations.start);
-    return n < 0 ? NULL : report;
-}
-
 char *container_record_with_status(const struct container_record *record, const char *status) {
     size_t before = (size_t)(record->status.start - record->text);
     const char *after = record->status.start + record->status.length;

@@ -36,8 +36,6 @@ struct container_record {
 bool container_record_read(const char *path, const char *id, struct container_record *record);
 void container_record_free(struct container_record *record);
 
-/* JSON.stringify of the runtime-spec state Runtime.report gives for the record with this status (malloc). */
-char *container_record_report(const struct container_record *record, const char *status);
 /* The record's text with its status changed: what JSON.stringify(record) gives once Node sets it (malloc). */
 char *container_record_with_status(const struct container_record *record, const char *status);
 

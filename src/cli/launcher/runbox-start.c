@@ -28,7 +28,6 @@
 
 #define DEFAULT_ROOT "/run/runbox"
 #define MAX_ID_LENGTH 255
-#define MAX_PAYLOAD (4 * 1024 * 1024)
 
 /* What this run holds, given up before Node takes over. */
 struct held {
@@ -164,18 +163,15 @@ static char *write_state(const char *path, const char *text) {
     return error;
 }
 
-/* `op=start`, `id`, `state` (agent-sandbox.ts startContainer); NULL when Node must judge it (too big, no memory). */
-static char *start_request(const struct container_record *record, const char *id, size_t *length) {
-    char *state = container_record_report(record, "created");
+/*
+ * `op=start`, `id` (agent-sandbox.ts startContainer): no `state`, which only startContainer hooks read, and a
+ * container with those goes to Node. NULL when out of memory.
+ */
+static char *start_request(const char *id, size_t *length) {
     char *records = NULL;
-    int n = state ? asprintf(&records, "op=start%cid=%s%cstate=%s%c", 0, id, 0, state, 0) : -1;
-    free(state);
+    int n = asprintf(&records, "op=start%cid=%s%c", 0, id, 0);
     if (n < 0) return NULL;
     *length = (size_t)n;
-    if (*length > MAX_PAYLOAD) {
-        free(records);
-        return NULL;
-    }
     return records;
 }
 
@@ -251,7 +247,7 @@ int main(int argc, char **argv) {
     if (!config_has_no_start_hooks(path)) exec_node(&held);
 
     size_t request_length;
-    char *request = start_request(record, id, &request_length);
+    char *request = start_request(id, &request_length);
     if (!request) exec_node(&held);
     bool connected = record->driver == DRIVER_EMULATED
         ? agent_connect_socket(&held.session, record->socket)
