@@ -4,6 +4,7 @@
 import test from 'ava';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Spec } from '../src/oci/spec.js';
 import { TestEnv, errorMessage, processesMarked } from './helpers/runbox.js';
 
 const TEN_MB = 10 * 1024 * 1024;
@@ -32,7 +33,7 @@ test('a container with 10 MB of annotations is created, started (in C and by Nod
 
 test('what the sandbox agent cannot carry is refused at create, with its size and the limit, and nothing is left', async (t) => {
   const env = new TestEnv(t);
-  const cases: Array<[string, Parameters<TestEnv['bundle']>[0], RegExp]> = [
+  const cases: Array<[string, (spec: Spec) => void, RegExp]> = [
     ['10 MB of annotations and a startContainer hook', (spec) => {
       spec.annotations = { 'test.big': 'x'.repeat(TEN_MB) };
       spec.hooks = { startContainer: [{ path: '/bin/true' }] };

@@ -17,10 +17,18 @@ const TCG_CODE_CACHE_MIB = 64;
 
 /**
  * One of the caller's stdio streams as QEMU holds it for the container: a socket (as Node's 'pipe' stdio is) is
- * a connected socket chardev on QEMU's fd; anything else is reopened through /proc/self/fd for output, and for
- * input is QEMU's own fd 0 (QEMU 7.2's file chardev has no input side, its stdio one has).
+ * a connected socket chardev on QEMU's fd; output open write-only (a shell's `>`, `>>`, a pipe) is written
+ * through that very open file (`shared`: an fd set, /dev/fdset/N), sharing its file offset with the caller as
+ * an inherited fd does — reopened, a regular file would be written at QEMU's own offset, over what the caller
+ * writes after it; other output (a terminal, a file open for reading too, which an fd set cannot hand to a
+ * write-only open) is reopened through /proc/self/fd; input is QEMU's own fd 0 (QEMU 7.2's file chardev has no
+ * input side, its stdio one has).
  */
-export type HeldStream = { kind: 'socket'; fd: number } | { kind: 'file'; fd: number } | { kind: 'stdio' };
+export type HeldStream =
+  | { kind: 'socket'; fd: number }
+  | { kind: 'shared'; fd: number }
+  | { kind: 'file'; fd: number }
+  | { kind: 'stdio' };
 
 export interface InheritedStdio {
   stdin?: HeldStream;
@@ -28,10 +36,16 @@ export interface InheritedStdio {
   stderr?: HeldStream;
 }
 
+/** The fd set that holds a shared stream: one per fd, numbered after it. */
+const fdSet = (fd: number) => fd;
+
 function chardev(stream: HeldStream): string {
   switch (stream.kind) {
     case 'socket':
       return `socket,fd=${stream.fd}`;
+    case 'shared':
+      // append=on: QEMU's dup of the caller's file gets O_APPEND (append=off would truncate it).
+      return `file,path=/dev/fdset/${fdSet(stream.fd)},append=on`;
     case 'file':
       return `file,path=/proc/self/fd/${stream.fd},append=on`;
     case 'stdio':
@@ -110,6 +124,7 @@ export function qemuArgs(command: QemuCommand): string[] {
   const ports = [...port('exit', `file,path=${value(files.exit)}`)];
   for (const name of ['stdin', 'stdout', 'stderr'] as const) {
     const stream = command.stdio[name];
+    if (stream?.kind === 'shared') args.push('-add-fd', `fd=${stream.fd},set=${fdSet(stream.fd)}`);
     if (stream) ports.push(...port(name, chardev(stream)));
     else if (command.everyStdioPort) ports.push(...port(name, 'null'));
   }

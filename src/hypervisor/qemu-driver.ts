@@ -4,7 +4,7 @@
 // `create` needs nothing else on the host to outlive the CLI.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isatty } from 'node:tty';
@@ -25,6 +25,7 @@ import { restoreSnapshot, saveSnapshot, stopWhenQuiet } from './qemu-snapshot.js
 import { TEMPLATE_ANNOTATION, TemplateStore, templatesEnabled, type VmTemplate } from './qemu-template.js';
 import { createEmptyDisk, createRootfsDisk, fillRootfsDisk, ROOTFS_FSTYPE } from './rootfs-image.js';
 import { untilListening } from './until-listening.js';
+import { refuseHostResources } from './vm-host-resources.js';
 
 /** Ports for host clients: this many runbox invocations (or a shim and invocations) may talk to one VM at once. */
 export const AGENT_PORTS = 4;
@@ -36,6 +37,8 @@ const KVM_PROBE_TIMEOUT_S = 10;
 /** A later invocation waits this long for the agent's greeting on a port before it tries again. */
 const GREETING_TIMEOUT_MS = 3000;
 const CONNECT_TIMEOUT_MS = 30_000;
+/** The access mode bits of an open file's flags (Linux's; Node's fs.constants lacks them). */
+const O_ACCMODE = 0o3;
 /** The fd a clone's QEMU reads its template's snapshot from: after the caller's stdio (inheritableStdio). */
 const SNAPSHOT_FD = 6;
 /** What a clone's kernel is reseeded with: as much as its CRNG's key, twice. */
@@ -122,6 +125,15 @@ function inheritableStdio(log: number): { stdio: InheritedStdio; fds: Array<numb
       return undefined; // closed
     }
   };
+  // The access mode in the fd's flags (/proc/self/fdinfo: octal): an fd set hands QEMU only write-only files.
+  const writeOnly = (fd: number): boolean => {
+    try {
+      const flags = /^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
+      return flags !== undefined && (parseInt(flags, 8) & O_ACCMODE) === constants.O_WRONLY;
+    } catch {
+      return false;
+    }
+  };
   const stdio: InheritedStdio = {};
   const fds: Array<number | 'ignore'> = ['ignore', log, log, 'ignore', 'ignore', 'ignore'];
   const stdin = kind(0);
@@ -130,7 +142,7 @@ function inheritableStdio(log: number): { stdio: InheritedStdio; fds: Array<numb
   for (const [name, fd, qemuFd] of [['stdout', 1, 4], ['stderr', 2, 5]] as const) {
     const what = kind(fd);
     if (what === undefined) continue;
-    stdio[name] = { kind: what === 'socket' ? 'socket' : 'file', fd: qemuFd };
+    stdio[name] = { kind: what === 'socket' ? 'socket' : what === 'file' && writeOnly(fd) ? 'shared' : 'file', fd: qemuFd };
     fds[qemuFd] = fd;
   }
   return { stdio, fds };
@@ -174,6 +186,7 @@ export class QemuDriver implements Driver {
   private readonly templates = new TemplateStore(basename(QEMU_BINARY));
 
   async boot(config: SandboxConfig): Promise<Sandbox> {
+    refuseHostResources(config.id, config.spec);
     let assets: GuestAssets;
     let plan: { accel: Accel; probe: boolean };
     let useTemplate: boolean;

@@ -10,6 +10,7 @@ import {
   type Sandbox, type SandboxHandle, type Stats,
 } from './driver.js';
 import { vmFiles } from './qemu-command.js';
+import { refuseHostResources } from './vm-host-resources.js';
 
 export interface QemuHandle extends SandboxHandle {
   driver: 'qemu';
@@ -63,6 +64,7 @@ export class QemuSandbox extends AgentSandbox {
 
   protected override createRequest(config: ContainerConfig): RecordList {
     if (config.consoleSocket) refuseConsoleSocket(config.id);
+    refuseHostResources(config.id, config.spec);
     const root = { ...config.spec.root!, path: guestRootfs(config.id) };
     return [
       ...super.createRequest({ ...config, spec: { ...config.spec, root } }),
