@@ -16,6 +16,8 @@ test('a 255-character id and a 64-hex-digit one work under a long state root, st
   });
   for (const id of ['i'.repeat(255), 'f'.repeat(64)]) {
     const run = (args: string[], env_?: NodeJS.ProcessEnv) => runCommand(RUNBOX, ['--root', root, ...args], env_ ? { env: env_ } : {});
+    // The test's own clean-up knows env.root only.
+    t.teardown(() => run(['delete', '--force', id]));
     const created = await run(['create', '--bundle', bundle, id]);
     t.is(created.code, 0, created.stderr);
     // Without node on the PATH only the C start can succeed.

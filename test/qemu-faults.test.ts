@@ -42,6 +42,8 @@ test('a VM container with a 255-character id under a long state root: created, s
     spec.process!.args = ['sleep', '1000'];
   });
   const run = (args: string[], extra: NodeJS.ProcessEnv = {}) => runCommand(RUNBOX, ['--root', root, ...args], { env: vmEnv(env, extra) });
+  // The test's own clean-up knows env.root only.
+  t.teardown(() => run(['delete', '--force', id]));
   const created = await run(['create', '--bundle', bundle, id]);
   t.is(created.code, 0, created.stderr);
   const started = await run(['start', id], { PATH: '/nonexistent' });
