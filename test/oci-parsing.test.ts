@@ -10,7 +10,7 @@ test('signals parse as runc parses them: names with or without SIG, any case, nu
   t.is(parseSignal('KILL'), 9);
   t.is(parseSignal('SIGRTMIN+1'), 35);
   t.throws(() => parseSignal('SIGNOPE'), { message: 'unknown signal "SIGNOPE"' });
-  t.throws(() => parseSignal('0'));
+  t.is(parseSignal('0'), 0, 'as kill(2): checks the process is there, sends nothing');
   t.throws(() => parseSignal('65'));
 });
 
@@ -32,7 +32,7 @@ test('capability names become the mask the agent takes', (t) => {
 
 test('container ids that could escape the state root are refused', (t) => {
   t.is(validateContainerId('web-1.a_b+c'), 'web-1.a_b+c');
-  for (const bad of ['', '..', '.', 'a/b', '/abs', '-x', 'x'.repeat(1025), 'a b', 'a\nb']) {
+  for (const bad of ['', '..', '.', 'a/b', '/abs', '-x', 'x'.repeat(256), 'a b', 'a\nb']) {
     t.throws(() => validateContainerId(bad), undefined, JSON.stringify(bad));
   }
 });
