@@ -20,6 +20,7 @@
 #include "proc.h"
 #include "pty.h"
 #include "relay.h"
+#include "seccomp_filter.h"
 #include "spec.h"
 #include "stdio.h"
 #include "sync.h"
@@ -265,7 +266,13 @@ void op_create(struct request *r)
 		return;
 	}
 	int console = -1, sv[2] = { -1, -1 };
-	struct cgroups *cgroups = cgroups_create(id, records_get(&r->rec, "cgroup_path"), err, sizeof err);
+	struct cgroups *cgroups = NULL;
+	struct seccomp_filter *seccomp = seccomp_compile(&r->rec, err, sizeof err);
+	if (!seccomp && err[0]) {
+		reply_error(r->to, errno, "container %s: %s", id, err);
+		goto fail;
+	}
+	cgroups = cgroups_create(id, records_get(&r->rec, "cgroup_path"), err, sizeof err);
 	if (!cgroups && err[0]) {
 		reply_error(r->to, errno, "container %s: %s", id, err);
 		goto fail;
@@ -289,7 +296,9 @@ void op_create(struct request *r)
 	struct container *c = ctr_add(id);
 	c->cgroups = cgroups;
 	c->freezer = cgroups_freezer(cgroups);
+	c->seccomp = seccomp;
 	cgroups = NULL; /* the container's now: ctr_forget destroys them */
+	seccomp = NULL;
 	oom_watch_container(c);
 	c->uid_map = join_lines(s.uid_map);
 	c->gid_map = join_lines(s.gid_map);
@@ -297,7 +306,7 @@ void op_create(struct request *r)
 	const char *finish = records_get(&r->rec, "finish");
 	c->finish_at_once = finish && !strcmp(finish, "1");
 	c->phase = PHASE_SPAWNING;
-	struct init_args a = { &s, sv[1], io, console, c->cgroups };
+	struct init_args a = { &s, sv[1], io, console, c->cgroups, c->seccomp };
 	bool adopted = caller_reaps_enabled();
 	pid_t pid = caller_reaps_fork(adopted);
 	if (pid == 0)
@@ -329,6 +338,7 @@ void op_create(struct request *r)
 	return;
 fail:
 	cgroups_destroy(cgroups);
+	seccomp_free(seccomp);
 	if (console >= 0)
 		close(console);
 	if (sv[0] >= 0)

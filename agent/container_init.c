@@ -62,7 +62,7 @@ static _Noreturn void stage2(const struct init_args *a)
 	state = child_expect(SYNC_START, &len);
 	hooks_run(s, HOOK_START_CONTAINER, state, len);
 	free(state);
-	launch_exec(p, path, a->sync_fd);
+	launch_exec(p, path, a->sync_fd, a->seccomp);
 }
 
 _Noreturn void container_init_stage1(const struct init_args *a)

@@ -39,6 +39,7 @@ static const int join_order[] = { NS_IPC, NS_UTS, NS_NET, NS_CGROUP, NS_MNT, NS_
 struct exec_args {
 	const char *id;
 	const struct cgroups *cgroups;
+	const struct seccomp_filter *seccomp;
 	const struct procspec *proc;
 	int sync_fd, console_fd;
 	struct stdio_plan stdio;
@@ -85,7 +86,7 @@ static _Noreturn void exec_child(const struct exec_args *a)
 	launch_chdir(p);
 	launch_rlimits(p);
 	char *path = launch_lookup(p);
-	launch_exec(p, path, a->sync_fd);
+	launch_exec(p, path, a->sync_fd, a->seccomp);
 }
 
 static void on_message(struct proc *p, char tag, char *data, int fd)
@@ -185,7 +186,7 @@ void op_exec(struct request *r)
 	if (old)
 		proc_forget(old);
 
-	struct exec_args a = { .id = c->id, .cgroups = c->cgroups, .proc = &ps, .sync_fd = -1, .console_fd = -1 };
+	struct exec_args a = { .id = c->id, .cgroups = c->cgroups, .seccomp = c->seccomp, .proc = &ps, .sync_fd = -1, .console_fd = -1 };
 	int sv[2] = { -1, -1 }, pidns = -1;
 	for (int i = 0; i < NS_COUNT; i++)
 		a.ns[i] = -1;

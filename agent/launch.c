@@ -12,6 +12,7 @@
 
 #include "child.h"
 #include "creds.h"
+#include "seccomp_filter.h"
 #include "util.h"
 
 void launch_chdir(const struct procspec *p)
@@ -94,8 +95,10 @@ void launch_rlimits(const struct procspec *p)
 	}
 }
 
-_Noreturn void launch_exec(const struct procspec *p, const char *path, int sync_fd)
+_Noreturn void launch_exec(const struct procspec *p, const char *path, int sync_fd, const struct seccomp_filter *filter)
 {
+	if (!p->no_new_privs)
+		seccomp_install(filter);
 	creds_apply(p);
 	if (p->has_umask)
 		umask(p->umask);
@@ -106,6 +109,8 @@ _Noreturn void launch_exec(const struct procspec *p, const char *path, int sync_
 		child_init(3, NULL);
 	}
 	close_range(4, ~0u, 0);
+	if (p->no_new_privs)
+		seccomp_install(filter);
 	execve(path, p->argv, p->envp);
 	child_fail_plain(errno, "exec: \"%s\": %s", path, errtext(errno));
 }

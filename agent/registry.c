@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cgroups.h"
+#include "seccomp_filter.h"
 #include "loop.h"
 #include "relay.h"
 #include "util.h"
@@ -78,6 +79,7 @@ void ctr_forget(struct container *c)
 		close(c->pidns_fd);
 	loop_unwatch(c->oom_watch);
 	cgroups_destroy(c->cgroups);
+	seccomp_free(c->seccomp);
 	free(c->uid_map);
 	free(c->gid_map);
 	free(c->id);

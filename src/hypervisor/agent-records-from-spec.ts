@@ -4,9 +4,11 @@ import { isAbsolute, resolve } from 'node:path';
 import { capabilityMask } from '../oci/capabilities.js';
 import { parseMountOptions, rootfsPropagation } from '../oci/mount-options.js';
 import { rlimitNumber } from '../oci/rlimits.js';
+import { seccompFilter } from '../oci/seccomp.js';
 import type { Hook, Process, Spec } from '../oci/spec.js';
 import { UNIT_SEPARATOR as US, type RecordList } from './agent-records.js';
 import type { StdioMode } from './driver.js';
+import { seccompRecords } from './seccomp-records.js';
 
 const NAMESPACE_NAMES: Record<string, string> = {
   pid: 'pid', network: 'net', mount: 'mount', ipc: 'ipc', uts: 'uts', user: 'user', cgroup: 'cgroup',
@@ -100,6 +102,7 @@ export function createRecords(id: string, spec: Spec, bundle: string, stdio: Std
   for (const path of linux.maskedPaths ?? []) records.push(['masked', path]);
   for (const path of linux.readonlyPaths ?? []) records.push(['readonly_path', path]);
   for (const [key, value] of Object.entries(linux.sysctl ?? {})) records.push(['sysctl', `${key}=${value}`]);
+  records.push(...seccompRecords(seccompFilter(linux.seccomp)));
   records.push(...hookRecords('create_container', spec.hooks?.createContainer));
   records.push(...hookRecords('start_container', spec.hooks?.startContainer));
   records.push(...processRecords(spec.process!, stdio, consoleSocket));

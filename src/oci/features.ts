@@ -1,4 +1,5 @@
 import { KNOWN_CAPABILITIES } from './capabilities.js';
+import { seccompFeatures } from './seccomp.js';
 
 const MOUNT_OPTIONS = [
   'async', 'atime', 'bind', 'defaults', 'dev', 'diratime', 'dirsync', 'exec', 'lazytime', 'loud', 'mand', 'noatime',
@@ -27,7 +28,7 @@ export function features(version: string, drivers: Array<{ name: string; isolati
       namespaces: ['cgroup', 'ipc', 'mount', 'network', 'pid', 'user', 'uts'],
       capabilities: [...KNOWN_CAPABILITIES],
       cgroup: { v1: true, v2: true, systemd: false, systemdUser: false },
-      seccomp: { enabled: false },
+      seccomp: seccompFeatures(),
       apparmor: { enabled: false },
       selinux: { enabled: false },
     },

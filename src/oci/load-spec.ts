@@ -3,17 +3,14 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { KNOWN_CAPABILITIES } from './capabilities.js';
 import { validateResources } from './linux-resources.js';
 import { KNOWN_RLIMITS } from './rlimits.js';
+import { seccompFilter } from './seccomp.js';
 import type { HookName, Spec } from './spec.js';
+import { SpecError } from './spec-error.js';
 
 const HOOK_NAMES: HookName[] = ['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop'];
 const NAMESPACE_TYPES = new Set(['pid', 'network', 'mount', 'ipc', 'uts', 'user', 'cgroup', 'time']);
 
-export class SpecError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'SpecError';
-  }
-}
+export { SpecError };
 
 /**
  * Reads BUNDLE/config.json and checks what runc checks before it creates anything, with runc's wording, so a
@@ -107,4 +104,5 @@ export function validateSpec(spec: Spec, bundle: string): void {
   if (spec.hostname && !seen.has('uts')) throw new SpecError('unable to set hostname without a new UTS namespace');
   if (spec.linux?.cgroupsPath !== undefined && typeof spec.linux.cgroupsPath !== 'string') throw new SpecError('linux.cgroupsPath must be a string');
   validateResources(spec.linux?.resources);
+  seccompFilter(spec.linux?.seccomp);
 }
