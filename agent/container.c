@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include "proc.h"
 #include "pty.h"
 #include "relay.h"
+#include "rootfs.h"
 #include "seccomp_filter.h"
 #include "spec.h"
 #include "stdio.h"
@@ -223,8 +225,8 @@ static struct container *find(struct request *r)
 
 static const char *validate(const struct ctrspec *s)
 {
-	if (!s->ns_new[NS_MNT] && !s->ns_path[NS_MNT])
-		return "a mount namespace is required";
+	if (!ctrspec_own_mntns(s) && (s->nmasked || s->nreadonly_paths))
+		return "unable to restrict sys entries without a private MNT namespace";
 	if ((s->hostname || s->domainname) && !s->ns_new[NS_UTS] && !s->ns_path[NS_UTS])
 		return "cannot set the hostname without a private UTS namespace";
 	if (s->ns_new[NS_USER] && (!s->nuid_map || !s->ngid_map))
@@ -266,6 +268,7 @@ void op_create(struct request *r)
 		return;
 	}
 	int console = -1, sv[2] = { -1, -1 };
+	bool rootfs_bound = false;
 	struct cgroups *cgroups = NULL;
 	struct seccomp_filter *seccomp = seccomp_compile(&r->rec, err, sizeof err);
 	if (!seccomp && err[0]) {
@@ -289,6 +292,14 @@ void op_create(struct request *r)
 			goto fail;
 		}
 	}
+	/* Without a mount namespace the mounts go into the agent's own, all inside this bind, which goes at the end. */
+	if (!ctrspec_own_mntns(&s)) {
+		if (mount(s.rootfs, s.rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) {
+			reply_error(r->to, errno, "container %s: bind mount the rootfs %s: %s", id, s.rootfs, errtext(errno));
+			goto fail;
+		}
+		rootfs_bound = true;
+	}
 	if (sync_pair(sv) < 0) {
 		reply_error(r->to, errno, "container %s: socketpair: %s", id, errtext(errno));
 		goto fail;
@@ -303,6 +314,9 @@ void op_create(struct request *r)
 	c->uid_map = join_lines(s.uid_map);
 	c->gid_map = join_lines(s.gid_map);
 	c->own_pidns = s.ns_new[NS_PID] || s.ns_path[NS_PID];
+	if (rootfs_bound)
+		c->shared_mntns_rootfs = xstrdup(s.rootfs);
+	rootfs_bound = false;
 	const char *finish = records_get(&r->rec, "finish");
 	c->finish_at_once = finish && !strcmp(finish, "1");
 	c->phase = PHASE_SPAWNING;
@@ -337,6 +351,8 @@ void op_create(struct request *r)
 	ctrspec_free(&s);
 	return;
 fail:
+	if (rootfs_bound)
+		rootfs_release(s.rootfs);
 	cgroups_destroy(cgroups);
 	seccomp_free(seccomp);
 	if (console >= 0)

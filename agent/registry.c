@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cgroups.h"
+#include "rootfs.h"
 #include "seccomp_filter.h"
 #include "loop.h"
 #include "relay.h"
@@ -80,6 +81,9 @@ void ctr_forget(struct container *c)
 	loop_unwatch(c->oom_watch);
 	cgroups_destroy(c->cgroups);
 	seccomp_free(c->seccomp);
+	if (c->shared_mntns_rootfs)
+		rootfs_release(c->shared_mntns_rootfs);
+	free(c->shared_mntns_rootfs);
 	free(c->uid_map);
 	free(c->gid_map);
 	free(c->id);

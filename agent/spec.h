@@ -91,6 +91,12 @@ void procspec_free(struct procspec *p);
 int ctrspec_parse(const struct records *r, struct ctrspec *s, char *err, size_t errlen);
 void ctrspec_free(struct ctrspec *s);
 
+/* Whether the container has a mount namespace of its own (new or joined); without, it shares the agent's. */
+static inline bool ctrspec_own_mntns(const struct ctrspec *s)
+{
+	return s->ns_new[NS_MNT] || s->ns_path[NS_MNT];
+}
+
 /* Whether the container process runs in a user namespace other than the agent's. */
 static inline bool ctrspec_userns(const struct ctrspec *s)
 {

@@ -102,6 +102,10 @@ export function validateSpec(spec: Spec, bundle: string): void {
     }
   }
   if (spec.hostname && !seen.has('uts')) throw new SpecError('unable to set hostname without a new UTS namespace');
+  // Without a mount namespace the container shares the runtime's (runtime-spec: a type not listed is inherited).
+  if (!seen.has('mount') && (spec.linux?.maskedPaths?.length || spec.linux?.readonlyPaths?.length)) {
+    throw new SpecError('unable to restrict sys entries without a private MNT namespace');
+  }
   if (spec.linux?.cgroupsPath !== undefined && typeof spec.linux.cgroupsPath !== 'string') throw new SpecError('linux.cgroupsPath must be a string');
   validateResources(spec.linux?.resources);
   seccompFilter(spec.linux?.seccomp);
