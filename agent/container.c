@@ -178,9 +178,14 @@ static void sync_closed(struct proc *init)
 		reply_ok(init->pending, NULL);
 		init->pending.id = 0;
 	} else if (init->pending.id || c->phase == PHASE_SPAWNING) {
-		char msg[256];
-		snprintf(msg, sizeof msg, "container %s: the init process ended before it was %s", c->id,
-			 c->phase == PHASE_SPAWNING ? "ready for the hooks" : "created");
+		char msg[512], limit[128];
+		const char *when = c->phase == PHASE_SPAWNING ? "ready for the hooks" : "created";
+		/* As runc, a memory limit below what the container needs to start fails naming the limit. */
+		if (cgroups_oom_killed_since_create(c->cgroups, limit, sizeof limit))
+			snprintf(msg, sizeof msg, "container %s: memory limit of %s bytes: the OOM killer ended the init process "
+				 "before it was %s: the limit is below what the container needs to start", c->id, limit, when);
+		else
+			snprintf(msg, sizeof msg, "container %s: the init process ended before it was %s", c->id, when);
 		init_failed(init, 0, msg, true);
 	}
 }

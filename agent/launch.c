@@ -95,8 +95,23 @@ void launch_rlimits(const struct procspec *p)
 	}
 }
 
+/* The AppArmor profile and SELinux label the program execs into (runc's apparmor.ApplyProfile, SetExecLabel). */
+static void apply_lsm(const struct procspec *p)
+{
+	if (p->apparmor_profile) {
+		char text[1024];
+		snprintf(text, sizeof text, "exec %s", p->apparmor_profile);
+		if (write_file("/proc/self/attr/apparmor/exec", text) < 0 &&
+		    (errno != ENOENT || write_file("/proc/self/attr/exec", text) < 0))
+			child_fail(errno, "apply the AppArmor profile %s", p->apparmor_profile);
+	}
+	if (p->selinux_label && write_file("/proc/self/attr/exec", p->selinux_label) < 0)
+		child_fail(errno, "set the SELinux label %s", p->selinux_label);
+}
+
 _Noreturn void launch_exec(const struct procspec *p, const char *path, int sync_fd, const struct seccomp_filter *filter)
 {
+	apply_lsm(p);
 	if (!p->no_new_privs)
 		seccomp_install(filter);
 	creds_apply(p);

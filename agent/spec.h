@@ -37,6 +37,7 @@ struct procspec {
 	const char *console_socket;
 	unsigned short width, height;
 	enum stdio_mode stdio;
+	const char *apparmor_profile, *selinux_label; /* applied at exec; NULL: none */
 	/* With stdio=inherit: take fds 0-2 from this (host) process instead of the agent's own, 0 for none. */
 	pid_t stdio_from_pid;
 };

@@ -1,8 +1,8 @@
 import test from 'ava';
-import { readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Mount } from '../src/oci/spec.js';
-import { errorMessage, mountsUnder, TestEnv } from './helpers/runbox.js';
+import type { Mount, Spec } from '../src/oci/spec.js';
+import { errorMessage, mountsUnder, processesMentioning, TestEnv } from './helpers/runbox.js';
 
 const PROBE = [
   'echo "hostname=$(hostname)"',
@@ -152,6 +152,38 @@ test('a host directory cannot be bound over /proc (runc: "not of type proc") or 
     }
     t.is(result.code, 1, mount.destination);
     t.regex(errorMessage(result.stderr), error);
+  }
+  t.is((await env.run(['list', '-q'])).stdout, '');
+});
+
+test('an AppArmor profile or SELinux labels are refused where the kernel that would apply them has none (this host, a microVM)', async (t) => {
+  const env = new TestEnv(t);
+  const hostHasAppArmor = existsSync('/sys/module/apparmor/parameters/enabled') && readFileSync('/sys/module/apparmor/parameters/enabled', 'utf8').startsWith('Y');
+  const hostHasSelinux = existsSync('/sys/fs/selinux/enforce');
+  const cases: Array<[string, (spec: Spec) => void, RegExp, boolean]> = [
+    ['apparmorProfile', (spec) => (spec.process!.apparmorProfile = 'runbox-test'), /AppArmor profile "runbox-test" cannot be applied: AppArmor is not enabled on this host$/, hostHasAppArmor],
+    ['selinuxLabel', (spec) => (spec.process!.selinuxLabel = 'system_u:system_r:container_t:s0'), /selinux label is specified in config, but selinux is disabled or not supported: SELinux is not enabled on this host$/, hostHasSelinux],
+    ['mountLabel', (spec) => (spec.linux!.mountLabel = 'system_u:object_r:container_file_t:s0'), /linux\.mountLabel "system_u:object_r:container_file_t:s0" cannot be applied: selinux is disabled or not supported: SELinux is not enabled on this host$/, hostHasSelinux],
+  ];
+  for (const [field, edit, error, hostHasIt] of cases) {
+    for (const vm of [false, true]) {
+      const bundle = env.bundle((spec) => {
+        edit(spec);
+        if (vm) spec.annotations = { ...spec.annotations, 'io.runbox.driver': 'qemu', 'io.runbox.qemu.accel': 'tcg' };
+      });
+      const id = env.id();
+      const result = await env.run(['create', '--bundle', bundle, id]);
+      if (!vm && hostHasIt) {
+        t.log(`${field}: this host has it, so it is applied: not refused`);
+        await env.run(['delete', '--force', id]);
+        continue;
+      }
+      t.is(result.code, 1, `${field} (${vm ? 'qemu' : 'emulated'})`);
+      const message = errorMessage(result.stderr);
+      if (vm) t.regex(message, /the qemu driver's guest has no (AppArmor|SELinux) policy loaded$/);
+      else t.regex(message, error);
+      t.deepEqual(processesMentioning(id), [], 'nothing is left running');
+    }
   }
   t.is((await env.run(['list', '-q'])).stdout, '');
 });

@@ -68,6 +68,12 @@ function hookRecords(phase: string, hooks: Hook[] | undefined): RecordList {
   return records;
 }
 
+/** runc's label.FormatMountLabel: linux.mountLabel as the context of the filesystems it mounts itself. */
+function labelled(data: string, type: string, flags: number, mountLabel: string | undefined): string {
+  if (!mountLabel || flags & 0x1000 || ['bind', 'proc', 'sysfs', 'mqueue', 'cgroup', 'cgroup2'].includes(type)) return data;
+  return [data, `context="${mountLabel}"`].filter(Boolean).join(',');
+}
+
 /** `bundle` resolves relative bind-mount sources, as the runtime-spec says. */
 export function createRecords(id: string, spec: Spec, bundle: string, stdio: StdioMode, consoleSocket?: string): RecordList {
   const linux = spec.linux ?? {};
@@ -90,7 +96,7 @@ export function createRecords(id: string, spec: Spec, bundle: string, stdio: Std
     if (type === 'bind' || options.flags & 0x1000) {
       if (source && !isAbsolute(source)) source = resolve(bundle, source);
     }
-    records.push(['mount', [mount.destination, source, type, options.flags, options.propagation, options.data].join(US)]);
+    records.push(['mount', [mount.destination, source, type, options.flags, options.propagation, labelled(options.data, type, options.flags, linux.mountLabel)].join(US)]);
   }
   const devices = new Map<string, string>();
   for (const [path, major, minor] of DEFAULT_DEVICES) devices.set(path, [path, 'c', major, minor, '666', 0, 0].join(US));

@@ -167,6 +167,7 @@ export class QemuDriver implements Driver {
     exec: true,
     terminal: true,
     ownKernel: true,
+    cgroups: true,
   };
 
   private readonly templates = new TemplateStore(basename(QEMU_BINARY));
