@@ -187,3 +187,13 @@ test('an AppArmor profile or SELinux labels are refused where the kernel that wo
   }
   t.is((await env.run(['list', '-q'])).stdout, '');
 });
+
+test('a time namespace, which runbox cannot make, is refused rather than dropped', async (t) => {
+  const env = new TestEnv(t);
+  const bundle = env.bundle((spec) => {
+    spec.linux!.namespaces!.push({ type: 'time' });
+  });
+  const result = await env.run(['create', '--bundle', bundle, env.id()]);
+  t.is(result.code, 1);
+  t.is(errorMessage(result.stderr), 'namespace type "time" is not supported');
+});

@@ -8,7 +8,8 @@ import type { HookName, Spec } from './spec.js';
 import { SpecError } from './spec-error.js';
 
 const HOOK_NAMES: HookName[] = ['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop'];
-const NAMESPACE_TYPES = new Set(['pid', 'network', 'mount', 'ipc', 'uts', 'user', 'cgroup', 'time']);
+// No time namespace: runbox cannot make one (runc 1.1 refuses it too), and a type it cannot make is refused, not dropped.
+const NAMESPACE_TYPES = new Set(['pid', 'network', 'mount', 'ipc', 'uts', 'user', 'cgroup']);
 
 export { SpecError };
 
