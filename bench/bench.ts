@@ -1,125 +1,68 @@
-// npm run bench: median latency of each lifecycle operation for runbox and runc in the same run, beside a bare
-// `node -e 0` (the floor any Node CLI pays). Prints a markdown table.
-import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+// npm run bench: runbox measured side by side with its peers, part by part, into BENCHMARKS.md (and on stdout).
+// `--only NAME[,NAME]` runs those parts and leaves the other sections of BENCHMARKS.md as they were.
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { guestAssets } from '../src/hypervisor/guest-assets.js';
-import { defaultSpec } from '../src/oci/default-spec.js';
-import { rpcBench } from './rpc-bench.js';
+import { cgroupsBench } from './cgroups.js';
 import { imagePullBench } from './image-pull.js';
+import { lifecycleBench } from './lifecycle.js';
+import { load, section, writeReport, type Part } from './report.js';
+import { rpcBench } from './rpc-bench.js';
+import { shimBench } from './shim-bench.js';
 import { unpackBench } from './unpack.js';
 import { vmBench } from './vm.js';
-import { shimBench } from './shim-bench.js';
-import { cgroupsBench } from './cgroups.js';
-import { median } from './stats.js';
-import { timedCall } from './timed-call.js';
 
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
 const project = fileURLToPath(new URL('../../', import.meta.url));
-const work = mkdtempSync(join(tmpdir(), 'runbox-bench-'));
 
-function bundle(name: string, args: string[]): string {
-  const dir = join(work, name);
-  cpSync(join(project, 'fixtures', 'busybox', 'build', 'rootfs'), join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
-  const spec = defaultSpec();
-  spec.process!.terminal = false;
-  spec.process!.args = args;
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(spec));
-  return dir;
+// A user's machine has no NODE_EXTRA_CA_CERTS: with it, every Node process started here (the floor, runbox, the
+// shim) would parse a CA bundle first, which says something about this machine, not about runbox.
+delete process.env.NODE_EXTRA_CA_CERTS;
+
+interface Runnable extends Part {
+  run: (context: { project: string; work: string }) => Promise<string>;
 }
 
-const timed = (command: string, args: string[], env?: NodeJS.ProcessEnv): number => timedCall(command, args, join(work, 'stderr'), env);
-/** The environment bin/runbox starts Node in: NODE_EXTRA_CA_CERTS handed over, not read at start-up. */
-const { NODE_EXTRA_CA_CERTS: extraCaCerts, ...nodeEnv } = process.env;
-
-
-function waitStopped(command: string, root: string, id: string): void {
-  for (let i = 0; i < 500; i++) {
-    const out = spawnSync(command, ['--root', root, 'state', id], { encoding: 'utf8' });
-    if (out.status === 0 && JSON.parse(out.stdout).status === 'stopped') return;
-    spawnSync('sleep', ['0.01']);
-  }
-  throw new Error(`${id} did not stop`);
-}
-
-type Op = 'create' | 'start' | 'state' | 'kill' | 'delete' | 'cycle';
-const OPS: Op[] = ['create', 'start', 'state', 'kill', 'delete', 'cycle'];
-
-/** `alongside` runs before each measured call: the floor is sampled between runbox's calls, under the same load. */
-function measure(command: string, alongside: () => void = () => {}): Record<Op, number> {
-  const root = join(work, `root-${command.replace(/\W/g, '_')}`);
-  const sleeper = bundle(`sleep-${command.replace(/\W/g, '_')}`, ['sleep', '100']);
-  const trueBundle = bundle(`true-${command.replace(/\W/g, '_')}`, ['/bin/true']);
-  const samples: Record<Op, number[]> = { create: [], start: [], state: [], kill: [], delete: [], cycle: [] };
-  for (let round = 0; round < ROUNDS; round++) {
-    const id = `bench-${round}`;
-    alongside();
-    samples.create.push(timed(command, ['--root', root, 'create', '--bundle', sleeper, id]));
-    alongside();
-    samples.start.push(timed(command, ['--root', root, 'start', id]));
-    alongside();
-    samples.state.push(timed(command, ['--root', root, 'state', id]));
-    alongside();
-    samples.kill.push(timed(command, ['--root', root, 'kill', id, 'KILL']));
-    waitStopped(command, root, id);
-    alongside();
-    samples.delete.push(timed(command, ['--root', root, 'delete', id]));
-
-    const cycleId = `cycle-${round}`;
-    const started = process.hrtime.bigint();
-    timed(command, ['--root', root, 'create', '--bundle', trueBundle, cycleId]);
-    timed(command, ['--root', root, 'start', cycleId]);
-    waitStopped(command, root, cycleId);
-    timed(command, ['--root', root, 'delete', cycleId]);
-    samples.cycle.push(Number(process.hrtime.bigint() - started) / 1e6);
-  }
-  return Object.fromEntries(OPS.map((op) => [op, median(samples[op])])) as Record<Op, number>;
-}
-
-try {
-  // The floor is a bare `node -e 0` in this environment. Where NODE_EXTRA_CA_CERTS is set, every Node start
-  // parses that file, which runbox defers (src/image/extra-ca-certs.ts): the floor without it is shown too.
-  const floorSamples: number[] = [];
-  const leanFloorSamples: number[] = [];
-  const runbox = measure(join(project, 'bin', 'runbox'), () => {
-    floorSamples.push(timed(process.execPath, ['-e', '0']));
-    if (extraCaCerts) leanFloorSamples.push(timed(process.execPath, ['-e', '0'], nodeEnv));
-  });
-  const floor = median(floorSamples);
-  const leanFloor = extraCaCerts ? median(leanFloorSamples) : undefined;
-  const runc = measure('runc');
-  const targets: Record<Op, number> = { create: 1.5, start: 1.5, state: 1.3, kill: 1.5, delete: 1.5, cycle: 1.5 };
-  const lines = [
-    `median of ${ROUNDS} rounds; floor = \`node -e 0\` = ${floor.toFixed(1)} ms${leanFloor === undefined ? '' : ` (${leanFloor.toFixed(1)} ms without NODE_EXTRA_CA_CERTS)`}; cycle = create→start→(poll state until stopped)→delete of /bin/true`,
-    '',
-    `| operation | runbox ms | runc ms | runbox ÷ floor |${leanFloor === undefined ? '' : ' ÷ floor without NODE_EXTRA_CA_CERTS |'} target |`,
-    `| --- | ---: | ---: | ---: |${leanFloor === undefined ? '' : ' ---: |'} --- |`,
-    ...OPS.map((op) => {
-      // The cycle is several CLI calls: its floor is that many node starts.
-      const calls = op === 'cycle' ? 4 : 1;
-      const ratio = runbox[op] / (floor * calls);
-      const lean = leanFloor === undefined ? '' : ` ${(runbox[op] / (leanFloor * calls)).toFixed(2)}× |`;
-      return `| ${op} | ${runbox[op].toFixed(1)} | ${runc[op].toFixed(1)} | ${ratio.toFixed(2)}× |${lean} ≤ ${targets[op]}× ${ratio <= targets[op] ? 'met' : 'NOT met'} |`;
-    }),
-  ];
-  process.stdout.write(`${lines.join('\n')}\n`);
-  // The microVMs before the image benches: run after them (hundreds of MB unpacked, containerd's store filled), the
-  // floor itself came out a third slower, and noisier, on this 2-core machine.
-  let noGuest: string | undefined;
+function vmPart(context: { project: string; work: string }): Promise<string> {
   try {
     guestAssets();
   } catch (error) {
-    noGuest = (error as Error).message;
+    return Promise.resolve(`Not measured: ${(error as Error).message}\n`);
   }
-  process.stdout.write(noGuest ? `\nmicroVMs: not measured: ${noGuest}\n` : `\n${await vmBench({ project, work })}\n`);
-  process.stdout.write(`\n${await unpackBench()}`);
-  process.stdout.write(`\n${await imagePullBench()}`);
-} finally {
-  rmSync(work, { recursive: true, force: true });
+  return vmBench(context);
 }
 
-process.stdout.write(`\n${await rpcBench()}`);
-process.stdout.write(`\n${await shimBench()}`);
-process.stdout.write(`\n${await cgroupsBench()}`);
+// The microVMs right after the lifecycle, before the image benches: after them (hundreds of MB unpacked,
+// containerd's store filled) the VM floor itself comes out slower and noisier on a 2-core machine.
+const PARTS: Runnable[] = [
+  { name: 'lifecycle', title: 'CLI lifecycle: runbox vs runc', about: 'Each runc lifecycle operation, runbox beside runc and a clean `node -e 0`.', run: lifecycleBench },
+  { name: 'vm', title: 'microVMs: time to first output', about: 'runbox\'s qemu driver beside a bare QEMU boot of the same guest kernel into an init that powers off at once.', run: vmPart },
+  { name: 'unpack', title: 'Unpacking layers', about: 'One image unpacked in-process by runbox, GNU tar and umoci.', run: () => unpackBench() },
+  { name: 'pull', title: 'Image pull + unpack', about: 'One image pulled from docker-registry on loopback by runbox, containerd 1.6 and skopeo.', run: () => imagePullBench() },
+  { name: 'rpc', title: 'rpc layer (ttrpc, gRPC)', about: 'Loading the protocol types, and round trips between two processes on a unix socket.', run: () => rpcBench() },
+  { name: 'shim', title: 'containerd shim: runbox vs runc shim', about: '`ctr run --rm` through a private containerd 1.6 with runbox\'s shim and containerd\'s runc shim.', run: () => shimBench() },
+  { name: 'cgroups', title: 'Resource limits', about: '`runbox run` of /bin/true with and without cgroup limits (emulated driver), and `runbox update`.', run: () => cgroupsBench() },
+];
+
+const onlyAt = process.argv.indexOf('--only');
+const wanted = onlyAt >= 0 ? (process.argv[onlyAt + 1] ?? '').split(',') : PARTS.map((part) => part.name);
+const unknown = wanted.filter((name) => !PARTS.some((part) => part.name === name));
+if (unknown.length) {
+  process.stderr.write(`bench: unknown part ${unknown.join(', ')} (parts: ${PARTS.map((part) => part.name).join(', ')})\n`);
+  process.exit(2);
+}
+
+const work = mkdtempSync(join(tmpdir(), 'runbox-bench-'));
+const sections = new Map<string, string>();
+try {
+  for (const part of PARTS.filter((candidate) => wanted.includes(candidate.name))) {
+    const startedLoad = load();
+    const text = section(part, await part.run({ project, work }), startedLoad);
+    process.stdout.write(`${text}\n\n`);
+    sections.set(part.name, text);
+  }
+} finally {
+  rmSync(work, { recursive: true, force: true });
+  writeReport(join(project, 'BENCHMARKS.md'), PARTS.map((part) => part.name), sections);
+}

@@ -1,4 +1,4 @@
-// How the rootfs image formats compare, for the choice in README ("The microVM guest"): build time and size on
+// How the rootfs image formats compare, for the choice in docs/microvm.md ("The guest"): build time and size on
 // the host, and in a real guest (TCG) the overlay mount and a cold read of every file, for the busybox rootfs
 // and a ~100 MB one (busybox + the host's Python standard library). Not part of npm run bench (it takes about a
 // minute of boots); run it with `node dist/bench/guest-images.js [ROUNDS]` after npm run build.

@@ -12,6 +12,7 @@ import { PrivateContainerd } from '../test/helpers/containerd.js';
 import { startRegistry } from '../test/helpers/registry.js';
 import { cleanupList } from '../test/helpers/teardown.js';
 import { median } from './stats.js';
+import { verdict } from './verdict.js';
 
 const ROUNDS = Number(process.env.BENCH_PULL_ROUNDS ?? 3);
 const project = fileURLToPath(new URL('../../', import.meta.url));
@@ -90,13 +91,13 @@ export async function imagePullBench(): Promise<string> {
     });
     const runboxMs = median(samples.runbox);
     return [
-      `image pull: ${megabytes.toFixed(0)} MB in 4 layers from docker-registry on loopback; median of ${ROUNDS} rounds, fresh store each round`,
+      `${megabytes.toFixed(0)} MB in 4 layers from docker-registry on loopback; median of ${ROUNDS} rounds, fresh store each round`,
       '',
       '| tool | seconds | MB/s | ÷ containerd |',
       '| --- | ---: | ---: | ---: |',
       ...rows,
       '',
-      `target: runbox no slower than containerd — ${runboxMs <= containerd ? 'met' : 'NOT met'}`,
+      `target: runbox no slower than containerd (${verdict(runboxMs / containerd, 1, '× containerd')})`,
       '',
     ].join('\n');
   } finally {

@@ -5,6 +5,7 @@ import { processRssKib } from '../src/hypervisor/host-process.js';
 import { pidsWith, PrivateContainerd } from '../test/helpers/containerd.js';
 import { cleanupList } from '../test/helpers/teardown.js';
 import { median } from './stats.js';
+import { verdict } from './verdict.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
 const POD_SIZE = 10;
@@ -51,13 +52,13 @@ export async function shimBench(): Promise<string> {
     const runcRss = runcShims.length ? rssMiB(runcShims[0]!).toFixed(1) : 'n/a';
 
     return [
-      `### containerd shim (${ROUNDS} rounds, medians)`,
+      `${ROUNDS} rounds, medians.`,
       '',
       '| measure | runbox shim | runc shim | ratio | target |',
       '| --- | ---: | ---: | ---: | --- |',
-      `| \`ctr run --rm IMG ID true\` end to end | ${runbox.toFixed(1)} ms | ${runc.toFixed(1)} ms | ${(runbox / runc).toFixed(2)}× | ≤ 1.5×, ${runbox / runc <= 1.5 ? 'met' : 'not met'} |`,
-      `| shim RSS, one-container pod | ${onePod.toFixed(1)} MiB | ${runcRss} MiB | | < 60 MiB, ${onePod < 60 ? 'met' : 'not met'} |`,
-      `| shim RSS added per extra container (pod of ${POD_SIZE}) | ${perExtra.toFixed(2)} MiB | | | < 1 MiB, ${perExtra < 1 ? 'met' : 'not met'} |`,
+      `| \`ctr run --rm IMG ID true\` end to end | ${runbox.toFixed(1)} ms | ${runc.toFixed(1)} ms | ${(runbox / runc).toFixed(2)}× | ${verdict(runbox / runc, 1.5, '×')} |`,
+      `| shim RSS, one-container pod | ${onePod.toFixed(1)} MiB | ${runcRss} MiB | | ${verdict(onePod, 60, ' MiB', '<')} |`,
+      `| shim RSS added per extra container (pod of ${POD_SIZE}) | ${perExtra.toFixed(2)} MiB | | | ${verdict(perExtra, 1, ' MiB', '<')} |`,
       '',
     ].join('\n');
   } finally {

@@ -11,6 +11,7 @@ import { agentPortSocket, clientOnSession, leasePort, openSession } from '../src
 import type { QemuHandle } from '../src/hypervisor/qemu-sandbox.js';
 import { defaultSpec } from '../src/oci/default-spec.js';
 import { median } from './stats.js';
+import { verdict } from './verdict.js';
 import { prepareVmFloor } from './vm-floor.js';
 
 const ROUNDS = Number(process.env.BENCH_VM_ROUNDS ?? 7);
@@ -192,9 +193,9 @@ async function measureVms(context: Context): Promise<string> {
 
   const floor = median(floors);
   const row = (name: string, ms: number, target = '') => `| ${name} | ${ms.toFixed(0)} ms | ${(ms / floor).toFixed(2)}× | ${target} |`;
-  const targetRow = (name: string, ms: number) => row(name, ms, `≤ 1.3× ${ms / floor <= 1.3 ? 'met' : 'NOT met'}`);
+  const targetRow = (name: string, ms: number) => row(name, ms, verdict(ms / floor, 1.3, '×'));
   return [
-    `microVMs (qemu driver, accel tcg), median of ${ROUNDS} rounds (2 measured floor boots a round, each measured boot right after a floor boot), floor and runbox interleaved; floor = QEMU booting the guest kernel into an init that powers off at once (spawn to exit). "Restored": from the template the first VM built (the default); "booted": templates off`,
+    `qemu driver, accel tcg; median of ${ROUNDS} rounds (2 measured floor boots a round, each measured boot right after a floor boot), floor and runbox interleaved; floor = QEMU booting the guest kernel into an init that powers off at once (spawn to exit). "Restored": from the template the first VM built (the default); "booted": templates off`,
     '',
     '| measure | value | ÷ floor | target |',
     '| --- | ---: | ---: | --- |',
@@ -206,7 +207,8 @@ async function measureVms(context: Context): Promise<string> {
     row('the first `runbox run` (boots and snapshots the template) → first output', firstEver),
     row('restored: create→start→(state until stopped)→delete of `true`', median(cycle)),
     `| QEMU RSS after start (host), restored | ${memory.qemuMib.toFixed(1)} MiB (${memory.qemuOwnMib.toFixed(1)} MiB its own, the rest the template's pages, shared) | | |`,
-    `| agent RSS in the guest | ${memory.agentMib.toFixed(2)} MiB | | < 2 MiB ${memory.agentMib < 2 ? 'met' : 'NOT met'} |`,
+    `| agent RSS in the guest | ${memory.agentMib.toFixed(2)} MiB | | ${verdict(memory.agentMib, 2, ' MiB', '<')} |`,
     `| ${SANDBOXES} sandboxes (\`runbox run\` of \`true\`, restored), ${AT_ONCE} at a time | ${perMinute.toFixed(1)} sandboxes/min | | |`,
+    '',
   ].join('\n');
 }

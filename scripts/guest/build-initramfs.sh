@@ -4,7 +4,7 @@
 # the agent's guest_init() loads (agent/guest.h).
 #   build-initramfs.sh [--gzip] [INIT [OUT]]
 # Defaults: the agent (agent/build/runbox-agent) into build/guest/initrd.img. Uncompressed unless --gzip: under
-# TCG the kernel unpacks a plain cpio faster than it inflates a gzip one (README, "The microVM guest").
+# TCG the kernel unpacks a plain cpio faster than it inflates a gzip one (docs/microvm.md, "The guest").
 # Needs the kernel fetched first (scripts/guest/fetch-kernel.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -43,7 +43,7 @@ depends_of() {
 # - without its appended signature (objcopy keeps sections only): checking it (RSA, SHA-256) costs tens of
 #   milliseconds per module under TCG, and the kernel does not insist (no MODULE_SIG_FORCE, no lockdown in the VM);
 # - without its .BTF section: the first module that has one makes the kernel parse the whole vmlinux BTF to check
-#   it against, 0.1-0.3 s of CPU per boot under TCG (README, "The microVM guest"); only BPF and tracing use it.
+#   it against, 0.1-0.3 s of CPU per boot under TCG (docs/microvm.md, "The guest"); only BPF and tracing use it.
 copy_module() {
   objcopy --remove-section=.BTF "$1" "$2"
 }

@@ -1,5 +1,5 @@
 /*
- * A test init (test/guest-boot.test.ts, and the figures in README's microVM guest section) that exercises agent/guest.h in a real microVM: guest_init, the port
+ * A test init (test/guest-boot.test.ts, and the figures in docs/microvm.md, "The guest") that exercises agent/guest.h in a real microVM: guest_init, the port
  * lookup, and (when the kernel command line names an image with image_fstype=…) guest_mount_rootfs, then lists
  * what it sees. Status lines go to the console ("probe: …"); the rootfs listing goes to the port named
  * "listing", one line per entry, fields tab-separated:

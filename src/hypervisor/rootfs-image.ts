@@ -10,7 +10,7 @@ const run = promisify(execFile);
 
 export type RootfsFsType = 'erofs' | 'ext4';
 
-/** The default: see README, "The microVM guest", for the measurements behind it. */
+/** The default: see docs/microvm.md, "The guest", for the measurements behind it. */
 export const ROOTFS_FSTYPE: RootfsFsType = 'erofs';
 
 function checkRootfsDir(rootfsDir: string): void {

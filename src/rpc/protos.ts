@@ -1,6 +1,6 @@
 // The containerd and ttrpc protobuf types, from the JSON descriptor the build generates out of proto/
 // (scripts/build-protos.mjs). With protobufjs/light it needs neither the .proto files nor the parser at run time,
-// loads as fast as either those or static code, and keeps protobufjs's reflection types (README, rpc layer).
+// loads as fast as either those or static code, and keeps protobufjs's reflection types (docs/rpc.md).
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs/light.js';
