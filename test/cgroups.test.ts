@@ -172,8 +172,8 @@ test('features says which cgroups runbox applies, per driver', async (t) => {
   t.is(result.code, 0, result.stderr);
   const features = JSON.parse(result.stdout);
   t.deepEqual(features.linux.cgroup, { v1: true, v2: true, systemd: false, systemdUser: false });
-  t.regex(features.annotations['io.runbox.driver.emulated.cgroups'], /linux\.cgroupsPath; memory limit.*pids limit; OOM events; update/);
-  t.regex(features.annotations['io.runbox.driver.qemu.cgroups'], /linux\.cgroupsPath; memory limit.*pids limit; OOM events; update/);
+  t.regex(features.annotations['io.runbox.driver.emulated.cgroups'], /linux\.cgroupsPath; memory limit.*pids limit; blockIO; hugepageLimits; network; rdma; unified \(v2\); device rules \(v1\); OOM events; update/);
+  t.regex(features.annotations['io.runbox.driver.qemu.cgroups'], /linux\.cgroupsPath; memory limit.*pids limit; blockIO; hugepageLimits; network; rdma; unified \(v2\); device rules \(v1\); OOM events; update/);
 });
 
 test('memory limits as runc reads them: 0 sets none, one below what the init needs fails naming it, beyond int64 is refused', async (t) => {
