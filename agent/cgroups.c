@@ -18,8 +18,8 @@
 #define CGROUP_ROOT "/sys/fs/cgroup" /* cgroup2 itself in unified mode; the v1 hierarchies under it */
 
 /* The v1 controllers a container's processes join, as runc's fs manager does (those mounted). */
-static const char *const v1_controllers[] = { "cpu",	 "cpuacct", "cpuset", "memory",	 "pids",
-					      "freezer", "blkio",   "devices", "hugetlb" };
+static const char *const v1_controllers[] = { "cpu",	"cpuacct", "cpuset",  "memory",	 "pids",    "freezer",
+					      "blkio", "devices", "hugetlb", "net_cls", "net_prio", "rdma" };
 #define MAX_DIRS ARRAY_LEN(v1_controllers)
 
 struct cgdir {
@@ -36,7 +36,8 @@ struct cgroups {
 	struct cgdir dirs[MAX_DIRS];
 	size_t n;
 	int oom_fd, oom_control_fd;
-	uint64_t oom_seen;
+	uint64_t oom_seen, oom_at_create;
+	char memory_limit[32]; /* the value last written to memory.limit_in_bytes or memory.max, for messages */
 };
 
 struct hierarchy {
@@ -359,7 +360,7 @@ static void watch_oom(struct cgroups *cg)
 			cg->oom_fd = -1;
 		}
 	}
-	cg->oom_seen = read_oom_counter(cg, "oom_kill");
+	cg->oom_seen = cg->oom_at_create = read_oom_counter(cg, "oom_kill");
 }
 
 struct cgroups *cgroups_create(const char *id, const char *path, char *err, size_t errlen)
@@ -446,7 +447,7 @@ fail:;
 	return NULL;
 }
 
-int cgroups_apply(const struct cgroups *cg, const struct records *r, char *err, size_t errlen)
+int cgroups_apply(struct cgroups *cg, const struct records *r, char *err, size_t errlen)
 {
 	/* Some values must go in one order to raise a limit and in the other to lower it (memory and memsw, cfs
 	 * quota and period): what fails in one pass is tried again after the others. */
@@ -457,9 +458,14 @@ int cgroups_apply(const struct cgroups *cg, const struct records *r, char *err, 
 		for (size_t i = 0; i < r->n; i++) {
 			if (strcmp(r->v[i].key, "cgroup_set") || (pass && !failed[i]))
 				continue;
-			char value[4096], *f[3];
+			char value[4096], *f[4];
 			snprintf(value, sizeof value, "%s", r->v[i].value);
-			if (split_fields(value, UNIT_SEP, f, 3) != 3 || strchr(f[1], '/') || !strcmp(f[1], "..")) {
+			size_t nf = split_fields(value, UNIT_SEP, f, 4);
+			/* The optional 4th field names the setting (config.json's) for the messages. */
+			char setting[256] = "";
+			if (nf == 4)
+				snprintf(setting, sizeof setting, "%s: ", f[3]);
+			if (nf < 3 || strchr(f[1], '/') || !strcmp(f[1], "..")) {
 				snprintf(err, errlen, "malformed cgroup_set record %s", r->v[i].value);
 				errno = EINVAL;
 				free(failed);
@@ -467,21 +473,29 @@ int cgroups_apply(const struct cgroups *cg, const struct records *r, char *err, 
 			}
 			const struct cgdir *d = dir_for(cg, f[0]);
 			if (!d) {
-				snprintf(err, errlen, "cgroup controller %s is not mounted", f[0]);
+				snprintf(err, errlen, "%sthe cgroup controller %s is not mounted here", setting, f[0]);
 				errno = EOPNOTSUPP;
 				free(failed);
 				return -1;
 			}
 			char path[4096];
 			snprintf(path, sizeof path, "%s/%s", d->path, f[1]);
-			if (write_file(path, f[2]) < 0) {
-				snprintf(err, errlen, "cgroup: write %s to %s: %s", f[2], path, errtext(errno));
-				first_errno = errno;
-				failed[i] = failures = true;
-			} else {
+			if (write_file(path, f[2]) == 0) {
+				if (!strcmp(f[1], "memory.limit_in_bytes") || !strcmp(f[1], "memory.max"))
+					snprintf(cg->memory_limit, sizeof cg->memory_limit, "%s", f[2]);
 				failed[i] = false;
 				progress = true;
+				continue;
 			}
+			if (errno == ENOENT) {
+				snprintf(err, errlen, "%sthe kernel offers no %s here", setting, path);
+				free(failed);
+				errno = EOPNOTSUPP;
+				return -1;
+			}
+			snprintf(err, errlen, "%scgroup: write %s to %s: %s", setting, f[2], path, errtext(errno));
+			first_errno = errno;
+			failed[i] = failures = true;
 		}
 		if (!failures) {
 			result = 0;
@@ -538,6 +552,15 @@ uint64_t cgroups_oom_kills(struct cgroups *cg)
 	if (!fresh && notified && !cg->unified && read_oom_counter(cg, "under_oom"))
 		fresh = 1;
 	return fresh;
+}
+
+bool cgroups_oom_killed_since_create(const struct cgroups *cg, char *limit, size_t len)
+{
+	const struct cgdir *d = cg ? dir_for(cg, "memory") : NULL;
+	if (!d || read_oom_counter(cg, "oom_kill") <= cg->oom_at_create)
+		return false;
+	snprintf(limit, len, "%s", cg->memory_limit[0] ? cg->memory_limit : "unset");
+	return true;
 }
 
 void cgroups_destroy(struct cgroups *cg)

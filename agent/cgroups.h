@@ -20,7 +20,7 @@ struct cgroups;
  */
 struct cgroups *cgroups_create(const char *id, const char *path, char *err, size_t errlen);
 /* Writes every `cgroup_set` record of r; -1 with errno and a message in err. */
-int cgroups_apply(const struct cgroups *cg, const struct records *r, char *err, size_t errlen);
+int cgroups_apply(struct cgroups *cg, const struct records *r, char *err, size_t errlen);
 /* Moves the calling process into every directory (for a child before it execs); -1 with errno, *failed says where. */
 int cgroups_join(const struct cgroups *cg, const char **failed);
 /* The v1 freezer directory (pause/resume), or NULL. */
@@ -30,6 +30,8 @@ int cgroups_oom_fd(const struct cgroups *cg);
 /* Consumes what oom_fd says; the number of OOM kills since the last call (1 for a notification while the tasks
  * wait under_oom, the OOM killer disabled). */
 uint64_t cgroups_oom_kills(struct cgroups *cg);
+/* Whether the OOM killer has acted in the container's memory cgroup since it was made; limit: the limit written. */
+bool cgroups_oom_killed_since_create(const struct cgroups *cg, char *limit, size_t len);
 /* Removes the directories (later, by cgroups_retry_removals, while their last tasks are being reaped); frees cg. */
 void cgroups_destroy(struct cgroups *cg);
 /* Retries the removals that had to wait; true while some still wait (each is given up after 10 s). */

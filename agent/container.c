@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,6 +21,8 @@
 #include "proc.h"
 #include "pty.h"
 #include "relay.h"
+#include "rootfs.h"
+#include "seccomp_filter.h"
 #include "spec.h"
 #include "stdio.h"
 #include "sync.h"
@@ -175,9 +178,14 @@ static void sync_closed(struct proc *init)
 		reply_ok(init->pending, NULL);
 		init->pending.id = 0;
 	} else if (init->pending.id || c->phase == PHASE_SPAWNING) {
-		char msg[256];
-		snprintf(msg, sizeof msg, "container %s: the init process ended before it was %s", c->id,
-			 c->phase == PHASE_SPAWNING ? "ready for the hooks" : "created");
+		char msg[512], limit[128];
+		const char *when = c->phase == PHASE_SPAWNING ? "ready for the hooks" : "created";
+		/* As runc, a memory limit below what the container needs to start fails naming the limit. */
+		if (cgroups_oom_killed_since_create(c->cgroups, limit, sizeof limit))
+			snprintf(msg, sizeof msg, "container %s: memory limit of %s bytes: the OOM killer ended the init process "
+				 "before it was %s: the limit is below what the container needs to start", c->id, limit, when);
+		else
+			snprintf(msg, sizeof msg, "container %s: the init process ended before it was %s", c->id, when);
 		init_failed(init, 0, msg, true);
 	}
 }
@@ -222,8 +230,8 @@ static struct container *find(struct request *r)
 
 static const char *validate(const struct ctrspec *s)
 {
-	if (!s->ns_new[NS_MNT] && !s->ns_path[NS_MNT])
-		return "a mount namespace is required";
+	if (!ctrspec_own_mntns(s) && (s->nmasked || s->nreadonly_paths))
+		return "unable to restrict sys entries without a private MNT namespace";
 	if ((s->hostname || s->domainname) && !s->ns_new[NS_UTS] && !s->ns_path[NS_UTS])
 		return "cannot set the hostname without a private UTS namespace";
 	if (s->ns_new[NS_USER] && (!s->nuid_map || !s->ngid_map))
@@ -265,7 +273,14 @@ void op_create(struct request *r)
 		return;
 	}
 	int console = -1, sv[2] = { -1, -1 };
-	struct cgroups *cgroups = cgroups_create(id, records_get(&r->rec, "cgroup_path"), err, sizeof err);
+	bool rootfs_bound = false;
+	struct cgroups *cgroups = NULL;
+	struct seccomp_filter *seccomp = seccomp_compile(&r->rec, err, sizeof err);
+	if (!seccomp && err[0]) {
+		reply_error(r->to, errno, "container %s: %s", id, err);
+		goto fail;
+	}
+	cgroups = cgroups_create(id, records_get(&r->rec, "cgroup_path"), err, sizeof err);
 	if (!cgroups && err[0]) {
 		reply_error(r->to, errno, "container %s: %s", id, err);
 		goto fail;
@@ -282,6 +297,14 @@ void op_create(struct request *r)
 			goto fail;
 		}
 	}
+	/* Without a mount namespace the mounts go into the agent's own, all inside this bind, which goes at the end. */
+	if (!ctrspec_own_mntns(&s)) {
+		if (mount(s.rootfs, s.rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) {
+			reply_error(r->to, errno, "container %s: bind mount the rootfs %s: %s", id, s.rootfs, errtext(errno));
+			goto fail;
+		}
+		rootfs_bound = true;
+	}
 	if (sync_pair(sv) < 0) {
 		reply_error(r->to, errno, "container %s: socketpair: %s", id, errtext(errno));
 		goto fail;
@@ -289,15 +312,20 @@ void op_create(struct request *r)
 	struct container *c = ctr_add(id);
 	c->cgroups = cgroups;
 	c->freezer = cgroups_freezer(cgroups);
+	c->seccomp = seccomp;
 	cgroups = NULL; /* the container's now: ctr_forget destroys them */
+	seccomp = NULL;
 	oom_watch_container(c);
 	c->uid_map = join_lines(s.uid_map);
 	c->gid_map = join_lines(s.gid_map);
 	c->own_pidns = s.ns_new[NS_PID] || s.ns_path[NS_PID];
+	if (rootfs_bound)
+		c->shared_mntns_rootfs = xstrdup(s.rootfs);
+	rootfs_bound = false;
 	const char *finish = records_get(&r->rec, "finish");
 	c->finish_at_once = finish && !strcmp(finish, "1");
 	c->phase = PHASE_SPAWNING;
-	struct init_args a = { &s, sv[1], io, console, c->cgroups };
+	struct init_args a = { &s, sv[1], io, console, c->cgroups, c->seccomp };
 	bool adopted = caller_reaps_enabled();
 	pid_t pid = caller_reaps_fork(adopted);
 	if (pid == 0)
@@ -328,7 +356,10 @@ void op_create(struct request *r)
 	ctrspec_free(&s);
 	return;
 fail:
+	if (rootfs_bound)
+		rootfs_release(s.rootfs);
 	cgroups_destroy(cgroups);
+	seccomp_free(seccomp);
 	if (console >= 0)
 		close(console);
 	if (sv[0] >= 0)

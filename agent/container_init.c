@@ -46,7 +46,10 @@ static _Noreturn void stage2(const struct init_args *a)
 	char *state = child_expect(SYNC_CONTINUE, &len);
 	hooks_run(s, HOOK_CREATE_CONTAINER, state, len);
 	free(state);
-	rootfs_pivot(s->rootfs);
+	if (ctrspec_own_mntns(s))
+		rootfs_pivot(s->rootfs);
+	else
+		rootfs_chroot(s->rootfs);
 	rootfs_finish(s);
 	launch_chdir(p);
 	launch_rlimits(p);
@@ -62,7 +65,7 @@ static _Noreturn void stage2(const struct init_args *a)
 	state = child_expect(SYNC_START, &len);
 	hooks_run(s, HOOK_START_CONTAINER, state, len);
 	free(state);
-	launch_exec(p, path, a->sync_fd);
+	launch_exec(p, path, a->sync_fd, a->seccomp);
 }
 
 _Noreturn void container_init_stage1(const struct init_args *a)

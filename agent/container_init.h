@@ -14,6 +14,7 @@ struct init_args {
 	struct stdio_plan stdio;
 	int console_fd;	     /* connected console socket, or -1 */
 	const struct cgroups *cgroups; /* the container's, or NULL */
+	const struct seccomp_filter *seccomp; /* the container's, or NULL */
 };
 
 _Noreturn void container_init_stage1(const struct init_args *a);

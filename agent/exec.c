@@ -39,8 +39,10 @@ static const int join_order[] = { NS_IPC, NS_UTS, NS_NET, NS_CGROUP, NS_MNT, NS_
 struct exec_args {
 	const char *id;
 	const struct cgroups *cgroups;
+	const struct seccomp_filter *seccomp;
 	const struct procspec *proc;
 	int sync_fd, console_fd;
+	int root_fd; /* the init's root, when its mount namespace is the agent's (it chrooted): -1 otherwise */
 	struct stdio_plan stdio;
 	int ns[NS_COUNT];
 };
@@ -54,9 +56,9 @@ static _Noreturn void exec_child(const struct exec_args *a)
 	if (!caller_reaps_child())
 		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	stdio_install(&a->stdio);
-	int keep[5 + NS_COUNT] = { 0, 1, 2, a->sync_fd, a->console_fd };
+	int keep[6 + NS_COUNT] = { 0, 1, 2, a->sync_fd, a->console_fd, a->root_fd };
 	for (int i = 0; i < NS_COUNT; i++)
-		keep[5 + i] = a->ns[i];
+		keep[6 + i] = a->ns[i];
 	close_fds_except(keep, (int)ARRAY_LEN(keep));
 	const char *cgroup;
 	if (cgroups_join(a->cgroups, &cgroup) < 0)
@@ -72,6 +74,8 @@ static _Noreturn void exec_child(const struct exec_args *a)
 		if (a->ns[ns] >= 0 && setns(a->ns[ns], ns_info[ns].flag) < 0)
 			child_fail(errno, "exec: join the %s namespace", ns_info[ns].name);
 	}
+	if (a->root_fd >= 0 && (fchdir(a->root_fd) < 0 || chroot(".") < 0 || chdir("/") < 0))
+		child_fail(errno, "exec: enter the container's root");
 	/* Root of the user namespace (where 0 is mapped) until creds_apply picks the process's own ids. */
 	if (a->ns[NS_USER] >= 0 && setresgid(0, 0, 0) == 0)
 		(void)!setresuid(0, 0, 0);
@@ -85,7 +89,7 @@ static _Noreturn void exec_child(const struct exec_args *a)
 	launch_chdir(p);
 	launch_rlimits(p);
 	char *path = launch_lookup(p);
-	launch_exec(p, path, a->sync_fd);
+	launch_exec(p, path, a->sync_fd, a->seccomp);
 }
 
 static void on_message(struct proc *p, char tag, char *data, int fd)
@@ -185,7 +189,7 @@ void op_exec(struct request *r)
 	if (old)
 		proc_forget(old);
 
-	struct exec_args a = { .id = c->id, .cgroups = c->cgroups, .proc = &ps, .sync_fd = -1, .console_fd = -1 };
+	struct exec_args a = { .id = c->id, .cgroups = c->cgroups, .seccomp = c->seccomp, .proc = &ps, .sync_fd = -1, .console_fd = -1, .root_fd = -1 };
 	int sv[2] = { -1, -1 }, pidns = -1;
 	for (int i = 0; i < NS_COUNT; i++)
 		a.ns[i] = -1;
@@ -207,6 +211,15 @@ void op_exec(struct request *r)
 		if (!ns_is_agents(init->pid, ns) && (a.ns[ns] = ns_open(init->pid, ns)) < 0) {
 			reply_error(r->to, errno, "container %s: exec: open the %s namespace: %s", id, ns_info[ns].name,
 				    errtext(errno));
+			goto fail;
+		}
+	}
+	if (ns_is_agents(init->pid, NS_MNT)) {
+		char root[64];
+		snprintf(root, sizeof root, "/proc/%d/root", init->pid);
+		a.root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (a.root_fd < 0) {
+			reply_error(r->to, errno, "container %s: exec: open %s: %s", id, root, errtext(errno));
 			goto fail;
 		}
 	}
@@ -256,6 +269,8 @@ fail:
 	close_all(a.ns, NS_COUNT);
 	if (a.console_fd >= 0)
 		close(a.console_fd);
+	if (a.root_fd >= 0)
+		close(a.root_fd);
 	stdio_cancel(&a.stdio);
 	procspec_free(&ps);
 }

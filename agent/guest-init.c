@@ -57,7 +57,21 @@ static int mount_filesystems(void)
 			return -1;
 	}
 	/* The cgroup v1 freezer: what the agent pauses and resumes containers with (freezer.h). */
-	return mount_one("freezer", "cgroup", "/sys/fs/cgroup/freezer", NODEV_NOSUID | MS_NOEXEC, "freezer");
+	if (mount_one("freezer", "cgroup", "/sys/fs/cgroup/freezer", NODEV_NOSUID | MS_NOEXEC, "freezer") < 0)
+		return -1;
+	/* The other v1 hierarchies, where the container's linux.resources are applied (cgroups.h); a controller the
+	 * guest kernel lacks (or has as a module not loaded) is left out, and a setting that needs it refused. */
+	static const char *const controllers[] = { "cpu",     "cpuacct", "cpuset",  "memory",   "pids",
+						   "blkio",   "devices", "hugetlb", "net_cls", "net_prio", "rdma" };
+	for (size_t i = 0; i < ARRAY_LEN(controllers); i++) {
+		char target[64];
+		snprintf(target, sizeof target, "/sys/fs/cgroup/%s", controllers[i]);
+		if (mkdir(target, 0755) < 0 && errno != EEXIST)
+			return console_error("mkdir", target, errno);
+		if (mount(controllers[i], target, "cgroup", NODEV_NOSUID | MS_NOEXEC, controllers[i]) < 0)
+			rmdir(target);
+	}
+	return 0;
 }
 
 static int load_module(int dir_fd, const char *name)

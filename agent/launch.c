@@ -12,6 +12,7 @@
 
 #include "child.h"
 #include "creds.h"
+#include "seccomp_filter.h"
 #include "util.h"
 
 void launch_chdir(const struct procspec *p)
@@ -94,8 +95,25 @@ void launch_rlimits(const struct procspec *p)
 	}
 }
 
-_Noreturn void launch_exec(const struct procspec *p, const char *path, int sync_fd)
+/* The AppArmor profile and SELinux label the program execs into (runc's apparmor.ApplyProfile, SetExecLabel). */
+static void apply_lsm(const struct procspec *p)
 {
+	if (p->apparmor_profile) {
+		char text[1024];
+		snprintf(text, sizeof text, "exec %s", p->apparmor_profile);
+		if (write_file("/proc/self/attr/apparmor/exec", text) < 0 &&
+		    (errno != ENOENT || write_file("/proc/self/attr/exec", text) < 0))
+			child_fail(errno, "apply the AppArmor profile %s", p->apparmor_profile);
+	}
+	if (p->selinux_label && write_file("/proc/self/attr/exec", p->selinux_label) < 0)
+		child_fail(errno, "set the SELinux label %s", p->selinux_label);
+}
+
+_Noreturn void launch_exec(const struct procspec *p, const char *path, int sync_fd, const struct seccomp_filter *filter)
+{
+	apply_lsm(p);
+	if (!p->no_new_privs)
+		seccomp_install(filter);
 	creds_apply(p);
 	if (p->has_umask)
 		umask(p->umask);
@@ -106,6 +124,8 @@ _Noreturn void launch_exec(const struct procspec *p, const char *path, int sync_
 		child_init(3, NULL);
 	}
 	close_range(4, ~0u, 0);
+	if (p->no_new_privs)
+		seccomp_install(filter);
 	execve(path, p->argv, p->envp);
 	child_fail_plain(errno, "exec: \"%s\": %s", path, errtext(errno));
 }

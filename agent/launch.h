@@ -13,5 +13,9 @@ char *launch_lookup(const struct procspec *p);
  * for an init waiting for `start`, whose exec then finds its pages there (a microVM reads them from its disk). */
 void launch_prefetch(const char *path);
 void launch_rlimits(const struct procspec *p);
-/* Identity (creds.c), umask, closes every fd but 0-2 and the close-on-exec sync fd, execve. */
-_Noreturn void launch_exec(const struct procspec *p, const char *path, int sync_fd);
+/*
+ * Identity (creds.c), umask, closes every fd but 0-2 and the close-on-exec sync fd, installs the seccomp filter
+ * (NULL: none) and execs; without no_new_privs the filter goes in before the identity (it needs CAP_SYS_ADMIN).
+ */
+struct seccomp_filter;
+_Noreturn void launch_exec(const struct procspec *p, const char *path, int sync_fd, const struct seccomp_filter *filter);

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include "cgroups.h"
+#include "rootfs.h"
+#include "seccomp_filter.h"
 #include "loop.h"
 #include "relay.h"
 #include "util.h"
@@ -78,6 +80,10 @@ void ctr_forget(struct container *c)
 		close(c->pidns_fd);
 	loop_unwatch(c->oom_watch);
 	cgroups_destroy(c->cgroups);
+	seccomp_free(c->seccomp);
+	if (c->shared_mntns_rootfs)
+		rootfs_release(c->shared_mntns_rootfs);
+	free(c->shared_mntns_rootfs);
 	free(c->uid_map);
 	free(c->gid_map);
 	free(c->id);

@@ -60,6 +60,9 @@ struct container {
 	dev_t pidns_dev;
 	ino_t pidns_ino;
 	struct cgroups *cgroups; /* NULL where the host has no cgroup hierarchy */
+	struct seccomp_filter *seccomp; /* installed by each of its processes before execve; NULL: none */
+	/* Without a mount namespace of its own: the rootfs, whose bind (mounts and all) the agent detaches at the end. */
+	char *shared_mntns_rootfs;
 	const char *freezer;	 /* its freezer directory, or NULL */
 	struct watch *oom_watch;
 	bool create_failed; /* forgotten once reaped */

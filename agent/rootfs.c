@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "log.h"
 #include "util.h"
 
 /* Resolves path as if root were "/": no "..", absolute symlink or magic link leads out of it. */
@@ -143,6 +144,76 @@ static bool host_has_cgroup2(void)
 	return statfs("/sys/fs/cgroup", &sf) == 0 && sf.f_type == CGROUP2_SUPER_MAGIC;
 }
 
+/* path made absolute, with no "", "." or ".." component (".." stops at "/"). */
+static void clean_path(const char *path, char *out, size_t len)
+{
+	char copy[4096];
+	snprintf(copy, sizeof copy, "%s", path);
+	size_t n = 0;
+	out[0] = 0;
+	char *save = NULL;
+	for (char *part = strtok_r(copy, "/", &save); part; part = strtok_r(NULL, "/", &save)) {
+		if (!strcmp(part, ".")) {
+			continue;
+		} else if (!strcmp(part, "..")) {
+			while (n > 0 && out[--n] != '/')
+				;
+			out[n] = 0;
+		} else if (n + strlen(part) + 2 < len) {
+			n += (size_t)snprintf(out + n, len - n, "/%s", part);
+		}
+	}
+	if (!n)
+		snprintf(out, len, "/");
+}
+
+/* Where fd is, inside the rootfs root: "/proc" and the like, or "" when it cannot be told. */
+static void path_in_root(int root, int fd, char *out, size_t len)
+{
+	char link[64], rootpath[4096], path[4096];
+	ssize_t n = readlink(fd_path(root, link, sizeof link), rootpath, sizeof rootpath - 1);
+	ssize_t m = readlink(fd_path(fd, link, sizeof link), path, sizeof path - 1);
+	out[0] = 0;
+	if (n <= 0 || m <= 0)
+		return;
+	rootpath[n] = path[m] = 0;
+	size_t prefix = strcmp(rootpath, "/") ? (size_t)n : 0;
+	if (!strncmp(path, rootpath, prefix) && (path[prefix] == '/' || !path[prefix]))
+		snprintf(out, len, "%s", path[prefix] ? path + prefix : "/");
+}
+
+static bool is_fs(const char *path, long magic)
+{
+	struct statfs sf;
+	return statfs(path, &sf) == 0 && sf.f_type == magic;
+}
+
+/*
+ * runc's checkProcMount: over /proc only procfs, and inside it only the files lxcfs emulates; as an addition of
+ * runbox's, over /sys (the whole of it) only sysfs.
+ */
+static void check_proc_sys(const char *dest, const char *source, const struct mount_spec *m)
+{
+	static const char *const lxcfs_files[] = {
+		"/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+		"/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev", "/proc/sys/kernel/ns_last_pid",
+	};
+	if (!strcmp(dest, "/proc")) {
+		if (!is_fs(source, PROC_SUPER_MAGIC))
+			child_fail_plain(EINVAL, "mount %s on %s: \"%s\" cannot be mounted because it is not of type proc",
+					 source, m->dest, dest);
+	} else if (!strncmp(dest, "/proc/", 6)) {
+		for (size_t i = 0; i < ARRAY_LEN(lxcfs_files); i++)
+			if (!strcmp(dest, lxcfs_files[i]))
+				return;
+		child_fail_plain(EINVAL, "mount %s on %s: \"%s\" cannot be mounted because it is inside /proc", source,
+				 m->dest, dest);
+	} else if (!strcmp(dest, "/sys") && !is_fs(source, SYSFS_MAGIC)) {
+		child_fail_plain(EINVAL, "mount %s on %s: \"%s\" cannot be mounted because it is not of type sysfs",
+				 source, m->dest, dest);
+	}
+}
+
 static void mount_one(int root, const struct mount_spec *m)
 {
 	char path[64];
@@ -166,9 +237,20 @@ static void mount_one(int root, const struct mount_spec *m)
 			child_fail(errno, "mount %s: stat %s", m->dest, source);
 		file = !S_ISDIR(st.st_mode);
 	}
+	/* The destination as written (nothing is made inside /proc), then as resolved in the rootfs (symlinks). */
+	bool checked = bind || (strcmp(fstype, "proc") && strcmp(fstype, "sysfs") && strcmp(fstype, "cgroup2"));
+	char dest[4096];
+	if (checked) {
+		clean_path(m->dest, dest, sizeof dest);
+		check_proc_sys(dest, source, m);
+	}
 	int target = mount_point(root, m->dest, file);
 	if (target < 0)
 		child_fail(errno, "mount %s: mount point", m->dest);
+	if (checked) {
+		path_in_root(root, target, dest, sizeof dest);
+		check_proc_sys(dest, source, m);
+	}
 	if (bind) {
 		if (mount(source, fd_path(target, path, sizeof path), NULL, MS_BIND | (flags & MS_REC), NULL) < 0)
 			child_fail(errno, "mount %s on %s (bind)", source, m->dest);
@@ -260,11 +342,13 @@ static void make_parent_private(const char *rootfs)
 void rootfs_prepare(const struct ctrspec *s)
 {
 	unsigned long propagation = s->rootfs_propagation ? s->rootfs_propagation : MS_SLAVE | MS_REC;
-	if (mount(NULL, "/", NULL, propagation, NULL) < 0)
+	/* In the agent's own mount namespace nothing but the rootfs is touched: its bind holds every mount. */
+	if (ctrspec_own_mntns(s) && mount(NULL, "/", NULL, propagation, NULL) < 0)
 		child_fail(errno, "set the propagation of /");
-	if (propagation & MS_SHARED)
+	if (ctrspec_own_mntns(s) && (propagation & MS_SHARED))
 		make_parent_private(s->rootfs);
-	if (mount(s->rootfs, s->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
+	/* Without a mount namespace the agent has made this bind itself, to know what to detach. */
+	if (ctrspec_own_mntns(s) && mount(s->rootfs, s->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
 		child_fail(errno, "bind mount the rootfs %s", s->rootfs);
 	int root = open(s->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (root < 0)
@@ -299,6 +383,20 @@ void rootfs_pivot(const char *rootfs)
 		child_fail(errno, "chdir /");
 	close(oldroot);
 	close(newroot);
+}
+
+void rootfs_chroot(const char *rootfs)
+{
+	if (chdir(rootfs) < 0 || chroot(".") < 0)
+		child_fail(errno, "chroot %s", rootfs);
+	if (chdir("/") < 0)
+		child_fail(errno, "chdir /");
+}
+
+void rootfs_release(const char *rootfs)
+{
+	if (umount2(rootfs, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+		log_msg("cannot unmount the rootfs %s: %s", rootfs, errtext(errno));
 }
 
 static void write_sysctl(const char *setting)

@@ -91,6 +91,10 @@ int procspec_parse(const struct records *r, struct procspec *p, char *err, size_
 			p->oom_score_adj = (int)sn;
 		} else if (!strcmp(k, "terminal")) {
 			p->terminal = !strcmp(v, "1");
+		} else if (!strcmp(k, "apparmor_profile")) {
+			p->apparmor_profile = v;
+		} else if (!strcmp(k, "selinux_label")) {
+			p->selinux_label = v;
 		} else if (!strcmp(k, "console_socket")) {
 			p->console_socket = v;
 		} else if (!strcmp(k, "console_width") || !strcmp(k, "console_height")) {

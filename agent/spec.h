@@ -37,6 +37,7 @@ struct procspec {
 	const char *console_socket;
 	unsigned short width, height;
 	enum stdio_mode stdio;
+	const char *apparmor_profile, *selinux_label; /* applied at exec; NULL: none */
 	/* With stdio=inherit: take fds 0-2 from this (host) process instead of the agent's own, 0 for none. */
 	pid_t stdio_from_pid;
 };
@@ -90,6 +91,12 @@ int procspec_parse(const struct records *r, struct procspec *p, char *err, size_
 void procspec_free(struct procspec *p);
 int ctrspec_parse(const struct records *r, struct ctrspec *s, char *err, size_t errlen);
 void ctrspec_free(struct ctrspec *s);
+
+/* Whether the container has a mount namespace of its own (new or joined); without, it shares the agent's. */
+static inline bool ctrspec_own_mntns(const struct ctrspec *s)
+{
+	return s->ns_new[NS_MNT] || s->ns_path[NS_MNT];
+}
 
 /* Whether the container process runs in a user namespace other than the agent's. */
 static inline bool ctrspec_userns(const struct ctrspec *s)

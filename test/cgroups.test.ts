@@ -2,13 +2,14 @@
 // container's processes, seen at work (a fork bomb, a memory hog), changed by `runbox update`, gone after delete.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
 import { cgroupDir, cgroupsLeft, cgroupValue, memoryLimit, ownCgroup, UNIFIED } from './helpers/cgroups.js';
-import type { Linux } from '../src/oci/spec.js';
-import { TestEnv } from './helpers/runbox.js';
+import type { LinuxResources } from '../src/oci/linux-resources.js';
+import type { Linux, Spec } from '../src/oci/spec.js';
+import { errorMessage, processesMentioning, TestEnv } from './helpers/runbox.js';
 
 const MiB = 1024 * 1024;
 
@@ -91,7 +92,7 @@ test('a memory hog over memory.limit is killed by the OOM killer', async (t) => 
 test('a create that fails leaves no cgroup behind, whatever failed', async (t) => {
   const env = new TestEnv(t);
   const cases: Array<{ edit: (linux: Linux) => void; args?: string[]; error: RegExp }> = [
-    { edit: (linux) => (linux.resources = { ...linux.resources, cpu: { cpus: '999' } }), error: /container c-[^:]+: cgroup: write 999 to .*cpuset\.cpus/ },
+    { edit: (linux) => (linux.resources = { ...linux.resources, cpu: { cpus: '999' } }), error: /container c-[^:]+: linux\.resources\.cpu\.cpus: cgroup: write 999 to .*cpuset\.cpus/ },
     { edit: () => {}, args: ['/no/such/program'], error: /no such file or directory/ },
     { edit: (linux) => (linux.resources = { ...linux.resources, memory: { limit: 'lots' as unknown as number } }), error: /linux\.resources\.memory\.limit must be an integer/ },
   ];
@@ -171,6 +172,93 @@ test('features says which cgroups runbox applies, per driver', async (t) => {
   t.is(result.code, 0, result.stderr);
   const features = JSON.parse(result.stdout);
   t.deepEqual(features.linux.cgroup, { v1: true, v2: true, systemd: false, systemdUser: false });
-  t.regex(features.annotations['io.runbox.driver.emulated.cgroups'], /linux\.cgroupsPath; memory limit.*pids limit; OOM events; update/);
-  t.is(features.annotations['io.runbox.driver.qemu.cgroups'], 'not applied as cgroups');
+  t.regex(features.annotations['io.runbox.driver.emulated.cgroups'], /linux\.cgroupsPath; memory limit.*pids limit; blockIO; hugepageLimits; network; rdma; unified \(v2\); device rules \(v1\); OOM events; update/);
+  t.regex(features.annotations['io.runbox.driver.qemu.cgroups'], /linux\.cgroupsPath; memory limit.*pids limit; blockIO; hugepageLimits; network; rdma; unified \(v2\); device rules \(v1\); OOM events; update/);
+});
+
+test('memory limits as runc reads them: 0 sets none, one below what the init needs fails naming it, beyond int64 is refused', async (t) => {
+  const env = new TestEnv(t);
+  const { id } = await env.running(['sleep', '1000'], (spec) => {
+    spec.linux!.resources = { ...spec.linux!.resources, memory: { limit: 0, reservation: 0 } };
+  });
+  t.not(memoryLimit(await pidOf(env, id)), '0', 'a limit of 0 is no limit');
+  const cases: Array<[number, RegExp]> = [
+    [1, /^container c-[^:]+: memory limit of 1 bytes: the OOM killer ended the init process before it was ready for the hooks: the limit is below what the container needs to start$/],
+    [4096, /memory limit of 4096 bytes: the OOM killer ended the init process/],
+    [1e19, /^linux\.resources\.memory\.limit 10000000000000000000 is out of range: it must be an int64$/],
+  ];
+  for (const [limit, error] of cases) {
+    const parent = `/runbox-test-${env.id('cg')}`;
+    const bundle = env.bundle((spec) => {
+      spec.linux!.cgroupsPath = `${parent}/ctr`;
+      spec.linux!.resources = { ...spec.linux!.resources, memory: { limit } };
+    });
+    const result = await env.run(['create', '--bundle', bundle, env.id()]);
+    t.is(result.code, 1, String(limit));
+    t.regex(errorMessage(result.stderr), error);
+    t.deepEqual(cgroupsLeft(parent), []);
+  }
+});
+
+/** The first whole disk of the host (MAJ:MIN), for blockIO's per-device settings. */
+function diskDevice(): string {
+  const disk = readdirSync('/sys/block').find((name) => !/^(loop|ram|zram)/.test(name));
+  return readFileSync(`/sys/block/${disk}/dev`, 'utf8').trim();
+}
+
+test('blockIO throttles and device rules are applied where the host has their controllers', async (t) => {
+  const env = new TestEnv(t);
+  const [major, minor] = diskDevice().split(':').map(Number) as [number, number];
+  const edit = (spec: Spec) => {
+    spec.linux!.devices = [...(spec.linux!.devices ?? []), { path: '/dev/kmsg', type: 'c', major: 1, minor: 11, fileMode: 0o644 }];
+    spec.linux!.resources = {
+      ...spec.linux!.resources,
+      blockIO: { throttleReadBpsDevice: [{ major, minor, rate: 1048576 }], throttleWriteIOPSDevice: [{ major, minor, rate: 100 }] },
+      devices: [{ allow: false, access: 'rwm' }, { allow: true, type: 'c', major: 1, minor: 3, access: 'rwm' }],
+    };
+  };
+  if (UNIFIED) {
+    const result = await env.run(['run', '--bundle', env.bundle(edit), env.id()]);
+    t.is(result.code, 1);
+    t.regex(errorMessage(result.stderr), /linux\.resources\.devices: runbox does not apply device rules on cgroup v2/);
+    return;
+  }
+  const { id } = await env.running(['sleep', '1000'], edit);
+  const pid = await pidOf(env, id);
+  t.is(cgroupValue(pid, 'blkio', 'blkio.throttle.read_bps_device'), `${major}:${minor} 1048576`);
+  t.is(cgroupValue(pid, 'blkio', 'blkio.throttle.write_iops_device'), `${major}:${minor} 100`);
+  t.false(cgroupValue(pid, 'devices', 'devices.list').split('\n').includes('a *:* rwm'), 'not every device is allowed');
+  const exec = await env.run(['exec', id, 'sh', '-c', 'head -c 1 /dev/kmsg 2>&1; echo reached > /dev/null && echo null-ok']);
+  t.is(exec.stdout, 'head: /dev/kmsg: Operation not permitted\nnull-ok\n', 'a device the rules deny cannot be opened; /dev/null can');
+});
+
+test('a setting whose cgroup controller the host lacks is refused, naming it; nothing is left', async (t) => {
+  const env = new TestEnv(t);
+  const mounted = (controller: string) => controller !== 'cgroup v2' && (UNIFIED
+    ? readFileSync('/sys/fs/cgroup/cgroup.controllers', 'utf8').split(/\s+/).includes(controller)
+    : existsSync(join('/sys/fs/cgroup', controller)));
+  const cases: Array<[LinuxResources, string, RegExp]> = [
+    [{ hugepageLimits: [{ pageSize: '2MB', limit: 2097152 }] }, 'hugetlb', /linux\.resources\.hugepageLimits: the cgroup controller hugetlb is not mounted here/],
+    [{ network: { classID: 0x100001 } }, 'net_cls', UNIFIED ? /linux\.resources\.network needs the cgroup v1 net_cls and net_prio controllers/ : /linux\.resources\.network\.classID: the cgroup controller net_cls is not mounted here/],
+    [{ rdma: { mlx5_1: { hcaHandles: 3 } } }, 'rdma', /linux\.resources\.rdma\.mlx5_1: the cgroup controller rdma is not mounted here/],
+    [{ unified: { 'pids.max': '10' } }, UNIFIED ? 'pids' : 'cgroup v2', /linux\.resources\.unified needs cgroup v2: this host's cgroups are v1/],
+  ];
+  let refused = 0;
+  for (const [resources, controller, error] of cases) {
+    if (mounted(controller) && !(controller === 'net_cls' && UNIFIED)) continue;
+    refused++;
+    const parent = `/runbox-test-${env.id('cg')}`;
+    const bundle = env.bundle((spec) => {
+      spec.linux!.cgroupsPath = `${parent}/ctr`;
+      spec.linux!.resources = { ...spec.linux!.resources, ...resources };
+    });
+    const id = env.id();
+    const result = await env.run(['create', '--bundle', bundle, id]);
+    t.is(result.code, 1, controller);
+    t.regex(errorMessage(result.stderr), error);
+    t.deepEqual(cgroupsLeft(parent), []);
+    t.deepEqual(processesMentioning(id), []);
+  }
+  t.log(`${refused} of ${cases.length} settings refused on this host`);
+  t.is((await env.run(['list', '-q'])).stdout, '');
 });

@@ -1,7 +1,8 @@
 import test from 'ava';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { TestEnv } from './helpers/runbox.js';
+import type { Mount, Spec } from '../src/oci/spec.js';
+import { errorMessage, mountsUnder, processesMentioning, TestEnv } from './helpers/runbox.js';
 
 const PROBE = [
   'echo "hostname=$(hostname)"',
@@ -96,4 +97,103 @@ test('a mount destination cannot lead out of the rootfs through a symlink', asyn
   t.is(result.code, 1);
   t.regex(result.stderr, /escape/);
   t.deepEqual((await import('node:fs')).readdirSync(outside), [], 'nothing was created outside the rootfs');
+});
+
+test('no namespace listed: the container shares each of the runtime\'s (runtime-spec), chrooted; its mounts go with it', async (t) => {
+  const env = new TestEnv(t);
+  const types = ['cgroup', 'ipc', 'mnt', 'net', 'pid', 'user', 'uts'];
+  const { id, bundle } = await env.running(['sleep', '60'], (spec) => {
+    spec.linux!.namespaces = [];
+    delete spec.hostname;
+    delete spec.linux!.maskedPaths;
+    delete spec.linux!.readonlyPaths;
+  });
+  const pid = Number((await env.state(id)).pid);
+  for (const type of types) t.is(readlinkSync(`/proc/${pid}/ns/${type}`), readlinkSync(`/proc/self/ns/${type}`), type);
+  const exec = await env.run(['exec', id, 'sh', '-c', 'cat /etc/hostname; ls /proc/self/fd >/dev/null && echo proc-mounted']);
+  t.is(exec.code, 0, exec.stderr);
+  t.is(exec.stdout, 'runbox\nproc-mounted\n', 'an exec\'d process sees the container\'s rootfs and mounts');
+  t.not(mountsUnder(join(bundle, 'rootfs')).length, 0, 'the mounts are in the runtime\'s mount namespace');
+  t.is((await env.run(['delete', '--force', id])).code, 0);
+  t.deepEqual(mountsUnder(join(bundle, 'rootfs')), [], 'delete took them away');
+});
+
+test('without a mount namespace, masked and read-only paths are refused as runc refuses them', async (t) => {
+  const env = new TestEnv(t);
+  const bundle = env.bundle((spec) => {
+    spec.linux!.namespaces = spec.linux!.namespaces!.filter((ns) => ns.type !== 'mount');
+  });
+  const id = env.id();
+  const result = await env.run(['create', '--bundle', bundle, id]);
+  t.is(result.code, 1);
+  t.is(errorMessage(result.stderr), 'unable to restrict sys entries without a private MNT namespace');
+  t.deepEqual(mountsUnder(join(bundle, 'rootfs')), []);
+});
+
+test('a host directory cannot be bound over /proc (runc: "not of type proc") or /sys, nor anything inside /proc but lxcfs\'s files', async (t) => {
+  const env = new TestEnv(t);
+  const cases: Array<[Mount, RegExp | undefined]> = [
+    [{ destination: '/proc', type: 'bind', source: '/tmp', options: ['rbind'] }, /mount \/tmp on \/proc: "\/proc" cannot be mounted because it is not of type proc$/],
+    [{ destination: '/x/../proc/', type: 'bind', source: '/tmp', options: ['rbind'] }, /"\/proc" cannot be mounted because it is not of type proc$/],
+    [{ destination: '/sys', type: 'bind', source: '/tmp', options: ['rbind'] }, /mount \/tmp on \/sys: "\/sys" cannot be mounted because it is not of type sysfs$/],
+    [{ destination: '/proc/kcore', type: 'bind', source: '/etc/hostname', options: ['bind'] }, /"\/proc\/kcore" cannot be mounted because it is inside \/proc$/],
+    [{ destination: '/proc/uptime', type: 'bind', source: '/etc/hostname', options: ['bind'] }, undefined],
+    [{ destination: '/sys', type: 'bind', source: '/sys', options: ['rbind'] }, undefined],
+  ];
+  for (const [mount, error] of cases) {
+    const bundle = env.bundle((spec) => {
+      spec.process!.args = ['true'];
+      spec.mounts!.push(mount);
+    });
+    const result = await env.run(['run', '--bundle', bundle, env.id()]);
+    if (!error) {
+      t.is(result.code, 0, `${mount.destination}: ${result.stderr}`);
+      continue;
+    }
+    t.is(result.code, 1, mount.destination);
+    t.regex(errorMessage(result.stderr), error);
+  }
+  t.is((await env.run(['list', '-q'])).stdout, '');
+});
+
+test('an AppArmor profile or SELinux labels are refused where the kernel that would apply them has none (this host, a microVM)', async (t) => {
+  const env = new TestEnv(t);
+  const hostHasAppArmor = existsSync('/sys/module/apparmor/parameters/enabled') && readFileSync('/sys/module/apparmor/parameters/enabled', 'utf8').startsWith('Y');
+  const hostHasSelinux = existsSync('/sys/fs/selinux/enforce');
+  const cases: Array<[string, (spec: Spec) => void, RegExp, boolean]> = [
+    ['apparmorProfile', (spec) => (spec.process!.apparmorProfile = 'runbox-test'), /AppArmor profile "runbox-test" cannot be applied: AppArmor is not enabled on this host$/, hostHasAppArmor],
+    ['selinuxLabel', (spec) => (spec.process!.selinuxLabel = 'system_u:system_r:container_t:s0'), /selinux label is specified in config, but selinux is disabled or not supported: SELinux is not enabled on this host$/, hostHasSelinux],
+    ['mountLabel', (spec) => (spec.linux!.mountLabel = 'system_u:object_r:container_file_t:s0'), /linux\.mountLabel "system_u:object_r:container_file_t:s0" cannot be applied: selinux is disabled or not supported: SELinux is not enabled on this host$/, hostHasSelinux],
+  ];
+  for (const [field, edit, error, hostHasIt] of cases) {
+    for (const vm of [false, true]) {
+      const bundle = env.bundle((spec) => {
+        edit(spec);
+        if (vm) spec.annotations = { ...spec.annotations, 'io.runbox.driver': 'qemu', 'io.runbox.qemu.accel': 'tcg' };
+      });
+      const id = env.id();
+      const result = await env.run(['create', '--bundle', bundle, id]);
+      if (!vm && hostHasIt) {
+        t.log(`${field}: this host has it, so it is applied: not refused`);
+        await env.run(['delete', '--force', id]);
+        continue;
+      }
+      t.is(result.code, 1, `${field} (${vm ? 'qemu' : 'emulated'})`);
+      const message = errorMessage(result.stderr);
+      if (vm) t.regex(message, /the qemu driver's guest has no (AppArmor|SELinux) policy loaded$/);
+      else t.regex(message, error);
+      t.deepEqual(processesMentioning(id), [], 'nothing is left running');
+    }
+  }
+  t.is((await env.run(['list', '-q'])).stdout, '');
+});
+
+test('a time namespace, which runbox cannot make, is refused rather than dropped', async (t) => {
+  const env = new TestEnv(t);
+  const bundle = env.bundle((spec) => {
+    spec.linux!.namespaces!.push({ type: 'time' });
+  });
+  const result = await env.run(['create', '--bundle', bundle, env.id()]);
+  t.is(result.code, 1);
+  t.is(errorMessage(result.stderr), 'namespace type "time" is not supported');
 });

@@ -214,3 +214,29 @@ test('a program missing from the image fails create inside the VM, and nothing i
   const { id, message } = await failedCreate(t, env, {}, ['/bin/no-such-program']);
   t.is(message, `container ${id}: exec: "/bin/no-such-program": stat /bin/no-such-program: no such file or directory`);
 });
+
+test('linux.resources are applied in the guest\'s cgroups: pids.limit stops a fork bomb, the memory limit is the container\'s; unified is refused', async (t) => {
+  const env = new TestEnv(t);
+  const running = env.id();
+  const bundle = env.bundle((spec) => {
+    inVm(spec);
+    spec.linux!.resources = { pids: { limit: 8 }, memory: { limit: 40 * 2 ** 20 }, cpu: { shares: 512, cpus: '1' } };
+    spec.process!.args = ['sh', '-c', [
+      // The guest's hierarchies, bound at /sys/fs/cgroup (the container's own cgroup namespace shows it as /).
+      `cat /sys/fs/cgroup/memory/runbox/${running}/memory.limit_in_bytes`,
+      'for i in 1 2 3 4 5 6 7 8 9 10; do sleep 2 & done 2>&1 | sort -u',
+    ].join('; ')];
+  });
+  const result = await env.run(['run', '--bundle', bundle, running]);
+  t.is(result.code, 0, result.stderr);
+  t.is(result.stdout, `${40 * 2 ** 20}\nsh: can't fork: Resource temporarily unavailable\n`);
+  const refused = env.bundle((spec) => {
+    inVm(spec);
+    spec.linux!.resources = { unified: { 'memory.high': '1000000' } };
+  });
+  const id = env.id();
+  const failed = await env.run(['create', '--bundle', refused, id]);
+  t.is(failed.code, 1);
+  t.regex(errorMessage(failed.stderr), /linux\.resources\.unified needs cgroup v2/);
+  assertNothingLeft(t, env, id);
+});

@@ -4,9 +4,11 @@ import { isAbsolute, resolve } from 'node:path';
 import { capabilityMask } from '../oci/capabilities.js';
 import { parseMountOptions, rootfsPropagation } from '../oci/mount-options.js';
 import { rlimitNumber } from '../oci/rlimits.js';
+import { seccompFilter } from '../oci/seccomp.js';
 import type { Hook, Process, Spec } from '../oci/spec.js';
 import { UNIT_SEPARATOR as US, type RecordList } from './agent-records.js';
 import type { StdioMode } from './driver.js';
+import { seccompRecords } from './seccomp-records.js';
 
 const NAMESPACE_NAMES: Record<string, string> = {
   pid: 'pid', network: 'net', mount: 'mount', ipc: 'ipc', uts: 'uts', user: 'user', cgroup: 'cgroup',
@@ -66,6 +68,12 @@ function hookRecords(phase: string, hooks: Hook[] | undefined): RecordList {
   return records;
 }
 
+/** runc's label.FormatMountLabel: linux.mountLabel as the context of the filesystems it mounts itself. */
+function labelled(data: string, type: string, flags: number, mountLabel: string | undefined): string {
+  if (!mountLabel || flags & 0x1000 || ['bind', 'proc', 'sysfs', 'mqueue', 'cgroup', 'cgroup2'].includes(type)) return data;
+  return [data, `context="${mountLabel}"`].filter(Boolean).join(',');
+}
+
 /** `bundle` resolves relative bind-mount sources, as the runtime-spec says. */
 export function createRecords(id: string, spec: Spec, bundle: string, stdio: StdioMode, consoleSocket?: string): RecordList {
   const linux = spec.linux ?? {};
@@ -88,7 +96,7 @@ export function createRecords(id: string, spec: Spec, bundle: string, stdio: Std
     if (type === 'bind' || options.flags & 0x1000) {
       if (source && !isAbsolute(source)) source = resolve(bundle, source);
     }
-    records.push(['mount', [mount.destination, source, type, options.flags, options.propagation, options.data].join(US)]);
+    records.push(['mount', [mount.destination, source, type, options.flags, options.propagation, labelled(options.data, type, options.flags, linux.mountLabel)].join(US)]);
   }
   const devices = new Map<string, string>();
   for (const [path, major, minor] of DEFAULT_DEVICES) devices.set(path, [path, 'c', major, minor, '666', 0, 0].join(US));
@@ -100,6 +108,7 @@ export function createRecords(id: string, spec: Spec, bundle: string, stdio: Std
   for (const path of linux.maskedPaths ?? []) records.push(['masked', path]);
   for (const path of linux.readonlyPaths ?? []) records.push(['readonly_path', path]);
   for (const [key, value] of Object.entries(linux.sysctl ?? {})) records.push(['sysctl', `${key}=${value}`]);
+  records.push(...seccompRecords(seccompFilter(linux.seccomp)));
   records.push(...hookRecords('create_container', spec.hooks?.createContainer));
   records.push(...hookRecords('start_container', spec.hooks?.startContainer));
   records.push(...processRecords(spec.process!, stdio, consoleSocket));

@@ -6,6 +6,8 @@ import { FrameTooLargeError, MAX_PAYLOAD } from './agent-frame.js';
 import { createRecords, processRecords } from './agent-records-from-spec.js';
 import { cgroupPathRecords, cgroupResourceRecords, type CgroupMode } from './cgroup-records.js';
 import { UNIT_SEPARATOR, type RecordList, type Records } from './agent-records.js';
+import { hostLsm } from './host-lsm.js';
+import { checkMountLabel, processLsmRecords, type LsmSupport } from './lsm-records.js';
 import {
   SandboxError, type ContainerConfig, type ExecConfig, type ExitStatus, type ProcessOutput, type ProcessState,
   type ProcessStatus, type RunningProcess, type Sandbox, type SandboxHandle, type Stats,
@@ -53,13 +55,25 @@ export class AgentSandbox implements Sandbox {
 
   /** The `create` request for a container; a driver whose agent sees the container elsewhere adapts it. */
   protected createRequest(config: ContainerConfig): RecordList {
+    checkMountLabel(config.spec, this.lsm());
     const records: RecordList = [
       ...createRecords(config.id, config.spec, config.bundle, config.stdio, config.consoleSocket),
+      ...processLsmRecords(config.spec.process!, this.lsm()),
       ...(config.finish ? [['finish', '1'] as [string, string]] : []),
     ];
     if (!this.cgroups) return records;
     const linux = config.spec.linux;
-    return [...records, ...cgroupPathRecords(linux?.cgroupsPath), ...cgroupResourceRecords(linux?.resources, this.cgroups)];
+    return [...records, ...cgroupPathRecords(linux?.cgroupsPath), ...this.resourceRecords(linux?.resources, this.cgroups)];
+  }
+
+  /** The security modules the agent's kernel enforces (the host's, for an agent on the host). */
+  protected lsm(): LsmSupport {
+    return hostLsm();
+  }
+
+  /** linux.resources as `cgroup_set` records; a driver whose agent sees other CPUs adapts them. */
+  protected resourceRecords(resources: LinuxResources | undefined, mode: CgroupMode): RecordList {
+    return cgroupResourceRecords(resources, mode);
   }
 
   async createContainer(config: ContainerConfig, output?: ProcessOutput): Promise<RunningProcess> {
@@ -94,6 +108,7 @@ export class AgentSandbox implements Sandbox {
     const records: RecordList = [
       ['op', 'exec'], ['id', config.containerId], ['exec_id', config.execId],
       ...processRecords(config.process, config.stdio, config.consoleSocket),
+      ...processLsmRecords(config.process, this.lsm()),
       ...(config.stdio === 'inherit' ? this.callerStdioRecords() : []),
     ];
     return this.started(this.attach(records, config.stdio === 'stream' ? output : undefined));
@@ -164,7 +179,7 @@ export class AgentSandbox implements Sandbox {
 
   async update(id: string, resources: LinuxResources): Promise<void> {
     if (!this.cgroups) throw new SandboxError(`container ${id}: the ${this.handle.driver} driver cannot change resource limits`, 95);
-    await this.call([['op', 'update'], ['id', id], ...cgroupResourceRecords(resources, this.cgroups)]);
+    await this.call([['op', 'update'], ['id', id], ...this.resourceRecords(resources, this.cgroups)]);
   }
 
   async onOom(listener: (containerId: string) => void): Promise<void> {

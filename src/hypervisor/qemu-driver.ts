@@ -181,6 +181,7 @@ export class QemuDriver implements Driver {
     terminal: true,
     ownKernel: true,
     hookStateLimit: HOOK_STATE_LIMIT,
+    cgroups: true,
   };
 
   private readonly templates = new TemplateStore(basename(QEMU_BINARY));

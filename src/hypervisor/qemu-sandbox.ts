@@ -2,9 +2,12 @@
 // the container's rootfs is (a disk the agent mounts) and that the VM powers off once the container's init has
 // exited, leaving its exit status in a host file. ExitedSandbox answers from that file afterwards.
 import { readFileSync } from 'node:fs';
+import type { LinuxResources } from '../oci/linux-resources.js';
 import type { AgentClient } from './agent-client.js';
 import { UNIT_SEPARATOR, type RecordList } from './agent-records.js';
 import { AgentSandbox } from './agent-sandbox.js';
+import type { CgroupMode } from './cgroup-records.js';
+import type { LsmSupport } from './lsm-records.js';
 import {
   SandboxError, type ContainerConfig, type ExecConfig, type ExitStatus, type ProcessOutput, type ProcessStatus, type RunningProcess,
   type Sandbox, type SandboxHandle, type Stats,
@@ -59,7 +62,18 @@ export class QemuSandbox extends AgentSandbox {
     /** Resolves once QEMU has exited (or a short while has passed). */
     private readonly vmGone: () => Promise<void>,
   ) {
-    super(handle, client, onDestroy);
+    // The guest agent applies linux.resources in the guest's cgroup v1 hierarchies (guest-init.c mounts them).
+    super(handle, client, onDestroy, 'v1');
+  }
+
+  /** The guest kernel has no AppArmor policy and no SELinux policy loaded. */
+  protected override lsm(): LsmSupport {
+    return { appArmor: 'the qemu driver\'s guest has no AppArmor policy loaded', selinux: 'the qemu driver\'s guest has no SELinux policy loaded' };
+  }
+
+  /** cpu.cpus and cpu.mems name host CPUs and nodes: in the VM they are its vCPU count (qemu-resources.ts). */
+  protected override resourceRecords(resources: LinuxResources | undefined, mode: CgroupMode): RecordList {
+    return super.resourceRecords(resources, mode).filter(([, value]) => !value.startsWith(`cpuset${UNIT_SEPARATOR}`));
   }
 
   protected override createRequest(config: ContainerConfig): RecordList {

@@ -1,4 +1,5 @@
 import { KNOWN_CAPABILITIES } from './capabilities.js';
+import { seccompFeatures } from './seccomp.js';
 
 const MOUNT_OPTIONS = [
   'async', 'atime', 'bind', 'defaults', 'dev', 'diratime', 'dirsync', 'exec', 'lazytime', 'loud', 'mand', 'noatime',
@@ -8,7 +9,8 @@ const MOUNT_OPTIONS = [
 ];
 
 const CGROUPS_APPLIED = 'cgroupfs (v1, or v2 where unified): linux.cgroupsPath; memory limit, reservation, swap, swappiness, '
-  + 'disableOOMKiller; cpu shares, quota, period, realtime, cpus, mems; pids limit; OOM events; update';
+  + 'disableOOMKiller; cpu shares, quota, period, realtime, cpus, mems; pids limit; blockIO; hugepageLimits; network; rdma; '
+  + 'unified (v2); device rules (v1); OOM events; update';
 
 /** The runtime-spec features document (features.md), with what each driver isolates stated as annotations. */
 export function features(version: string, drivers: Array<{ name: string; isolation: string; description: string; cgroups?: boolean }>) {
@@ -27,9 +29,10 @@ export function features(version: string, drivers: Array<{ name: string; isolati
       namespaces: ['cgroup', 'ipc', 'mount', 'network', 'pid', 'user', 'uts'],
       capabilities: [...KNOWN_CAPABILITIES],
       cgroup: { v1: true, v2: true, systemd: false, systemdUser: false },
-      seccomp: { enabled: false },
-      apparmor: { enabled: false },
-      selinux: { enabled: false },
+      seccomp: seccompFeatures(),
+      // Supported (features-linux.md: not a statement about this host): applied where the kernel enforces them.
+      apparmor: { enabled: true },
+      selinux: { enabled: true },
     },
     annotations,
   };

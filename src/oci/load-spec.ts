@@ -3,17 +3,15 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { KNOWN_CAPABILITIES } from './capabilities.js';
 import { validateResources } from './linux-resources.js';
 import { KNOWN_RLIMITS } from './rlimits.js';
+import { seccompFilter } from './seccomp.js';
 import type { HookName, Process, Spec } from './spec.js';
+import { SpecError } from './spec-error.js';
 
 const HOOK_NAMES: HookName[] = ['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop'];
-const NAMESPACE_TYPES = new Set(['pid', 'network', 'mount', 'ipc', 'uts', 'user', 'cgroup', 'time']);
+// No time namespace: runbox cannot make one (runc 1.1 refuses it too), and a type it cannot make is refused, not dropped.
+const NAMESPACE_TYPES = new Set(['pid', 'network', 'mount', 'ipc', 'uts', 'user', 'cgroup']);
 
-export class SpecError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'SpecError';
-  }
-}
+export { SpecError };
 
 /**
  * Reads BUNDLE/config.json and checks what runc checks before it creates anything, with runc's wording, so a
@@ -84,8 +82,13 @@ export function validateSpec(spec: Spec, bundle: string): void {
     }
   }
   if (spec.hostname && !seen.has('uts')) throw new SpecError('unable to set hostname without a new UTS namespace');
+  // Without a mount namespace the container shares the runtime's (runtime-spec: a type not listed is inherited).
+  if (!seen.has('mount') && (spec.linux?.maskedPaths?.length || spec.linux?.readonlyPaths?.length)) {
+    throw new SpecError('unable to restrict sys entries without a private MNT namespace');
+  }
   if (spec.linux?.cgroupsPath !== undefined && typeof spec.linux.cgroupsPath !== 'string') throw new SpecError('linux.cgroupsPath must be a string');
   validateResources(spec.linux?.resources);
+  seccompFilter(spec.linux?.seccomp);
 }
 
 /** What runc checks of a process: config.json's, or the one `exec --process` reads from a file. */
