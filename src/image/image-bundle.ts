@@ -48,7 +48,7 @@ async function writeBundle(
       throw new Error(`image config ${image.config.digest} has ${diffIds.length} diff_ids for ${image.layers.length} layers`);
     }
     const layers = image.layers.map((layer, i) => ({ digest: layer.digest, mediaType: layer.mediaType, diffId: diffIds[i] }));
-    await worker.unpack(rootfs, layers, blobs.feedLayer);
+    await worker.unpack(rootfs, layers, blobs.feedLayer, store.limits);
     const spec = await specFromImageConfig(config, rootfs, overrides);
     writeFileAtomic(join(partial.path, 'config.json'), JSON.stringify(spec, null, 2), 0o644);
     partial.publish();

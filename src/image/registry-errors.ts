@@ -1,5 +1,5 @@
 // What can go wrong talking to a registry, as a user can act on it. Messages never carry credentials.
-export type RegistryErrorKind = 'not-found' | 'unauthorized' | 'unreachable' | 'protocol' | 'digest-mismatch' | 'no-platform' | 'insecure';
+export type RegistryErrorKind = 'not-found' | 'unauthorized' | 'unreachable' | 'protocol' | 'digest-mismatch' | 'no-platform' | 'insecure' | 'limit';
 
 export class RegistryError extends Error {
   constructor(readonly kind: RegistryErrorKind, message: string, readonly transient = false) {

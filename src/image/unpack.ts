@@ -1,11 +1,14 @@
 // Applying image layers, in order, onto an empty rootfs. This is a security boundary: see unpack-paths.ts for how
-// entry names stay inside the rootfs, unpack-entries.ts for how each node is written.
-import { createHash } from 'node:crypto';
+// entry names stay inside the rootfs, unpack-entries.ts for how each node is written, image-limits.ts for what a
+// layer may take.
 import { futimesSync } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { extract } from 'tar-stream';
+import { digestHasher, parseDigest } from './digest.js';
+import { noRoom } from './free-space.js';
+import { DEFAULT_IMAGE_LIMITS, limitText, type ImageLimits } from './image-limits.js';
 import { openTarStream } from './unpack-decompress.js';
 import { applyEntry, withPaxOverrides, type LayerProgress } from './unpack-entries.js';
 import { EntryRefused, RootfsResolver, shortName } from './unpack-paths.js';
@@ -22,6 +25,8 @@ export interface LayerSource {
 export interface UnpackOptions {
   /** Where non-fatal notes go (an xattr that could not be kept); stderr by default. */
   warn?: (message: string) => void;
+  /** Bytes and entries the layers may unpack to (DEFAULT_IMAGE_LIMITS by default). */
+  limits?: ImageLimits;
 }
 
 export class UnpackError extends Error {
@@ -43,7 +48,12 @@ function reasonOf(error: unknown): string {
   return (error as Error).message;
 }
 
-async function applyLayer(layer: LayerSource, resolver: RootfsResolver, warn: (message: string) => void): Promise<void> {
+/** Bytes of uncompressed tar the image has unpacked so far, against its limit. */
+interface ImageBudget {
+  used: number;
+}
+
+async function applyLayer(layer: LayerSource, resolver: RootfsResolver, budget: ImageBudget, limits: ImageLimits, warn: (message: string) => void): Promise<void> {
   let current: string | undefined;
   const progress: LayerProgress = {
     written: new Set(),
@@ -53,30 +63,45 @@ async function applyLayer(layer: LayerSource, resolver: RootfsResolver, warn: (m
   };
   let stream;
   try {
+    if (layer.diffId !== undefined) parseDigest(layer.diffId);
     stream = await openTarStream(await layer.open(), layer.mediaType);
   } catch (error) {
     throw new UnpackError(layer.digest, undefined, (error as Error).message);
   }
-  const uncompressed = layer.diffId ? createHash('sha256') : undefined;
-  if (uncompressed) stream.tar.on('data', (chunk: Buffer) => uncompressed.update(chunk));
+  const uncompressed = layer.diffId !== undefined ? digestHasher(layer.diffId) : undefined;
   const entries = extract();
   const failed = (error: Error) => entries.destroy(error);
+  let bytes = 0;
+  stream.tar.on('data', (chunk: Buffer) => {
+    uncompressed?.update(chunk);
+    bytes += chunk.length;
+    budget.used += chunk.length;
+    if (bytes > limits.layerBytes) failed(new UnpackError(layer.digest, undefined, `its uncompressed tar is over ${limitText(limits, 'layerBytes')}`));
+    else if (budget.used > limits.imageBytes) failed(new UnpackError(layer.digest, undefined, `the image's uncompressed layers are over ${limitText(limits, 'imageBytes')}`));
+  });
   stream.finished.catch(failed);
   stream.tar.once('error', failed);
   stream.tar.pipe(entries as unknown as NodeJS.WritableStream);
+  let count = 0;
   try {
     for await (const entry of entries) {
       current = entry.header.name;
       resolver.settle();
-      if (isWhiteout(current)) applyWhiteout(resolver, current, progress);
-      else await applyEntry(resolver, withPaxOverrides(entry.header), entry as AsyncIterable<Buffer>, progress);
+      if (++count > limits.layerEntries) throw new UnpackError(layer.digest, undefined, `it has more entries than ${limitText(limits, 'layerEntries')}`);
+      if (isWhiteout(current)) {
+        applyWhiteout(resolver, current, progress);
+      } else {
+        const full = noRoom(resolver.rootfs, entry.header.type === 'file' || entry.header.type === 'contiguous-file' ? entry.header.size ?? 0 : 0, 1);
+        if (full) throw new EntryRefused(full);
+        await applyEntry(resolver, withPaxOverrides(entry.header), entry as AsyncIterable<Buffer>, progress);
+      }
       entry.resume();
     }
     await stream.finished;
     current = undefined;
     if (uncompressed) {
       await finished(stream.tar);
-      const diffId = `sha256:${uncompressed.digest('hex')}`;
+      const diffId = `${parseDigest(layer.diffId!).algorithm}:${uncompressed.digest('hex')}`;
       if (diffId !== layer.diffId) throw new UnpackError(layer.digest, undefined, `its uncompressed content is ${diffId}, not the image config's diff_id ${layer.diffId}`);
     }
     for (const [real, mtime] of progress.directoryTimes) {
@@ -107,10 +132,12 @@ export async function unpackLayers(layers: LayerSource[], target: string, option
   const rootfs = resolve(target);
   await ensureEmpty(rootfs);
   const warn = options.warn ?? ((message: string) => process.stderr.write(`runbox: ${message}\n`));
+  const limits = options.limits ?? DEFAULT_IMAGE_LIMITS;
+  const budget: ImageBudget = { used: 0 };
   let resolver: RootfsResolver | undefined;
   try {
     resolver = new RootfsResolver(rootfs);
-    for (const layer of layers) await applyLayer(layer, resolver, warn);
+    for (const layer of layers) await applyLayer(layer, resolver, budget, limits, warn);
   } catch (error) {
     resolver?.close();
     resolver = undefined;
