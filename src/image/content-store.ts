@@ -171,6 +171,8 @@ export class ContentStore {
     let offset = startOffset;
     let written = startOffset;
     let failures = 0;
+    // Requests since the last progress, for the message: each open may have been tried several times itself.
+    let attempts = 0;
     const retries = options.retries ?? 4;
     options.onProgress?.(offset);
     for (;;) {
@@ -204,14 +206,16 @@ export class ContentStore {
       } catch (error) {
         if (error instanceof DigestMismatchError || (error instanceof RegistryError && !error.transient)) throw error;
         failures = written > before ? 1 : failures + 1;
-        if (failures > retries) throw error instanceof RegistryError ? error : new RegistryError('unreachable', `download broke off: ${(error as Error).message}`, true);
+        attempts = (written > before ? 0 : attempts) + (error instanceof RegistryError ? error.attempts : 1);
+        if (failures > retries) throw (error instanceof RegistryError ? error : new RegistryError('unreachable', `download broke off: ${(error as Error).message}`, true)).tried(attempts);
         await (options.backoff?.(failures) ?? Promise.resolve());
         continue;
       }
       if (complete && offset >= options.size) break;
       // The body ended short of the size: resume from where it stopped.
       failures = written > before ? 1 : failures + 1;
-      if (failures > retries) throw new RegistryError('unreachable', `download ended at ${offset} of ${options.size} bytes`, true);
+      attempts = (written > before ? 0 : attempts) + 1;
+      if (failures > retries) throw new RegistryError('unreachable', `download ended at ${offset} of ${options.size} bytes`, true).tried(attempts);
       await (options.backoff?.(failures) ?? Promise.resolve());
     }
     if (offset < written) throw new DigestMismatchError(digest, `a blob of ${offset} bytes sent after ${written} bytes of it`);

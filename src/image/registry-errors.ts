@@ -2,8 +2,20 @@
 export type RegistryErrorKind = 'not-found' | 'unauthorized' | 'unreachable' | 'protocol' | 'digest-mismatch' | 'no-platform' | 'insecure' | 'limit';
 
 export class RegistryError extends Error {
-  constructor(readonly kind: RegistryErrorKind, message: string, readonly transient = false) {
-    super(message);
+  constructor(
+    readonly kind: RegistryErrorKind,
+    /** The message without the number of attempts. */
+    readonly reason: string,
+    readonly transient = false,
+    /** How many times the request was made before this error was given up on. */
+    readonly attempts = 1,
+  ) {
+    super(attempts > 1 ? `${reason} (tried ${attempts} times)` : reason);
+  }
+
+  /** The same error, after `attempts` attempts in all. */
+  tried(attempts: number): RegistryError {
+    return new RegistryError(this.kind, this.reason, this.transient, attempts);
   }
 }
 
