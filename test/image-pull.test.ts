@@ -2,8 +2,11 @@ import test from 'ava';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { MediaType } from '../src/image/media-types.js';
+import { formatPlatform, hostPlatform } from '../src/image/platform.js';
 import { errorMessage, TestEnv } from './helpers/runbox.js';
 import { FIXTURE_OCI, multiArchLayout, push, startRegistry } from './helpers/registry.js';
+import { craftedLayer, craftImage, startTinyRegistry } from './helpers/tiny-registry.js';
 
 interface Listed {
   name: string;
@@ -178,6 +181,19 @@ test('image rm frees what no other image uses; prune drops what nothing referenc
   t.deepEqual(JSON.parse(pruned.stdout), { freed: 0 });
   const run = await env.run(['run', '--image', one, '--store', store, '--rm', env.id(), '--', 'true']);
   t.is(run.code, 0, run.stderr);
+});
+
+test('an index that holds only a nested index says so, instead of listing the platform it did not follow', async (t) => {
+  const env = new TestEnv(t);
+  const registry = await startTinyRegistry(t);
+  const image = craftImage(registry, 'nested', 'inner', [await craftedLayer([{ header: { name: 'a', type: 'file' }, content: 'a' }])]);
+  const platform = hostPlatform();
+  const inner = registry.manifest('nested', { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [{ mediaType: MediaType.ociManifest, ...image.manifest, platform }] });
+  registry.manifest('nested', { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [{ mediaType: MediaType.ociIndex, digest: inner.digest, size: inner.size, platform }] }, 'outer');
+  const ref = `${registry.host}/nested:outer`;
+  const pulled = await env.run(['image', 'pull', '-q', '--store', join(env.dir, 'store'), ref]);
+  t.is(pulled.code, 1);
+  t.is(errorMessage(pulled.stderr), `image ${ref}: no manifest for platform ${formatPlatform(platform)} (the index has none; nested indexes are not followed: ${inner.digest})`);
 });
 
 test('a registry that never answers: the error says how many times it was tried', async (t) => {

@@ -85,7 +85,9 @@ export class Puller {
       const index = parseIndex(top.bytes);
       const entry = selectPlatform(index, wanted, platformMatches);
       if (!entry) {
-        throw new RegistryError('no-platform', `no manifest for platform ${formatPlatform(wanted)} (the index has ${availablePlatforms(index).join(', ') || 'none'})`);
+        const nested = index.manifests.filter((m) => isIndexMediaType(m.mediaType)).map((m) => m.digest);
+        const followed = nested.length > 0 ? `; nested indexes are not followed: ${nested.join(', ')}` : '';
+        throw new RegistryError('no-platform', `no manifest for platform ${formatPlatform(wanted)} (the index has ${availablePlatforms(index).join(', ') || 'none'}${followed})`);
       }
       manifest = await fetchManifest(this.client, endpoint, ref.repository, entry.digest, entry.digest);
       if (isIndexMediaType(manifest.mediaType)) throw new RegistryError('protocol', `index entry ${entry.digest} is an index, not a manifest`);
