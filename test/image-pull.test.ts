@@ -1,8 +1,12 @@
 import test from 'ava';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { MediaType } from '../src/image/media-types.js';
+import { formatPlatform, hostPlatform } from '../src/image/platform.js';
 import { errorMessage, TestEnv } from './helpers/runbox.js';
 import { FIXTURE_OCI, multiArchLayout, push, startRegistry } from './helpers/registry.js';
+import { craftedLayer, craftImage, startTinyRegistry } from './helpers/tiny-registry.js';
 
 interface Listed {
   name: string;
@@ -129,7 +133,7 @@ test('unknown tags, unknown repositories and unreachable registries are one-line
   t.regex(errorMessage(repo.stderr), /^image .*\/nothing\/here:latest: manifest latest not found \((NAME|MANIFEST)_UNKNOWN/);
 
   const closed = await env.run(['image', 'pull', '--store', store, '127.0.0.1:1/busybox']);
-  t.is(errorMessage(closed.stderr), 'image 127.0.0.1:1/busybox:latest: cannot reach 127.0.0.1:1: ECONNREFUSED');
+  t.is(errorMessage(closed.stderr), 'image 127.0.0.1:1/busybox:latest: cannot reach 127.0.0.1:1: ECONNREFUSED (tried 5 times)');
 
   const bad = await env.run(['image', 'pull', '--store', store, 'Bad/Name']);
   t.regex(errorMessage(bad.stderr), /invalid image reference "Bad\/Name"/);
@@ -177,4 +181,32 @@ test('image rm frees what no other image uses; prune drops what nothing referenc
   t.deepEqual(JSON.parse(pruned.stdout), { freed: 0 });
   const run = await env.run(['run', '--image', one, '--store', store, '--rm', env.id(), '--', 'true']);
   t.is(run.code, 0, run.stderr);
+});
+
+test('an index that holds only a nested index says so, instead of listing the platform it did not follow', async (t) => {
+  const env = new TestEnv(t);
+  const registry = await startTinyRegistry(t);
+  const image = craftImage(registry, 'nested', 'inner', [await craftedLayer([{ header: { name: 'a', type: 'file' }, content: 'a' }])]);
+  const platform = hostPlatform();
+  const inner = registry.manifest('nested', { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [{ mediaType: MediaType.ociManifest, ...image.manifest, platform }] });
+  registry.manifest('nested', { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [{ mediaType: MediaType.ociIndex, digest: inner.digest, size: inner.size, platform }] }, 'outer');
+  const ref = `${registry.host}/nested:outer`;
+  const pulled = await env.run(['image', 'pull', '-q', '--store', join(env.dir, 'store'), ref]);
+  t.is(pulled.code, 1);
+  t.is(errorMessage(pulled.stderr), `image ${ref}: no manifest for platform ${formatPlatform(platform)} (the index has none; nested indexes are not followed: ${inner.digest})`);
+});
+
+test('a registry that never answers: the error says how many times it was tried', async (t) => {
+  const env = new TestEnv(t);
+  const sockets: Socket[] = [];
+  const silent = createServer((socket) => void sockets.push(socket));
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy();
+    silent.close();
+  });
+  const host = `127.0.0.1:${(silent.address() as AddressInfo).port}`;
+  const pulled = await env.run(['image', 'pull', '-q', '--store', join(env.dir, 'store'), '--registry-timeout', '1', `${host}/busybox`]);
+  t.is(pulled.code, 1);
+  t.is(errorMessage(pulled.stderr), `image ${host}/busybox:latest: cannot reach ${host}: no answer within 1s (tried 5 times)`);
 });

@@ -1,12 +1,13 @@
 // Image config → config.json, and an image's layers unpacked by runbox run as a container.
 import test from 'ava';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { resolveUser, specFromImageConfig, STOP_SIGNAL_ANNOTATION } from '../src/image/bundle-spec.js';
 import type { ImageConfig } from '../src/image/image-config.js';
 import { unpackLayers } from '../src/image/unpack.js';
-import { craftLayer, readOciLayout, unpackSandbox } from './helpers/layers.js';
-import { PROJECT, TestEnv } from './helpers/runbox.js';
+import { craftLayer, type LayerEntry, readOciLayout, unpackSandbox } from './helpers/layers.js';
+import { errorMessage, PROJECT, TestEnv } from './helpers/runbox.js';
+import { craftedLayer, craftImage, startTinyRegistry } from './helpers/tiny-registry.js';
 
 const PASSWD = `root:x:0:0:root:/root:/bin/sh
 alice:x:1000:1000:Alice:/home/alice:/bin/sh
@@ -146,4 +147,42 @@ test('the busybox fixture image unpacks to a rootfs that runbox runs', async (t)
   t.is(first, '1:1 /tmp /usr/sbin:/usr/bin:/sbin:/bin');
   t.is(hostname, 'runbox');
   t.regex(shell ?? '', /\/bin\/sh -> \/bin\/busybox$/);
+});
+
+test('the user databases are read only when they are regular files of a bounded size', async (t) => {
+  const cases: Array<[string, LayerEntry, RegExp]> = [
+    ['a character device', { header: { name: 'etc/passwd', type: 'character-device', devmajor: 1, devminor: 5, mode: 0o644 } }, /^the image's \/etc\/passwd is not a regular file$/],
+    ['a directory', { header: { name: 'etc/passwd/', type: 'directory', mode: 0o755 } }, /^the image's \/etc\/passwd is not a regular file$/],
+    ['a symlink to a device', { header: { name: 'etc/passwd', type: 'symlink', linkname: '/dev/zero' } }, /^the image's \/etc\/passwd is not a regular file$/],
+    ['5 MiB', { header: { name: 'etc/passwd', type: 'file', mode: 0o644 }, content: Buffer.alloc(5 * 1024 * 1024, 'x') }, /^the image's \/etc\/passwd is larger than 4194304 bytes$/],
+    ['a device group database', { header: { name: 'etc/group', type: 'character-device', devmajor: 1, devminor: 5, mode: 0o644 } }, /^the image's \/etc\/group is not a regular file$/],
+  ];
+  for (const [what, entry, message] of cases) {
+    const box = unpackSandbox(t);
+    const devices = [{ header: { name: 'dev/', type: 'directory', mode: 0o755 } }, { header: { name: 'dev/zero', type: 'character-device', devmajor: 1, devminor: 5, mode: 0o666 } }] satisfies LayerEntry[];
+    await unpackLayers([await craftLayer([{ header: { name: 'etc/', type: 'directory', mode: 0o755 } }, ...devices, entry])], box.rootfs);
+    await t.throwsAsync(resolveUser(box.rootfs, '0'), { message }, what);
+  }
+});
+
+test('bundle of an image whose /etc/passwd is a fifo fails at once, and holds up no prune', async (t) => {
+  const env = new TestEnv(t);
+  const registry = await startTinyRegistry(t);
+  const store = join(env.dir, 'store');
+  for (const name of ['passwd', 'group']) {
+    const image = craftImage(registry, `fifo-${name}`, '1', [
+      await craftedLayer([
+        { header: { name: 'etc/', type: 'directory', mode: 0o755 } },
+        { header: { name: 'etc/passwd', type: 'file', mode: 0o644 }, content: PASSWD },
+        { header: { name: `etc/${name}`, type: 'fifo', mode: 0o644 } },
+      ]),
+    ]);
+    const bundle = join(env.dir, `bundle-${name}`);
+    const made = await env.run(['bundle', '-q', '--store', store, '--image', image.ref, bundle], { timeout: 30_000 });
+    t.is(made.code, 1, made.stderr);
+    t.is(errorMessage(made.stderr), `image ${image.ref}: the image's /etc/${name} is not a regular file`);
+    t.false(existsSync(bundle));
+  }
+  const pruned = await env.run(['image', 'prune', '-q', '--store', store], { timeout: 30_000 });
+  t.is(pruned.code, 0, pruned.stderr);
 });

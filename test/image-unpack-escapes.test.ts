@@ -1,7 +1,7 @@
 // Layers crafted to write outside the rootfs: every one is refused with an error naming the layer and the entry,
 // nothing beside the rootfs changes, and no partial rootfs is left.
 import test from 'ava';
-import { existsSync, lstatSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, renameSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { unpackLayers, UnpackError } from '../src/image/unpack.js';
 import { craftLayer, type LayerEntry, unpackSandbox } from './helpers/layers.js';
@@ -128,4 +128,39 @@ test('a rootfs that is not empty is refused and left alone', async (t) => {
   await unpackLayers([await craftLayer([file('keep')])], box.rootfs);
   await t.throwsAsync(unpackLayers([await craftLayer([file('other')])], box.rootfs), { message: /is not empty/ });
   t.true(existsSync(join(box.rootfs, 'keep')));
+});
+
+test('a directory swapped for a symlink out between layers is not followed: the next layer writes into the directory it had checked', async (t) => {
+  const box = unpackSandbox(t);
+  const before = box.outside();
+  const home = join(box.rootfs, 'home', 'u');
+  const next = await craftLayer([file('home/u/cfg/evil', 'root-owned\n')]);
+  // What another user owning home/u could do while a later layer is still on its way.
+  const swapped = { ...next, open: async () => {
+    renameSync(join(home, 'cfg'), join(home, 'old'));
+    symlinkSync(box.canary, join(home, 'cfg'));
+    return next.open();
+  } };
+  await unpackLayers([await craftLayer([dir('home/'), dir('home/u/'), dir('home/u/cfg/'), file('home/u/cfg/first', '1\n')]), swapped], box.rootfs);
+  t.deepEqual(box.outside(), before, 'nothing beside the rootfs changed');
+  t.is(readFileSync(join(home, 'old', 'evil'), 'utf8'), 'root-owned\n');
+});
+
+test('a symlink replaced by a directory later in the same layer: later entries go into the directory', async (t) => {
+  const box = unpackSandbox(t);
+  await unpackLayers([await craftLayer([dir('t/'), symlink('a', 't'), file('a/one', '1\n'), dir('a/'), file('a/two', '2\n')])], box.rootfs);
+  t.true(lstatSync(join(box.rootfs, 'a')).isDirectory());
+  t.deepEqual(readdirSync(join(box.rootfs, 'a')), ['two']);
+  t.deepEqual(readdirSync(join(box.rootfs, 't')), ['one']);
+});
+
+test('an entry name of kilobytes is refused in one short line', async (t) => {
+  const box = unpackSandbox(t);
+  const name = Array.from({ length: 42 }, (_, i) => `${String(i).padStart(2, '0')}${'d'.repeat(198)}`).join('/');
+  const layer = await craftLayer([file(name)]);
+  const error = await t.throwsAsync(unpackLayers([layer], box.rootfs), { instanceOf: UnpackError });
+  t.is(error?.entry, name, 'the error keeps the whole name');
+  t.true((error?.message.length ?? 0) < 600, `${error?.message.length} characters: ${error?.message.slice(0, 100)}…`);
+  t.regex(error?.message ?? '', /… \(\d+ bytes\)": name longer than 4096 bytes$/);
+  t.false(existsSync(box.rootfs));
 });

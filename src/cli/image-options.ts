@@ -1,6 +1,7 @@
 // Flags shared by the commands that use the image store (image, bundle, run --image) and what they build.
 import * as Flags from '@oclif/core/flags';
 import { join, resolve } from 'node:path';
+import { DEFAULT_IMAGE_LIMITS, type ImageLimits } from '../image/image-limits.js';
 import { DEFAULT_STORE, ImageStore } from '../image/image-store.js';
 import { parsePlatform, type Platform } from '../image/platform.js';
 import { ImageError } from '../image/pull.js';
@@ -21,6 +22,9 @@ export const storeFlags = {
 export const pullFlags = {
   platform: Flags.string({ description: 'os/architecture[/variant] to pull from a multi-platform image (default: this host)' }),
   quiet: Flags.boolean({ char: 'q', description: 'no progress output' }),
+  'max-layer-size': Flags.string({ description: 'largest layer, as downloaded and as unpacked (default 64G)' }),
+  'max-image-size': Flags.string({ description: 'largest image, all its layers as downloaded and as unpacked (default 128G)' }),
+  'max-layer-entries': Flags.integer({ description: `most entries (files, directories, links…) in one layer (default ${DEFAULT_IMAGE_LIMITS.layerEntries})`, min: 1 }),
 };
 
 interface StoreFlagValues {
@@ -29,6 +33,9 @@ interface StoreFlagValues {
   'registry-mirror'?: string[] | undefined;
   quota?: string | undefined;
   'registry-timeout'?: number | undefined;
+  'max-layer-size'?: string | undefined;
+  'max-image-size'?: string | undefined;
+  'max-layer-entries'?: number | undefined;
 }
 
 function mirrors(values: string[]): Record<string, string[]> {
@@ -51,8 +58,17 @@ function storeDirectory(flags: StoreFlagValues): string {
   return flags.store ?? process.env.RUNBOX_STORE ?? (root ? join(resolve(root), ROOT_STORE) : DEFAULT_STORE);
 }
 
+function limits(flags: StoreFlagValues): ImageLimits {
+  return {
+    layerBytes: flags['max-layer-size'] ? parseSize(flags['max-layer-size']) : DEFAULT_IMAGE_LIMITS.layerBytes,
+    imageBytes: flags['max-image-size'] ? parseSize(flags['max-image-size']) : DEFAULT_IMAGE_LIMITS.imageBytes,
+    layerEntries: flags['max-layer-entries'] ?? DEFAULT_IMAGE_LIMITS.layerEntries,
+  };
+}
+
 export function openStore(flags: StoreFlagValues): ImageStore {
   return new ImageStore(storeDirectory(flags), {
+    limits: limits(flags),
     insecureRegistries: flags['insecure-registry'] ?? [],
     mirrors: mirrors(flags['registry-mirror'] ?? []),
     ...(flags['registry-timeout'] ? { timeoutMs: flags['registry-timeout'] * 1000 } : {}),

@@ -1,12 +1,11 @@
 // config.json for an unpacked image, on top of the project's default spec: the image's entrypoint, cmd, env,
 // working directory and user (resolved in the rootfs's /etc/passwd and /etc/group, as runc and docker do), its
 // labels as annotations, the terminal off unless asked.
-import { readFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { defaultSpec } from '../oci/default-spec.js';
 import type { Spec, User } from '../oci/spec.js';
 import type { ImageConfig } from './image-config.js';
-import { RootfsResolver } from './unpack-paths.js';
+import { readRootfsFile } from './rootfs-file.js';
 
 export interface SpecOverrides {
   args?: string[];
@@ -34,17 +33,15 @@ interface GroupEntry {
   members: string[];
 }
 
+/** Bigger user databases are refused: real ones are kilobytes. */
+const MAX_DATABASE_BYTES = 4 * 1024 * 1024;
+
 /** The lines of a colon-separated database inside the rootfs, [] when it is absent. */
 async function readDatabase(rootfs: string, name: string): Promise<string[][]> {
-  const path = new RootfsResolver(rootfs).existing(['etc', name]);
-  if (!path) return [];
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch {
-    return [];
-  }
-  return text
+  const content = readRootfsFile(rootfs, ['etc', name], MAX_DATABASE_BYTES);
+  if (!content) return [];
+  return content
+    .toString('utf8')
     .split('\n')
     .filter((line) => line.trim() !== '' && !line.startsWith('#'))
     .map((line) => line.split(':'));

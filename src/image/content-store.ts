@@ -18,7 +18,8 @@ export interface RangeSource {
 }
 
 export interface IngestOptions {
-  size?: number;
+  /** The blob's size, from its descriptor: the download stops there. */
+  size: number;
   onProgress?: (done: number) => void;
   /** Consecutive failed attempts tolerated without progress, and the wait before attempt n. */
   retries?: number;
@@ -86,7 +87,7 @@ export class ContentStore {
   }
 
   /** Downloads `digest` from `source` into the store unless it is there; concurrent callers share one download. */
-  ingest(digest: string, source: RangeSource, options: IngestOptions = {}): Promise<void> {
+  ingest(digest: string, source: RangeSource, options: IngestOptions): Promise<void> {
     if (this.has(digest)) return Promise.resolve();
     let running = this.inFlight.get(digest);
     if (!running) {
@@ -147,7 +148,7 @@ export class ContentStore {
     const fd = openSync(partial, resumed ? 'r+' : 'w+', 0o600);
     blob.begin(partial, offset);
     try {
-      if (options.size !== undefined && offset > options.size) throw new DigestMismatchError(digest, 'a longer blob');
+      if (offset > options.size) throw new DigestMismatchError(digest, 'a longer blob');
       await this.fill(fd, digest, hash, offset, source, options, blob);
       // Synchronous on purpose: fsyncs on the thread pool would hold up the gunzip and reads of the layer being
       // unpacked (the unpack worker shares the pool), which is the longer path.
@@ -170,10 +171,12 @@ export class ContentStore {
     let offset = startOffset;
     let written = startOffset;
     let failures = 0;
+    // Requests since the last progress, for the message: each open may have been tried several times itself.
+    let attempts = 0;
     const retries = options.retries ?? 4;
     options.onProgress?.(offset);
     for (;;) {
-      if (options.size !== undefined && offset === options.size) break;
+      if (offset === options.size) break;
       const before = written;
       let complete = false;
       try {
@@ -185,7 +188,7 @@ export class ContentStore {
         }
         for await (const chunk of opened.body) {
           const data = chunk as Buffer;
-          if (options.size !== undefined && offset + data.length > options.size) throw new DigestMismatchError(digest, `more than ${options.size} bytes`);
+          if (offset + data.length > options.size) throw new DigestMismatchError(digest, `more than ${options.size} bytes`);
           const repeated = Math.max(0, Math.min(data.length, written - offset));
           if (repeated > 0 && !sameAsWritten(fd, data.subarray(0, repeated), offset)) {
             throw new DigestMismatchError(digest, `other bytes at offset ${offset} when the registry sent the blob again`);
@@ -203,14 +206,16 @@ export class ContentStore {
       } catch (error) {
         if (error instanceof DigestMismatchError || (error instanceof RegistryError && !error.transient)) throw error;
         failures = written > before ? 1 : failures + 1;
-        if (failures > retries) throw error instanceof RegistryError ? error : new RegistryError('unreachable', `download broke off: ${(error as Error).message}`, true);
+        attempts = (written > before ? 0 : attempts) + (error instanceof RegistryError ? error.attempts : 1);
+        if (failures > retries) throw (error instanceof RegistryError ? error : new RegistryError('unreachable', `download broke off: ${(error as Error).message}`, true)).tried(attempts);
         await (options.backoff?.(failures) ?? Promise.resolve());
         continue;
       }
-      if (complete && (options.size === undefined || offset >= options.size)) break;
+      if (complete && offset >= options.size) break;
       // The body ended short of the size: resume from where it stopped.
       failures = written > before ? 1 : failures + 1;
-      if (failures > retries) throw new RegistryError('unreachable', `download ended at ${offset} of ${options.size} bytes`, true);
+      attempts = (written > before ? 0 : attempts) + 1;
+      if (failures > retries) throw new RegistryError('unreachable', `download ended at ${offset} of ${options.size} bytes`, true).tried(attempts);
       await (options.backoff?.(failures) ?? Promise.resolve());
     }
     if (offset < written) throw new DigestMismatchError(digest, `a blob of ${offset} bytes sent after ${written} bytes of it`);

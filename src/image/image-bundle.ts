@@ -1,17 +1,26 @@
 // An OCI bundle from an image: DIR/rootfs (its layers unpacked, in a worker thread) and DIR/config.json (from its
-// config). When the image is not stored yet, each layer is unpacked while it downloads, following its partial
-// file in the content store (growing-blob.ts), while the later layers download beside it. A layer's unpacking
-// completes only once the store has verified its digest (and the unpacker its diff_id); any failure removes the
-// whole bundle.
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+// config), made in a private directory beside DIR and renamed onto it once whole (partial-bundle.ts). When the
+// image is not stored yet, each layer is unpacked while it downloads, following its partial file in the content
+// store (growing-blob.ts), while the later layers download beside it. A layer's unpacking completes only once the
+// store has verified its digest (and the unpacker its diff_id); any failure or interruption removes the whole
+// bundle.
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../runtime/atomic-file.js';
 import { specFromImageConfig, type SpecOverrides } from './bundle-spec.js';
 import { parseImageConfig } from './image-config.js';
 import type { ImageRecord } from './image-index.js';
 import type { ImageStore } from './image-store.js';
+import { PartialBundle } from './partial-bundle.js';
 import type { PullEvent, PullOptions } from './pull.js';
 import { UnpackWorker, type LayerFeed } from './unpack-worker.js';
+
+export interface BundleOptions {
+  pull?: PullOptions;
+  overrides?: SpecOverrides;
+  /** Aborting it stops the unpacking and removes what was made of the bundle; the promise then rejects at once. */
+  signal?: AbortSignal;
+}
 
 /** How the bundle gets at the image's blobs: the config once it is stored, a layer as it comes. */
 interface BlobAccess {
@@ -22,16 +31,14 @@ interface BlobAccess {
 async function writeBundle(
   store: ImageStore,
   worker: UnpackWorker,
-  dir: string,
+  partial: PartialBundle,
   image: Pick<ImageRecord, 'config' | 'layers'>,
   blobs: BlobAccess,
   overrides: SpecOverrides,
 ): Promise<void> {
-  const existed = existsSync(dir);
-  if (existed && readdirSync(dir).length > 0) throw new Error(`bundle directory ${dir} is not empty`);
-  mkdirSync(dir, { recursive: true, mode: 0o711 });
+  partial.open();
   try {
-    const rootfs = join(dir, 'rootfs');
+    const rootfs = join(partial.path, 'rootfs');
     mkdirSync(rootfs, { mode: 0o755 });
     // The pull stores the config before any layer: its diff_ids check each layer as it is unpacked.
     await blobs.configStored();
@@ -41,40 +48,60 @@ async function writeBundle(
       throw new Error(`image config ${image.config.digest} has ${diffIds.length} diff_ids for ${image.layers.length} layers`);
     }
     const layers = image.layers.map((layer, i) => ({ digest: layer.digest, mediaType: layer.mediaType, diffId: diffIds[i] }));
-    await worker.unpack(rootfs, layers, blobs.feedLayer);
+    await worker.unpack(rootfs, layers, blobs.feedLayer, store.limits);
     const spec = await specFromImageConfig(config, rootfs, overrides);
-    writeFileAtomic(join(dir, 'config.json'), JSON.stringify(spec, null, 2), 0o644);
+    writeFileAtomic(join(partial.path, 'config.json'), JSON.stringify(spec, null, 2), 0o644);
+    partial.publish();
   } catch (error) {
-    if (existed) for (const entry of readdirSync(dir)) rmSync(join(dir, entry), { recursive: true, force: true });
-    else rmSync(dir, { recursive: true, force: true });
+    partial.remove();
     throw error;
   }
 }
 
+/** Rejects once `signal` is aborted and `cleanup` has run; `stop` forgets the signal. */
+function interruption(signal: AbortSignal, cleanup: () => Promise<void>): { interrupted: Promise<never>; stop(): void } {
+  let abort = (): void => {};
+  const interrupted = new Promise<never>((_, reject) => {
+    abort = () => void cleanup().finally(() => reject(new Error(`interrupted${typeof signal.reason === 'string' ? ` by ${signal.reason}` : ''}`)));
+  });
+  interrupted.catch(() => {}); // raced by the caller, which may already be done
+  if (signal.aborted) abort();
+  else signal.addEventListener('abort', abort, { once: true });
+  return { interrupted, stop: () => signal.removeEventListener('abort', abort) };
+}
+
 /**
- * Makes the bundle for `reference` in `dir` (absent or empty), pulling the image when missing. The blobs are
- * protected from garbage collection until the bundle is written; the quota is kept afterwards.
+ * Makes the bundle for `reference` in `dir` (absent or an empty directory), pulling the image when missing. The
+ * blobs are protected from garbage collection until the bundle is written; the quota is kept afterwards.
  */
-export async function bundleFromImage(store: ImageStore, reference: string, dir: string, pull: PullOptions = {}, overrides: SpecOverrides = {}): Promise<ImageRecord> {
+export async function bundleFromImage(store: ImageStore, reference: string, dir: string, options: BundleOptions = {}): Promise<ImageRecord> {
+  const { pull = {}, overrides = {} } = options;
   const worker = new UnpackWorker();
+  const partial = new PartialBundle(dir);
+  const watch = options.signal && interruption(options.signal, async () => {
+    await worker.stop();
+    partial.remove();
+  });
   let image: ImageRecord;
   try {
-    image = await store.using(async () => {
+    const making = store.using(async () => {
       const found = store.find(reference);
-      if (!found) return pullAndUnpack(store, worker, reference, dir, pull, overrides);
+      if (!found) return pullAndUnpack(store, worker, reference, partial, pull, overrides);
       const used = await store.markUsed(found);
       const stored: BlobAccess = { configStored: async () => {}, feedLayer: async (digest, listener) => listener({ kind: 'stored', path: store.content.blobPath(digest) }) };
-      await writeBundle(store, worker, dir, used, stored, overrides);
+      await writeBundle(store, worker, partial, used, stored, overrides);
       return used;
     });
+    image = await (watch ? Promise.race([making, watch.interrupted]) : making);
   } finally {
+    watch?.stop();
     await worker.stop();
   }
   await store.keepQuota(image.name);
   return image;
 }
 
-async function pullAndUnpack(store: ImageStore, worker: UnpackWorker, reference: string, dir: string, pull: PullOptions, overrides: SpecOverrides): Promise<ImageRecord> {
+async function pullAndUnpack(store: ImageStore, worker: UnpackWorker, reference: string, partial: PartialBundle, pull: PullOptions, overrides: SpecOverrides): Promise<ImageRecord> {
   const stored = new Signals();
   const started = new Signals(); // the blob's download has begun (its first progress), or it is stored
 
@@ -97,7 +124,7 @@ async function pullAndUnpack(store: ImageStore, worker: UnpackWorker, reference:
       if (!store.content.watch(digest, listener)) throw new Error(`layer ${digest} is neither downloading nor stored`);
     },
   };
-  const [record] = await Promise.all([pulling, writeBundle(store, worker, dir, image, blobs, overrides).catch(async (error: unknown) => {
+  const [record] = await Promise.all([pulling, writeBundle(store, worker, partial, image, blobs, overrides).catch(async (error: unknown) => {
     // A failed pull is the error to report, not the unpack it interrupted.
     await pulling;
     throw error;

@@ -1,3 +1,5 @@
+import { parseDigest } from './digest.js';
+
 /** The OCI image configuration (image-spec config.md); Docker's config JSON is the same shape. */
 export interface ImageConfig {
   created?: string;
@@ -33,7 +35,10 @@ export interface ImageHistoryEntry {
   empty_layer?: boolean;
 }
 
-/** Parses an image config blob, refusing anything that is not an object with os, architecture and rootfs.diff_ids. */
+/**
+ * Parses an image config blob, refusing anything that is not an object with os, architecture and rootfs.diff_ids
+ * (each a digest: every layer is checked against its own).
+ */
 export function parseImageConfig(json: string | Buffer, what = 'image config'): ImageConfig {
   let value: unknown;
   try {
@@ -46,5 +51,13 @@ export function parseImageConfig(json: string | Buffer, what = 'image config'): 
   if (typeof config.os !== 'string') throw new Error(`${what} has no "os"`);
   if (typeof config.architecture !== 'string') throw new Error(`${what} has no "architecture"`);
   if (!config.rootfs || !Array.isArray(config.rootfs.diff_ids)) throw new Error(`${what} has no "rootfs.diff_ids"`);
+  config.rootfs.diff_ids.forEach((diffId: unknown, i) => {
+    try {
+      if (typeof diffId !== 'string') throw new Error('not a string');
+      parseDigest(diffId);
+    } catch {
+      throw new Error(`${what} has an invalid diff_id at index ${i}: ${JSON.stringify(diffId)}`);
+    }
+  });
   return config as ImageConfig;
 }

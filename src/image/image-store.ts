@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { ContentStore } from './content-store.js';
 import { withLock } from '../runtime/file-lock.js';
 import { ImageIndex, type ImageRecord } from './image-index.js';
+import { DEFAULT_IMAGE_LIMITS, type ImageLimits } from './image-limits.js';
 import { Puller, type PullOptions } from './pull.js';
 import { formatReference, parseReference } from './reference.js';
 import { RegistryClient, type RegistryClientOptions } from './registry-client.js';
@@ -13,16 +14,20 @@ export const DEFAULT_STORE = '/var/lib/runbox/images';
 export interface ImageStoreOptions extends RegistryClientOptions {
   /** Bytes the store may hold; after a pull, least recently used images are evicted until it fits. */
   quota?: number;
+  /** What an image may take to be pulled and unpacked (DEFAULT_IMAGE_LIMITS by default). */
+  limits?: ImageLimits;
 }
 
 export class ImageStore {
   readonly content: ContentStore;
   readonly images: ImageIndex;
+  readonly limits: ImageLimits;
   private clientInstance: RegistryClient | undefined;
 
   constructor(readonly dir: string, private readonly options: ImageStoreOptions = {}) {
     this.content = new ContentStore(dir);
     this.images = new ImageIndex(dir);
+    this.limits = options.limits ?? DEFAULT_IMAGE_LIMITS;
   }
 
   private get client(): RegistryClient {
@@ -42,7 +47,7 @@ export class ImageStore {
 
   /** Pulls without enforcing the quota: for callers that hold the store in use (see `using`). */
   pullOnly(reference: string, options: PullOptions = {}): Promise<ImageRecord> {
-    return new Puller(this.client, this.content, this.images).pull(reference, options);
+    return new Puller(this.client, this.content, this.images, this.limits).pull(reference, options);
   }
 
   /** Runs `body` with the blobs protected from garbage collection (and so from eviction). */

@@ -105,8 +105,9 @@ export function selectPlatform(index: IndexDocument, wanted: Platform, matches: 
   return index.manifests.find((entry) => !isAttestation(entry) && isManifestMediaType(entry.mediaType) && entry.platform && matches(entry.platform, wanted));
 }
 
+/** The platforms of the index's manifests (not of the indexes it may hold). */
 export function availablePlatforms(index: IndexDocument): string[] {
   return index.manifests
-    .filter((entry) => !isAttestation(entry) && entry.platform)
+    .filter((entry) => !isAttestation(entry) && isManifestMediaType(entry.mediaType) && entry.platform)
     .map((entry) => [entry.platform!.os, entry.platform!.architecture, entry.platform!.variant].filter(Boolean).join('/'));
 }

@@ -7,7 +7,9 @@ import { DigestMismatchError } from './digest.js';
 import { withLock } from '../runtime/file-lock.js';
 import type { Descriptor, ImageIndex, ImageRecord } from './image-index.js';
 import { availablePlatforms, fetchManifest, parseIndex, parseManifest, selectPlatform, type FetchedManifest } from './manifest.js';
+import { noRoom } from './free-space.js';
 import { parseImageConfig } from './image-config.js';
+import { checkDescriptors, type ImageLimits } from './image-limits.js';
 import { isConfigMediaType, isIndexMediaType, isLayerMediaType } from './media-types.js';
 import { formatPlatform, hostPlatform, platformMatches, type Platform } from './platform.js';
 import type { Endpoint, RegistryClient } from './registry-client.js';
@@ -40,7 +42,7 @@ async function mapLimit<T>(items: T[], limit: number, run: (item: T) => Promise<
 }
 
 export class Puller {
-  constructor(private readonly client: RegistryClient, private readonly store: ContentStore, private readonly images: ImageIndex) {}
+  constructor(private readonly client: RegistryClient, private readonly store: ContentStore, private readonly images: ImageIndex, private readonly limits: ImageLimits) {}
 
   /** Pulls `text` and records it; errors are ImageErrors naming the image. */
   async pull(text: string, options: PullOptions = {}): Promise<ImageRecord> {
@@ -83,7 +85,9 @@ export class Puller {
       const index = parseIndex(top.bytes);
       const entry = selectPlatform(index, wanted, platformMatches);
       if (!entry) {
-        throw new RegistryError('no-platform', `no manifest for platform ${formatPlatform(wanted)} (the index has ${availablePlatforms(index).join(', ') || 'none'})`);
+        const nested = index.manifests.filter((m) => isIndexMediaType(m.mediaType)).map((m) => m.digest);
+        const followed = nested.length > 0 ? `; nested indexes are not followed: ${nested.join(', ')}` : '';
+        throw new RegistryError('no-platform', `no manifest for platform ${formatPlatform(wanted)} (the index has ${availablePlatforms(index).join(', ') || 'none'}${followed})`);
       }
       manifest = await fetchManifest(this.client, endpoint, ref.repository, entry.digest, entry.digest);
       if (isIndexMediaType(manifest.mediaType)) throw new RegistryError('protocol', `index entry ${entry.digest} is an index, not a manifest`);
@@ -93,6 +97,10 @@ export class Puller {
     if (!isConfigMediaType(document.config.mediaType)) throw new RegistryError('protocol', `config media type "${document.config.mediaType}" is not an image config`);
     const unsupported = document.layers.find((layer) => !isLayerMediaType(layer.mediaType));
     if (unsupported) throw new RegistryError('protocol', `layer ${unsupported.digest} has unsupported media type "${unsupported.mediaType}"`);
+    checkDescriptors(document.config, document.layers, this.limits);
+    const missing = [document.config, ...document.layers].filter((blob, i, all) => !this.store.has(blob.digest) && all.findIndex((b) => b.digest === blob.digest) === i);
+    const full = noRoom(this.store.dir, missing.reduce((sum, blob) => sum + blob.size, 0), missing.length);
+    if (full) throw new RegistryError('limit', `image store ${this.store.dir}: ${full}`);
     options.onEvent?.({ type: 'resolved', name, digest: top.digest, config: document.config, layers: document.layers });
 
     const fetcher = new BlobFetcher(this.client, [endpoint, ...endpoints.filter((e) => e !== endpoint)], ref.repository);
@@ -107,6 +115,10 @@ export class Puller {
       options.onEvent?.({ type: 'stored', digest: blob.digest, cached });
     };
     await fetchBlob(document.config);
+    const config = parseImageConfig(this.store.read(document.config.digest), `config of ${name}`);
+    if (config.rootfs.diff_ids.length !== document.layers.length) {
+      throw new RegistryError('protocol', `config of ${name} has ${config.rootfs.diff_ids.length} diff_ids for ${document.layers.length} layers`);
+    }
     await mapLimit(document.layers, options.parallel ?? 4, fetchBlob);
 
     // Stored last, so that a failed pull leaves nothing an image record could point at.
@@ -115,7 +127,6 @@ export class Puller {
     const now = new Date().toISOString();
     const digests = new Set([top.digest, manifest.digest, document.config.digest, ...document.layers.map((layer) => layer.digest)]);
     const size = [...digests].reduce((sum, digest) => sum + this.store.size(digest), 0);
-    const config = parseImageConfig(this.store.read(document.config.digest), `config of ${name}`);
     const imagePlatform: Platform = { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) };
     const platform = formatPlatform(imagePlatform);
     if (options.platform && !isIndexMediaType(top.mediaType) && !platformMatches(imagePlatform, options.platform)) {

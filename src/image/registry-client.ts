@@ -1,6 +1,8 @@
 // A client for the OCI distribution API (and Docker Registry v2) on node-fetch: endpoint choice (mirrors, then
 // the registry; plain HTTP only for loopback or registries named insecure), bearer and basic auth from the
 // WWW-Authenticate challenge, redirects that never carry Authorization, timeouts and retries with backoff.
+// Credentials go only to the registry they are configured for and to the token service that registry names (a
+// host the registry redirects to gets none, whatever it asks), and bodies read whole are bounded.
 // Nothing here trusts what a registry says a digest is: callers verify content against the digest they asked.
 import http from 'node:http';
 import https from 'node:https';
@@ -40,6 +42,8 @@ interface CachedToken {
 }
 
 const MAX_REDIRECTS = 5;
+/** Error pages and token answers are read whole, up to this; a redirect's or a 401's body is dropped after it. */
+const MAX_SMALL_BODY = 1024 * 1024;
 
 function isLoopback(hostname: string): boolean {
   const host = hostname.replace(/^\[|\]$/g, '');
@@ -113,12 +117,18 @@ export class RegistryClient {
    * transiently. The caller consumes or discards the body.
    */
   async request(endpoint: Endpoint, path: string, scope: string, init: { method?: string; headers?: Record<string, string> } = {}): Promise<Response> {
-    for (let attempt = 0; ; attempt++) {
+    return this.retrying(() => this.requestOnce(endpoint, path, scope, init));
+  }
+
+  /** Runs `attempt` again, with backoff, while it fails transiently, at most `retries` more times. */
+  private async retrying<T>(attempt: () => Promise<T>): Promise<T> {
+    for (let attempts = 1; ; attempts++) {
       try {
-        return await this.requestOnce(endpoint, path, scope, init);
+        return await attempt();
       } catch (error) {
-        if (!(error instanceof RegistryError && error.transient) || attempt >= this.retries) throw error;
-        await this.backoff(attempt + 1);
+        if (!(error instanceof RegistryError && error.transient)) throw error;
+        if (attempts > this.retries) throw error.tried(attempts);
+        await this.backoff(attempts);
       }
     }
   }
@@ -127,6 +137,7 @@ export class RegistryClient {
     const url = new URL(`v2/${path}`, endpoint.base);
     let response = await this.send(url, init, await this.authorization(url.host, scope, endpoint));
     if (response.status === 401) {
+      refuseForeignChallenge(url, response);
       const header = response.headers.get('www-authenticate');
       response.discard();
       const challenge = header ? parseChallenge(header) : undefined;
@@ -134,6 +145,7 @@ export class RegistryClient {
       this.challenges.set(url.host, challenge);
       this.tokens.delete(this.tokenKey(url.host, scope));
       response = await this.send(url, init, await this.authorization(url.host, scope, endpoint));
+      if (response.status === 401) refuseForeignChallenge(url, response);
       if (response.status === 401 || response.status === 403) {
         response.discard();
         throw new RegistryError('unauthorized', `unauthorized: ${url.host} refused the credentials${this.credentialsFor(endpoint) ? '' : ' (none configured)'}`);
@@ -159,7 +171,7 @@ export class RegistryClient {
       if (response.status < 300 || response.status >= 400 || !location) return response;
       response.discard();
       if (hop >= MAX_REDIRECTS) throw new RegistryError('protocol', `${url.host}: too many redirects`);
-      target = new URL(location, target);
+      target = redirectTarget(location, target, url.host);
       const { authorization: _dropped, ...rest } = headers;
       headers = rest;
     }
@@ -176,7 +188,7 @@ export class RegistryClient {
         agent: url.protocol === 'https:' ? this.httpsAgent : this.httpAgent,
       });
       clearTimeout(timer);
-      return watchedResponse(response, controller, this.timeoutMs);
+      return watchedResponse(response, url, controller, this.timeoutMs);
     } catch (error) {
       clearTimeout(timer);
       if (error instanceof RegistryError) throw error;
@@ -220,28 +232,31 @@ export class RegistryClient {
 
   private async fetchToken(host: string, params: Record<string, string>, scope: string, credentials: Credentials | undefined): Promise<CachedToken> {
     if (!params.realm) throw new RegistryError('unauthorized', `${host} sent a bearer challenge without a realm`);
-    const realm = new URL(params.realm);
+    let realm: URL;
+    try {
+      realm = new URL(params.realm);
+    } catch {
+      throw new RegistryError('protocol', `${host} named a token service that is not a URL`);
+    }
+    if (realm.protocol !== 'https:' && realm.protocol !== 'http:') throw new RegistryError('protocol', `${host} named a token service that is not HTTP(S)`);
     if (params.service) realm.searchParams.set('service', params.service);
     realm.searchParams.set('scope', scope);
     if (realm.protocol === 'http:' && !this.plainHttpAllowed(realm)) {
       throw new RegistryError('insecure', `refusing plain HTTP to token service ${realm.host}`);
     }
-    const headers: Record<string, string> = {};
-    if (credentials) headers.authorization = `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
     const started = Date.now();
-    let response: Response | undefined;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        response = await this.fetchWithTimeout(realm, { headers, redirect: 'follow' });
-        if (response.status < 500) break;
-        response.discard();
-        throw new RegistryError('unreachable', `token service ${realm.host} answered ${response.status}`, true);
-      } catch (error) {
-        if (!(error instanceof RegistryError && error.transient) || attempt >= this.retries) throw error;
-        await this.backoff(attempt + 1);
-      }
+    const response = await this.retrying(async () => {
+      const answer = await this.tokenRequest(realm, credentials);
+      if (answer.status < 500) return answer;
+      answer.discard();
+      throw new RegistryError('unreachable', `token service ${realm.host} answered ${answer.status}`, true);
+    });
+    let text: string;
+    try {
+      text = await response.text(MAX_SMALL_BODY);
+    } catch {
+      throw new RegistryError('protocol', `token service ${realm.host} answered more than ${MAX_SMALL_BODY} bytes`);
     }
-    const text = await response.text();
     if (response.status === 401 || response.status === 403) {
       throw new RegistryError('unauthorized', `unauthorized: token service ${realm.host} refused ${credentials ? 'the credentials' : 'anonymous access'}`);
     }
@@ -257,20 +272,67 @@ export class RegistryClient {
     const lifetime = Math.max(10, body.expires_in ?? 60);
     return { value, expires: started + (lifetime - 5) * 1000 };
   }
+
+  /**
+   * A GET of the token service following redirects by hand: the credentials go to the realm's own origin only,
+   * and a redirect from HTTPS to plain HTTP (or to plain HTTP that is not allowed) is refused.
+   */
+  private async tokenRequest(realm: URL, credentials: Credentials | undefined): Promise<Response> {
+    const basic = credentials && `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
+    let target = realm;
+    for (let hop = 0; ; hop++) {
+      const headers: Record<string, string> = basic && target.origin === realm.origin ? { authorization: basic } : {};
+      const response = await this.fetchWithTimeout(target, { headers, redirect: 'manual' });
+      const location = response.headers.get('location');
+      if (response.status < 300 || response.status >= 400 || !location) return response;
+      response.discard();
+      if (hop >= MAX_REDIRECTS) throw new RegistryError('protocol', `token service ${realm.host}: too many redirects`);
+      const next = redirectTarget(location, target, `token service ${realm.host}`);
+      if (next.protocol === 'http:' && (target.protocol === 'https:' || !this.plainHttpAllowed(next))) {
+        throw new RegistryError('insecure', `token service ${realm.host} redirected to plain HTTP (${next.host}): refused`);
+      }
+      target = next;
+    }
+  }
+}
+
+/** Where a redirect leads: only HTTP(S) URLs are followed. */
+function redirectTarget(location: string, from: URL, who: string): URL {
+  let next: URL;
+  try {
+    next = new URL(location, from);
+  } catch {
+    throw new RegistryError('protocol', `${who} redirected to something that is not a URL`);
+  }
+  if (next.protocol !== 'https:' && next.protocol !== 'http:') throw new RegistryError('protocol', `${who} redirected to a ${next.protocol} URL`);
+  return next;
+}
+
+/**
+ * A 401 from where the registry redirected a request is not the registry asking for credentials: that host gets
+ * none, and its challenge is not taken as the registry's.
+ */
+function refuseForeignChallenge(url: URL, response: Response): void {
+  if (response.url.origin === url.origin) return;
+  response.discard();
+  throw new RegistryError('unauthorized', `unauthorized: ${url.host} redirected to ${response.url.host}, which asks for credentials; runbox sends credentials only to ${url.host} and the token service it names`);
 }
 
 /** A registry's answer; its body aborts the request when it stalls for the client's timeout. */
 export interface Response {
+  /** Where the answer came from (after redirects). */
+  url: URL;
   status: number;
   statusText: string;
   headers: Headers;
   body: Readable;
-  text(): Promise<string>;
-  /** Reads and drops the rest of the body (small bodies: error pages, redirects). */
+  /** The whole body as text; rejects, dropping the body, when it is longer than `maxBytes`. */
+  text(maxBytes: number): Promise<string>;
+  /** Reads and drops the rest of the body (small bodies: error pages, redirects); a long one is cut off. */
   discard(): void;
 }
 
-function watchedResponse(response: Awaited<ReturnType<typeof fetch>>, controller: AbortController, timeoutMs: number): Response {
+function watchedResponse(response: Awaited<ReturnType<typeof fetch>>, url: URL, controller: AbortController, timeoutMs: number): Response {
   let timer = setTimeout(() => controller.abort(), timeoutMs);
   const watchdog = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
@@ -287,24 +349,38 @@ function watchedResponse(response: Awaited<ReturnType<typeof fetch>>, controller
     watchdog.end();
   }
   return {
+    url,
     status: response.status,
     statusText: response.statusText,
     headers: response.headers,
     body: watchdog,
-    async text() {
+    async text(maxBytes: number) {
       const chunks: Buffer[] = [];
-      for await (const chunk of watchdog) chunks.push(chunk as Buffer);
+      let length = 0;
+      for await (const chunk of watchdog) {
+        length += (chunk as Buffer).length;
+        if (length > maxBytes) {
+          watchdog.destroy();
+          throw new Error(`body longer than ${maxBytes} bytes`);
+        }
+        chunks.push(chunk as Buffer);
+      }
       return Buffer.concat(chunks).toString('utf8');
     },
     discard() {
-      watchdog.resume();
+      let length = 0;
+      watchdog.on('data', (chunk: Buffer) => {
+        length += chunk.length;
+        if (length > MAX_SMALL_BODY) watchdog.destroy();
+      });
+      watchdog.on('error', () => {});
     },
   };
 }
 
 /** A failed response as a RegistryError a user can act on. */
 export async function failure(response: Response, what: string): Promise<RegistryError> {
-  const text = await response.text().catch(() => '');
+  const text = await response.text(MAX_SMALL_BODY).catch(() => '');
   const code = registryErrorCode(text);
   if (response.status === 404) return new RegistryError('not-found', `${what} not found${code ? ` (${code})` : ''}`);
   if (response.status === 401 || response.status === 403) return new RegistryError('unauthorized', `unauthorized${code ? ` (${code})` : ''}`);

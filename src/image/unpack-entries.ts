@@ -1,69 +1,77 @@
 // Writing one tar entry into the rootfs: the node itself, then ownership, mode, xattrs and mtime, in that order
 // (chown clears setuid bits and file capabilities, so it goes first). A node already at the path is removed, never
 // written through: a regular file replaces a symlink, and a file linked from elsewhere is unlinked, not rewritten.
+// Every node is named from its parent directory's descriptor (unpack-paths.ts), and its metadata set through a
+// descriptor of the node itself, so nothing is reached by following a symlink.
 // Filesystem calls are synchronous on purpose: each takes microseconds on a local filesystem, and the promise
 // versions cost two thread-pool hand-offs apiece, which measured as 3× the CPU of GNU tar.
-import { execFile } from 'node:child_process';
-import { chmodSync, closeSync, constants, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lutimesSync, mkdirSync, openSync, rmSync, symlinkSync, unlinkSync, writeSync } from 'node:fs';
-import { promisify } from 'node:util';
+import { spawn } from 'node:child_process';
+import { chmodSync, chownSync, closeSync, constants, fchmodSync, fchownSync, fstatSync, futimesSync, lchownSync, linkSync, lutimesSync, mkdirSync, openSync, symlinkSync, utimesSync, writeSync, type Stats } from 'node:fs';
 import type { Header } from 'tar-stream';
-import { EntryRefused, RootfsResolver, entryComponents, lstatOrNull } from './unpack-paths.js';
+import { childKey, EntryRefused, entryComponents, fdPath, lstatOrNull, MAX_PATH_BYTES, O_PATH, RootfsResolver, shortName, type Place } from './unpack-paths.js';
 
-const run = promisify(execFile);
 const IS_ROOT = process.getuid?.() === 0;
 
-/** What one layer has written so far: opaque directories keep it, and directory mtimes are set at the end. */
+/** What one layer has written so far, by path in the rootfs ("a/b"): opaque directories keep it, and directory mtimes are set at the end. */
 export interface LayerProgress {
   written: Set<string>;
   ancestorsOfWritten: Set<string>;
-  directoryTimes: Array<[string, Date]>;
+  directoryTimes: Array<[string[], Date]>;
   warn(message: string): void;
 }
 
-export function markWritten(progress: LayerProgress, resolver: RootfsResolver, real: string[]): void {
-  progress.written.add(resolver.host(real));
+export function markWritten(progress: LayerProgress, real: string[]): void {
+  progress.written.add(real.join('/'));
   for (let i = real.length - 1; i >= 0; i--) {
-    const ancestor = resolver.host(real.slice(0, i));
+    const ancestor = real.slice(0, i).join('/');
     if (progress.ancestorsOfWritten.has(ancestor)) break;
     progress.ancestorsOfWritten.add(ancestor);
   }
 }
 
-/** Removes whatever is at `path` (a directory with its content); the resolver forgets directories it checked. */
-export function removeNode(resolver: RootfsResolver, path: string): void {
-  const stat = lstatOrNull(path);
-  if (!stat) return;
-  if (stat.isDirectory()) {
-    rmSync(path, { recursive: true, force: true });
-    resolver.forget();
-  } else {
-    unlinkSync(path);
-  }
-}
-
-/** Runs `create`; when something is already at `path`, removes it (never writing through it) and runs it again. */
-function replacing<T>(resolver: RootfsResolver, path: string, create: () => T): T {
+/** Runs `create`; when something is already at `place`, removes it (never writing through it) and runs it again. */
+function replacing<T>(resolver: RootfsResolver, place: Place, create: () => T): T {
   try {
     return create();
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    removeNode(resolver, path);
+    resolver.remove(place);
     return create();
   }
 }
 
+/**
+ * Runs a helper program on a node given as a descriptor, its fd 3: it names the node /proc/self/fd/3 (or a name in
+ * that directory), so it follows no path of its own. Rejects with what it printed on stderr.
+ */
+function runOn(command: string, args: string[], fd: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe', fd] });
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (data: string) => {
+      if (stderr.length < 4096) stderr += data;
+    });
+    child.once('error', reject);
+    child.once('close', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(new Error(stderr.replaceAll('/proc/self/fd/3/', '').trim() || `${command} exited with ${code ?? signal}`));
+    });
+  });
+}
+
 const NEW_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+const OPEN_NODE = O_PATH | constants.O_NOFOLLOW;
 
 /** A regular file: content, then ownership, mode, xattrs and mtime through its descriptor. */
-async function writeFile(resolver: RootfsResolver, path: string, header: Header, content: AsyncIterable<Buffer>, progress: LayerProgress): Promise<void> {
-  const fd = replacing(resolver, path, () => openSync(path, NEW_FILE, 0o600));
+async function writeFile(resolver: RootfsResolver, place: Place, header: Header, content: AsyncIterable<Buffer>, progress: LayerProgress): Promise<void> {
+  const fd = replacing(resolver, place, () => openSync(fdPath(place.dir.fd, place.name), NEW_FILE, 0o600));
   try {
     for await (const chunk of content) {
       for (let done = 0; done < chunk.length; ) done += writeSync(fd, chunk, done);
     }
     if (IS_ROOT) fchownSync(fd, header.uid ?? 0, header.gid ?? 0);
     fchmodSync(fd, (header.mode ?? 0o644) & 0o7777);
-    await applyXattrs(path, header, progress);
+    await applyXattrs(fd, undefined, header, progress);
     const mtime = header.mtime ?? new Date(0);
     futimesSync(fd, mtime, mtime);
   } finally {
@@ -71,12 +79,12 @@ async function writeFile(resolver: RootfsResolver, path: string, header: Header,
   }
 }
 
-async function makeNode(path: string, header: Header): Promise<void> {
+async function makeNode(place: Place, header: Header): Promise<void> {
   const kind = header.type === 'fifo' ? ['p'] : [header.type === 'block-device' ? 'b' : 'c', String(header.devmajor ?? 0), String(header.devminor ?? 0)];
   try {
-    await run('mknod', ['-m', '600', '--', path, ...kind]);
+    await runOn('mknod', ['-m', '600', '--', fdPath(3, place.name), ...kind], place.dir.fd);
   } catch (error) {
-    throw new EntryRefused(`cannot make ${header.type}: ${((error as { stderr?: string }).stderr ?? String(error)).trim()}`);
+    throw new EntryRefused(`cannot make ${header.type}: ${(error as Error).message}`);
   }
 }
 
@@ -100,7 +108,8 @@ export function withPaxOverrides(header: Header): Header {
 // UTF-8, so a value that was not valid UTF-8 cannot be rebuilt byte for byte: it is skipped with a warning.
 const XATTR_PREFIX = 'SCHILY.xattr.';
 
-async function applyXattrs(path: string, header: Header, progress: LayerProgress): Promise<void> {
+/** Sets the entry's xattrs on the node open as `fd`, or, for a symlink, on `name` in the directory open as `fd`. */
+async function applyXattrs(fd: number, symlinkName: string | undefined, header: Header, progress: LayerProgress): Promise<void> {
   const pax = header.pax as Record<string, string> | null | undefined;
   if (!pax) return;
   for (const [key, value] of Object.entries(pax)) {
@@ -111,41 +120,66 @@ async function applyXattrs(path: string, header: Header, progress: LayerProgress
       progress.warn(`xattr ${name} skipped: its value is not valid UTF-8`);
       continue;
     }
+    const target = symlinkName === undefined ? ['--', fdPath(3)] : ['-h', '--', fdPath(3, symlinkName)];
     try {
-      await run('setfattr', ['-h', '-n', name, '-v', `0s${Buffer.from(value, 'utf8').toString('base64')}`, '--', path]);
+      await runOn('setfattr', ['-n', name, '-v', `0s${Buffer.from(value, 'utf8').toString('base64')}`, ...target], fd);
     } catch (error) {
-      const stderr = ((error as { stderr?: string }).stderr ?? String(error)).trim();
-      if (/Operation not supported/.test(stderr)) continue;
-      throw new EntryRefused(`cannot set xattr ${name}: ${stderr}`);
+      const message = (error as Error).message;
+      if (/Operation not supported/.test(message)) continue;
+      throw new EntryRefused(`cannot set xattr ${name}: ${message}`);
     }
   }
 }
 
-async function applyMetadata(path: string, header: Header, symlinkNode: boolean, progress: LayerProgress): Promise<void> {
-  if (IS_ROOT) lchownSync(path, header.uid ?? 0, header.gid ?? 0);
-  if (!symlinkNode) chmodSync(path, (header.mode ?? 0o644) & 0o7777);
-  await applyXattrs(path, header, progress);
+const NODE_CHECKS: Record<string, (stat: Stats) => boolean> = {
+  directory: (stat) => stat.isDirectory(),
+  'character-device': (stat) => stat.isCharacterDevice(),
+  'block-device': (stat) => stat.isBlockDevice(),
+  fifo: (stat) => stat.isFIFO(),
+};
+
+/**
+ * Ownership, mode, xattrs and mtime (a directory's at the end of the layer) of a directory, device or fifo, through
+ * an O_PATH descriptor of the node: /proc/self/fd/N leads to the node itself, whatever its name now leads to.
+ */
+async function applyMetadata(fd: number, real: string[], header: Header, progress: LayerProgress): Promise<void> {
+  if (!NODE_CHECKS[header.type ?? '']?.(fstatSync(fd))) throw new EntryRefused(`the ${header.type} it made was replaced while it was being unpacked`);
+  const node = fdPath(fd);
+  if (IS_ROOT) chownSync(node, header.uid ?? 0, header.gid ?? 0);
+  chmodSync(node, (header.mode ?? 0o644) & 0o7777);
+  await applyXattrs(fd, undefined, header, progress);
   const mtime = header.mtime ?? new Date(0);
-  if (header.type === 'directory') progress.directoryTimes.push([path, mtime]);
-  else lutimesSync(path, mtime, mtime);
+  if (header.type === 'directory') progress.directoryTimes.push([real, mtime]);
+  else utimesSync(node, mtime, mtime);
 }
 
-/** The real components of an entry's target path, its parent directory resolved (and created) in the rootfs. */
-function placeEntry(resolver: RootfsResolver, components: string[]): string[] {
-  const parent = resolver.directory(components.slice(0, -1), true);
-  return [...parent!, components[components.length - 1]!];
+async function applyMetadataAt(place: Place, real: string[], header: Header, progress: LayerProgress): Promise<void> {
+  const fd = openSync(fdPath(place.dir.fd, place.name), OPEN_NODE);
+  try {
+    await applyMetadata(fd, real, header, progress);
+  } finally {
+    closeSync(fd);
+  }
 }
 
-function makeHardlink(resolver: RootfsResolver, path: string, linkname: string): void {
+async function applySymlinkMetadata(place: Place, header: Header, progress: LayerProgress): Promise<void> {
+  const path = fdPath(place.dir.fd, place.name);
+  if (IS_ROOT) lchownSync(path, header.uid ?? 0, header.gid ?? 0);
+  await applyXattrs(place.dir.fd, place.name, header, progress);
+  const mtime = header.mtime ?? new Date(0);
+  lutimesSync(path, mtime, mtime);
+}
+
+function makeHardlink(resolver: RootfsResolver, place: Place, linkname: string): void {
   const components = entryComponents(linkname);
   if (components.length === 0) throw new EntryRefused('hardlink to the rootfs itself');
   const parent = resolver.directory(components.slice(0, -1), false);
-  const target = parent && resolver.host([...parent, components[components.length - 1]!]);
-  const stat = target && lstatOrNull(target);
-  if (!stat) throw new EntryRefused(`hardlink target ${linkname} does not exist in the rootfs`);
-  if (stat.isDirectory()) throw new EntryRefused(`hardlink target ${linkname} is a directory`);
-  if (target === path) return;
-  replacing(resolver, path, () => linkSync(target, path));
+  const name = components[components.length - 1]!;
+  const stat = parent && lstatOrNull(fdPath(parent.fd, name));
+  if (!parent || !stat) throw new EntryRefused(`hardlink target ${shortName(linkname)} does not exist in the rootfs`);
+  if (stat.isDirectory()) throw new EntryRefused(`hardlink target ${shortName(linkname)} is a directory`);
+  if (parent.key === place.dir.key && name === place.name) return;
+  replacing(resolver, place, () => linkSync(fdPath(parent.fd, name), fdPath(place.dir.fd, place.name)));
 }
 
 /** Applies one non-whiteout entry. */
@@ -158,14 +192,17 @@ export async function applyEntry(
   const components = entryComponents(header.name);
   if (components.length === 0) {
     if (header.type !== 'directory') throw new EntryRefused('the rootfs itself can only be a directory');
-    await applyMetadata(resolver.rootfs, header, false, progress);
+    await applyMetadata(resolver.root.fd, [], header, progress);
     return;
   }
-  const real = placeEntry(resolver, components);
-  const path = resolver.host(real);
+  const dir = resolver.directory(components.slice(0, -1), true)!;
+  const place: Place = { dir, name: components[components.length - 1]! };
+  if (Buffer.byteLength(childKey(dir, place.name)) > MAX_PATH_BYTES) throw new EntryRefused(`its path in the rootfs is longer than ${MAX_PATH_BYTES} bytes`);
+  const real = [...dir.real, place.name];
+  const path = fdPath(dir.fd, place.name);
   switch (header.type) {
     case 'directory':
-      replacing(resolver, path, () => {
+      replacing(resolver, place, () => {
         try {
           mkdirSync(path, 0o700);
         } catch (error) {
@@ -173,28 +210,32 @@ export async function applyEntry(
           throw error;
         }
       });
-      break;
+      markWritten(progress, real);
+      await applyMetadataAt(place, real, header, progress);
+      return;
     case 'file':
     case 'contiguous-file':
-      await writeFile(resolver, path, header, content, progress);
-      markWritten(progress, resolver, real);
+      await writeFile(resolver, place, header, content, progress);
+      markWritten(progress, real);
       return;
     case 'symlink':
-      replacing(resolver, path, () => symlinkSync(header.linkname ?? '', path));
-      break;
+      replacing(resolver, place, () => symlinkSync(header.linkname ?? '', path));
+      markWritten(progress, real);
+      await applySymlinkMetadata(place, header, progress);
+      return;
     case 'link':
-      await makeHardlink(resolver, path, header.linkname ?? '');
-      markWritten(progress, resolver, real);
+      makeHardlink(resolver, place, header.linkname ?? '');
+      markWritten(progress, real);
       return; // a hardlink shares its target's inode and metadata
     case 'character-device':
     case 'block-device':
     case 'fifo':
-      removeNode(resolver, path);
-      await makeNode(path, header);
-      break;
+      resolver.remove(place);
+      await makeNode(place, header);
+      markWritten(progress, real);
+      await applyMetadataAt(place, real, header, progress);
+      return;
     default:
       throw new EntryRefused(`unsupported entry type ${String(header.type)}`);
   }
-  markWritten(progress, resolver, real);
-  await applyMetadata(path, header, header.type === 'symlink', progress);
 }

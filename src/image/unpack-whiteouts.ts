@@ -1,9 +1,8 @@
 // OCI whiteouts (image-spec layer.md): `.wh.NAME` removes NAME from the layers below; `.wh..wh..opq` in a
 // directory hides everything the layers below put there. Other `.wh..wh.*` names are AUFS bookkeeping and ignored.
-import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { type LayerProgress, removeNode } from './unpack-entries.js';
-import { EntryRefused, type RootfsResolver, entryComponents, lstatOrNull } from './unpack-paths.js';
+import { closeSync, readdirSync } from 'node:fs';
+import type { LayerProgress } from './unpack-entries.js';
+import { childKey, type Dir, EntryRefused, type RootfsResolver, entryComponents, fdPath } from './unpack-paths.js';
 
 const WHITEOUT = '.wh.';
 const OPAQUE = '.wh..wh..opq';
@@ -14,13 +13,19 @@ export function isWhiteout(name: string): boolean {
 }
 
 /** Removes what the layers below left in `dir`, keeping what this layer wrote (whatever the entry order). */
-function clearBelow(resolver: RootfsResolver, dir: string, progress: LayerProgress): void {
-  for (const child of readdirSync(dir)) {
-    const path = join(dir, child);
-    if (progress.written.has(path) || progress.ancestorsOfWritten.has(path)) {
-      if (progress.ancestorsOfWritten.has(path) && lstatOrNull(path)?.isDirectory()) clearBelow(resolver, path, progress);
-    } else {
-      removeNode(resolver, path);
+function clearBelow(resolver: RootfsResolver, dir: Dir, progress: LayerProgress): void {
+  for (const child of readdirSync(fdPath(dir.fd))) {
+    const key = childKey(dir, child);
+    if (!progress.written.has(key) && !progress.ancestorsOfWritten.has(key)) {
+      resolver.remove({ dir, name: child });
+      continue;
+    }
+    const sub = progress.ancestorsOfWritten.has(key) ? resolver.openChild(dir, child) : null;
+    if (!sub) continue;
+    try {
+      clearBelow(resolver, sub, progress);
+    } finally {
+      closeSync(sub.fd);
     }
   }
 }
@@ -31,12 +36,11 @@ export function applyWhiteout(resolver: RootfsResolver, name: string, progress: 
   const dir = resolver.directory(components, base === OPAQUE);
   if (!dir) return; // nothing below to hide
   if (base === OPAQUE) {
-    clearBelow(resolver, resolver.host(dir), progress);
+    clearBelow(resolver, dir, progress);
     return;
   }
   if (base.startsWith(WHITEOUT + WHITEOUT)) return;
   const hidden = base.slice(WHITEOUT.length);
   if (hidden === '' || hidden === '.' || hidden === '..') throw new EntryRefused('whiteout of an invalid name');
-  const path = resolver.host([...dir, hidden]);
-  if (!progress.written.has(path)) removeNode(resolver, path);
+  if (!progress.written.has(childKey(dir, hidden))) resolver.remove({ dir, name: hidden });
 }

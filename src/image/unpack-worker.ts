@@ -4,6 +4,7 @@
 // layer's partial file through a GrowingBlob of its own, kept up to date by the main thread's BlobUpdates.
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { GrowingBlob, type BlobUpdate } from './growing-blob.js';
+import type { ImageLimits } from './image-limits.js';
 import { UnpackError, unpackLayers } from './unpack.js';
 
 const ROLE = 'runbox-unpack';
@@ -17,7 +18,7 @@ export interface WorkerLayer {
 /** Tells a listener how a layer's blob comes along: until it is stored, or fails. */
 export type LayerFeed = (digest: string, listener: (update: BlobUpdate) => void) => Promise<void>;
 
-type ToWorker = { type: 'layers'; rootfs: string; layers: WorkerLayer[] } | { type: 'blob'; layer: number; update: BlobUpdate };
+type ToWorker = { type: 'layers'; rootfs: string; layers: WorkerLayer[]; limits?: ImageLimits } | { type: 'blob'; layer: number; update: BlobUpdate };
 type FromWorker = { type: 'warn'; message: string } | { type: 'done' } | { type: 'failed'; message: string; unpack?: { layer: string; entry?: string; reason: string } };
 
 // A 'grew' is passed on only after this many more bytes: the worker needs no word per network chunk.
@@ -45,8 +46,8 @@ export class UnpackWorker {
   }
 
   /** Applies `layers` in order onto `rootfs` (empty); on failure the rootfs is removed, as by unpackLayers. Once only; the owner stops the worker. */
-  async unpack(rootfs: string, layers: WorkerLayer[], feed: LayerFeed): Promise<void> {
-    this.post({ type: 'layers', rootfs, layers });
+  async unpack(rootfs: string, layers: WorkerLayer[], feed: LayerFeed, limits?: ImageLimits): Promise<void> {
+    this.post({ type: 'layers', rootfs, layers, ...(limits ? { limits } : {}) });
     layers.forEach((layer, index) => {
       let posted = -GREW_STEP;
       const listener = (update: BlobUpdate): void => {
@@ -76,10 +77,10 @@ function runWorker(): void {
   const port = parentPort!;
   const blobs: GrowingBlob[] = [];
   const send = (message: FromWorker) => port.postMessage(message);
-  const unpack = async (rootfs: string, layers: WorkerLayer[]) => {
+  const unpack = async (rootfs: string, layers: WorkerLayer[], limits: ImageLimits | undefined) => {
     try {
       const sources = layers.map((layer, index) => ({ ...layer, open: async () => blobs[index]!.reader() }));
-      await unpackLayers(sources, rootfs, { warn: (message) => send({ type: 'warn', message }) });
+      await unpackLayers(sources, rootfs, { warn: (message) => send({ type: 'warn', message }), ...(limits ? { limits } : {}) });
       send({ type: 'done' });
     } catch (error) {
       const unpack = error instanceof UnpackError ? { layer: error.layer, reason: error.reason, ...(error.entry === undefined ? {} : { entry: error.entry }) } : undefined;
@@ -89,7 +90,7 @@ function runWorker(): void {
   port.on('message', (message: ToWorker) => {
     if (message.type === 'layers') {
       blobs.push(...message.layers.map(() => new GrowingBlob()));
-      void unpack(message.rootfs, message.layers);
+      void unpack(message.rootfs, message.layers, message.limits);
     } else {
       blobs[message.layer]!.apply(message.update);
     }

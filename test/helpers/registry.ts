@@ -91,7 +91,7 @@ export async function startRegistry(t: TeardownOwner, options: { storage?: strin
   return { host: `127.0.0.1:${port}`, storage, ...(certificate ? { certificate } : {}) };
 }
 
-function selfSignedCertificate(keyPath: string, certificatePath: string, subject: string, extra: string[] = []): void {
+export function selfSignedCertificate(keyPath: string, certificatePath: string, subject: string, extra: string[] = []): void {
   const openssl = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', subject, '-days', '1', ...extra, '-keyout', keyPath, '-out', certificatePath], { encoding: 'utf8' });
   if (openssl.status !== 0) throw new Error(`openssl: ${openssl.stderr}`);
 }

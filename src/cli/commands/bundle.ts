@@ -4,6 +4,7 @@ import * as Flags from '@oclif/core/flags';
 import { resolve } from 'node:path';
 import { bundleFromImage } from '../../image/image-bundle.js';
 import { imageError, openStore, platformFlag, pullFlags, storeFlags } from '../image-options.js';
+import { cleanlyInterruptible } from '../interrupt.js';
 import { PullProgress } from '../pull-progress.js';
 
 export default class Bundle extends Command {
@@ -23,7 +24,8 @@ export default class Bundle extends Command {
     const platform = platformFlag(flags.platform);
     const progress = PullProgress.forTerminal(flags.quiet);
     try {
-      await bundleFromImage(store, flags.image, resolve(args.dir), { ...(platform ? { platform } : {}), ...(progress ? { onEvent: progress.onEvent } : {}) }, extra.length ? { args: extra } : {})
+      const pull = { ...(platform ? { platform } : {}), ...(progress ? { onEvent: progress.onEvent } : {}) };
+      await cleanlyInterruptible((signal) => bundleFromImage(store, flags.image, resolve(args.dir), { pull, ...(extra.length ? { overrides: { args: extra } } : {}), signal }))
         .catch((error: Error) => {
           throw imageError(flags.image, error);
         })

@@ -5,6 +5,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { bundleFromImage } from '../../image/image-bundle.js';
 import { imageError, openStore, platformFlag, pullFlags, storeFlags } from '../image-options.js';
+import { cleanlyInterruptible } from '../interrupt.js';
 import { PullProgress } from '../pull-progress.js';
 import { runContainer } from '../run-container.js';
 
@@ -31,7 +32,8 @@ export default class Run extends Command {
     const progress = PullProgress.forTerminal(flags.quiet);
     try {
       const dir = join(store.bundlesDir(), id);
-      await bundleFromImage(store, flags.image!, dir, { ...(platform ? { platform } : {}), ...(progress ? { onEvent: progress.onEvent } : {}) }, args.length ? { args } : {})
+      const pull = { ...(platform ? { platform } : {}), ...(progress ? { onEvent: progress.onEvent } : {}) };
+      await cleanlyInterruptible((signal) => bundleFromImage(store, flags.image!, dir, { pull, ...(args.length ? { overrides: { args } } : {}), signal }))
         .catch((error: Error) => {
           throw imageError(flags.image!, error);
         })
