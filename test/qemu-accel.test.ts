@@ -107,7 +107,8 @@ test('two first VMs at once on a host never probed: both run, one probe decides 
 
 test('a KVM that runs the guest: the first auto VM stays on KVM and logs nothing, the verdict says so, the next VM gets a KVM template', async (t) => {
   const env = new TestEnv(t);
-  const host = freshHost(env, 'works');
+  // Its "KVM" is TCG, which a loaded machine can keep from greeting within the 5 s a real KVM guest is given.
+  const host = { ...freshHost(env, 'works'), RUNBOX_QEMU_KVM_PROBE_TIMEOUT: '60' };
   const log = join(env.dir, 'runbox.log');
   const first = await runLogged(env, host, log);
   t.deepEqual([first.code, first.stdout, first.stderr], [0, 'in the VM: Linux\n', '']);
@@ -122,13 +123,19 @@ test('a KVM that runs the guest: the first auto VM stays on KVM and logs nothing
   t.true(calls.some((call) => call.argv.includes(join(env.dir, 'templates'))), 'its template was built on KVM');
 });
 
-test('features tells the acceleration a host gets and why: no KVM device, a pinned choice, a KVM seen to work', async (t) => {
+test('features tells the acceleration a host gets and why: no KVM device, a pinned choice, the probe\'s deadline, a KVM seen to work', async (t) => {
   const env = new TestEnv(t);
   const host = freshHost(env, 'aborts');
   const noDevice = await accelFeature(env, { ...host, RUNBOX_QEMU_KVM_DEVICE: join(env.dir, 'no-kvm') });
   t.deepEqual(noDevice, { accel: 'tcg', why: `auto (RUNBOX_QEMU_ACCEL or a container's io.runbox.qemu.accel annotation can pick kvm or tcg): ${join(env.dir, 'no-kvm')} is absent or cannot be opened read-write` });
   const pinned = await accelFeature(env, { ...host, RUNBOX_QEMU_ACCEL: 'kvm' });
   t.deepEqual(pinned, { accel: 'kvm', why: 'RUNBOX_QEMU_ACCEL=kvm; a container\'s io.runbox.qemu.accel annotation overrides it' });
+  const probeLonger = await accelFeature(env, { ...host, RUNBOX_QEMU_KVM_PROBE_TIMEOUT: '12' });
+  t.is(probeLonger.accel, 'kvm-or-tcg');
+  t.regex(probeLonger.why, /has not greeted within 12 s/);
+  t.deepEqual(await accelFeature(env, { ...host, RUNBOX_QEMU_KVM_PROBE_TIMEOUT: 'soon' }), {
+    accel: 'none', why: 'invalid RUNBOX_QEMU_KVM_PROBE_TIMEOUT "soon" (expected seconds > 0)',
+  });
   writeFileSync(join(env.dir, 'kvm-verdict.json'), JSON.stringify({ works: true, hostKernel: release() }));
   const proven = await accelFeature(env, host);
   t.is(proven.accel, 'kvm');

@@ -16,10 +16,19 @@ export const ACCEL_ANNOTATION = 'io.runbox.qemu.accel';
 export const KVM_DEVICE = process.env.RUNBOX_QEMU_KVM_DEVICE ?? '/dev/kvm';
 export const KVM_VERDICT_FILE = process.env.RUNBOX_QEMU_KVM_VERDICT ?? '/run/runbox-qemu/kvm-verdict.json';
 /**
- * How long a guest on a KVM not proven yet has to greet before `auto` settles for TCG. A guest greets in well
- * under a second on KVM; where KVM cannot run it, it hangs (a QEMU that aborts is seen at once).
+ * How long a guest on a KVM not proven yet has to greet before `auto` settles for TCG, unless
+ * RUNBOX_QEMU_KVM_PROBE_TIMEOUT says otherwise. A guest greets in well under a second on KVM; where KVM cannot run
+ * it, it hangs (a QEMU that aborts is seen at once).
  */
-export const KVM_PROBE_TIMEOUT_S = 5;
+const DEFAULT_KVM_PROBE_TIMEOUT_S = 5;
+
+export function kvmProbeTimeoutSeconds(): number {
+  const raw = process.env.RUNBOX_QEMU_KVM_PROBE_TIMEOUT;
+  if (raw === undefined) return DEFAULT_KVM_PROBE_TIMEOUT_S;
+  const seconds = Number(raw);
+  if (!Number.isFinite(seconds) || seconds <= 0) throw new Error(`invalid RUNBOX_QEMU_KVM_PROBE_TIMEOUT "${raw}" (expected seconds > 0)`);
+  return seconds;
+}
 
 interface Verdict {
   works: boolean;
@@ -89,10 +98,16 @@ export function planAccel(choice: AccelChoice): { accel: Accel; probe: boolean }
  */
 export function accelOutlook(setting = process.env.RUNBOX_QEMU_ACCEL): { accel: Accel | 'kvm-or-tcg' | 'none'; why: string } {
   let choice: AccelChoice;
+  let probeSeconds: number;
   try {
     choice = parseAccelChoice(setting);
   } catch (error) {
     return { accel: 'none', why: `RUNBOX_QEMU_ACCEL: ${(error as Error).message}` };
+  }
+  try {
+    probeSeconds = kvmProbeTimeoutSeconds();
+  } catch (error) {
+    return { accel: 'none', why: (error as Error).message };
   }
   const overrides = `a container's ${ACCEL_ANNOTATION} annotation overrides it`;
   if (choice !== 'auto') return { accel: choice, why: `RUNBOX_QEMU_ACCEL=${choice}; ${overrides}` };
@@ -107,6 +122,6 @@ export function accelOutlook(setting = process.env.RUNBOX_QEMU_ACCEL): { accel: 
   return {
     accel: 'kvm-or-tcg',
     why: `${auto}: ${KVM_DEVICE} opens but no guest has booted on it yet: the first microVM tries KVM, and runs on TCG if ` +
-      `QEMU fails or its guest has not greeted within ${KVM_PROBE_TIMEOUT_S} s; the answer is ${kept}`,
+      `QEMU fails or its guest has not greeted within ${probeSeconds} s; the answer is ${kept}`,
   };
 }

@@ -15,7 +15,7 @@ import type { AgentClient } from './agent-client.js';
 import { guestAssets, type GuestAssets } from './guest-assets.js';
 import { isProcessAlive, killProcessesUnder, processStartTime } from './host-process.js';
 import { KvmProbe } from './kvm-probe.js';
-import { ACCEL_ANNOTATION, KVM_PROBE_TIMEOUT_S, KVM_VERDICT_FILE, parseAccelChoice, planAccel, type Accel } from './qemu-accel.js';
+import { ACCEL_ANNOTATION, KVM_VERDICT_FILE, kvmProbeTimeoutSeconds, parseAccelChoice, planAccel, type Accel } from './qemu-accel.js';
 import { agentPortSocket, clientOnSession, leasePort, openSession } from './qemu-agent-port.js';
 import { QEMU_BINARY, qemuArgs, vmFiles, type InheritedStdio } from './qemu-command.js';
 import { vmResources, type VmResources } from './qemu-resources.js';
@@ -185,11 +185,13 @@ export class QemuDriver implements Driver {
   async boot(config: SandboxConfig): Promise<Sandbox> {
     let assets: GuestAssets;
     let plan: { accel: Accel; probe: boolean };
+    let probeSeconds: number;
     let useTemplate: boolean;
     let resources: VmResources;
     try {
       assets = guestAssets();
       plan = planAccel(parseAccelChoice(config.spec.annotations?.[ACCEL_ANNOTATION] ?? process.env.RUNBOX_QEMU_ACCEL));
+      probeSeconds = kvmProbeTimeoutSeconds();
       useTemplate = templatesEnabled(config.spec.annotations?.[TEMPLATE_ANNOTATION]);
       resources = vmResources(config.spec);
     } catch (error) {
@@ -223,7 +225,7 @@ export class QemuDriver implements Driver {
         else {
           try {
             return await this.launch(config, guest, buildImage, 'kvm', deadlineIn(timeout), {
-              probe: { greetBy: deadlineIn(KVM_PROBE_TIMEOUT_S), kvm: probe },
+              probe: { greetBy: deadlineIn(probeSeconds), kvm: probe },
             });
           } catch (error) {
             if (!kvmFailed(error)) throw error;
