@@ -1,5 +1,5 @@
 // containerd → containerd-shim-runbox-v2 → the qemu driver: the container runs under the guest's kernel.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -7,8 +7,8 @@ import test from 'ava';
 import { guestAssets } from '../src/hypervisor/guest-assets.js';
 import { DRIVER_ANNOTATION } from '../src/hypervisor/drivers.js';
 import { PrivateContainerd } from './helpers/containerd.js';
-import { clonePausingQemu, isStopped, killAll, procFile } from './helpers/qemu.js';
-import { processesMentioning } from './helpers/runbox.js';
+import { clonePausingQemu, isStopped, killAll, procFile, qemuCalls, qemuWithKvmThat } from './helpers/qemu.js';
+import { processesMentioning, type Result } from './helpers/runbox.js';
 
 test('ctr run with the qemu driver selected by annotation prints the guest kernel\'s uname -r', async (t) => {
   const containerd = await PrivateContainerd.start(t);
@@ -50,4 +50,32 @@ test('a shim killed while its microVM clone waits for the restore: containerd\'s
   t.not(result.code, 0, 'the task was never created');
   for (let i = 0; i < 100 && clones().length > 0; i++) await sleep(100);
   t.deepEqual(clones(), [], 'no clone QEMU is left waiting');
+});
+
+test('the first microVMs through containerd on a host whose KVM never runs the guest: two at once both run on TCG, after one probe', async (t) => {
+  // A QEMU whose guest never runs under -accel kvm, a KVM device that opens and a verdict of the test's own: a host
+  // never probed, whatever this machine's KVM does. No acceleration pinned.
+  const dir = mkdtempSync(join(tmpdir(), 'runbox-shim-kvm-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'kvm'), '');
+  const verdict = join(dir, 'kvm-verdict.json');
+  const containerd = await PrivateContainerd.start(t, {
+    RUNBOX_QEMU: qemuWithKvmThat('hangs', dir), RUNBOX_QEMU_KVM_DEVICE: join(dir, 'kvm'), RUNBOX_QEMU_KVM_VERDICT: verdict,
+    RUNBOX_QEMU_TEMPLATE_DIR: join(dir, 'templates'), RUNBOX_QEMU_ACCEL: undefined,
+  });
+  const vm = (): Promise<Result> => containerd.run(containerd.id('vm'), ['uname', '-r'], ['--rm', '--annotation', `${DRIVER_ANNOTATION}=qemu`]);
+  const first = await Promise.all([vm(), vm()]);
+  for (const result of first) t.deepEqual([result.code, result.stdout], [0, `${guestAssets().kernelVersion}\n`], result.stderr);
+  const calls = qemuCalls(dir);
+  t.is(calls.filter((call) => call.accel === 'kvm').length, 1, 'KVM was tried once');
+  t.false((JSON.parse(readFileSync(verdict, 'utf8')) as { works: boolean }).works);
+  const said = containerd.log().split('\n').filter((line) => line.includes('KVM was tried and not used'));
+  t.is(said.length, 1, 'the shim that tried KVM says so in containerd\'s log');
+  t.regex(said[0]!, /did not report ready within 5 s \(accel kvm, VM prelaunch\)/);
+
+  const next = await vm();
+  t.deepEqual([next.code, next.stdout], [0, `${guestAssets().kernelVersion}\n`], next.stderr);
+  const nextCalls = qemuCalls(dir).slice(calls.length);
+  t.true(nextCalls.length > 0);
+  t.deepEqual(nextCalls.map((call) => call.accel), nextCalls.map(() => 'tcg'), 'the next VM went straight to TCG');
 });

@@ -1,12 +1,11 @@
 // npm run demo: boots a sandbox from the bundled default image with the runbox CLI and shows each step — in a
 // QEMU microVM when QEMU and the guest can run here (under KVM, or TCG emulation), else with the emulated driver.
 import { spawnSync } from 'node:child_process';
-import { closeSync, cpSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { guestAssets } from '../hypervisor/guest-assets.js';
-import { kvmDeviceUsable } from '../hypervisor/qemu-accel.js';
 import { QEMU_BINARY } from '../hypervisor/qemu-command.js';
 import { defaultSpec } from '../oci/default-spec.js';
 
@@ -52,22 +51,28 @@ try {
   const driver = unavailable ? 'emulated' : 'qemu';
   process.stdout.write(`default image: fixtures/busybox (busybox-static), bundle ${bundle}\n`);
   if (unavailable) process.stdout.write(`no microVM here (${unavailable}): falling back to the emulated driver\n`);
-  process.stdout.write(`driver: ${driver}: ${JSON.parse(step(['features'])).annotations[`io.runbox.driver.${driver}.description`]}\n`);
-  // The container's stdout is create's stdout, as with runc: point it at a file to show it afterwards.
-  process.stdout.write(`\n$ runbox --driver ${driver} create --bundle ${bundle} ${id} > ${output}\n`);
+  const { annotations } = JSON.parse(step(['features'])) as { annotations: Record<string, string> };
+  process.stdout.write(`driver: ${driver}: ${annotations[`io.runbox.driver.${driver}.description`]}\n`);
+  if (driver === 'qemu') {
+    process.stdout.write(`acceleration on this host: ${annotations['io.runbox.driver.qemu.accel']} (${annotations['io.runbox.driver.qemu.accel.why']})\n`);
+  }
+  // The container's stdout is create's stdout, as with runc: point it at a file to show it afterwards. runbox's
+  // own messages go to the --log file, as containerd has runc's.
+  const log = join(work, 'runbox.log');
+  process.stdout.write(`\n$ runbox --log ${log} --driver ${driver} create --bundle ${bundle} ${id} > ${output}\n`);
   const outputFd = openSync(output, 'w');
   const started = process.hrtime.bigint();
-  const created = spawnSync(runbox, ['--root', root, '--driver', driver, 'create', '--bundle', bundle, id], {
+  const created = spawnSync(runbox, ['--root', root, '--log', log, '--driver', driver, 'create', '--bundle', bundle, id], {
     stdio: ['ignore', outputFd, 'inherit'],
   });
   closeSync(outputFd);
   if (created.status !== 0) throw new Error('runbox create failed');
   process.stdout.write(`  (exit 0, ${(Number(process.hrtime.bigint() - started) / 1e6).toFixed(0)} ms)\n`);
+  if (existsSync(log)) process.stdout.write(`runbox's log (--log):\n${readFileSync(log, 'utf8')}`);
   if (driver === 'qemu') {
     const { sandbox } = JSON.parse(readFileSync(join(root, id, 'state.json'), 'utf8')) as { sandbox: { accel: string; pid: number; template?: string } };
-    const why = sandbox.accel === 'kvm' ? 'hardware virtualization'
-      : kvmDeviceUsable() ? 'software emulation: KVM has not been seen to boot a guest here' : 'software emulation: no usable /dev/kvm';
-    process.stdout.write(`microVM: QEMU pid ${sandbox.pid}, acceleration ${sandbox.accel} (${why})\n`);
+    const how = sandbox.accel === 'kvm' ? 'hardware virtualization' : 'software emulation';
+    process.stdout.write(`microVM: QEMU pid ${sandbox.pid}, acceleration ${sandbox.accel} (${how})\n`);
     process.stdout.write(sandbox.template
       ? `  restored from template ${sandbox.template} (a guest booted once and snapshotted; the first VM on this host built it)\n`
       : '  booted its kernel (no template)\n');

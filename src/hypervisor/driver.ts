@@ -38,6 +38,11 @@ export interface SandboxConfig {
    * their status. Drivers whose processes cannot be host children (a VM) ignore it.
    */
   callerReaps?: boolean;
+  /**
+   * The caller's log (runc's --log, the shim's log), for what the user of a boot that succeeded should still be
+   * told: one line, a warning (the qemu driver's KVM that was tried and not used).
+   */
+  log?: (message: string) => void;
 }
 
 /** What a later process needs to reach a booted sandbox again: plain JSON, stored with the container state. */

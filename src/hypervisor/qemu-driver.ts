@@ -15,7 +15,8 @@ import type { AgentClient } from './agent-client.js';
 import { HOOK_STATE_LIMIT } from './agent-sandbox.js';
 import { guestAssets, type GuestAssets } from './guest-assets.js';
 import { isProcessAlive, killProcessesUnder, processStartTime } from './host-process.js';
-import { ACCEL_ANNOTATION, parseAccelChoice, planAccel, recordKvmVerdict, type Accel } from './qemu-accel.js';
+import { KvmProbe } from './kvm-probe.js';
+import { ACCEL_ANNOTATION, KVM_VERDICT_FILE, kvmProbeTimeoutSeconds, parseAccelChoice, planAccel, type Accel } from './qemu-accel.js';
 import { agentPortSocket, clientOnSession, leasePort, openSession } from './qemu-agent-port.js';
 import { QEMU_BINARY, qemuArgs, vmFiles, type InheritedStdio } from './qemu-command.js';
 import { vmResources, type VmResources } from './qemu-resources.js';
@@ -32,8 +33,6 @@ export const AGENT_PORTS = 4;
 /** The annotation (else RUNBOX_QEMU_BOOT_TIMEOUT) that sets how long a guest may take to report ready, in seconds. */
 export const BOOT_TIMEOUT_ANNOTATION = 'io.runbox.qemu.boot-timeout';
 const DEFAULT_BOOT_TIMEOUT_S = 30;
-/** A KVM that has not been proven gets this long to boot a guest before auto settles for TCG. */
-const KVM_PROBE_TIMEOUT_S = 10;
 /** A later invocation waits this long for the agent's greeting on a port before it tries again. */
 const GREETING_TIMEOUT_MS = 3000;
 const CONNECT_TIMEOUT_MS = 30_000;
@@ -79,13 +78,25 @@ interface VmStart {
   spawned?(signal: AbortSignal): Promise<unknown>;
   /** Runs on the greeted session; the VM has started once it has resolved. */
   ready?(client: AgentClient, stdio: InheritedStdio): Promise<void>;
+  /** A KVM probe's: the guest is to greet by then (the start times out otherwise), and the probe settles when it has. */
+  probe?: { greetBy: Deadline; kvm: KvmProbe };
 }
 
 /** Why a VM did not start, in words for the user; and what happened, for a caller that can try another way. */
 class VmStartError extends SandboxError {
-  constructor(message: string, readonly what: { cause: unknown; timedOut: boolean; qemuEnded: boolean }) {
+  constructor(
+    message: string,
+    readonly what: { cause: unknown; timedOut: boolean; qemuEnded: boolean; qemuRan: boolean; greeted: boolean },
+  ) {
     super(message);
   }
+}
+
+/** A start on KVM that tells KVM cannot run the guest here: QEMU ran, and ended or timed out before any greeting. */
+function kvmFailed(error: unknown): error is VmStartError {
+  if (!(error instanceof VmStartError)) return false;
+  const { qemuRan, greeted, qemuEnded, timedOut } = error.what;
+  return qemuRan && !greeted && (qemuEnded || timedOut);
 }
 
 interface StartedVm {
@@ -190,11 +201,13 @@ export class QemuDriver implements Driver {
     refuseHostResources(config.id, config.spec);
     let assets: GuestAssets;
     let plan: { accel: Accel; probe: boolean };
+    let probeSeconds: number;
     let useTemplate: boolean;
     let resources: VmResources;
     try {
       assets = guestAssets();
       plan = planAccel(parseAccelChoice(config.spec.annotations?.[ACCEL_ANNOTATION] ?? process.env.RUNBOX_QEMU_ACCEL));
+      probeSeconds = kvmProbeTimeoutSeconds();
       useTemplate = templatesEnabled(config.spec.annotations?.[TEMPLATE_ANNOTATION]);
       resources = vmResources(config.spec);
     } catch (error) {
@@ -221,21 +234,33 @@ export class QemuDriver implements Driver {
     };
     try {
       createRootfsDisk(config.spec.root!.path, disk);
+      let accel = plan.accel;
       if (plan.probe) {
-        try {
-          const sandbox = await this.launch(config, guest, buildImage, 'kvm', deadlineIn(KVM_PROBE_TIMEOUT_S));
-          recordKvmVerdict(true);
-          return sandbox;
-        } catch {
-          recordKvmVerdict(false);
+        // The probe boots this VM, never a template: a template is built only with an acceleration seen to work.
+        const probe = await KvmProbe.claim();
+        if (typeof probe === 'string') accel = probe;
+        else {
+          try {
+            return await this.launch(config, guest, buildImage, 'kvm', deadlineIn(timeout), {
+              probe: { greetBy: deadlineIn(probeSeconds), kvm: probe },
+            });
+          } catch (error) {
+            if (!kvmFailed(error)) throw error;
+            probe.settle(false, error.message);
+            config.log?.(`KVM was tried and not used: ${error.message}; the microVM runs on TCG (software emulation), as ` +
+              `the next ones on this host will (kept in ${KVM_VERDICT_FILE} until the host reboots)`);
+            accel = 'tcg';
+          } finally {
+            probe.release();
+          }
         }
       }
       // One deadline for the template's boot, if it is built now; one for this VM, restored or booted.
-      const template = useTemplate ? await this.template(guest, plan.accel, deadlineIn(timeout)) : undefined;
+      const template = useTemplate ? await this.template(guest, accel, deadlineIn(timeout)) : undefined;
       const deadline = deadlineIn(timeout);
       if (template) {
         try {
-          return await this.launch(config, guest, buildImage, plan.accel, deadline, template);
+          return await this.launch(config, guest, buildImage, accel, deadline, { template });
         } catch (error) {
           if (!(error instanceof CloneFailure)) throw error;
           // A template this QEMU cannot restore (or whose guest cannot take the host's time and entropy):
@@ -243,7 +268,7 @@ export class QemuDriver implements Driver {
           this.templates.discard(template.key);
         }
       }
-      return await this.launch(config, guest, buildImage, plan.accel, deadline);
+      return await this.launch(config, guest, buildImage, accel, deadline);
     } catch (error) {
       await image?.catch(() => {}); // it removes its own files when it ends, whatever the outcome
       rmSync(disk, { force: true });
@@ -302,11 +327,12 @@ export class QemuDriver implements Driver {
   }
 
   /**
-   * Starts the container's VM, booted or restored from `template`, and waits for the agent's greeting and the
-   * rootfs image; on any failure nothing of the VM is left but the disk (boot's).
+   * Starts the container's VM, booted (as a KVM probe, or not) or restored from `template`, and waits for the
+   * agent's greeting and the rootfs image; on any failure nothing of the VM is left but the disk (boot's).
    */
   private async launch(
-    config: SandboxConfig, guest: Guest, buildImage: () => Promise<void>, accel: Accel, deadline: Deadline, template?: VmTemplate,
+    config: SandboxConfig, guest: Guest, buildImage: () => Promise<void>, accel: Accel, deadline: Deadline,
+    { template, probe }: { template?: VmTemplate; probe?: VmStart['probe'] } = {},
   ): Promise<Sandbox> {
     const files = vmFiles(config.dir);
     let image: Promise<void> | undefined;
@@ -338,6 +364,7 @@ export class QemuDriver implements Driver {
           if (template) await this.woken(client, stdio);
           await image;
         },
+        probe,
       });
     } catch (error) {
       // A clone that failed on its own account (its restore, or QEMU ending by itself: not its rootfs, not the
@@ -414,8 +441,12 @@ export class QemuDriver implements Driver {
       closeSync(log);
       if (start.snapshotFd !== undefined) closeSync(start.snapshotFd);
     }
+    let qemuRan = true;
     const exited = new Promise<string>((resolve) => {
-      child.once('error', (error) => resolve(`cannot run ${QEMU_BINARY}: ${error.message}`));
+      child.once('error', (error) => {
+        qemuRan = false;
+        resolve(`cannot run ${QEMU_BINARY}: ${error.message}`);
+      });
       child.once('exit', () => resolve(tail(files.log, 3) || 'QEMU exited'));
     });
     const handle: QemuHandle = {
@@ -428,7 +459,11 @@ export class QemuDriver implements Driver {
       rootfsFstype: ROOTFS_FSTYPE,
     };
     const abort = new AbortController();
-    const timer = setTimeout(() => abort.abort(new Error('timeout')), Math.max(0, deadline.at - Date.now()));
+    // A probe's guest must greet by the probe's deadline; then the start has until the VM's.
+    let waitingUntil = start.probe?.greetBy ?? deadline;
+    const timeout = (): NodeJS.Timeout => setTimeout(() => abort.abort(new Error('timeout')), Math.max(0, waitingUntil.at - Date.now()));
+    let timer = timeout();
+    let greeted = false;
     void exited.then((why) => abort.abort(new SandboxError(`the microVM (accel ${accel}) failed to start: ${why}`)));
     start.spawned?.(abort.signal).catch((error: unknown) => abort.abort(error));
     try {
@@ -436,12 +471,19 @@ export class QemuDriver implements Driver {
       try {
         const socket = await untilListening(() => openSession(agentPortSocket(dir, lease.index), abort.signal), abort.signal);
         const client = clientOnSession(socket, lease);
+        greeted = true;
         const aborted = new Promise<never>((_, reject) => {
           if (abort.signal.aborted) reject(abort.signal.reason);
           abort.signal.addEventListener('abort', () => reject(abort.signal.reason), { once: true });
         });
         aborted.catch(() => {}); // QEMU's exit aborts it long after a start that went well
         try {
+          if (start.probe) {
+            start.probe.kvm.settle(true);
+            clearTimeout(timer);
+            waitingUntil = deadline;
+            timer = timeout();
+          }
           await Promise.race([start.ready?.(client, inherited.stdio), aborted]);
         } catch (error) {
           client.close();
@@ -464,13 +506,13 @@ export class QemuDriver implements Driver {
       if (timedOut) {
         const state = await queryRunState(files.qmp);
         const console = tail(files.console, 3);
-        message = `the guest did not report ready within ${deadline.seconds} s (accel ${accel}${state ? `, VM ${state}` : ''})` +
+        message = `the guest did not report ready within ${waitingUntil.seconds} s (accel ${accel}${state ? `, VM ${state}` : ''})` +
           (console ? `; console: ${console}` : '; the console is silent');
       }
       child.kill('SIGKILL');
       await Promise.race([exited, sleep(2000)]);
       removeVmFiles(handle, true);
-      throw new VmStartError(message, { cause: error, timedOut, qemuEnded: why !== undefined });
+      throw new VmStartError(message, { cause: error, timedOut, qemuEnded: why !== undefined, qemuRan, greeted });
     } finally {
       clearTimeout(timer);
     }

@@ -116,6 +116,7 @@ export class Runtime {
         stdio: process.terminal ? 'null' : (options.stdio ?? 'inherit'),
         spec,
         ...(options.callerReaps ? { callerReaps: true } : {}),
+        log: (message) => this.logger.warn(`container ${id}: ${message}`),
       });
       record.sandbox = sandbox.handle;
       // Recorded at once: a CLI killed from here on leaves a sandbox that delete can find and end. Until the

@@ -159,12 +159,15 @@ export class TaskService {
     return exec;
   }
 
-  private async bootedSandbox(spec: Spec, config: RuntimeConfig): Promise<{ sandbox: Sandbox; driver: Driver; dir: string }> {
+  /** The shim's sandbox, booted for the container `id` by its first Create. */
+  private async bootedSandbox(id: string, spec: Spec, config: RuntimeConfig): Promise<{ sandbox: Sandbox; driver: Driver; dir: string }> {
     this.sandbox ??= (async () => {
       const driver = await getDriver(chooseDriverName(spec.annotations?.[DRIVER_ANNOTATION], config.driver));
       const dir = sandboxDir(this.options.stateDir);
       mkdirSync(dir, { recursive: true, mode: 0o700 });
-      const sandbox = await driver.boot({ id: basename(this.options.stateDir), dir, stdio: 'null', spec });
+      const sandbox = await driver.boot({
+        id: basename(this.options.stateDir), dir, stdio: 'null', spec, log: (message) => this.options.log(`container ${id}: ${message}`),
+      });
       // Its directory is the record that containerd's `shim delete` searches after a shim that died.
       await sandbox.recorded();
       // Published at once, so that containerd has TaskOOM before the TaskExit of the process it killed.
@@ -218,7 +221,7 @@ export class TaskService {
         await mountRootfs(request.rootfs, spec.root!.path);
         container.rootfsMounted = true;
       }
-      const booted = await this.bootedSandbox(spec, config);
+      const booted = await this.bootedSandbox(id, spec, config);
       sandbox = booted.sandbox;
       const stopsForHooks = createStopsForHooks(spec.hooks);
       const init = await sandbox.createContainer({ id, bundle, spec, stdio: 'stream', finish: !stopsForHooks }, io);

@@ -48,3 +48,50 @@ export function killAll(pids: number[]): void {
     }
   }
 }
+
+/**
+ * A qemu-system-x86_64 in `dir` that plays a KVM of the given kind, whatever this machine's own: given
+ * `-accel kvm`, it aborts at once with QEMU's words seen on hosts whose /dev/kvm opens but cannot run the guest
+ * (`aborts`), or starts a VM that never runs, as such a host's QEMU stays paused (`hangs`: the real QEMU on TCG,
+ * paused with -S), or runs the guest (`works`: the real QEMU on TCG). Anything else runs the real QEMU, `-accel tcg`
+ * included. Each call's argv is a line of `dir/qemu-calls` (qemuCalls).
+ */
+export function qemuWithKvmThat(kvm: 'aborts' | 'hangs' | 'works', dir: string): string {
+  const qemu = join(dir, 'qemu-system-x86_64');
+  const onKvm = kvm === 'aborts'
+    ? [
+      "  echo 'qemu-system-x86_64: error: failed to set MSR 0x10a to 0x69' >&2",
+      "  echo \"qemu-system-x86_64: ../../target/i386/kvm/kvm.c:3183: kvm_buf_set_msrs: Assertion \\`ret == cpu->kvm_msr_buf->nmsrs' failed.\" >&2",
+      '  ulimit -c 0; kill -ABRT $$',
+    ]
+    : [
+      '  args=(); skip=0',
+      '  for arg in "$@"; do',
+      '    if [ $skip = 1 ]; then skip=0; continue; fi',
+      '    case "$arg" in kvm) arg=tcg ;; -cpu) skip=1; continue ;; esac',
+      '    args+=("$arg")',
+      '  done',
+      `  exec /usr/bin/qemu-system-x86_64 "\${args[@]}"${kvm === 'hangs' ? ' -S' : ''}`,
+    ];
+  writeFileSync(qemu, [
+    '#!/bin/bash',
+    `echo "$*" >> '${join(dir, 'qemu-calls')}'`,
+    'case " $* " in *" -accel kvm "*)',
+    ...onKvm,
+    'esac',
+    'exec /usr/bin/qemu-system-x86_64 "$@"',
+    '',
+  ].join('\n'), { mode: 0o755 });
+  return qemu;
+}
+
+/** The calls of a qemuWithKvmThat so far, in order: the acceleration each asked for, and its whole argv. */
+export function qemuCalls(dir: string): Array<{ accel: string; argv: string }> {
+  let text: string;
+  try {
+    text = readFileSync(join(dir, 'qemu-calls'), 'utf8');
+  } catch {
+    return [];
+  }
+  return text.split('\n').filter(Boolean).map((argv) => ({ accel: /-accel (\w+)/.exec(argv)?.[1] ?? '', argv }));
+}
