@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { guestAssets } from '../src/hypervisor/guest-assets.js';
+import { guestAssets } from '../src/drivers/qemu/guest-assets.js';
 import { cgroupsBench } from './cgroups.js';
 import { imagePullBench } from './image-pull.js';
 import { lifecycleBench } from './lifecycle.js';

@@ -6,8 +6,8 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { bootToPowerOff, buildInitramfs, compileStaticInit } from '../src/hypervisor/guest-bare-boot.js';
-import { buildRootfsImage, type RootfsFsType } from '../src/hypervisor/rootfs-image.js';
+import { bootToPowerOff, buildInitramfs, compileStaticInit } from './guest-bare-boot.js';
+import { buildRootfsImage, type RootfsFsType } from '../src/drivers/qemu/rootfs-image.js';
 import { median } from './stats.js';
 
 const PROJECT = fileURLToPath(new URL('../../', import.meta.url));

@@ -3,7 +3,7 @@
 // section says when, where and under what load it was measured.
 import { cpus, loadavg, release, totalmem } from 'node:os';
 import { existsSync, readFileSync } from 'node:fs';
-import { writeFileAtomic } from '../src/runtime/atomic-file.js';
+import { writeFileAtomic } from '../src/host/atomic-file.js';
 
 export interface Part {
   name: string;

@@ -1,7 +1,7 @@
 // The containerd shim, measured through a private containerd: `ctr run --rm IMG ID true` end to end with the
 // runbox shim and with containerd's runc shim in the same run, and the runbox shim's RSS for a one-container
 // pod and for each extra container of the same pod (10 containers). Returns a markdown section.
-import { processRssKib } from '../src/hypervisor/host-process.js';
+import { processRssKib } from '../src/host/host-process.js';
 import { pidsWith, PrivateContainerd } from '../test/helpers/containerd.js';
 import { cleanupList } from '../test/helpers/teardown.js';
 import { median } from './stats.js';

@@ -4,7 +4,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { bootToPowerOff, buildInitramfs, compileStaticInit } from '../src/hypervisor/guest-bare-boot.js';
+import { bootToPowerOff, buildInitramfs, compileStaticInit } from './guest-bare-boot.js';
 
 /** The floor VM, built once: each boot is QEMU alone, with no compiler or archiver run just before it. */
 export interface VmFloor {

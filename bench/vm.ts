@@ -5,10 +5,10 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, cpSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AgentClient } from '../src/hypervisor/agent-client.js';
-import { processRssKib } from '../src/hypervisor/host-process.js';
-import { agentPortSocket, clientOnSession, leasePort, openSession } from '../src/hypervisor/qemu-agent-port.js';
-import type { QemuHandle } from '../src/hypervisor/qemu-sandbox.js';
+import { AgentClient } from '../src/agent-client/agent-client.js';
+import { processRssKib } from '../src/host/host-process.js';
+import { agentPortSocket, clientOnSession, leasePort, openSession } from '../src/drivers/qemu/qemu-agent-port.js';
+import type { QemuHandle } from '../src/drivers/qemu/qemu-sandbox.js';
 import { defaultSpec } from '../src/oci/default-spec.js';
 import { median } from './stats.js';
 import { verdict } from './verdict.js';

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
-import { encodeFrame, FrameDecoder, FrameType, HEADER_LENGTH, MAX_PAYLOAD } from '../src/hypervisor/agent-frame.js';
-import { encodeRecords, Records } from '../src/hypervisor/agent-records.js';
+import { encodeFrame, FrameDecoder, FrameType, HEADER_LENGTH, MAX_PAYLOAD } from '../src/agent-client/agent-frame.js';
+import { encodeRecords, Records } from '../src/agent-client/agent-records.js';
 
 test('frames survive any chunking of the byte stream', (t) => {
   const frames = [

@@ -3,7 +3,7 @@ import test from 'ava';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { hostTscKhz } from '../src/hypervisor/guest-assets.js';
+import { hostTscKhz } from '../src/drivers/qemu/guest-assets.js';
 
 const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
 

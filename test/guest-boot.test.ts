@@ -7,9 +7,9 @@ import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkS
 import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { guestAssets } from '../src/hypervisor/guest-assets.js';
-import { bootToPowerOff, buildInitramfs, compileStaticInit } from '../src/hypervisor/guest-bare-boot.js';
-import { buildRootfsImage, type RootfsFsType } from '../src/hypervisor/rootfs-image.js';
+import { guestAssets } from '../src/drivers/qemu/guest-assets.js';
+import { bootToPowerOff, buildInitramfs, compileStaticInit } from '../bench/guest-bare-boot.js';
+import { buildRootfsImage, type RootfsFsType } from '../src/drivers/qemu/rootfs-image.js';
 
 const MODULES = ['virtio_ring', 'virtio', 'virtio_mmio', 'virtio_console', 'virtio_blk', 'libcrc32c', 'erofs', 'overlay'];
 

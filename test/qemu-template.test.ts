@@ -1,11 +1,11 @@
-// Booting from a template (src/hypervisor/qemu-template.ts): the first microVM for a kernel, initramfs and size
+// Booting from a template (src/drivers/qemu/qemu-template.ts): the first microVM for a kernel, initramfs and size
 // is booted and snapshotted; the next ones are that snapshot restored. Real QEMU under TCG, through the CLI.
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { guestAssets } from '../src/hypervisor/guest-assets.js';
+import { guestAssets } from '../src/drivers/qemu/guest-assets.js';
 import { clonePausingQemu, isStopped, killAll } from './helpers/qemu.js';
 import { RUNBOX, TestEnv, errorMessage, processesMentioning, runCommand } from './helpers/runbox.js';
 

@@ -3,7 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
-import { DRIVER_ANNOTATION } from '../src/hypervisor/drivers.js';
+import { DRIVER_ANNOTATION } from '../src/drivers/drivers.js';
 import type { Spec } from '../src/oci/spec.js';
 import { PrivateContainerd } from './helpers/containerd.js';
 import { errorMessage, processesMentioning, PROJECT, TestEnv } from './helpers/runbox.js';

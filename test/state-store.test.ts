@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeFileAtomic } from '../src/runtime/atomic-file.js';
+import { writeFileAtomic } from '../src/host/atomic-file.js';
 import { StateStore } from '../src/runtime/state-store.js';
 
 const STORE_MODULE = fileURLToPath(new URL('../src/runtime/state-store.js', import.meta.url));

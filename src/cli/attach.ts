@@ -1,5 +1,5 @@
 // Connects this terminal or these pipes to a container process whose stdio the driver relays.
-import type { ProcessOutput, RunningProcess } from '../hypervisor/driver.js';
+import type { ProcessOutput, RunningProcess } from '../sandbox/driver.js';
 
 /** Output sinks writing to this process's stdout/stderr; `done` settles when both reached end of file. */
 export function outputToStdio(): { output: ProcessOutput; done: Promise<void> } {

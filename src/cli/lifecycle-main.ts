@@ -3,14 +3,13 @@
 // whose argv is in plain form (see manifest-argv.ts) runs here; for anything else it declines before doing
 // anything, and main.ts runs the whole CLI on the same argv.
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { PROJECT_ROOT } from '../host/install-paths.js';
 import { parseGlobalOptions, type GlobalOptions } from './global-options.js';
 import { FAST_PATH_FLAGS, lifecycleOperation } from './lifecycle-operations.js';
 import { parseManifestArgv, readManifestCommand, withOnlyFlags } from './manifest-argv.js';
 import { runReported } from './run-reported.js';
 import { stdioDrained } from './stdio-drained.js';
 
-export const PROJECT_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 /**
  * The exit status of the lifecycle command argv asks for, once its output is out (the caller exits at once), or

@@ -1,5 +1,5 @@
 import { appendFileSync } from 'node:fs';
-import type { Logger } from '../runtime/logger.js';
+import type { Logger } from '../host/logger.js';
 import type { GlobalOptions } from './global-options.js';
 
 type Level = 'debug' | 'info' | 'warning' | 'error';

@@ -3,7 +3,7 @@
 // oclif's full `run`. Plain lifecycle calls never get here (lifecycle-main.ts runs them without oclif).
 import type { Config } from '@oclif/core/config';
 import { parseGlobalOptions, type GlobalOptions } from './global-options.js';
-import { PROJECT_ROOT } from './lifecycle-main.js';
+import { PROJECT_ROOT } from '../host/install-paths.js';
 import { reportError, runReported } from './run-reported.js';
 
 type CommandModule = { default: { run(argv: string[], config: Config): Promise<unknown> } };

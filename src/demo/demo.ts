@@ -4,12 +4,12 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, cpSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { guestAssets } from '../hypervisor/guest-assets.js';
-import { QEMU_BINARY } from '../hypervisor/qemu-command.js';
+import { PROJECT_ROOT } from '../host/install-paths.js';
+import { guestAssets } from '../drivers/qemu/guest-assets.js';
+import { QEMU_BINARY } from '../drivers/qemu/qemu-command.js';
 import { defaultSpec } from '../oci/default-spec.js';
 
-const project = fileURLToPath(new URL('../../../', import.meta.url));
+const project = PROJECT_ROOT;
 const runbox = join(project, 'bin', 'runbox');
 const work = mkdtempSync(join(tmpdir(), 'runbox-demo-'));
 const root = join(work, 'state');

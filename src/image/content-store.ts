@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Hash } from 'node:crypto';
 import { checkDigest, digestHasher, DigestMismatchError, parseDigest } from './digest.js';
-import { FileLock, withLock } from '../runtime/file-lock.js';
+import { FileLock, withLock } from '../host/file-lock.js';
 import { GrowingBlob, type BlobUpdate } from './growing-blob.js';
 import { RegistryError } from './registry-errors.js';
 

@@ -6,7 +6,7 @@
 // bundle.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../runtime/atomic-file.js';
+import { writeFileAtomic } from '../host/atomic-file.js';
 import { specFromImageConfig, type SpecOverrides } from './bundle-spec.js';
 import { parseImageConfig } from './image-config.js';
 import type { ImageRecord } from './image-index.js';

@@ -1,8 +1,8 @@
 // The images a store holds, by name: DIR/images.json, rewritten atomically under DIR/images.lock.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../runtime/atomic-file.js';
-import { withLock } from '../runtime/file-lock.js';
+import { writeFileAtomic } from '../host/atomic-file.js';
+import { withLock } from '../host/file-lock.js';
 
 export interface Descriptor {
   mediaType: string;

@@ -2,7 +2,7 @@
 // kept by evicting the least recently used images.
 import { join } from 'node:path';
 import { ContentStore } from './content-store.js';
-import { withLock } from '../runtime/file-lock.js';
+import { withLock } from '../host/file-lock.js';
 import { ImageIndex, type ImageRecord } from './image-index.js';
 import { DEFAULT_IMAGE_LIMITS, type ImageLimits } from './image-limits.js';
 import { Puller, type PullOptions } from './pull.js';

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, realpathSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { FileLock } from '../runtime/file-lock.js';
+import { FileLock } from '../host/file-lock.js';
 import { lstatOrNull } from './unpack-paths.js';
 
 const PARTIAL = /^\..*\.runbox-partial-[0-9a-f]{12}(\.lock)?$/;

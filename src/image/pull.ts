@@ -4,7 +4,7 @@ import { formatReference, manifestReference, parseReference, type ImageReference
 import { BlobFetcher } from './blob-fetcher.js';
 import type { ContentStore } from './content-store.js';
 import { DigestMismatchError } from './digest.js';
-import { withLock } from '../runtime/file-lock.js';
+import { withLock } from '../host/file-lock.js';
 import type { Descriptor, ImageIndex, ImageRecord } from './image-index.js';
 import { availablePlatforms, fetchManifest, parseIndex, parseManifest, selectPlatform, type FetchedManifest } from './manifest.js';
 import { noRoom } from './free-space.js';

@@ -4,7 +4,7 @@ import { Server, ServerCredentials, type Metadata, type status, type ServerUnary
 import { decode, encode, serviceMethods } from './protos.js';
 import { deadlineExceeded, invoke, type MethodImplementation, type ServiceImplementation } from './service.js';
 import { RpcError, StatusCode } from './status-code.js';
-import { bindUnixSocket, unlinkSocket } from './unix-socket.js';
+import { bindUnixSocket, unlinkSocket } from '../host/unix-socket.js';
 
 /** How long close() lets aborted calls send their replies before it drops the connections. */
 const CLOSE_GRACE_MS = 2000;

@@ -2,11 +2,10 @@
 // (scripts/build-protos.mjs). With protobufjs/light it needs neither the .proto files nor the parser at run time,
 // loads as fast as either those or static code, and keeps protobufjs's reflection types (docs/rpc.md).
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs/light.js';
+import { projectPath } from '../host/install-paths.js';
 
-// Relative to dist/src/rpc/; a bundle pins import.meta.url to the same depth (see scripts/bundle-cli.mjs).
-const DESCRIPTOR = new URL('../../proto/containerd.json', import.meta.url);
+const DESCRIPTOR = projectPath('dist', 'proto', 'containerd.json');
 
 /** How every decoded message is shown to the code above: see the rpc contract. */
 const TO_OBJECT: protobuf.IConversionOptions = { longs: Number, enums: Number, bytes: Buffer, defaults: true, arrays: true, objects: true };
@@ -20,7 +19,7 @@ function root(): protobuf.Root {
     try {
       json = readFileSync(DESCRIPTOR, 'utf8');
     } catch (error) {
-      throw new Error(`protobuf descriptor ${fileURLToPath(DESCRIPTOR)} is missing (run npm run build): ${(error as Error).message}`);
+      throw new Error(`protobuf descriptor ${DESCRIPTOR} is missing (run npm run build): ${(error as Error).message}`);
     }
     loaded = protobuf.Root.fromJSON(JSON.parse(json));
   }

@@ -3,7 +3,7 @@ import { serviceMethods } from './protos.js';
 import type { ServiceImplementation } from './service.js';
 import { RpcError, StatusCode } from './status-code.js';
 import { type RegisteredMethod, TtrpcServerConnection } from './ttrpc-server-connection.js';
-import { bindUnixSocket, unlinkSocket } from './unix-socket.js';
+import { bindUnixSocket, unlinkSocket } from '../host/unix-socket.js';
 
 /** A ttrpc server (containerd/ttrpc's protocol, unary calls) for the services of proto/. */
 export class TtrpcServer {

@@ -1,4 +1,4 @@
-import type { Sandbox } from '../hypervisor/driver.js';
+import type { Sandbox } from '../sandbox/driver.js';
 import type { Hook, HookName, Hooks } from '../oci/spec.js';
 
 const OUTPUT_LIMIT = 4096;

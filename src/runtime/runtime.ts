@@ -4,17 +4,17 @@ import { hrtime } from 'node:process';
 import { resolve } from 'node:path';
 import {
   SandboxError, type Driver, type ExitStatus, type ProcessOutput, type RunningProcess, type Sandbox, type StdioMode,
-} from '../hypervisor/driver.js';
-import { isProcessAlive, processStartTime } from '../hypervisor/host-process.js';
+} from '../sandbox/driver.js';
+import { isProcessAlive, processStartTime } from '../host/host-process.js';
 import type { LinuxResources } from '../oci/linux-resources.js';
 import { loadSpec, SpecError } from '../oci/load-spec.js';
 import { OCI_VERSION, type Process, type Spec, type State, type Status } from '../oci/spec.js';
-import { writeFileAtomic } from './atomic-file.js';
+import { writeFileAtomic } from '../host/atomic-file.js';
 import { validateContainerId } from './container-id.js';
-import type { ContainerLock } from './container-lock.js';
+import type { FileLock } from '../host/file-lock.js';
 import { describe, RuntimeError } from './errors.js';
 import { createStopsForHooks, passCreateHookPoint, runHooksReportingFailures, sandboxHooksNeedState } from './hooks.js';
-import { silentLogger, type Logger } from './logger.js';
+import { silentLogger, type Logger } from '../host/logger.js';
 import { StateDamageError } from './state-damage.js';
 import { StateStore, type ContainerRecord } from './state-store.js';
 
@@ -376,7 +376,7 @@ export class Runtime {
    * through the record, which may name another container's sandbox.
    */
   private async endUnrecorded(id: string): Promise<void> {
-    const { endAbandonedSandboxes } = await import('../hypervisor/drivers.js');
+    const { endAbandonedSandboxes } = await import('../drivers/drivers.js');
     const failures: string[] = [];
     await endAbandonedSandboxes(this.store.dir(id), (message) => failures.push(message));
     if (failures.length) throw new RuntimeError(`container ${id}: ${failures.join('; ')}`);
@@ -525,12 +525,12 @@ export class Runtime {
   // The drivers (and the sockets and child processes they use) are loaded only by operations that reach a
   // sandbox: `state` never does, and start-up time is paid on every call.
   private async driverForSpec(spec: Spec, id: string): Promise<Driver> {
-    const { chooseDriverName, DRIVER_ANNOTATION } = await import('../hypervisor/drivers.js');
+    const { chooseDriverName, DRIVER_ANNOTATION } = await import('../drivers/drivers.js');
     return this.driver(chooseDriverName(spec.annotations?.[DRIVER_ANNOTATION], this.options.driver), id);
   }
 
   private async driver(name: string, id: string): Promise<Driver> {
-    const { getDriver } = await import('../hypervisor/drivers.js');
+    const { getDriver } = await import('../drivers/drivers.js');
     try {
       return await getDriver(name);
     } catch (error) {
@@ -549,7 +549,7 @@ export class Runtime {
   }
 
   private async withContainer<T>(id: string, operation: (record: ContainerRecord) => Promise<T>): Promise<T> {
-    const lock: ContainerLock | undefined = await this.store.lock(id);
+    const lock: FileLock | undefined = await this.store.lock(id);
     if (!lock) throw new RuntimeError(`container ${id} does not exist`);
     try {
       return await operation(this.store.read(id)!);

@@ -1,9 +1,9 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { SandboxHandle } from '../hypervisor/driver.js';
+import type { SandboxHandle } from '../sandbox/driver.js';
 import type { Spec, Status } from '../oci/spec.js';
-import { writeFileAtomic } from './atomic-file.js';
-import { ContainerLock } from './container-lock.js';
+import { writeFileAtomic } from '../host/atomic-file.js';
+import { FileLock } from '../host/file-lock.js';
 import { RuntimeError } from './errors.js';
 import { parseContainerRecord, StateDamageError } from './state-damage.js';
 
@@ -42,7 +42,7 @@ export class StateStore {
   }
 
   /** Claims an id for a new container: its directory is created exclusively and locked. */
-  async reserve(id: string): Promise<ContainerLock> {
+  async reserve(id: string): Promise<FileLock> {
     mkdirSync(this.root, { recursive: true, mode: 0o711 });
     try {
       mkdirSync(this.dir(id), { mode: 0o700 });
@@ -50,17 +50,15 @@ export class StateStore {
       if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new RuntimeError(`container with ID ${id} already exists`);
       throw error;
     }
-    const lock = await ContainerLock.acquire(join(this.dir(id), 'lock'), true);
-    if (!lock) throw new RuntimeError(`container ${id} was deleted while it was being created`);
-    return lock;
+    return FileLock.acquire(join(this.dir(id), 'lock'));
   }
 
   /**
    * Serialises operations on one container across processes; undefined when it does not exist (a state.json that
    * cannot be read still makes a container: one that delete --force can end).
    */
-  async lock(id: string): Promise<ContainerLock | undefined> {
-    const lock = await ContainerLock.acquire(join(this.dir(id), 'lock'));
+  async lock(id: string): Promise<FileLock | undefined> {
+    const lock = await FileLock.acquireExisting(join(this.dir(id), 'lock'));
     if (lock && !existsSync(this.statePath(id))) {
       lock.release();
       return undefined;

@@ -3,8 +3,8 @@
 // Delete. The bundle also holds `address` and `shim.pid`, as containerd's own shims write them.
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { SandboxHandle } from '../hypervisor/driver.js';
-import { writeFileAtomic } from '../runtime/atomic-file.js';
+import type { SandboxHandle } from '../sandbox/driver.js';
+import { writeFileAtomic } from '../host/atomic-file.js';
 
 export interface BundleRecord {
   sandbox: SandboxHandle;

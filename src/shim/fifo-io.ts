@@ -6,7 +6,7 @@
 // gone when the writer closes it, and a client may open its end late (ctr's opens in a goroutine of its own).
 import { closeSync, constants, openSync } from 'node:fs';
 import { Socket } from 'node:net';
-import type { ProcessOutput, RunningProcess } from '../hypervisor/driver.js';
+import type { ProcessOutput, RunningProcess } from '../sandbox/driver.js';
 
 export interface StdioPaths {
   stdin: string;

@@ -3,7 +3,7 @@
 // `--runtime-config-path`). The file is JSON: {"driver": "emulated"|"qemu"|"auto", "annotations": {NAME: VALUE}},
 // where annotations are defaults for every container's config.json (a container's own annotations win).
 import { readFileSync } from 'node:fs';
-import { DRIVER_NAMES } from '../hypervisor/drivers.js';
+import { DRIVER_NAMES } from '../drivers/drivers.js';
 import { anyTypeName, decodeAny } from '../rpc/protos.js';
 
 export interface RuntimeConfig {

@@ -4,9 +4,9 @@
 // of its group) is left alone: it cleans up after its own tasks.
 import { existsSync, lstatSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { isProcessAlive } from '../hypervisor/host-process.js';
+import { isProcessAlive } from '../host/host-process.js';
 import { encodeMessage } from '../rpc/protos.js';
-import { isServed } from '../rpc/unix-socket.js';
+import { isServed } from '../host/unix-socket.js';
 import { describe } from '../runtime/errors.js';
 import { readBundleRecord, readShimAddress, removeBundleRecord } from './bundle-record.js';
 import { timestamp } from './event-forwarder.js';
@@ -17,7 +17,7 @@ import { unmountRootfs } from './rootfs-mounts.js';
 /** Asks every driver to end what a boot left in the sandbox directory of a shim that died during it. */
 async function endAbandonedBoot(dir: string, warn: (message: string) => void): Promise<void> {
   if (!existsSync(dir)) return;
-  const { endAbandonedSandboxes } = await import('../hypervisor/drivers.js');
+  const { endAbandonedSandboxes } = await import('../drivers/drivers.js');
   await endAbandonedSandboxes(dir, warn);
 }
 
@@ -32,7 +32,7 @@ export async function deleteAfterShim(flags: ShimFlags, warn: (message: string) 
   if (record && !shimAlive) {
     try {
       // Only a shim that died leaves a record: the normal path does not load the drivers.
-      const { getDriver } = await import('../hypervisor/drivers.js');
+      const { getDriver } = await import('../drivers/drivers.js');
       await (await getDriver(record.sandbox.driver)).cleanup(record.sandbox);
     } catch (error) {
       warn(`cleaning up the sandbox of ${flags.id}: ${describe(error)}`);

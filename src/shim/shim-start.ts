@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { constants, openSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { bindUnixSocket, isServed } from '../rpc/unix-socket.js';
+import { bindUnixSocket, isServed } from '../host/unix-socket.js';
 import { readShimPid, writeServingShimPid, writeShimFiles } from './bundle-record.js';
 import { serveArguments, type ShimFlags } from './shim-flags.js';
 import { bootstrapLine, groupId, shimProtocol, shimSocketPath, shimStateDir } from './shim-socket.js';

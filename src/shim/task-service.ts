@@ -3,9 +3,9 @@
 // service drives the sandbox through the driver interface in-process, as the CLI's runtime does.
 import { mkdirSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { chooseDriverName, DRIVER_ANNOTATION, getDriver } from '../hypervisor/drivers.js';
-import { SandboxError, type Driver, type ExitStatus, type Sandbox } from '../hypervisor/driver.js';
-import { processStartTime } from '../hypervisor/host-process.js';
+import { chooseDriverName, DRIVER_ANNOTATION, getDriver } from '../drivers/drivers.js';
+import { SandboxError, type Driver, type ExitStatus, type Sandbox } from '../sandbox/driver.js';
+import { processStartTime } from '../host/host-process.js';
 import { validateResources, type LinuxResources } from '../oci/linux-resources.js';
 import { loadSpec, SpecError } from '../oci/load-spec.js';
 import { OCI_VERSION, type Process, type Spec, type Status } from '../oci/spec.js';

@@ -2,7 +2,7 @@
 // cgroup, the files under /sys/fs/cgroup hold its limits (v1: one hierarchy per controller; v2: one tree).
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { hostCgroupMode } from '../../src/hypervisor/cgroup-records.js';
+import { hostCgroupMode } from '../../src/agent-client/cgroup-records.js';
 
 const CGROUP_ROOT = '/sys/fs/cgroup';
 export const UNIFIED = hostCgroupMode() === 'v2';

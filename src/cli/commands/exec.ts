@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { validateProcess } from '../../oci/load-spec.js';
 import type { Process } from '../../oci/spec.js';
-import { writeFileAtomic } from '../../runtime/atomic-file.js';
+import { writeFileAtomic } from '../../host/atomic-file.js';
 import { RuntimeError } from '../../runtime/errors.js';
 import { attachStdin, followWindowSize, forwardSignals, outputToStdio } from '../attach.js';
 import { context } from '../context.js';

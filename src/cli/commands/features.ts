@@ -1,7 +1,5 @@
 import { Command } from '@oclif/core/command';
-import { EmulatedDriver } from '../../hypervisor/emulated-driver.js';
-import { accelOutlook } from '../../hypervisor/qemu-accel.js';
-import { QemuDriver } from '../../hypervisor/qemu-driver.js';
+import { allDrivers } from '../../drivers/drivers.js';
 import { features } from '../../oci/features.js';
 
 export default class Features extends Command {
@@ -10,11 +8,9 @@ export default class Features extends Command {
 
   async run(): Promise<void> {
     await this.parse(Features);
-    const drivers = [new EmulatedDriver(), new QemuDriver()].map((driver) => ({ name: driver.name, ...driver.capabilities }));
-    const document = features(this.config.version, drivers);
-    const accel = accelOutlook();
-    document.annotations['io.runbox.driver.qemu.accel'] = accel.accel;
-    document.annotations['io.runbox.driver.qemu.accel.why'] = accel.why;
+    const drivers = await allDrivers();
+    const document = features(this.config.version, drivers.map((driver) => ({ name: driver.name, ...driver.capabilities })));
+    for (const driver of drivers) Object.assign(document.annotations, driver.hostOutlook?.());
     process.stdout.write(`${JSON.stringify(document, null, 2)}\n`);
   }
 }

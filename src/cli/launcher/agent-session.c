@@ -29,7 +29,7 @@ static void session_init(struct agent_session *session) {
     session->lease_fd = -1;
 }
 
-/* connectUnix (src/rpc/unix-socket.ts): a path longer than a sockaddr_un holds through its directory's fd. */
+/* connectUnix (src/host/unix-socket.ts): a path longer than a sockaddr_un holds through its directory's fd. */
 static int connect_unix(const char *path) {
     struct sockaddr_un address = {.sun_family = AF_UNIX};
     int directory = -1;

@@ -103,7 +103,7 @@ static bool plain_id(const char *id) {
     return true;
 }
 
-/* processStartTime (src/hypervisor/host-process.ts) compared with the one recorded: isProcessAlive. */
+/* processStartTime (src/host/host-process.ts) compared with the one recorded: isProcessAlive. */
 static bool process_alive(int pid, const char *start_time) {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/stat", pid);

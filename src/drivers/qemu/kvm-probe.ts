@@ -3,7 +3,7 @@
 // The lock is flock(2)'s: a prober killed mid-probe leaves it to the next VM.
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { FileLock } from '../runtime/file-lock.js';
+import { FileLock } from '../../host/file-lock.js';
 import { KVM_VERDICT_FILE, kvmVerdict, recordKvmVerdict, type Accel } from './qemu-accel.js';
 
 export class KvmProbe {

@@ -11,7 +11,7 @@ import { checkMountLabel, processLsmRecords, type LsmSupport } from './lsm-recor
 import {
   SandboxError, type ContainerConfig, type ExecConfig, type ExitStatus, type ProcessOutput, type ProcessState,
   type ProcessStatus, type RunningProcess, type Sandbox, type SandboxHandle, type Stats,
-} from './driver.js';
+} from '../sandbox/driver.js';
 
 /**
  * The largest state JSON a `finish_create` or `start` request carries to the hooks: a frame's payload, less room

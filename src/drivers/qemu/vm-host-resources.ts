@@ -2,9 +2,9 @@
 // kernel, so a host namespace cannot be joined, and a host path cannot be bind-mounted (the VM sees no host
 // files). Such a config is refused before a VM is started, saying so, instead of failing in the guest with a
 // message about the guest (`open the ipc namespace /proc/…/ns/ipc: no such file or directory`).
-import { MS, parseMountOptions } from '../oci/mount-options.js';
-import type { Spec } from '../oci/spec.js';
-import { SandboxError } from './driver.js';
+import { MS, parseMountOptions } from '../../oci/mount-options.js';
+import type { Spec } from '../../oci/spec.js';
+import { SandboxError } from '../../sandbox/driver.js';
 
 export function refuseHostResources(id: string, spec: Spec): void {
   for (const ns of spec.linux?.namespaces ?? []) {

@@ -4,7 +4,7 @@
 import { accessSync, constants, mkdirSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { dirname } from 'node:path';
-import { writeFileAtomic } from '../runtime/atomic-file.js';
+import { writeFileAtomic } from '../../host/atomic-file.js';
 
 export type Accel = 'kvm' | 'tcg';
 export const ACCEL_CHOICES = ['kvm', 'tcg', 'auto'] as const;

@@ -2,16 +2,16 @@
 // the container's rootfs is (a disk the agent mounts) and that the VM powers off once the container's init has
 // exited, leaving its exit status in a host file. ExitedSandbox answers from that file afterwards.
 import { readFileSync } from 'node:fs';
-import type { LinuxResources } from '../oci/linux-resources.js';
-import type { AgentClient } from './agent-client.js';
-import { UNIT_SEPARATOR, type RecordList } from './agent-records.js';
-import { AgentSandbox } from './agent-sandbox.js';
-import type { CgroupMode } from './cgroup-records.js';
-import type { LsmSupport } from './lsm-records.js';
+import type { LinuxResources } from '../../oci/linux-resources.js';
+import type { AgentClient } from '../../agent-client/agent-client.js';
+import { UNIT_SEPARATOR, type RecordList } from '../../agent-client/agent-records.js';
+import { AgentSandbox } from '../../agent-client/agent-sandbox.js';
+import type { CgroupMode } from '../../agent-client/cgroup-records.js';
+import type { LsmSupport } from '../../agent-client/lsm-records.js';
 import {
   SandboxError, type ContainerConfig, type ExecConfig, type ExitStatus, type ProcessOutput, type ProcessStatus, type RunningProcess,
   type Sandbox, type SandboxHandle, type Stats,
-} from './driver.js';
+} from '../../sandbox/driver.js';
 import { vmFiles } from './qemu-command.js';
 import { refuseHostResources } from './vm-host-resources.js';
 

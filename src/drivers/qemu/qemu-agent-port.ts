@@ -4,11 +4,11 @@
 // starts with an EVENT `event=ready`, and whatever comes before it is the tail of an earlier session.
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
-import { connectUnix } from '../rpc/unix-socket.js';
-import { FileLock } from '../runtime/file-lock.js';
-import { AgentClient } from './agent-client.js';
-import { encodeFrame, FrameType } from './agent-frame.js';
-import { encodeRecords } from './agent-records.js';
+import { connectUnix } from '../../host/unix-socket.js';
+import { FileLock } from '../../host/file-lock.js';
+import { AgentClient } from '../../agent-client/agent-client.js';
+import { encodeFrame, FrameType } from '../../agent-client/agent-frame.js';
+import { encodeRecords } from '../../agent-client/agent-records.js';
 
 export const GREETING = encodeFrame(0, FrameType.Event, encodeRecords([['event', 'ready']]));
 

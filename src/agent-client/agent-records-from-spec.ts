@@ -7,7 +7,7 @@ import { rlimitNumber } from '../oci/rlimits.js';
 import { seccompFilter } from '../oci/seccomp.js';
 import type { Hook, Process, Spec } from '../oci/spec.js';
 import { UNIT_SEPARATOR as US, type RecordList } from './agent-records.js';
-import type { StdioMode } from './driver.js';
+import type { StdioMode } from '../sandbox/driver.js';
 import { seccompRecords } from './seccomp-records.js';
 
 const NAMESPACE_NAMES: Record<string, string> = {

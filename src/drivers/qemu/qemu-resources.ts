@@ -1,13 +1,14 @@
 // The size of a microVM from config.json's linux.resources: vCPUs from the CPU quota (or the cpuset), memory
 // from the memory limit plus what the guest kernel keeps for itself.
 import { availableParallelism } from 'node:os';
-import type { Spec } from '../oci/spec.js';
+import type { Spec } from '../../oci/spec.js';
 
 /**
- * The smallest VM: the Debian cloud kernel reserves ~46 MiB and boots alone in 72 MiB, but with the agent's ports
- * and disk it panics ("System is deadlocked on memory") below about 96 MiB (measured under TCG).
+ * The smallest VM: the Debian cloud kernel reserves ~46 MiB and boots alone in 72 MiB, but with the agent's ports,
+ * disk and cgroup hierarchies it can panic ("System is deadlocked on memory") at 104 MiB under TCG; 128 MiB, the
+ * default, has always booted.
  */
-export const GUEST_MIN_MEMORY_MIB = 104;
+export const GUEST_MIN_MEMORY_MIB = 128;
 /** What the guest kernel keeps for itself: a memory limit is the container's, so the VM gets this much more. */
 export const GUEST_KERNEL_MIB = 48;
 export const DEFAULT_MEMORY_MIB = 128;

@@ -10,13 +10,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isatty } from 'node:tty';
 import {
   SandboxError, type Driver, type DriverCapabilities, type Sandbox, type SandboxConfig, type SandboxHandle,
-} from './driver.js';
-import type { AgentClient } from './agent-client.js';
-import { HOOK_STATE_LIMIT } from './agent-sandbox.js';
+} from '../../sandbox/driver.js';
+import type { AgentClient } from '../../agent-client/agent-client.js';
+import { HOOK_STATE_LIMIT } from '../../agent-client/agent-sandbox.js';
 import { guestAssets, type GuestAssets } from './guest-assets.js';
-import { isProcessAlive, killProcessesUnder, processStartTime } from './host-process.js';
+import { isProcessAlive, killProcessesUnder, processStartTime } from '../../host/host-process.js';
 import { KvmProbe } from './kvm-probe.js';
-import { ACCEL_ANNOTATION, KVM_VERDICT_FILE, kvmProbeTimeoutSeconds, parseAccelChoice, planAccel, type Accel } from './qemu-accel.js';
+import { accelOutlook, ACCEL_ANNOTATION, KVM_VERDICT_FILE, kvmProbeTimeoutSeconds, parseAccelChoice, planAccel, type Accel } from './qemu-accel.js';
 import { agentPortSocket, clientOnSession, leasePort, openSession } from './qemu-agent-port.js';
 import { QEMU_BINARY, qemuArgs, vmFiles, type InheritedStdio } from './qemu-command.js';
 import { vmResources, type VmResources } from './qemu-resources.js';
@@ -25,7 +25,7 @@ import { ExitedSandbox, QemuSandbox, type QemuHandle } from './qemu-sandbox.js';
 import { restoreSnapshot, saveSnapshot, stopWhenQuiet } from './qemu-snapshot.js';
 import { TEMPLATE_ANNOTATION, TemplateStore, templatesEnabled, type VmTemplate } from './qemu-template.js';
 import { createEmptyDisk, createRootfsDisk, fillRootfsDisk, ROOTFS_FSTYPE } from './rootfs-image.js';
-import { untilListening } from './until-listening.js';
+import { untilListening } from '../../host/until-listening.js';
 import { refuseHostResources } from './vm-host-resources.js';
 
 /** Ports for host clients: this many runbox invocations (or a shim and invocations) may talk to one VM at once. */
@@ -548,6 +548,11 @@ export class QemuDriver implements Driver {
    * A boot whose caller died before it was recorded: a booting guest powers itself off with nobody attached, but a
    * clone still waiting for its restore never runs at all. Ends its QEMU and removes its files.
    */
+  hostOutlook(): Record<string, string> {
+    const { accel, why } = accelOutlook();
+    return { 'io.runbox.driver.qemu.accel': accel, 'io.runbox.driver.qemu.accel.why': why };
+  }
+
   async abandonedBoot(dir: string): Promise<void> {
     const pids = killProcessesUnder(basename(QEMU_BINARY), dir);
     for (const until = Date.now() + 2000; pids.some((pid) => processStartTime(pid)) && Date.now() < until;) await sleep(10);

@@ -1,7 +1,7 @@
 // A QMP client (QEMU's JSON control protocol on a unix socket): greeting, capabilities negotiation, then one
 // command at a time. Used for what only QEMU itself can answer or do: the VM's run state, and quitting.
 import type { Socket } from 'node:net';
-import { connectUnix } from '../rpc/unix-socket.js';
+import { connectUnix } from '../../host/unix-socket.js';
 
 interface QmpReply {
   return?: unknown;

@@ -4,11 +4,11 @@
 import { execFile, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { guestAssets } from './guest-assets.js';
-import { processRssKib } from './host-process.js';
+import { guestAssets } from '../src/drivers/qemu/guest-assets.js';
+import { processRssKib } from '../src/host/host-process.js';
 
 const run = promisify(execFile);
-const PROJECT = fileURLToPath(new URL('../../../', import.meta.url));
+const PROJECT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** Compiles C sources (paths relative to the project) into a static binary that can be a VM's /init. */
 export async function compileStaticInit(sources: string[], out: string): Promise<void> {

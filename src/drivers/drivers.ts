@@ -1,7 +1,7 @@
 // Each driver's module tree is loaded when that driver is asked for: a create with the emulated driver does not
 // pay for evaluating the qemu driver's.
-import type { Driver } from './driver.js';
-import { kvmProven } from './qemu-accel.js';
+import type { Driver } from '../sandbox/driver.js';
+import { kvmProven } from './qemu/qemu-accel.js';
 
 export const DRIVER_NAMES = ['emulated', 'qemu', 'auto'] as const;
 export type DriverName = (typeof DRIVER_NAMES)[number];
@@ -20,12 +20,17 @@ export async function getDriver(name: string): Promise<Driver> {
   const resolved = name === 'auto' ? (kvmProven() ? 'qemu' : 'emulated') : name;
   switch (resolved) {
     case 'emulated':
-      return new (await import('./emulated-driver.js')).EmulatedDriver();
+      return new (await import('./emulated/emulated-driver.js')).EmulatedDriver();
     case 'qemu':
-      return new (await import('./qemu-driver.js')).QemuDriver();
+      return new (await import('./qemu/qemu-driver.js')).QemuDriver();
     default:
       throw new Error(`unknown driver "${name}" (expected one of ${DRIVER_NAMES.join(', ')})`);
   }
+}
+
+/** One of each concrete driver (not `auto`), in DRIVER_NAMES's order. */
+export async function allDrivers(): Promise<Driver[]> {
+  return Promise.all(DRIVER_NAMES.filter((name) => name !== 'auto').map((name) => getDriver(name)));
 }
 
 /**
@@ -33,9 +38,9 @@ export async function getDriver(name: string): Promise<Driver> {
  * read (Driver.abandonedBoot); what a driver could not end is told to `warn`, and the next driver still asked.
  */
 export async function endAbandonedSandboxes(dir: string, warn: (message: string) => void): Promise<void> {
-  for (const name of DRIVER_NAMES.filter((driver) => driver !== 'auto')) {
+  for (const driver of await allDrivers()) {
     try {
-      await (await getDriver(name)).abandonedBoot?.(dir);
+      await driver.abandonedBoot?.(dir);
     } catch (error) {
       warn(`cleaning up the sandbox directory ${dir}: ${error instanceof Error ? error.message : String(error)}`);
     }

@@ -3,18 +3,18 @@
 import type { Duplex } from 'node:stream';
 import { existsSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { connectUnix } from '../rpc/unix-socket.js';
-import { AgentClient } from './agent-client.js';
-import { AgentSandbox, HOOK_STATE_LIMIT } from './agent-sandbox.js';
-import { hostCgroupMode } from './cgroup-records.js';
-import { SandboxError, type Driver, type DriverCapabilities, type Sandbox, type SandboxConfig, type SandboxHandle } from './driver.js';
-import { endProcesses, isProcessAlive, processesIn, processStartTime } from './host-process.js';
+import { connectUnix } from '../../host/unix-socket.js';
+import { AgentClient } from '../../agent-client/agent-client.js';
+import { AgentSandbox, HOOK_STATE_LIMIT } from '../../agent-client/agent-sandbox.js';
+import { hostCgroupMode } from '../../agent-client/cgroup-records.js';
+import { SandboxError, type Driver, type DriverCapabilities, type Sandbox, type SandboxConfig, type SandboxHandle } from '../../sandbox/driver.js';
+import { endProcesses, isProcessAlive, processesIn, processStartTime } from '../../host/host-process.js';
 import { takePreforkedAgent } from './preforked-agent.js';
 import { removeRecordedCgroups } from './recorded-cgroups.js';
+import { projectPath } from '../../host/install-paths.js';
 
 export const AGENT_BINARY = process.env.RUNBOX_AGENT
-  ?? fileURLToPath(new URL('../../../agent/build/runbox-agent', import.meta.url));
+  ?? projectPath('agent', 'build', 'runbox-agent');
 
 /** How long an agent told to stop (SIGTERM: it kills its containers first) gets before SIGKILL. */
 const AGENT_STOP_MS = 1000;

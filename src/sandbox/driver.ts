@@ -166,6 +166,8 @@ export interface Driver {
    * when the record can no longer be read: found from the directory alone.
    */
   abandonedBoot?(dir: string): Promise<void>;
+  /** What this driver would give a sandbox on this host, and why, as `features` annotations (NAME → value). */
+  hostOutlook?(): Record<string, string>;
 }
 
 /** A driver's error that has an errno-like code worth acting on (ESRCH, EOPNOTSUPP…). */

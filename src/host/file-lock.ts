@@ -1,9 +1,9 @@
 // flock(2) locks shared between processes: the kernel drops them when the holder dies, so a process killed with
 // SIGKILL never leaves a lock behind.
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, fstatSync, openSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
-type Mode = 'ex' | 'sh' | 'exnb' | 'un';
+type Mode = 'ex' | 'sh' | 'exnb' | 'shnb' | 'un';
 interface FsExt {
   flock(fd: number, flags: Mode, callback: (error: NodeJS.ErrnoException | null) => void): void;
   flockSync(fd: number, flags: Mode): void;
@@ -28,11 +28,42 @@ function wouldBlock(error: unknown): boolean {
 export class FileLock {
   private constructor(private fd: number | undefined) {}
 
-  /** Waits for the lock: exclusive, or shared with other shared holders. */
+  /**
+   * Waits for the lock: exclusive, or shared with other shared holders. A free lock is taken synchronously (the
+   * common case, which then never starts libuv's thread pool); a held one is waited for off the event loop.
+   */
   static async acquire(path: string, mode: 'ex' | 'sh' = 'ex'): Promise<FileLock> {
-    const fd = openSync(path, 'a', 0o600);
+    return FileLock.lockFd(openSync(path, 'a', 0o600), mode);
+  }
+
+  /**
+   * The exclusive lock on a lock file that must already exist, as a container's does: undefined when it does not,
+   * or when it was unlinked while this process waited (its holder removed what it guarded).
+   */
+  static async acquireExisting(path: string): Promise<FileLock | undefined> {
+    let fd: number;
     try {
-      await flock(fd, mode);
+      fd = openSync(path, 'r');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+    const lock = await FileLock.lockFd(fd, 'ex');
+    if (fstatSync(fd).nlink === 0) {
+      lock.release();
+      return undefined;
+    }
+    return lock;
+  }
+
+  private static async lockFd(fd: number, mode: 'ex' | 'sh'): Promise<FileLock> {
+    try {
+      try {
+        fsext().flockSync(fd, mode === 'ex' ? 'exnb' : 'shnb');
+      } catch (error) {
+        if (!wouldBlock(error)) throw error;
+        await flock(fd, mode);
+      }
     } catch (error) {
       closeSync(fd);
       throw error;

@@ -3,7 +3,7 @@
 // process takes it. Unused, it dies with this process (the launcher set its PR_SET_PDEATHSIG).
 import { fstatSync } from 'node:fs';
 import { Socket } from 'node:net';
-import { parentPid } from './host-process.js';
+import { parentPid } from '../../host/host-process.js';
 
 const VARIABLE = 'RUNBOX_PREFORKED_AGENT';
 

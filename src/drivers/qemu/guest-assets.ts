@@ -2,8 +2,8 @@
 // built at build time with the agent as /init (scripts/guest/build-initramfs.sh), and the kernel parameters.
 import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, readSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { writeFileAtomic } from '../runtime/atomic-file.js';
+import { writeFileAtomic } from '../../host/atomic-file.js';
+import { projectPath } from '../../host/install-paths.js';
 
 export interface GuestAssets {
   /** Absolute path of the uncompressed vmlinux (PVH entry) to boot. */
@@ -16,7 +16,7 @@ export interface GuestAssets {
   cmdline: string[];
 }
 
-export const GUEST_DIR = fileURLToPath(new URL('../../../build/guest', import.meta.url));
+export const GUEST_DIR = projectPath('build', 'guest');
 
 /** Throws an Error naming what is missing and the command that makes it when the assets are absent. */
 export function guestAssets(dir = GUEST_DIR): GuestAssets {

@@ -6,9 +6,9 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
-import { FileLock } from '../runtime/file-lock.js';
+import { FileLock } from '../../host/file-lock.js';
 import type { Accel } from './qemu-accel.js';
-import { isProcessAlive, killProcessesUnder, processStartTime } from './host-process.js';
+import { isProcessAlive, killProcessesUnder, processStartTime } from '../../host/host-process.js';
 import type { VmResources } from './qemu-resources.js';
 
 /** The annotation (else RUNBOX_QEMU_TEMPLATE) that turns templates off for one container: `off`, or `on`. */
