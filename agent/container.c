@@ -14,6 +14,7 @@
 #include "caller_reaps.h"
 #include "container_init.h"
 #include "cgroups.h"
+#include "device_filter.h"
 #include "freezer.h"
 #include "log.h"
 #include "loop.h"
@@ -280,7 +281,8 @@ void op_create(struct request *r)
 		reply_error(r->to, errno, "container %s: %s", id, err);
 		goto fail;
 	}
-	cgroups = cgroups_create(id, records_get(&r->rec, "cgroup_path"), err, sizeof err);
+	cgroups = cgroups_create(id, records_get(&r->rec, "cgroup_path"), records_get(&r->rec, "cgroup_unified_mount"), err,
+				 sizeof err);
 	if (!cgroups && err[0]) {
 		reply_error(r->to, errno, "container %s: %s", id, err);
 		goto fail;
@@ -288,6 +290,18 @@ void op_create(struct request *r)
 	if (cgroups && cgroups_apply(cgroups, &r->rec, err, sizeof err) < 0) {
 		reply_error(r->to, errno, "container %s: %s", id, err);
 		goto fail;
+	}
+	if (device_filter_wanted(&r->rec)) {
+		const char *dir = cgroups_unified(cgroups);
+		if (!dir) {
+			reply_error(r->to, EOPNOTSUPP, "container %s: linux.resources.devices: there is no cgroup2 hierarchy here "
+				    "for the eBPF device program", id);
+			goto fail;
+		}
+		if (device_filter_attach(&r->rec, dir, err, sizeof err) < 0) {
+			reply_error(r->to, errno, "container %s: %s", id, err);
+			goto fail;
+		}
 	}
 	if (s.proc.terminal && s.proc.console_socket) {
 		console = pty_connect_console(s.proc.console_socket);
