@@ -37,7 +37,7 @@ bool container_id_valid(const char *id)
 		return false;
 	for (const char *p = id; *p; p++)
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		      strchr("_.+-", *p)))
+		      strchr("_.+,-", *p)))
 			return false;
 	return true;
 }

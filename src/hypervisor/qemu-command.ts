@@ -116,7 +116,8 @@ export function qemuArgs(command: QemuCommand): string[] {
     '-nodefaults', '-no-user-config', '-no-reboot', '-display', 'none',
     // A clone's guest is already booted: the kernel's files would only be read for nothing.
     ...(command.incoming ? ['-incoming', 'defer'] : ['-kernel', command.kernel, '-initrd', command.initrd, '-append', command.cmdline.join(' ')]),
-    '-serial', `file:${value(files.console)}`,
+    // The console as a chardev: -serial's own `file:PATH` takes PATH as written, with no way to hold a comma.
+    '-chardev', `file,id=console,path=${value(files.console)}`, '-serial', 'chardev:console',
     // Sockets by their names alone: QEMU runs in the VM's directory (QemuDriver's startVm), whose path may be
     // longer than a sockaddr_un holds.
     '-qmp', `unix:${value(basename(files.qmp))},server=on,wait=off`,
