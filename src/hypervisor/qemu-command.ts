@@ -20,9 +20,9 @@ const TCG_CODE_CACHE_MIB = 64;
  * a connected socket chardev on QEMU's fd; output open write-only (a shell's `>`, `>>`, a pipe) is written
  * through that very open file (`shared`: an fd set, /dev/fdset/N), sharing its file offset with the caller as
  * an inherited fd does — reopened, a regular file would be written at QEMU's own offset, over what the caller
- * writes after it; other output (a terminal, a file open for reading too, which an fd set cannot hand to a
- * write-only open) is reopened through /proc/self/fd; input is QEMU's own fd 0 (QEMU 7.2's file chardev has no
- * input side, its stdio one has).
+ * writes after it; other output (a terminal, a FIFO, a regular file open for reading too but appending, which an
+ * fd set cannot hand to a write-only open; the driver refuses one that does not append) is reopened through
+ * /proc/self/fd; input is QEMU's own fd 0 (QEMU 7.2's file chardev has no input side, its stdio one has).
  */
 export type HeldStream =
   | { kind: 'socket'; fd: number }
