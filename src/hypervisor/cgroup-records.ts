@@ -65,17 +65,23 @@ const ALWAYS_ALLOWED: LinuxDeviceRule[] = [
   { allow: true, type: 'c', major: 136, access: 'rwm' },
 ];
 
+function deviceRule(rule: LinuxDeviceRule): string {
+  const number = (n: number | undefined) => (n === undefined || n === null || n < 0 ? '*' : String(n));
+  const type = rule.type ?? 'a';
+  return type === 'a' ? 'a' : `${type} ${number(rule.major)}:${number(rule.minor)} ${rule.access || 'rwm'}`;
+}
+
 /**
- * The device rules as the v1 devices controller takes them, as runc writes them into a new cgroup: the default
- * (`a`), then each exception (runc's devices emulator: device-cgroup-rules.ts).
+ * The device rules for the v1 devices controller, which reduces them itself: from a cgroup that denies every
+ * device (runc's starting point, whatever the parent allows), each rule in the listed order (runtime-spec: the
+ * runtime MUST apply them so; devices.list keeps that order). What runc's devices emulator refuses (a hole punched
+ * in a wildcard rule, which the kernel would silently ignore) is refused first.
  */
 function v1DeviceRecords(rules: LinuxDeviceRule[]): RecordList {
-  const { defaultAllow, exceptions } = reduceDeviceRules([...rules, ...ALWAYS_ALLOWED]);
-  const file = (allow: boolean) => (allow ? 'devices.allow' : 'devices.deny');
-  return [
-    set('devices', file(defaultAllow), 'a', 'devices'),
-    ...exceptions.map((e) => set('devices', file(!defaultAllow), `${e.type} ${e.major}:${e.minor} ${e.access}`, 'devices')),
-  ];
+  const all = [...rules, ...ALWAYS_ALLOWED];
+  reduceDeviceRules(all);
+  const denyAll: LinuxDeviceRule = { allow: false };
+  return [denyAll, ...all].map((rule) => set('devices', rule.allow ? 'devices.allow' : 'devices.deny', deviceRule(rule), 'devices'));
 }
 
 /**
