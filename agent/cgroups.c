@@ -20,7 +20,8 @@
 /* The v1 controllers a container's processes join, as runc's fs manager does (those mounted). */
 static const char *const v1_controllers[] = { "cpu",	"cpuacct", "cpuset",  "memory",	 "pids",    "freezer",
 					      "blkio", "devices", "hugetlb", "net_cls", "net_prio", "rdma" };
-#define MAX_DIRS ARRAY_LEN(v1_controllers)
+/* One more: a hybrid host's cgroup2 hierarchy, for the device program (cgroups_create's cgroup2_mount). */
+#define MAX_DIRS (ARRAY_LEN(v1_controllers) + 1)
 
 struct cgdir {
 	const char *controller; /* "" for the unified hierarchy */
@@ -58,11 +59,14 @@ static bool list_has(const char *list, const char *word)
 	return false;
 }
 
-/* The mounted hierarchies from /proc/self/mountinfo; sets *unified when /sys/fs/cgroup itself is cgroup2. */
-static size_t find_hierarchies(struct hierarchy *h, bool *unified)
+/*
+ * The mounted hierarchies from /proc/self/mountinfo; sets *unified when /sys/fs/cgroup itself is cgroup2. With
+ * v1 hierarchies, a cgroup2 mount at cgroup2_mount (when not NULL) is one more, controller "" (*found says so).
+ */
+static size_t find_hierarchies(struct hierarchy *h, bool *unified, const char *cgroup2_mount, bool *found)
 {
 	size_t n = 0;
-	*unified = false;
+	*unified = *found = false;
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 	if (!f)
 		return 0;
@@ -81,6 +85,15 @@ static size_t find_hierarchies(struct hierarchy *h, bool *unified)
 			n = 1;
 			break;
 		}
+		if (!strcmp(fstype, "cgroup2") && cgroup2_mount && !strcmp(point, cgroup2_mount) && !*found &&
+		    n < MAX_DIRS) {
+			*found = true;
+			h[n].controller = "";
+			snprintf(h[n].mountpoint, sizeof h[n].mountpoint, "%s", point);
+			snprintf(h[n].root, sizeof h[n].root, "%s", root);
+			n++;
+			continue;
+		}
 		/* Only the host's own mounts: a container's view of a hierarchy may be mounted elsewhere too. */
 		if (strcmp(fstype, "cgroup") || strncmp(point, CGROUP_ROOT "/", strlen(CGROUP_ROOT "/")))
 			continue;
@@ -88,7 +101,7 @@ static size_t find_hierarchies(struct hierarchy *h, bool *unified)
 			bool known = false;
 			for (size_t j = 0; j < n; j++)
 				known |= !strcmp(h[j].controller, v1_controllers[i]);
-			if (known || !list_has(super, v1_controllers[i]) || n == MAX_DIRS)
+			if (known || !list_has(super, v1_controllers[i]) || n == MAX_DIRS - 1)
 				continue;
 			h[n].controller = v1_controllers[i];
 			snprintf(h[n].mountpoint, sizeof h[n].mountpoint, "%s", point);
@@ -363,12 +376,17 @@ static void watch_oom(struct cgroups *cg)
 	cg->oom_seen = cg->oom_at_create = read_oom_counter(cg, "oom_kill");
 }
 
-struct cgroups *cgroups_create(const char *id, const char *path, char *err, size_t errlen)
+struct cgroups *cgroups_create(const char *id, const char *path, const char *cgroup2_mount, char *err, size_t errlen)
 {
 	struct hierarchy h[MAX_DIRS];
-	bool unified;
-	size_t nh = find_hierarchies(h, &unified);
+	bool unified, found;
+	size_t nh = find_hierarchies(h, &unified, cgroup2_mount, &found);
 	err[0] = 0;
+	if (cgroup2_mount && !unified && !found) {
+		snprintf(err, errlen, "%s is not a cgroup2 mount", cgroup2_mount);
+		errno = EINVAL;
+		return NULL;
+	}
 	if (!nh)
 		return NULL;
 	char rel[4096];
@@ -410,7 +428,7 @@ struct cgroups *cgroups_create(const char *id, const char *path, char *err, size
 			}
 			if (!*under) { /* the hierarchy's own directory: joined, never removed */
 				d->path = xstrdup(base);
-			} else if (make_dirs(unified, base, under, d) < 0) {
+			} else if (make_dirs(!*h[i].controller, base, under, d) < 0) {
 				snprintf(err, errlen, "cannot create the cgroup %s/%s: %s", base, under, errtext(errno));
 				goto fail;
 			} else if (!d->created && has_processes(d->path)) {
@@ -523,6 +541,14 @@ int cgroups_join(const struct cgroups *cg, const char **failed)
 		}
 	}
 	return 0;
+}
+
+const char *cgroups_unified(const struct cgroups *cg)
+{
+	for (size_t i = 0; cg && i < cg->n; i++)
+		if (!*cg->dirs[i].controller)
+			return cg->dirs[i].path;
+	return NULL;
 }
 
 const char *cgroups_freezer(const struct cgroups *cg)

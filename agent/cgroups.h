@@ -15,14 +15,18 @@ struct cgroups;
 
 /*
  * Makes the container's directories: PATH as given, or NULL for the default, runbox/ID (runbox/ID@AGENT_PID
- * when another container holds that one). NULL where the host has no cgroup hierarchy at all; on failure NULL
- * with a message in err (and nothing left behind); err is empty when NULL means "no hierarchy".
+ * when another container holds that one). With v1 hierarchies, cgroup2_mount (NULL: none) names a cgroup2
+ * mount (a hybrid host's /sys/fs/cgroup/unified) where a directory is made and joined too, for the device
+ * program (device_filter.h). NULL where the host has no cgroup hierarchy at all; on failure NULL with a message
+ * in err (and nothing left behind); err is empty when NULL means "no hierarchy".
  */
-struct cgroups *cgroups_create(const char *id, const char *path, char *err, size_t errlen);
+struct cgroups *cgroups_create(const char *id, const char *path, const char *cgroup2_mount, char *err, size_t errlen);
 /* Writes every `cgroup_set` record of r; -1 with errno and a message in err. */
 int cgroups_apply(struct cgroups *cg, const struct records *r, char *err, size_t errlen);
 /* Moves the calling process into every directory (for a child before it execs); -1 with errno, *failed says where. */
 int cgroups_join(const struct cgroups *cg, const char **failed);
+/* The container's cgroup2 directory (cgroup v2, or cgroup2_mount's), or NULL. */
+const char *cgroups_unified(const struct cgroups *cg);
 /* The v1 freezer directory (pause/resume), or NULL. */
 const char *cgroups_freezer(const struct cgroups *cg);
 /* Readable when the memory controller may have OOM-killed a task: an eventfd (v1) or inotify fd (v2); -1: none. */

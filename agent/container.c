@@ -14,6 +14,7 @@
 #include "caller_reaps.h"
 #include "container_init.h"
 #include "cgroups.h"
+#include "device_filter.h"
 #include "freezer.h"
 #include "log.h"
 #include "loop.h"
@@ -23,6 +24,7 @@
 #include "relay.h"
 #include "rootfs.h"
 #include "seccomp_filter.h"
+#include "seccomp_listener.h"
 #include "spec.h"
 #include "stdio.h"
 #include "sync.h"
@@ -35,7 +37,7 @@ bool container_id_valid(const char *id)
 		return false;
 	for (const char *p = id; *p; p++)
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		      strchr("_.+-", *p)))
+		      strchr("_.+,-", *p)))
 			return false;
 	return true;
 }
@@ -153,6 +155,17 @@ static void on_message(struct proc *init, char tag, char *data, int fd)
 	case SYNC_ERROR: {
 		char *text = strchr(data, ' ');
 		init_failed(init, atoi(data), text ? text + 1 : data, false);
+		break;
+	}
+	case SYNC_SECCOMP: {
+		/* As runc's init: `creating`, the init's pid for both. */
+		char err[600], msg[700];
+		if (seccomp_listener_send(c->seccomp_listener, fd, "creating", init->pid, init->pid, err, sizeof err) < 0 ||
+		    sync_send(init->sync_fd, SYNC_SECCOMP_DONE, NULL, 0, -1) < 0) {
+			int saved = errno;
+			snprintf(msg, sizeof msg, "container %s: %s", c->id, err[0] ? err : errtext(saved));
+			init_failed(init, saved, msg, true);
+		}
 		break;
 	}
 	default:
@@ -275,12 +288,19 @@ void op_create(struct request *r)
 	int console = -1, sv[2] = { -1, -1 };
 	bool rootfs_bound = false;
 	struct cgroups *cgroups = NULL;
+	struct seccomp_listener *listener = NULL;
 	struct seccomp_filter *seccomp = seccomp_compile(&r->rec, err, sizeof err);
 	if (!seccomp && err[0]) {
 		reply_error(r->to, errno, "container %s: %s", id, err);
 		goto fail;
 	}
-	cgroups = cgroups_create(id, records_get(&r->rec, "cgroup_path"), err, sizeof err);
+	listener = seccomp_listener_parse(&r->rec, err, sizeof err);
+	if (!listener && err[0]) {
+		reply_error(r->to, errno, "container %s: %s", id, err);
+		goto fail;
+	}
+	cgroups = cgroups_create(id, records_get(&r->rec, "cgroup_path"), records_get(&r->rec, "cgroup_unified_mount"), err,
+				 sizeof err);
 	if (!cgroups && err[0]) {
 		reply_error(r->to, errno, "container %s: %s", id, err);
 		goto fail;
@@ -289,8 +309,20 @@ void op_create(struct request *r)
 		reply_error(r->to, errno, "container %s: %s", id, err);
 		goto fail;
 	}
+	if (device_filter_wanted(&r->rec)) {
+		const char *dir = cgroups_unified(cgroups);
+		if (!dir) {
+			reply_error(r->to, EOPNOTSUPP, "container %s: linux.resources.devices: there is no cgroup2 hierarchy here "
+				    "for the eBPF device program", id);
+			goto fail;
+		}
+		if (device_filter_attach(&r->rec, dir, err, sizeof err) < 0) {
+			reply_error(r->to, errno, "container %s: %s", id, err);
+			goto fail;
+		}
+	}
 	if (s.proc.terminal && s.proc.console_socket) {
-		console = pty_connect_console(s.proc.console_socket);
+		console = unix_connect(s.proc.console_socket);
 		if (console < 0) {
 			reply_error(r->to, errno, "container %s: connect to the console socket %s: %s", id,
 				    s.proc.console_socket, errtext(errno));
@@ -313,8 +345,10 @@ void op_create(struct request *r)
 	c->cgroups = cgroups;
 	c->freezer = cgroups_freezer(cgroups);
 	c->seccomp = seccomp;
+	c->seccomp_listener = listener;
 	cgroups = NULL; /* the container's now: ctr_forget destroys them */
 	seccomp = NULL;
+	listener = NULL;
 	oom_watch_container(c);
 	c->uid_map = join_lines(s.uid_map);
 	c->gid_map = join_lines(s.gid_map);
@@ -360,6 +394,7 @@ fail:
 		rootfs_release(s.rootfs);
 	cgroups_destroy(cgroups);
 	seccomp_free(seccomp);
+	seccomp_listener_free(listener);
 	if (console >= 0)
 		close(console);
 	if (sv[0] >= 0)

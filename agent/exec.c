@@ -21,6 +21,7 @@
 #include "ns.h"
 #include "pty.h"
 #include "relay.h"
+#include "seccomp_listener.h"
 #include "stdio.h"
 #include "sync.h"
 #include "util.h"
@@ -92,12 +93,31 @@ static _Noreturn void exec_child(const struct exec_args *a)
 	launch_exec(p, path, a->sync_fd, a->seccomp);
 }
 
+/* An exec'd process's seccomp listener to the container's seccomp agent: `running`, as runc gives it. */
+static void hand_listener(struct proc *p, int fd)
+{
+	char err[600];
+	err[0] = 0;
+	if (seccomp_listener_send(p->ctr->seccomp_listener, fd, "running", p->pid, p->ctr->init->pid, err, sizeof err) == 0 &&
+	    sync_send(p->sync_fd, SYNC_SECCOMP_DONE, NULL, 0, -1) == 0)
+		return;
+	if (!p->error) {
+		p->error_errno = errno;
+		size_t len = strlen(p->ctr->id) + strlen(err) + 32;
+		p->error = xmalloc(len);
+		snprintf(p->error, len, "container %s: exec: %s", p->ctr->id, err[0] ? err : errtext(p->error_errno));
+	}
+	kill(p->pid, SIGKILL);
+}
+
 static void on_message(struct proc *p, char tag, char *data, int fd)
 {
 	if (tag == SYNC_PTY && fd >= 0 && p->stream_to.id) {
 		p->relay = relay_pty(p->stream_to.conn, p->stream_to.id, fd);
 		return;
 	}
+	if (tag == SYNC_SECCOMP && fd >= 0)
+		hand_listener(p, fd);
 	if (fd >= 0)
 		close(fd);
 	if (tag == SYNC_ERROR && !p->error) {
@@ -199,7 +219,7 @@ void op_exec(struct request *r)
 		return;
 	}
 	if (ps.terminal && ps.console_socket) {
-		a.console_fd = pty_connect_console(ps.console_socket);
+		a.console_fd = unix_connect(ps.console_socket);
 		if (a.console_fd < 0) {
 			reply_error(r->to, errno, "container %s: connect to the console socket %s: %s", id,
 				    ps.console_socket, errtext(errno));

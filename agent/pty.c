@@ -7,7 +7,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -56,50 +55,6 @@ int pty_make_controlling(int slave)
 	return 0;
 }
 
-int pty_send_fd(int sock, int fd, const char *name)
-{
-	struct iovec iov = { (void *)name, strlen(name) };
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	ssize_t n;
-	do
-		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	return n < 0 ? -1 : 0;
-}
-
-int pty_connect_console(const char *path)
-{
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	if (strlen(path) >= sizeof addr.sun_path) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	strcpy(addr.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	int rc;
-	do
-		rc = connect(fd, (struct sockaddr *)&addr, sizeof addr);
-	while (rc < 0 && errno == EINTR);
-	if (rc < 0) {
-		int saved = errno;
-		close(fd);
-		errno = saved;
-		return -1;
-	}
-	return fd;
-}
-
 /* Sets up the pty of a process with terminal=1; returns the master if the agent relays it, else -1. */
 int pty_setup_process(const struct procspec *p, int console_fd)
 {
@@ -115,7 +70,8 @@ int pty_setup_process(const struct procspec *p, int console_fd)
 		child_fail(errno, "make %s the controlling terminal", name);
 	if (console_fd < 0)
 		return master;
-	if (pty_send_fd(console_fd, master, name) < 0)
+	/* As runc does for --console-socket: the pty's name as the message. */
+	if (send_fd(console_fd, name, strlen(name), master) < 0)
 		child_fail(errno, "send the pty master to the console socket");
 	close(console_fd);
 	close(master);

@@ -12,10 +12,6 @@ int pty_open(int *slave, char *name, size_t namelen);
 void pty_set_size(int fd, unsigned short width, unsigned short height);
 /* Makes the slave this process's controlling terminal (the process is a session leader) and its 0, 1, 2. */
 int pty_make_controlling(int slave);
-/* Sends fd over a connected unix socket with a message naming it, as runc does for --console-socket. */
-int pty_send_fd(int sock, int fd, const char *name);
-/* In the agent: connects to a console socket (a host path); -1 with errno. */
-int pty_connect_console(const char *path);
 /*
  * In a container process with terminal=1 (a session leader, after pivot_root or setns): makes the pty, its
  * controlling terminal and stdio, and sends the master to the console socket. Returns the master when the

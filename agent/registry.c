@@ -9,6 +9,7 @@
 #include "cgroups.h"
 #include "rootfs.h"
 #include "seccomp_filter.h"
+#include "seccomp_listener.h"
 #include "loop.h"
 #include "relay.h"
 #include "util.h"
@@ -81,6 +82,7 @@ void ctr_forget(struct container *c)
 	loop_unwatch(c->oom_watch);
 	cgroups_destroy(c->cgroups);
 	seccomp_free(c->seccomp);
+	seccomp_listener_free(c->seccomp_listener);
 	if (c->shared_mntns_rootfs)
 		rootfs_release(c->shared_mntns_rootfs);
 	free(c->shared_mntns_rootfs);

@@ -61,6 +61,7 @@ struct container {
 	ino_t pidns_ino;
 	struct cgroups *cgroups; /* NULL where the host has no cgroup hierarchy */
 	struct seccomp_filter *seccomp; /* installed by each of its processes before execve; NULL: none */
+	struct seccomp_listener *seccomp_listener; /* where the filter's listeners go (SCMP_ACT_NOTIFY); NULL: none */
 	/* Without a mount namespace of its own: the rootfs, whose bind (mounts and all) the agent detaches at the end. */
 	char *shared_mntns_rootfs;
 	const char *freezer;	 /* its freezer directory, or NULL */

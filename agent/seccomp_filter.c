@@ -15,12 +15,14 @@
 #include <unistd.h>
 
 #include "child.h"
+#include "sync.h"
 #include "util.h"
 
 struct seccomp_filter {
 	struct sock_filter *insns;
 	unsigned short len;
 	unsigned int flags; /* SECCOMP_FILTER_FLAG_* for seccomp(2) */
+	bool notifies;	    /* a rule's action is SCMP_ACT_NOTIFY: installed with a listener for the seccomp agent */
 };
 
 #define MAX_ARCHS 24
@@ -306,6 +308,8 @@ struct seccomp_filter *seccomp_compile(const struct records *r, char *err, size_
 	memcpy(filter->insns, stub.insns, stub.n * sizeof *stub.insns);
 	memcpy(filter->insns + stub.n, program, len * sizeof *program);
 	filter->flags = (unsigned)flags;
+	for (size_t i = 0; i < nrules; i++)
+		filter->notifies |= (rules[i].action & SECCOMP_RET_ACTION_FULL) == SECCOMP_RET_USER_NOTIF;
 	free(program);
 out:
 	if (ctx)
@@ -329,6 +333,20 @@ void seccomp_install(const struct seccomp_filter *f)
 	if (!f)
 		return;
 	struct sock_fprog prog = { f->len, f->insns };
-	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, f->flags, &prog) < 0)
+	unsigned int flags = f->flags;
+	if (f->notifies) {
+		flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER;
+		/* With TSYNC the kernel takes a listener only if a thread that cannot sync is ESRCH, not its tid (as libseccomp). */
+		if (flags & SECCOMP_FILTER_FLAG_TSYNC)
+			flags |= SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
+	}
+	long listener = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog);
+	if (listener < 0)
 		child_fail(errno, "seccomp: install the filter");
+	if (!f->notifies)
+		return;
+	/* The runtime hands the listener to the seccomp agent (seccomp_listener.h); a notified syscall waits for it. */
+	child_send(SYNC_SECCOMP, NULL, 0, (int)listener);
+	close((int)listener);
+	free(child_expect(SYNC_SECCOMP_DONE, NULL));
 }

@@ -19,6 +19,8 @@ struct seccomp_filter *seccomp_compile(const struct records *r, char *err, size_
 void seccomp_free(struct seccomp_filter *f);
 /*
  * In a child that is about to exec: installs f (nothing when NULL). Without no_new_privs this needs
- * CAP_SYS_ADMIN, so it comes before the capabilities are dropped; with it, after. Reports a failure and exits.
+ * CAP_SYS_ADMIN, so it comes before the capabilities are dropped; with it, after. A filter with SCMP_ACT_NOTIFY
+ * rules is installed with SECCOMP_FILTER_FLAG_NEW_LISTENER, and the listener is sent to the agent (SYNC_SECCOMP),
+ * which answers SYNC_SECCOMP_DONE once it has handed it on. Reports a failure and exits.
  */
 void seccomp_install(const struct seccomp_filter *f);

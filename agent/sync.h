@@ -15,6 +15,8 @@ enum sync_tag {
 	SYNC_CREATED = 'C',  /* init: waiting for start (with the pty master when the agent relays it) */
 	SYNC_START = 'S',    /* agent: start, with the state JSON */
 	SYNC_PTY = 'T',	     /* exec child: the pty master the agent relays */
+	SYNC_SECCOMP = 'L',  /* child: its seccomp filter's listener (SCMP_ACT_NOTIFY), for the seccomp agent */
+	SYNC_SECCOMP_DONE = 'D', /* agent: the listener was handed to the seccomp agent */
 	SYNC_ERROR = 'E',    /* child: "ERRNO message"; it exits next */
 };
 

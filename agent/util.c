@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -287,5 +289,64 @@ size_t split_fields(char *s, char sep, char **fields, size_t max)
 			fields[n++] = s + 1;
 		}
 	}
+	return n;
+}
+
+int unix_connect(const char *path)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	int dir = -1;
+	if (strlen(path) < sizeof addr.sun_path) {
+		strcpy(addr.sun_path, path);
+	} else {
+		/* Too long for a sockaddr_un: the socket by its name in its directory, reached as /proc/self/fd/N. */
+		const char *slash = strrchr(path, '/');
+		char parent[4096];
+		if (!slash || snprintf(parent, sizeof parent, "%.*s", (int)(slash - path), path) >= (int)sizeof parent) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		dir = open(*parent ? parent : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (dir < 0)
+			return -1;
+		if (snprintf(addr.sun_path, sizeof addr.sun_path, "/proc/self/fd/%d/%s", dir, slash + 1) >=
+		    (int)sizeof addr.sun_path) {
+			close(dir);
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+	}
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int rc = fd < 0 ? -1 : 0;
+	if (fd >= 0)
+		do
+			rc = connect(fd, (struct sockaddr *)&addr, sizeof addr);
+		while (rc < 0 && errno == EINTR);
+	int saved = errno;
+	if (dir >= 0)
+		close(dir);
+	if (rc < 0 && fd >= 0)
+		close(fd);
+	errno = saved;
+	return rc < 0 ? -1 : fd;
+}
+
+ssize_t send_fd(int sock, const void *data, size_t len, int fd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { (void *)data, len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	ssize_t n;
+	do
+		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
 	return n;
 }

@@ -38,6 +38,10 @@ uint64_t now_mono_ms(void);
 const char *errtext(int err);
 
 int write_all(int fd, const void *p, size_t n);
+/* A connected SOCK_STREAM unix socket (close-on-exec) to the socket at path, however long path is; -1 with errno. */
+int unix_connect(const char *path);
+/* One sendmsg of data (len > 0) with fd attached (SCM_RIGHTS): the bytes sent (maybe fewer than len), or -1. */
+ssize_t send_fd(int sock, const void *data, size_t len, int fd);
 void set_nonblock(int fd);
 /* Closes every fd except those in keep (in any order); used by children right after fork. */
 void close_fds_except(const int *keep, int n);

@@ -2,7 +2,7 @@
 // container's processes, seen at work (a fork bomb, a memory hog), changed by `runbox update`, gone after delete.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
@@ -172,8 +172,8 @@ test('features says which cgroups runbox applies, per driver', async (t) => {
   t.is(result.code, 0, result.stderr);
   const features = JSON.parse(result.stdout);
   t.deepEqual(features.linux.cgroup, { v1: true, v2: true, systemd: false, systemdUser: false });
-  t.regex(features.annotations['io.runbox.driver.emulated.cgroups'], /linux\.cgroupsPath; memory limit.*pids limit; blockIO; hugepageLimits; network; rdma; unified \(v2\); device rules \(v1\); OOM events; update/);
-  t.regex(features.annotations['io.runbox.driver.qemu.cgroups'], /linux\.cgroupsPath; memory limit.*pids limit; blockIO; hugepageLimits; network; rdma; unified \(v2\); device rules \(v1\); OOM events; update/);
+  t.regex(features.annotations['io.runbox.driver.emulated.cgroups'], /linux\.cgroupsPath; memory limit.*pids limit; blockIO; hugepageLimits; network; rdma; unified \(v2\); device rules \(v1 devices controller, v2 eBPF device program\); OOM events; update/);
+  t.regex(features.annotations['io.runbox.driver.qemu.cgroups'], /linux\.cgroupsPath; memory limit.*pids limit; blockIO; hugepageLimits; network; rdma; unified \(v2\); device rules \(v1 devices controller, v2 eBPF device program\); OOM events; update/);
 });
 
 test('memory limits as runc reads them: 0 sets none, one below what the init needs fails naming it, beyond int64 is refused', async (t) => {
@@ -214,22 +214,98 @@ test('blockIO throttles and device rules are applied where the host has their co
     spec.linux!.resources = {
       ...spec.linux!.resources,
       blockIO: { throttleReadBpsDevice: [{ major, minor, rate: 1048576 }], throttleWriteIOPSDevice: [{ major, minor, rate: 100 }] },
-      devices: [{ allow: false, access: 'rwm' }, { allow: true, type: 'c', major: 1, minor: 3, access: 'rwm' }],
+      devices: [{ allow: false, access: 'rwm' }, { allow: true, type: 'c', major: 10, minor: 229, access: 'rw' }, { allow: true, type: 'c', major: 1, minor: 3, access: 'rwm' }],
     };
   };
   if (UNIFIED) {
-    const result = await env.run(['run', '--bundle', env.bundle(edit), env.id()]);
-    t.is(result.code, 1);
-    t.regex(errorMessage(result.stderr), /linux\.resources\.devices: runbox does not apply device rules on cgroup v2/);
+    // io.max on cgroup v2; the device rules there are the eBPF device program's (the test above).
+    const { id } = await env.running(['sleep', '1000'], edit);
+    t.regex(cgroupValue(await pidOf(env, id), 'io', 'io.max'), new RegExp(`^${major}:${minor} rbps=1048576 wbps=max riops=max wiops=100$`, 'm'));
     return;
   }
   const { id } = await env.running(['sleep', '1000'], edit);
   const pid = await pidOf(env, id);
   t.is(cgroupValue(pid, 'blkio', 'blkio.throttle.read_bps_device'), `${major}:${minor} 1048576`);
   t.is(cgroupValue(pid, 'blkio', 'blkio.throttle.write_iops_device'), `${major}:${minor} 100`);
-  t.false(cgroupValue(pid, 'devices', 'devices.list').split('\n').includes('a *:* rwm'), 'not every device is allowed');
+  const list = cgroupValue(pid, 'devices', 'devices.list').split('\n');
+  t.false(list.includes('a *:* rwm'), 'not every device is allowed');
+  t.deepEqual(list.slice(0, 2), ['c 10:229 rw', 'c 1:3 rwm'], 'the rules in the listed order (runtime-spec), then runc\'s always-allowed devices');
   const exec = await env.run(['exec', id, 'sh', '-c', 'head -c 1 /dev/kmsg 2>&1; echo reached > /dev/null && echo null-ok']);
   t.is(exec.stdout, 'head: /dev/kmsg: Operation not permitted\nnull-ok\n', 'a device the rules deny cannot be opened; /dev/null can');
+});
+
+/** A hybrid host's cgroup2 hierarchy (systemd's hybrid mode, this development machine), beside the v1 controllers. */
+const HYBRID_CGROUP2 = '/sys/fs/cgroup/unified';
+const CGROUP2_SUPER_MAGIC = 0x63677270;
+
+/** The environment that makes runbox apply device rules with an eBPF program here; undefined where it cannot. */
+function ebpfDevicesEnv(): NodeJS.ProcessEnv | undefined {
+  if (UNIFIED) return process.env;
+  try {
+    if (statfsSync(HYBRID_CGROUP2).type === CGROUP2_SUPER_MAGIC) return { ...process.env, RUNBOX_CGROUP2_DEVICES: HYBRID_CGROUP2 };
+  } catch {
+    // No cgroup2 hierarchy at all.
+  }
+  return undefined;
+}
+
+test('device rules as an eBPF device program (cgroup v2, or a hybrid host\'s cgroup2 mount): what they deny cannot be opened or written, what they allow can', async (t) => {
+  const runEnv = ebpfDevicesEnv();
+  if (!runEnv) {
+    t.log('no cgroup2 hierarchy on this host: nothing to attach a device program to');
+    t.pass();
+    return;
+  }
+  const env = new TestEnv(t);
+  const parent = `/runbox-test-${env.id('cg')}`;
+  t.teardown(() => cgroupsLeft(parent).forEach((dir) => t.log(`left behind: ${dir}`)));
+  const bundle = env.bundle((spec) => {
+    spec.process!.args = ['sleep', '1000'];
+    // mknod needs CAP_MKNOD, reading /dev/kmsg CAP_SYSLOG: without them the capabilities, not the rules, would deny.
+    for (const set of ['bounding', 'effective', 'permitted'] as const) spec.process!.capabilities![set]!.push('CAP_MKNOD', 'CAP_SYSLOG');
+    spec.linux!.devices = [...(spec.linux!.devices ?? []), { path: '/dev/kmsg', type: 'c', major: 1, minor: 11, fileMode: 0o644 }];
+    spec.linux!.cgroupsPath = `${parent}/ctr`;
+    spec.linux!.resources = {
+      ...spec.linux!.resources,
+      devices: [{ allow: false, access: 'rwm' }, { allow: true, type: 'c', major: 1, minor: 11, access: 'r' }],
+    };
+  });
+  const id = env.id();
+  const run = await env.run(['run', '-d', '--bundle', bundle, id], { env: runEnv });
+  t.is(run.code, 0, run.stderr);
+  const pid = await pidOf(env, id);
+  const script = [
+    'head -c 1 /dev/kmsg > /dev/null && echo "kmsg read"',
+    'echo x 2>&1 > /dev/kmsg',
+    'echo > /dev/null && echo "null written"',
+    'mknod /tmp/loop b 7 0 && echo "mknod allowed"',
+    'head -c 1 /tmp/loop 2>&1',
+    'mknod /tmp/zero c 1 5 && head -c 1 /tmp/zero | wc -c',
+  ].join('; ');
+  const exec = await env.run(['exec', id, 'sh', '-c', script]);
+  t.is(exec.stdout, [
+    'kmsg read',
+    "sh: can't create /dev/kmsg: Operation not permitted",
+    'null written',
+    'mknod allowed',
+    'head: /tmp/loop: Operation not permitted',
+    '1',
+    '',
+  ].join('\n'), 'read-only /dev/kmsg, no block device but mknod, the default devices by their numbers');
+  if (!UNIFIED) {
+    // The program did it: the v1 devices controller of the container's cgroup still allows every device.
+    t.true(cgroupValue(pid, 'devices', 'devices.list').split('\n').includes('a *:* rwm'), 'the v1 devices controller is not used');
+    const unified = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((line) => line.startsWith('0::'));
+    t.is(unified, `0::${parent}/ctr`, 'the init is in the container\'s cgroup2 directory');
+  }
+  t.is((await env.run(['delete', '--force', id])).code, 0);
+  t.deepEqual(cgroupsLeft(parent), [], 'the cgroup2 directory goes with the others');
+  if (!UNIFIED) {
+    const wrong = await env.run(['create', '--bundle', bundle, env.id()], { env: { ...runEnv, RUNBOX_CGROUP2_DEVICES: env.dir } });
+    t.is(wrong.code, 1);
+    t.regex(errorMessage(wrong.stderr), new RegExp(`^container c-[^:]+: RUNBOX_CGROUP2_DEVICES=${env.dir} is not a cgroup2 mount$`));
+    t.is((await env.run(['list', '-q'])).stdout, '');
+  }
 });
 
 test('a setting whose cgroup controller the host lacks is refused, naming it; nothing is left', async (t) => {

@@ -34,6 +34,35 @@ test('a VM container writes to its caller\'s file where the caller\'s own writes
   }
 });
 
+test('a VM container\'s output to a regular file open for reading and writing is refused at create, unless it appends', async (t) => {
+  const env = new TestEnv(t);
+  const bundle = env.bundle((spec) => {
+    spec.process!.args = ['sh', '-c', 'echo inner-output-line; echo inner-error-line >&2'];
+  });
+  const out = join(env.dir, 'out');
+  const err = join(env.dir, 'err');
+  // `1<>FILE`: QEMU could only reopen it, and would write over what the caller writes after the container.
+  const id = env.id();
+  const script = `{ echo before; '${RUNBOX}' --root '${env.root}' run --bundle '${bundle}' "$1"; echo "run=$?"; echo after; } 1<> '${out}' 2> '${err}'`;
+  await runCommand('sh', ['-c', script, 'sh', id], { env: vmEnv(env) });
+  t.is(readFileSync(out, 'utf8'), 'before\nrun=1\nafter\n');
+  t.is(errorMessage(readFileSync(err, 'utf8')), `container ${id}: the qemu driver cannot write the container's stdout to ${out}, a regular file open for reading and writing: `
+    + 'QEMU would write it at an offset of its own, over what is written there after it; open it write-only (> or >>) or for appending, or use a pipe');
+  assertNothingLeft(t, env.root, id);
+
+  // Open for reading, writing and appending (Python's `a+`): every write goes to the end, the container's too.
+  const appended = join(env.dir, 'appended');
+  const python = [
+    'import os, subprocess, sys',
+    `fd = os.open(${JSON.stringify(appended)}, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)`,
+    'os.write(fd, b"before\\n")',
+    'code = subprocess.run(sys.argv[1:], stdout=fd, stderr=fd).returncode',
+    'os.write(fd, f"run={code}\\nafter\\n".encode())',
+  ].join('\n');
+  await runCommand('python3', ['-c', python, RUNBOX, '--root', env.root, 'run', '--bundle', bundle, env.id()], { env: vmEnv(env) });
+  t.is(readFileSync(appended, 'utf8'), 'before\ninner-output-line\ninner-error-line\nrun=0\nafter\n');
+});
+
 test('a VM container with a 255-character id under a long state root: created, started in C, exec\'d into, deleted', async (t) => {
   const env = new TestEnv(t);
   const root = join(env.root, 'r'.repeat(120));

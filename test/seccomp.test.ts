@@ -1,7 +1,10 @@
 // config.json's linux.seccomp seen from inside the container: containerd's default profile (as `ctr run --seccomp`
 // generates it) and hand-written denials, with the emulated driver and in a microVM (qemu, TCG).
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import test, { type ExecutionContext } from 'ava';
 import { DRIVER_ANNOTATION } from '../src/drivers/drivers.js';
 import type { Spec } from '../src/oci/spec.js';
@@ -126,7 +129,12 @@ test('a profile runbox cannot apply is refused at create, naming the field, and 
     [{ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_KILL', errnoRet: 5 }] }, /syscalls\[0\]\.action: errnoRet is set but SCMP_ACT_KILL returns no errno/],
     [{ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_ERRNO', args: [{ index: 6, value: 1, op: 'SCMP_CMP_EQ' }] }] }, /args\[0\]\.index must be a syscall argument index from 0 to 5/],
     [{ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_ERRNO', args: [{ index: 0, value: 1, op: 'SCMP_CMP_ABOUT' }] }] }, /string SCMP_CMP_ABOUT is not a valid operator for seccomp/],
-    [{ defaultAction: 'SCMP_ACT_ALLOW', listenerPath: '/run/agent.sock', syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_NOTIFY' }] }, /SCMP_ACT_NOTIFY is not supported by runbox/],
+    [{ defaultAction: 'SCMP_ACT_NOTIFY', listenerPath: '/run/agent.sock' }, /linux\.seccomp\.defaultAction: SCMP_ACT_NOTIFY cannot be used as default action/],
+    [{ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_NOTIFY' }] }, /linux\.seccomp\.listenerPath is not set: SCMP_ACT_NOTIFY needs a seccomp agent to notify/],
+    [{ defaultAction: 'SCMP_ACT_ALLOW', listenerPath: 'agent.sock', syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_NOTIFY' }] }, /linux\.seccomp\.listenerPath must be an absolute path, not "agent\.sock"/],
+    [{ defaultAction: 'SCMP_ACT_ALLOW', listenerPath: '/run/agent.sock', syscalls: [{ names: ['read', 'write'], action: 'SCMP_ACT_NOTIFY' }] }, /syscalls\[0\]: SCMP_ACT_NOTIFY cannot be used for the write syscall/],
+    [{ defaultAction: 'SCMP_ACT_ALLOW', listenerPath: '/run/agent.sock', syscalls: [{ names: ['sendmsg'], action: 'SCMP_ACT_NOTIFY' }] }, /SCMP_ACT_NOTIFY cannot be used for the sendmsg syscall/],
+    [{ defaultAction: 'SCMP_ACT_ALLOW', flags: ['SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV'] }, /SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs a listener: a rule whose action is SCMP_ACT_NOTIFY/],
   ];
   for (const [seccomp, message] of cases) {
     const bundle = env.bundle((spec) => {
@@ -139,5 +147,97 @@ test('a profile runbox cannot apply is refused at create, naming the field, and 
     t.is(result.stdout, '');
     t.deepEqual(processesMentioning(id), []);
   }
+  t.is((await env.run(['list', '-q'])).stdout, '');
+});
+
+/** test/helpers/seccomp-agent.py listening at SOCKET, answering every notification with -errno; its log's entries. */
+async function seccompAgent(t: ExecutionContext, dir: string, errno: number) {
+  const socket = join(dir, 'seccomp-agent.sock');
+  const log = join(dir, 'seccomp-agent.log');
+  const agent = spawn('python3', [join(PROJECT, 'test', 'helpers', 'seccomp-agent.py'), socket, log, String(errno)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => agent.kill('SIGKILL'));
+  const [line] = await Promise.race([once(agent.stdout!, 'data'), once(agent, 'exit').then(() => ['exited'])]);
+  if (String(line).trim() !== 'ready') throw new Error(`the seccomp agent did not start: ${String(line)}`);
+  const entries = (): Array<Record<string, any>> => (existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').map((text) => JSON.parse(text)) : []);
+  return { socket, entries };
+}
+
+const EXDEV = 18;
+
+test('emulated: SCMP_ACT_NOTIFY: the seccomp agent at listenerPath gets each process\'s listener with its state, and answers its syscalls', async (t) => {
+  const env = new TestEnv(t);
+  // A listenerPath longer than a sockaddr_un holds (108 bytes) is reached all the same.
+  const dir = join(env.dir, 'a-directory-whose-name-makes-the-socket-path-longer-than-a-sockaddr-un-holds');
+  mkdirSync(dir);
+  const agent = await seccompAgent(t, dir, EXDEV);
+  t.true(agent.socket.length > 108, agent.socket);
+  const id = env.id();
+  const bundle = env.bundle((spec) => {
+    // The init's own answer goes to a file: run -d leaves it no reader.
+    spec.process!.args = ['sh', '-c', 'mkdir /made 2> /init-mkdir; sleep 1000'];
+    spec.annotations = { ...spec.annotations, 'org.example.purpose': 'seccomp agent test' };
+    spec.linux!.seccomp = {
+      defaultAction: 'SCMP_ACT_ALLOW',
+      listenerPath: agent.socket,
+      listenerMetadata: 'metadata for the agent',
+      syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_NOTIFY' }],
+    };
+  });
+  const run = await env.run(['run', '-d', '--bundle', bundle, id]);
+  t.is(run.code, 0, run.stderr);
+  const initPid = (await env.state(id)).pid as number;
+  const exec = await env.run(['exec', id, 'sh', '-c', 'mkdir /in-exec 2>&1; echo "mkdir=$?"; ls -d /in-exec 2>&1; true']);
+  t.is(exec.code, 0, exec.stderr);
+  t.is(exec.stdout, "mkdir: can't create directory '/in-exec': Invalid cross-device link\nmkdir=1\nls: /in-exec: No such file or directory\n",
+    'the agent\'s answer (EXDEV), not the kernel\'s');
+  const initAnswer = join(bundle, 'rootfs', 'init-mkdir');
+  for (let i = 0; i < 100 && !existsSync(initAnswer); i++) await sleep(50);
+  t.is(readFileSync(initAnswer, 'utf8'), "mkdir: can't create directory '/made': Invalid cross-device link\n");
+
+  const states = agent.entries().filter((entry) => entry.state);
+  t.is(states.length, 2, 'one state per process: the init, the exec');
+  const container = { ociVersion: '1.0.2', id, bundle, annotations: { 'org.example.purpose': 'seccomp agent test' } };
+  t.deepEqual(states[0], {
+    fds: 1,
+    state: { ociVersion: '1.0.2', fds: ['seccompFd'], pid: initPid, metadata: 'metadata for the agent', state: { ...container, status: 'creating', pid: initPid } },
+  });
+  const execPid = states[1]!.state.pid as number;
+  t.not(execPid, initPid);
+  t.deepEqual(states[1], {
+    fds: 1,
+    state: { ociVersion: '1.0.2', fds: ['seccompFd'], pid: execPid, metadata: 'metadata for the agent', state: { ...container, status: 'running', pid: initPid } },
+  });
+  // busybox's sh runs mkdir in a child: the notifications come from the processes the init and the exec forked.
+  const notified = agent.entries().filter((entry) => entry.notified !== undefined);
+  t.is(notified.length, 2, 'the mkdir of the init\'s shell and the exec\'s went to the agent');
+  t.true(notified.every((entry) => entry.notified === 83 || entry.notified === 258), 'only mkdir and mkdirat are notified');
+});
+
+test('emulated: SCMP_ACT_NOTIFY with no seccomp agent at listenerPath fails create\'s start, naming it; nothing is left', async (t) => {
+  const env = new TestEnv(t);
+  const listenerPath = join(env.dir, 'nobody-listens.sock');
+  const id = env.id();
+  const bundle = env.bundle((spec) => {
+    spec.process!.args = ['true'];
+    spec.linux!.seccomp = { defaultAction: 'SCMP_ACT_ALLOW', listenerPath, syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_NOTIFY' }] };
+  });
+  const result = await env.run(['run', '--bundle', bundle, id]);
+  t.is(result.code, 1);
+  t.is(errorMessage(result.stderr), `container ${id}: seccomp: connect to the seccomp agent at ${listenerPath} (listenerPath): no such file or directory`);
+  t.is(result.stdout, '');
+  t.deepEqual(processesMentioning(id), []);
+});
+
+test('qemu: SCMP_ACT_NOTIFY is refused before a VM starts: the listener cannot leave the guest', async (t) => {
+  const env = new TestEnv(t);
+  const id = env.id();
+  const bundle = env.bundle((spec) => {
+    inVm(spec);
+    spec.linux!.seccomp = { defaultAction: 'SCMP_ACT_ALLOW', listenerPath: '/run/seccomp-agent.sock', syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_NOTIFY' }] };
+  });
+  const result = await env.run(['create', '--bundle', bundle, id]);
+  t.is(result.code, 1);
+  t.regex(errorMessage(result.stderr), new RegExp(`^container ${id}: a microVM cannot hand its seccomp listener to the seccomp agent at /run/seccomp-agent\\.sock`));
+  t.deepEqual(processesMentioning(id), []);
   t.is((await env.run(['list', '-q'])).stdout, '');
 });

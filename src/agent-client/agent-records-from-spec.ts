@@ -108,7 +108,7 @@ export function createRecords(id: string, spec: Spec, bundle: string, stdio: Std
   for (const path of linux.maskedPaths ?? []) records.push(['masked', path]);
   for (const path of linux.readonlyPaths ?? []) records.push(['readonly_path', path]);
   for (const [key, value] of Object.entries(linux.sysctl ?? {})) records.push(['sysctl', `${key}=${value}`]);
-  records.push(...seccompRecords(seccompFilter(linux.seccomp)));
+  records.push(...seccompRecords(seccompFilter(linux.seccomp), { id, bundle, annotations: spec.annotations }));
   records.push(...hookRecords('create_container', spec.hooks?.createContainer));
   records.push(...hookRecords('start_container', spec.hooks?.startContainer));
   records.push(...processRecords(spec.process!, stdio, consoleSocket));

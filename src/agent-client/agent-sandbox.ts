@@ -4,7 +4,7 @@ import type { LinuxResources } from '../oci/linux-resources.js';
 import { AgentClient, AgentError } from './agent-client.js';
 import { FrameTooLargeError, MAX_PAYLOAD } from './agent-frame.js';
 import { createRecords, processRecords } from './agent-records-from-spec.js';
-import { cgroupPathRecords, cgroupResourceRecords, type CgroupMode } from './cgroup-records.js';
+import { cgroupPathRecords, cgroupResourceRecords, devicesCgroup2, type CgroupMode } from './cgroup-records.js';
 import { UNIT_SEPARATOR, type RecordList, type Records } from './agent-records.js';
 import { hostLsm } from './host-lsm.js';
 import { checkMountLabel, processLsmRecords, type LsmSupport } from './lsm-records.js';
@@ -37,6 +37,8 @@ export class AgentSandbox implements Sandbox {
     private readonly onDestroy: () => Promise<void> = async () => {},
     /** The cgroup version where the agent runs, when it applies linux.cgroupsPath and linux.resources. */
     private readonly cgroups?: CgroupMode,
+    /** The agent runs on this host: its cgroups are this host's (RUNBOX_CGROUP2_DEVICES applies to them). */
+    private readonly onThisHost = false,
   ) {}
 
   private call(records: RecordList): Promise<Records> {
@@ -73,7 +75,8 @@ export class AgentSandbox implements Sandbox {
 
   /** linux.resources as `cgroup_set` records; a driver whose agent sees other CPUs adapts them. */
   protected resourceRecords(resources: LinuxResources | undefined, mode: CgroupMode): RecordList {
-    return cgroupResourceRecords(resources, mode);
+    const cgroup2Devices = this.onThisHost && resources?.devices?.length ? devicesCgroup2(mode) : undefined;
+    return cgroupResourceRecords(resources, mode, cgroup2Devices);
   }
 
   async createContainer(config: ContainerConfig, output?: ProcessOutput): Promise<RunningProcess> {

@@ -6,6 +6,8 @@ import { posix } from 'node:path';
 import type { LinuxBlockIO, LinuxDeviceRule, LinuxResources } from '../oci/linux-resources.js';
 import { SpecError } from '../oci/spec-error.js';
 import { UNIT_SEPARATOR as US, type RecordList } from './agent-records.js';
+import { reduceDeviceRules, type DeviceException } from './device-cgroup-rules.js';
+import { SandboxError } from '../sandbox/driver.js';
 
 export type CgroupMode = 'v1' | 'v2';
 
@@ -69,12 +71,62 @@ function deviceRule(rule: LinuxDeviceRule): string {
   return type === 'a' ? 'a' : `${type} ${number(rule.major)}:${number(rule.minor)} ${rule.access || 'rwm'}`;
 }
 
+/**
+ * The device rules for the v1 devices controller, which reduces them itself: from a cgroup that denies every
+ * device (runc's starting point, whatever the parent allows), each rule in the listed order (runtime-spec: the
+ * runtime MUST apply them so; devices.list keeps that order). What runc's devices emulator refuses (a hole punched
+ * in a wildcard rule, which the kernel would silently ignore) is refused first.
+ */
+function v1DeviceRecords(rules: LinuxDeviceRule[]): RecordList {
+  const all = [...rules, ...ALWAYS_ALLOWED];
+  reduceDeviceRules(all);
+  const denyAll: LinuxDeviceRule = { allow: false };
+  return [denyAll, ...all].map((rule) => set('devices', rule.allow ? 'devices.allow' : 'devices.deny', deviceRule(rule), 'devices'));
+}
+
+/**
+ * The device rules for the agent's eBPF device program (PROTOCOL.md, `cgroup_device_default`, `cgroup_device`),
+ * attached to the container's cgroup2 directory: cgroup v2's, or on a v1 host the one the agent makes in the
+ * cgroup2 mount `cgroup2Mount` (`cgroup_unified_mount`).
+ */
+function ebpfDeviceRecords(rules: LinuxDeviceRule[], cgroup2Mount?: string): RecordList {
+  const { defaultAllow, exceptions } = reduceDeviceRules([...rules, ...ALWAYS_ALLOWED]);
+  const exception = (e: DeviceException) => [e.type, e.major, e.minor, e.access].join(US);
+  return [
+    ...(cgroup2Mount ? [['cgroup_unified_mount', cgroup2Mount] as [string, string]] : []),
+    ['cgroup_device_default', defaultAllow ? 'allow' : 'deny'],
+    ...exceptions.map((e): [string, string] => ['cgroup_device', exception(e)]),
+  ];
+}
+
+/** The variable that names a cgroup2 mount for the device rules of a host whose controllers are v1 (hybrid). */
+export const CGROUP2_DEVICES_VARIABLE = 'RUNBOX_CGROUP2_DEVICES';
+
+/**
+ * On a v1 host, the cgroup2 mount RUNBOX_CGROUP2_DEVICES names (a hybrid host's /sys/fs/cgroup/unified, as
+ * systemd's hybrid mode mounts it), whose device program then applies the device rules instead of the v1 devices
+ * controller runc uses there; undefined when unset (or on a v2 host, where the program is the only way). A value
+ * that is not a cgroup2 mount is an error.
+ */
+export function devicesCgroup2(mode: CgroupMode | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const path = env[CGROUP2_DEVICES_VARIABLE];
+  if (!path || mode !== 'v1') return undefined;
+  let type: number | undefined;
+  try {
+    type = statfsSync(path).type;
+  } catch {
+    // Reported below.
+  }
+  if (!posix.isAbsolute(path) || type !== CGROUP2_SUPER_MAGIC) throw new SandboxError(`${CGROUP2_DEVICES_VARIABLE}=${path} is not a cgroup2 mount`);
+  return posix.normalize(path);
+}
+
 /** Beyond 2^53 a JSON number has lost its digits; such limits mean "no limit" in practice. */
 function bytes(value: number, unlimited: string): string {
   return value < 0 || value >= Number.MAX_SAFE_INTEGER ? unlimited : String(value);
 }
 
-function v1Records(resources: LinuxResources): RecordList {
+function v1Records(resources: LinuxResources, cgroup2Devices?: string): RecordList {
   const records: RecordList = [];
   const { memory, cpu, pids, blockIO, network } = resources;
   if (nonzero(memory?.limit)) records.push(set('memory', 'memory.limit_in_bytes', bytes(memory.limit, '-1'), 'memory.limit'));
@@ -106,11 +158,7 @@ function v1Records(resources: LinuxResources): RecordList {
   for (const { name, priority } of network?.priorities ?? []) records.push(set('net_prio', 'net_prio.ifpriomap', `${name} ${priority}`, 'network.priorities'));
   records.push(...rdmaRecords(resources));
   if (Object.keys(resources.unified ?? {}).length) throw new SpecError('linux.resources.unified needs cgroup v2: this host\'s cgroups are v1 (runc: cannot use unified on cgroup v1)');
-  if (resources.devices?.length) {
-    for (const rule of [...resources.devices, ...ALWAYS_ALLOWED]) {
-      records.push(set('devices', rule.allow ? 'devices.allow' : 'devices.deny', deviceRule(rule), 'devices'));
-    }
-  }
+  if (resources.devices?.length) records.push(...(cgroup2Devices ? ebpfDeviceRecords(resources.devices, cgroup2Devices) : v1DeviceRecords(resources.devices)));
   return records;
 }
 
@@ -149,7 +197,7 @@ function v2Records(resources: LinuxResources): RecordList {
   }
   records.push(...rdmaRecords(resources));
   for (const [file, value] of Object.entries(resources.unified ?? {})) records.push(set(file.slice(0, file.indexOf('.')), file, value, `unified.${file}`));
-  if (resources.devices?.length) throw new SpecError('linux.resources.devices: runbox does not apply device rules on cgroup v2 (they need an eBPF program there)');
+  if (resources.devices?.length) records.push(...ebpfDeviceRecords(resources.devices));
   return records;
 }
 
@@ -161,8 +209,11 @@ function rdmaRecords(resources: LinuxResources): RecordList {
   });
 }
 
-/** The `cgroup_set` records for resources (already validated: validateResources). */
-export function cgroupResourceRecords(resources: LinuxResources | undefined, mode: CgroupMode): RecordList {
+/**
+ * The `cgroup_set` records for resources (already validated: validateResources), and the device rules' records;
+ * cgroup2Devices: devicesCgroup2's mount, for the device rules of a v1 host.
+ */
+export function cgroupResourceRecords(resources: LinuxResources | undefined, mode: CgroupMode, cgroup2Devices?: string): RecordList {
   if (!resources) return [];
-  return mode === 'v2' ? v2Records(resources) : v1Records(resources);
+  return mode === 'v2' ? v2Records(resources) : v1Records(resources, cgroup2Devices);
 }

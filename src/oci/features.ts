@@ -10,7 +10,7 @@ const MOUNT_OPTIONS = [
 
 const CGROUPS_APPLIED = 'cgroupfs (v1, or v2 where unified): linux.cgroupsPath; memory limit, reservation, swap, swappiness, '
   + 'disableOOMKiller; cpu shares, quota, period, realtime, cpus, mems; pids limit; blockIO; hugepageLimits; network; rdma; '
-  + 'unified (v2); device rules (v1); OOM events; update';
+  + 'unified (v2); device rules (v1 devices controller, v2 eBPF device program); OOM events; update';
 
 /** The runtime-spec features document (features.md), with what each driver isolates stated as annotations. */
 export function features(version: string, drivers: Array<{ name: string; isolation: string; description: string; cgroups?: boolean }>) {

@@ -1,6 +1,7 @@
 // config.json's linux.seccomp (runtime-spec config-linux.md "Seccomp") checked and resolved to the numbers the
 // kernel takes, with runc's meaning: each name a rule of its own, args on one index each ANDed in one rule,
 // args that repeat an index each a rule of their own (ORed); errnoRet defaults to EPERM.
+import { isAbsolute } from 'node:path';
 import { SpecError } from './spec-error.js';
 
 const EPERM = 1;
@@ -31,6 +32,16 @@ const FLAGS: Record<string, number> = {
   SECCOMP_FILTER_FLAG_TSYNC: 1,
   SECCOMP_FILTER_FLAG_LOG: 2,
   SECCOMP_FILTER_FLAG_SPEC_ALLOW: 4,
+  SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: 32,
+};
+
+/**
+ * Syscalls a SCMP_ACT_NOTIFY rule cannot name: runc refuses `write`; runbox's container process hands its
+ * listener to the runtime with `sendmsg`, which would wait for a seccomp agent that has no listener yet.
+ */
+const NOT_NOTIFIABLE: Record<string, string> = {
+  write: 'SCMP_ACT_NOTIFY cannot be used for the write syscall',
+  sendmsg: 'SCMP_ACT_NOTIFY cannot be used for the sendmsg syscall: the container\'s process hands its seccomp listener to runbox with it',
 };
 
 /** The runtime-spec's architectures, as libseccomp names them (seccomp_arch_resolve_name). */
@@ -44,7 +55,7 @@ export function seccompFeatures() {
   const known = Object.keys(ACTIONS);
   return {
     enabled: true,
-    actions: known.filter((name) => name !== 'SCMP_ACT_NOTIFY'),
+    actions: known,
     operators: Object.keys(OPERATORS),
     archs: [...ARCHITECTURES].map((arch) => `SCMP_ARCH_${arch}`),
     knownFlags: Object.keys(FLAGS),
@@ -71,6 +82,8 @@ export interface SeccompFilter {
   architectures: string[];
   flags: number;
   rules: SeccompRule[];
+  /** With SCMP_ACT_NOTIFY rules: the seccomp agent's socket (listenerPath) and what it is told (listenerMetadata). */
+  listener?: { path: string; metadata: string };
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -85,9 +98,6 @@ function stringList(value: unknown, where: string): string[] {
 
 function action(name: unknown, errnoRet: unknown, where: string): number {
   if (typeof name !== 'string' || !(name in ACTIONS)) throw new SpecError(`${where}: string ${String(name)} is not a valid action for seccomp`);
-  if (name === 'SCMP_ACT_NOTIFY') {
-    throw new SpecError(`${where}: SCMP_ACT_NOTIFY is not supported by runbox: no seccomp agent can be handed the listener (listenerPath)`);
-  }
   if (errnoRet === undefined || errnoRet === null) return (ACTIONS[name]! | (TAKES_ERRNO.has(name) ? EPERM : 0)) >>> 0;
   if (!TAKES_ERRNO.has(name)) throw new SpecError(`${where}: errnoRet is set but ${name} returns no errno`);
   if (!Number.isInteger(errnoRet) || (errnoRet as number) < 0 || (errnoRet as number) > MAX_ERRNO) {
@@ -135,6 +145,7 @@ export function seccompFilter(value: unknown): SeccompFilter | undefined {
   if (!Array.isArray(syscalls)) throw new SpecError(`${where}.syscalls must be a list`);
   if ((value.defaultAction === undefined || value.defaultAction === '') && syscalls.length === 0) return undefined;
   const defaultAction = action(value.defaultAction, value.defaultErrnoRet, `${where}.defaultAction`);
+  if (defaultAction === ACTIONS.SCMP_ACT_NOTIFY) throw new SpecError(`${where}.defaultAction: SCMP_ACT_NOTIFY cannot be used as default action`);
 
   const architectures = stringList(value.architectures, `${where}.architectures`).map((arch) => {
     const name = arch.startsWith('SCMP_ARCH_') ? arch.slice('SCMP_ARCH_'.length) : '';
@@ -144,9 +155,6 @@ export function seccompFilter(value: unknown): SeccompFilter | undefined {
 
   let flags = 0;
   for (const flag of stringList(value.flags, `${where}.flags`)) {
-    if (flag === 'SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV') {
-      throw new SpecError(`${where}.flags: ${flag} needs a listener (SCMP_ACT_NOTIFY), which runbox does not support`);
-    }
     const bit = FLAGS[flag];
     if (bit === undefined) throw new SpecError(`${where}.flags: seccomp flag ${flag} is not known to runbox`);
     flags |= bit;
@@ -166,9 +174,24 @@ export function seccompFilter(value: unknown): SeccompFilter | undefined {
     const indexes = ruleArgs.map((arg) => arg.index);
     const repeated = new Set(indexes).size !== indexes.length;
     for (const name of names) {
+      if (ruleAction === ACTIONS.SCMP_ACT_NOTIFY && NOT_NOTIFIABLE[name]) throw new SpecError(`${at}: ${NOT_NOTIFIABLE[name]}`);
       if (repeated) for (const arg of ruleArgs) rules.push({ name, action: ruleAction, args: [arg] });
       else rules.push({ name, action: ruleAction, args: ruleArgs });
     }
   });
-  return { defaultAction, architectures, flags, rules };
+  const filter: SeccompFilter = { defaultAction, architectures, flags, rules };
+  if (rules.some((rule) => rule.action === ACTIONS.SCMP_ACT_NOTIFY)) {
+    filter.listener = listener(value.listenerPath, value.listenerMetadata, where);
+  } else if (flags & FLAGS.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV!) {
+    throw new SpecError(`${where}.flags: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs a listener: a rule whose action is SCMP_ACT_NOTIFY`);
+  }
+  return filter;
+}
+
+/** listenerPath and listenerMetadata, for a filter with SCMP_ACT_NOTIFY rules. */
+function listener(path: unknown, metadata: unknown, where: string): { path: string; metadata: string } {
+  if (path === undefined || path === null || path === '') throw new SpecError(`${where}.listenerPath is not set: SCMP_ACT_NOTIFY needs a seccomp agent to notify`);
+  if (typeof path !== 'string' || !isAbsolute(path)) throw new SpecError(`${where}.listenerPath must be an absolute path, not ${JSON.stringify(path)}`);
+  if (metadata !== undefined && metadata !== null && typeof metadata !== 'string') throw new SpecError(`${where}.listenerMetadata must be a string`);
+  return { path, metadata: metadata ?? '' };
 }

@@ -2,14 +2,18 @@ import { RuntimeError } from './errors.js';
 
 /** The longest file name (NAME_MAX): the id names the container's state directory. runc takes these, and fails longer ones. */
 export const MAX_ID_LENGTH = 255;
-const VALID = /^[A-Za-z0-9][A-Za-z0-9_+\-.]*$/;
+/**
+ * runc 1.1's rule (libcontainer's idRegex `^[\w+-\.]+$`, whose `+-\.` is the range + , - .): ASCII letters, digits and
+ * `_ + , - .`, anywhere; less `.` and `..`, which are not a directory of their own (runc: "/"+id must be a clean path).
+ */
+const VALID = /^[A-Za-z0-9_+,.-]+$/;
 
 /** Refuses ids that could escape the state root or confuse tools, before anything touches the disk. */
 export function validateContainerId(id: string | undefined): string {
   if (id === undefined || id === '') throw new RuntimeError('container id cannot be empty');
   if (id.length > MAX_ID_LENGTH) throw new RuntimeError(`invalid container id: longer than ${MAX_ID_LENGTH} characters`);
-  if (id === '.' || id === '..' || id.includes('/') || !VALID.test(id)) {
-    throw new RuntimeError(`invalid container id "${id}": use letters, digits, and _ + - . (not starting with them)`);
+  if (id === '.' || id === '..' || !VALID.test(id)) {
+    throw new RuntimeError(`invalid container id "${id}": use letters, digits, and _ + , - . (not . or .. alone)`);
   }
   return id;
 }

@@ -30,8 +30,8 @@ function splitAtCommand(argv: string[], flags: Record<string, { type: string; ch
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--') {
-      // `exec [FLAGS] -- ID CMD…`
-      return { own: [...argv.slice(0, i), ...argv.slice(i + 1, i + 2)], command: argv.slice(i + 2) };
+      // `exec [FLAGS] -- ID CMD…`: the `--` stays before the id, which may start with `-` (`exec -- -web sh`).
+      return { own: argv.slice(0, i + 2), command: argv.slice(i + 2) };
     }
     if (arg.startsWith('-') && arg !== '-') {
       if (takesValue.has(arg)) i++;

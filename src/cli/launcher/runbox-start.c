@@ -57,7 +57,7 @@ _Noreturn static void exec_node(struct held *held) {
     exit(127);
 }
 
-/* parseGlobalOptions (src/cli/global-options.ts), then exactly `start ID`; false for anything else. */
+/* parseGlobalOptions (src/cli/global-options.ts), then exactly `start ID` or `start -- ID`; false for anything else. */
 static bool parse_arguments(int argc, char **argv, struct cli_options *options, const char **id) {
     static const char *const valued[] = {"root", "log", "log-format", "driver", "criu", "rootless"};
     int i = 0;
@@ -83,7 +83,13 @@ static bool parse_arguments(int argc, char **argv, struct cli_options *options, 
         }
 #undef NAMED
     }
-    if (argc - i != 2 || strcmp(argv[i], "start") != 0 || argv[i + 1][0] == '-') return false;
+    if (i == argc || strcmp(argv[i], "start") != 0) return false;
+    /* After `--` an id may start with `-`, as with runc. */
+    if (argc - i == 3 && strcmp(argv[i + 1], "--") == 0) {
+        *id = argv[i + 2];
+        return true;
+    }
+    if (argc - i != 2 || argv[i + 1][0] == '-') return false;
     *id = argv[i + 1];
     return true;
 }
@@ -94,11 +100,11 @@ static bool parse_arguments(int argc, char **argv, struct cli_options *options, 
  */
 static bool plain_id(const char *id) {
     size_t length = strlen(id);
-    if (length == 0 || length > MAX_ID_LENGTH) return false;
+    if (length == 0 || length > MAX_ID_LENGTH || strcmp(id, ".") == 0 || strcmp(id, "..") == 0) return false;
     for (size_t i = 0; i < length; i++) {
         char c = id[i];
         bool alphanumeric = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-        if (!alphanumeric && (i == 0 || (c != '_' && c != '-' && c != '.'))) return false;
+        if (!alphanumeric && c != '_' && c != ',' && c != '-' && c != '.') return false;
     }
     return true;
 }

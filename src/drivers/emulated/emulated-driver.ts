@@ -154,7 +154,7 @@ export class EmulatedDriver implements Driver {
   }
 
   private sandbox(handle: EmulatedHandle, client: AgentClient): Sandbox {
-    return new AgentSandbox(handle, client, () => this.cleanup(handle), this.cgroupMode);
+    return new AgentSandbox(handle, client, () => this.cleanup(handle), this.cgroupMode, true);
   }
 
   isAlive(handle: SandboxHandle): boolean {

@@ -20,9 +20,9 @@ const TCG_CODE_CACHE_MIB = 64;
  * a connected socket chardev on QEMU's fd; output open write-only (a shell's `>`, `>>`, a pipe) is written
  * through that very open file (`shared`: an fd set, /dev/fdset/N), sharing its file offset with the caller as
  * an inherited fd does — reopened, a regular file would be written at QEMU's own offset, over what the caller
- * writes after it; other output (a terminal, a file open for reading too, which an fd set cannot hand to a
- * write-only open) is reopened through /proc/self/fd; input is QEMU's own fd 0 (QEMU 7.2's file chardev has no
- * input side, its stdio one has).
+ * writes after it; other output (a terminal, a FIFO, a regular file open for reading too but appending, which an
+ * fd set cannot hand to a write-only open; the driver refuses one that does not append) is reopened through
+ * /proc/self/fd; input is QEMU's own fd 0 (QEMU 7.2's file chardev has no input side, its stdio one has).
  */
 export type HeldStream =
   | { kind: 'socket'; fd: number }
@@ -116,7 +116,8 @@ export function qemuArgs(command: QemuCommand): string[] {
     '-nodefaults', '-no-user-config', '-no-reboot', '-display', 'none',
     // A clone's guest is already booted: the kernel's files would only be read for nothing.
     ...(command.incoming ? ['-incoming', 'defer'] : ['-kernel', command.kernel, '-initrd', command.initrd, '-append', command.cmdline.join(' ')]),
-    '-serial', `file:${value(files.console)}`,
+    // The console as a chardev: -serial's own `file:PATH` takes PATH as written, with no way to hold a comma.
+    '-chardev', `file,id=console,path=${value(files.console)}`, '-serial', 'chardev:console',
     // Sockets by their names alone: QEMU runs in the VM's directory (QemuDriver's startVm), whose path may be
     // longer than a sockaddr_un holds.
     '-qmp', `unix:${value(basename(files.qmp))},server=on,wait=off`,

@@ -4,7 +4,7 @@
 // `create` needs nothing else on the host to outlive the CLI.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fstatSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isatty } from 'node:tty';
@@ -122,6 +122,47 @@ function bootTimeoutSeconds(config: SandboxConfig): number {
   return seconds;
 }
 
+/** An fd's file status flags, access mode included (/proc/self/fdinfo: octal); undefined when it is closed. */
+function fileStatusFlags(fd: number): number | undefined {
+  try {
+    const flags = /^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
+    return flags === undefined ? undefined : parseInt(flags, 8);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A stdout or stderr that is a regular file open for reading and writing (`1<>FILE`, Python's `w+`) cannot be
+ * shared with QEMU 7.2: an fd set hands a chardev only a write-only open file (the access modes must match), and the
+ * chardevs that open one read-write also read from it, from the caller's offset; reopened through /proc/self/fd, it
+ * would be written at QEMU's own offset, over what the caller writes after it. Refused, unless it is open for
+ * appending: then every write goes to the end whoever makes it, and a reopened file with O_APPEND does the same.
+ */
+function refuseReadWriteOutput(id: string): void {
+  for (const [name, fd] of [['stdout', 1], ['stderr', 2]] as const) {
+    const flags = fileStatusFlags(fd);
+    if (flags === undefined || (flags & O_ACCMODE) !== constants.O_RDWR || flags & constants.O_APPEND) continue;
+    let regular = false;
+    try {
+      regular = fstatSync(fd).isFile();
+    } catch {
+      continue;
+    }
+    if (!regular) continue;
+    let path = `fd ${fd}`;
+    try {
+      path = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      // The fd's number names it then.
+    }
+    throw new SandboxError(
+      `container ${id}: the qemu driver cannot write the container's ${name} to ${path}, a regular file open for reading and writing: ` +
+      'QEMU would write it at an offset of its own, over what is written there after it; open it write-only (> or >>) or for appending, or use a pipe',
+    );
+  }
+}
+
 /**
  * The caller's fds 0-2 that QEMU can hold for the container, and QEMU's own stdio for spawn: fd 0 the caller's
  * stdin (unless that is a socket: then fd 3), 1 and 2 its log, 4 and 5 the caller's stdout and stderr. A
@@ -136,15 +177,8 @@ function inheritableStdio(log: number): { stdio: InheritedStdio; fds: Array<numb
       return undefined; // closed
     }
   };
-  // The access mode in the fd's flags (/proc/self/fdinfo: octal): an fd set hands QEMU only write-only files.
-  const writeOnly = (fd: number): boolean => {
-    try {
-      const flags = /^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
-      return flags !== undefined && (parseInt(flags, 8) & O_ACCMODE) === constants.O_WRONLY;
-    } catch {
-      return false;
-    }
-  };
+  // An fd set hands QEMU only write-only files.
+  const writeOnly = (fd: number): boolean => ((fileStatusFlags(fd) ?? O_ACCMODE) & O_ACCMODE) === constants.O_WRONLY;
   const stdio: InheritedStdio = {};
   const fds: Array<number | 'ignore'> = ['ignore', log, log, 'ignore', 'ignore', 'ignore'];
   const stdin = kind(0);
@@ -199,6 +233,7 @@ export class QemuDriver implements Driver {
 
   async boot(config: SandboxConfig): Promise<Sandbox> {
     refuseHostResources(config.id, config.spec);
+    if (config.stdio === 'inherit') refuseReadWriteOutput(config.id);
     let assets: GuestAssets;
     let plan: { accel: Accel; probe: boolean };
     let probeSeconds: number;

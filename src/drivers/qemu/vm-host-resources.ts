@@ -1,7 +1,8 @@
 // What a microVM cannot give a container: anything of the host's. Its container runs under the guest's own
 // kernel, so a host namespace cannot be joined, and a host path cannot be bind-mounted (the VM sees no host
-// files). Such a config is refused before a VM is started, saying so, instead of failing in the guest with a
-// message about the guest (`open the ipc namespace /proc/…/ns/ipc: no such file or directory`).
+// files), and a seccomp filter's notifications cannot reach a seccomp agent on the host. Such a config is refused
+// before a VM is started, saying so, instead of failing in the guest with a message about the guest (`open the
+// ipc namespace /proc/…/ns/ipc: no such file or directory`).
 import { MS, parseMountOptions } from '../../oci/mount-options.js';
 import type { Spec } from '../../oci/spec.js';
 import { SandboxError } from '../../sandbox/driver.js';
@@ -14,6 +15,13 @@ export function refuseHostResources(id: string, spec: Spec): void {
         `(leave out linux.namespaces[].path, or use the emulated driver)`,
       );
     }
+  }
+  const seccomp = spec.linux?.seccomp as { syscalls?: unknown; listenerPath?: unknown } | undefined;
+  if (Array.isArray(seccomp?.syscalls) && seccomp.syscalls.some((call) => (call as { action?: unknown } | null)?.action === 'SCMP_ACT_NOTIFY')) {
+    throw new SandboxError(
+      `container ${id}: a microVM cannot hand its seccomp listener to the seccomp agent at ${String(seccomp.listenerPath ?? '(no listenerPath)')}: ` +
+      'the filter is in the VM\'s own kernel, whose notifications cannot reach a host process (use SCMP_ACT_NOTIFY with the emulated driver)',
+    );
   }
   for (const mount of spec.mounts ?? []) {
     if (mount.type === 'bind' || parseMountOptions(mount.options).flags & MS.BIND) {
