@@ -4,7 +4,7 @@
 import { statfsSync } from 'node:fs';
 import { posix } from 'node:path';
 import type { LinuxBlockIO, LinuxDeviceRule, LinuxResources } from '../oci/linux-resources.js';
-import { SpecError } from '../oci/spec-error.js';
+import { SpecError } from '../errors/errors.js';
 import { UNIT_SEPARATOR as US, type RecordList } from './agent-records.js';
 
 export type CgroupMode = 'v1' | 'v2';

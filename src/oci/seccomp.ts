@@ -1,7 +1,7 @@
 // config.json's linux.seccomp (runtime-spec config-linux.md "Seccomp") checked and resolved to the numbers the
 // kernel takes, with runc's meaning: each name a rule of its own, args on one index each ANDed in one rule,
 // args that repeat an index each a rule of their own (ORed); errnoRet defaults to EPERM.
-import { SpecError } from './spec-error.js';
+import { SpecError } from '../errors/errors.js';
 
 const EPERM = 1;
 /** The kernel's errno ceiling (MAX_ERRNO): SECCOMP_RET_ERRNO clamps anything above it. */

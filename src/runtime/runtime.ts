@@ -3,19 +3,19 @@
 import { hrtime } from 'node:process';
 import { resolve } from 'node:path';
 import {
-  SandboxError, type Driver, type ExitStatus, type ProcessOutput, type RunningProcess, type Sandbox, type StdioMode,
+  type Driver, type ExitStatus, type ProcessOutput, type RunningProcess, type Sandbox, type StdioMode,
 } from '../sandbox/driver.js';
 import { isProcessAlive, processStartTime } from '../host/host-process.js';
 import type { LinuxResources } from '../oci/linux-resources.js';
-import { loadSpec, SpecError } from '../oci/load-spec.js';
+import { loadSpec } from '../oci/load-spec.js';
 import { OCI_VERSION, type Process, type Spec, type State, type Status } from '../oci/spec.js';
 import { writeFileAtomic } from '../host/atomic-file.js';
 import { validateContainerId } from './container-id.js';
 import type { FileLock } from '../host/file-lock.js';
-import { describe, RuntimeError } from './errors.js';
+import { ContainerNotFoundError, describe, detailFor, RuntimeError, SandboxError, SpecError, StateDamageError } from '../errors/errors.js';
+import { Errno } from '../errors/errno.js';
 import { createStopsForHooks, passCreateHookPoint, runHooksReportingFailures, sandboxHooksNeedState } from './hooks.js';
 import { silentLogger, type Logger } from '../host/logger.js';
-import { StateDamageError } from './state-damage.js';
 import { StateStore, type ContainerRecord } from './state-store.js';
 
 export const DEFAULT_ROOT = '/run/runbox';
@@ -82,10 +82,10 @@ export class Runtime {
     const process = spec.process!;
     const relay = process.terminal && !options.consoleSocket ? options.relayTerminal : undefined;
     if (process.terminal && !options.consoleSocket && !relay) {
-      throw new RuntimeError(`container ${id}: cannot allocate tty if runbox will detach without setting console socket`);
+      throw new RuntimeError('cannot allocate tty if runbox will detach without setting console socket', { containerId: id });
     }
     if (!process.terminal && options.consoleSocket) {
-      throw new RuntimeError(`container ${id}: cannot use console socket if runbox will not detach or allocate tty`);
+      throw new RuntimeError('cannot use console socket if runbox will not detach or allocate tty', { containerId: id });
     }
     const driver = await this.driverForSpec(spec, id);
 
@@ -149,7 +149,7 @@ export class Runtime {
       return record;
     } catch (error) {
       await this.undoCreate(record, driver, sandbox, hooksBegun ? spec : undefined);
-      throw new RuntimeError(`container ${id}: ${describe(error).replace(new RegExp(`^container ${id}: `), '')}`);
+      throw new RuntimeError(detailFor(error, id), { containerId: id, cause: error });
     } finally {
       sandbox?.disconnect();
       lock.release();
@@ -164,8 +164,9 @@ export class Runtime {
     const limit = driver.capabilities.hookStateLimit;
     if (bytes > limit) {
       throw new RuntimeError(
-        `container ${record.id}: the state its createContainer and startContainer hooks would be given is ${bytes} bytes ` +
+        `the state its createContainer and startContainer hooks would be given is ${bytes} bytes ` +
         `(the annotations are in it), more than the ${driver.name} driver carries to them (${limit})`,
+        { containerId: record.id },
       );
     }
   }
@@ -208,9 +209,9 @@ export class Runtime {
     const id = validateContainerId(rawId);
     await this.withContainer(id, async (record) => {
       const status = this.currentStatus(record);
-      if (status === 'running' || status === 'paused') throw new RuntimeError(`container ${id}: cannot start an already running container`);
-      if (status === 'stopped') throw new RuntimeError(`container ${id}: cannot start a container that has stopped`);
-      if (status !== 'created') throw new RuntimeError(`container ${id}: cannot start a container in the ${status} state`);
+      if (status === 'running' || status === 'paused') throw new RuntimeError('cannot start an already running container', { containerId: id });
+      if (status === 'stopped') throw new RuntimeError('cannot start a container that has stopped', { containerId: id });
+      if (status !== 'created') throw new RuntimeError(`cannot start a container in the ${status} state`, { containerId: id });
       const spec = this.store.readConfig(id);
       const sandbox = await this.connect(record);
       try {
@@ -220,7 +221,7 @@ export class Runtime {
         await sandbox.signal(id, 9, { all: true }).catch(() => {});
         record.status = 'stopped';
         this.store.write(record);
-        throw new RuntimeError(`container ${id}: ${describe(error).replace(new RegExp(`^container ${id}: `), '')}`);
+        throw new RuntimeError(detailFor(error, id), { containerId: id, cause: error });
       } finally {
         sandbox.disconnect();
       }
@@ -236,7 +237,7 @@ export class Runtime {
   state(rawId: string): StateReport {
     const id = validateContainerId(rawId);
     const record = this.store.read(id);
-    if (!record) throw new RuntimeError(`container ${id} does not exist`);
+    if (!record) throw new ContainerNotFoundError(id);
     return this.report(record, this.currentStatus(record));
   }
 
@@ -283,7 +284,7 @@ export class Runtime {
     const id = validateContainerId(rawId);
     await this.withContainer(id, async (record) => {
       const status = this.currentStatus(record);
-      if (status === 'stopped' || status === 'creating') throw new RuntimeError(`container ${id}: container not running`);
+      if (status === 'stopped' || status === 'creating') throw new RuntimeError('container not running', { containerId: id });
       await this.signal(record, signal, all);
     });
   }
@@ -294,7 +295,7 @@ export class Runtime {
       sandbox = await this.connect(record);
     } catch (error) {
       // The sandbox is unreachable but its process lives: signal that process directly.
-      if (!isProcessAlive(record.pid, record.pidStartTime)) throw new RuntimeError(`container ${record.id}: container not running`);
+      if (!isProcessAlive(record.pid, record.pidStartTime)) throw new RuntimeError('container not running', { containerId: record.id });
       this.logger.warn(`container ${record.id}: ${describe(error)}; signalling pid ${record.pid} directly`);
       process.kill(record.pid, signal);
       return;
@@ -302,7 +303,7 @@ export class Runtime {
     try {
       await sandbox.signal(record.id, signal, { all });
     } catch (error) {
-      if (error instanceof SandboxError && error.errno === 3) throw new RuntimeError(`container ${record.id}: container not running`);
+      if (error instanceof SandboxError && error.errno === Errno.ESRCH) throw new RuntimeError('container not running', { containerId: record.id });
       throw error;
     } finally {
       sandbox.disconnect();
@@ -316,7 +317,7 @@ export class Runtime {
     const lock = await this.store.lock(id);
     if (!lock) {
       if (force) return;
-      throw new RuntimeError(`container ${id} does not exist`);
+      throw new ContainerNotFoundError(id);
     }
     try {
       let record: ContainerRecord;
@@ -332,7 +333,7 @@ export class Runtime {
       const status = this.currentStatus(record);
       // runtime.md: deleting a container that is not stopped is an error (runc deletes a created one anyway).
       if ((status === 'running' || status === 'paused' || status === 'created') && !force) {
-        throw new RuntimeError(`container ${id}: cannot delete container ${id} that is not stopped: ${status}`);
+        throw new RuntimeError(`cannot delete container ${id} that is not stopped: ${status}`, { containerId: id });
       }
       await this.destroy(record);
       let spec: Spec | undefined;
@@ -379,7 +380,7 @@ export class Runtime {
     const { endAbandonedSandboxes } = await import('../drivers/drivers.js');
     const failures: string[] = [];
     await endAbandonedSandboxes(this.store.dir(id), (message) => failures.push(message));
-    if (failures.length) throw new RuntimeError(`container ${id}: ${failures.join('; ')}`);
+    if (failures.length) throw new RuntimeError(failures.join('; '), { containerId: id });
   }
 
   /** Whatever the sandbox did, the container's own process must not survive its deletion. */
@@ -403,7 +404,7 @@ export class Runtime {
   /** The process description for exec: the container's own, with what the caller overrides. */
   execProcess(rawId: string, overrides: Partial<Process>): Process {
     const id = validateContainerId(rawId);
-    if (!this.store.read(id)) throw new RuntimeError(`container ${id} does not exist`);
+    if (!this.store.read(id)) throw new ContainerNotFoundError(id);
     const base = this.store.readConfig(id).process!;
     const { terminal: _terminal, consoleSize: _consoleSize, ...inherited } = base;
     return { ...inherited, ...overrides };
@@ -412,10 +413,10 @@ export class Runtime {
   async exec(rawId: string, options: ExecOptions): Promise<{ process: RunningProcess; sandbox: Sandbox; execId: string }> {
     const id = validateContainerId(rawId);
     const record = this.store.read(id);
-    if (!record) throw new RuntimeError(`container ${id} does not exist`);
+    if (!record) throw new ContainerNotFoundError(id);
     const status = this.currentStatus(record);
-    if (status !== 'running') throw new RuntimeError(`container ${id}: cannot exec in a ${status} container`);
-    if (!options.process.args?.length) throw new RuntimeError(`container ${id}: exec: args must not be empty`);
+    if (status !== 'running') throw new RuntimeError(`cannot exec in a ${status} container`, { containerId: id });
+    if (!options.process.args?.length) throw new RuntimeError('exec: args must not be empty', { containerId: id });
     const execId = options.execId ?? `exec-${process.pid}-${Date.now().toString(36)}`;
     const sandbox = await this.connect(record);
     try {
@@ -432,7 +433,7 @@ export class Runtime {
       return { process: running, sandbox, execId };
     } catch (error) {
       sandbox.disconnect();
-      throw new RuntimeError(`container ${id}: ${describe(error).replace(new RegExp(`^container ${id}: `), '')}`);
+      throw new RuntimeError(detailFor(error, id), { containerId: id, cause: error });
     }
   }
 
@@ -440,7 +441,7 @@ export class Runtime {
   async wait(rawId: string, execId?: string): Promise<ExitStatus> {
     const id = validateContainerId(rawId);
     const record = this.store.read(id);
-    if (!record) throw new RuntimeError(`container ${id} does not exist`);
+    if (!record) throw new ContainerNotFoundError(id);
     const sandbox = await this.connect(record);
     try {
       return await sandbox.wait(id, execId);
@@ -452,7 +453,7 @@ export class Runtime {
   async ps(rawId: string): Promise<number[]> {
     const id = validateContainerId(rawId);
     const record = this.store.read(id);
-    if (!record) throw new RuntimeError(`container ${id} does not exist`);
+    if (!record) throw new ContainerNotFoundError(id);
     if (this.currentStatus(record) === 'stopped') return [];
     const sandbox = await this.connect(record);
     try {
@@ -473,15 +474,15 @@ export class Runtime {
   private async freeze(id: string, pause: boolean): Promise<void> {
     await this.withContainer(id, async (record) => {
       const status = this.currentStatus(record);
-      if (pause && status !== 'running') throw new RuntimeError(`container ${id}: container not running`);
-      if (!pause && status !== 'paused') throw new RuntimeError(`container ${id}: container not paused`);
+      if (pause && status !== 'running') throw new RuntimeError('container not running', { containerId: id });
+      if (!pause && status !== 'paused') throw new RuntimeError('container not paused', { containerId: id });
       const sandbox = await this.connect(record);
       try {
         if (pause) await sandbox.pause(id);
         else await sandbox.resume(id);
       } catch (error) {
-        if (error instanceof SandboxError && error.errno === 95) {
-          throw new RuntimeError(`container ${id}: the ${record.driver} driver cannot ${pause ? 'pause' : 'resume'} containers here`);
+        if (error instanceof SandboxError && error.errno === Errno.EOPNOTSUPP) {
+          throw new RuntimeError(`the ${record.driver} driver cannot ${pause ? 'pause' : 'resume'} containers here`, { containerId: id });
         }
         throw error;
       } finally {
@@ -497,14 +498,14 @@ export class Runtime {
     const id = validateContainerId(rawId);
     await this.withContainer(id, async (record) => {
       const status = this.currentStatus(record);
-      if (status === 'stopped') throw new RuntimeError(`container ${id}: cannot update a stopped container`);
-      const cannot = () => new RuntimeError(`container ${id}: the ${record.driver} driver cannot change resource limits`);
+      if (status === 'stopped') throw new RuntimeError('cannot update a stopped container', { containerId: id });
+      const cannot = () => new RuntimeError(`the ${record.driver} driver cannot change resource limits`, { containerId: id });
       const sandbox = await this.connect(record);
       try {
         if (!sandbox.update) throw cannot();
         await sandbox.update(id, resources);
       } catch (error) {
-        throw error instanceof SandboxError && error.errno === 95 ? cannot() : error;
+        throw error instanceof SandboxError && error.errno === Errno.EOPNOTSUPP ? cannot() : error;
       } finally {
         sandbox.disconnect();
       }
@@ -534,23 +535,23 @@ export class Runtime {
     try {
       return await getDriver(name);
     } catch (error) {
-      throw new RuntimeError(`container ${id}: ${describe(error)}`);
+      throw new RuntimeError(detailFor(error, id), { containerId: id, cause: error });
     }
   }
 
   async connect(record: ContainerRecord): Promise<Sandbox> {
-    if (!record.sandbox) throw new RuntimeError(`container ${record.id}: it has no sandbox (it was never fully created)`);
+    if (!record.sandbox) throw new RuntimeError('it has no sandbox (it was never fully created)', { containerId: record.id });
     const driver = await this.driver(record.driver, record.id);
     try {
       return await driver.connect(record.sandbox);
     } catch (error) {
-      throw new RuntimeError(`container ${record.id}: ${describe(error)}`);
+      throw new RuntimeError(detailFor(error, record.id), { containerId: record.id, cause: error });
     }
   }
 
   private async withContainer<T>(id: string, operation: (record: ContainerRecord) => Promise<T>): Promise<T> {
     const lock: FileLock | undefined = await this.store.lock(id);
-    if (!lock) throw new RuntimeError(`container ${id} does not exist`);
+    if (!lock) throw new ContainerNotFoundError(id);
     try {
       return await operation(this.store.read(id)!);
     } finally {

@@ -169,11 +169,3 @@ export interface Driver {
   /** What this driver would give a sandbox on this host, and why, as `features` annotations (NAME → value). */
   hostOutlook?(): Record<string, string>;
 }
-
-/** A driver's error that has an errno-like code worth acting on (ESRCH, EOPNOTSUPP…). */
-export class SandboxError extends Error {
-  constructor(message: string, readonly errno = 0) {
-    super(message);
-    this.name = 'SandboxError';
-  }
-}

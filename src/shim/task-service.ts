@@ -4,21 +4,22 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { chooseDriverName, DRIVER_ANNOTATION, getDriver } from '../drivers/drivers.js';
-import { SandboxError, type Driver, type ExitStatus, type Sandbox } from '../sandbox/driver.js';
+import { type Driver, type ExitStatus, type Sandbox } from '../sandbox/driver.js';
 import { processStartTime } from '../host/host-process.js';
 import { validateResources, type LinuxResources } from '../oci/linux-resources.js';
-import { loadSpec, SpecError } from '../oci/load-spec.js';
+import { loadSpec } from '../oci/load-spec.js';
 import { OCI_VERSION, type Process, type Spec, type Status } from '../oci/spec.js';
 import { encodeAny } from '../rpc/protos.js';
 import type { ServiceImplementation } from '../rpc/service.js';
-import { RpcError, StatusCode } from '../rpc/status-code.js';
-import { describe } from '../runtime/errors.js';
+import { StatusCode } from '../rpc/status-code.js';
+import { describe, RpcError } from '../errors/errors.js';
 import { createStopsForHooks, passCreateHookPoint, runHooksReportingFailures } from '../runtime/hooks.js';
 import { removeBundleRecord, writeBundleRecord } from './bundle-record.js';
 import { timestamp, type EventForwarder } from './event-forwarder.js';
 import { FifoIo } from './fifo-io.js';
 import { mountRootfs, unmountRootfs, type Mount } from './rootfs-mounts.js';
-import { runtimeConfig, RuntimeConfigError, type RuntimeConfig } from './runtime-config.js';
+import { rpcErrorOf } from './rpc-status.js';
+import { runtimeConfig, type RuntimeConfig } from './runtime-config.js';
 import { sandboxDir } from './shim-socket.js';
 
 /** containerd.v1.types.Status */
@@ -70,18 +71,6 @@ function newProcess(containerId: string, execId: string, io: FifoIo): TaskProces
     markExited(exit);
   };
   return process;
-}
-
-function sandboxFailure(error: unknown): RpcError {
-  if (error instanceof RpcError) return error;
-  if (error instanceof SandboxError) {
-    if (error.errno === 2) return new RpcError(StatusCode.NOT_FOUND, error.message);
-    if (error.errno === 3) return new RpcError(StatusCode.NOT_FOUND, `${error.message}: process already finished`);
-    if (error.errno === 95) return new RpcError(StatusCode.FAILED_PRECONDITION, error.message);
-    if (error.errno === 17) return new RpcError(StatusCode.ALREADY_EXISTS, error.message);
-  }
-  if (error instanceof SpecError || error instanceof RuntimeConfigError) return new RpcError(StatusCode.INVALID_ARGUMENT, error.message);
-  return new RpcError(StatusCode.UNKNOWN, describe(error));
 }
 
 export class TaskService {
@@ -208,7 +197,7 @@ export class TaskService {
       spec = loadSpec(bundle);
       spec.annotations = { ...config.annotations, ...spec.annotations };
     } catch (error) {
-      throw sandboxFailure(error);
+      throw rpcErrorOf(error);
     }
     const io = new FifoIo({ stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, terminal: request.terminal });
     const container: TaskContainer = { id, bundle, spec, rootfsMounted: false, init: newProcess(id, '', io), execs: new Map() };
@@ -236,7 +225,7 @@ export class TaskService {
       if (created) await runHooksReportingFailures('poststop', spec.hooks?.poststop, this.stateJson(container, 'stopped'), (e) => this.options.log(e.message));
       io.close();
       if (container.rootfsMounted) await unmountRootfs(spec.root!.path);
-      throw sandboxFailure(error);
+      throw rpcErrorOf(error);
     }
     this.options.events.publish('create', {
       containerId: id, bundle, rootfs: request.rootfs,
@@ -259,7 +248,7 @@ export class TaskService {
         process.io.attachStdin(running);
       } catch (error) {
         process.markExited({ exitStatus: 255, exitedAt: new Date() });
-        throw sandboxFailure(error);
+        throw rpcErrorOf(error);
       }
       process.state = 'running';
       this.options.events.publish('exec-started', { containerId: container.id, execId: process.execId, pid: process.pid });
@@ -268,7 +257,7 @@ export class TaskService {
         await sandbox.startContainer(container.id, container.spec.hooks?.startContainer?.length ? this.stateJson(container, 'created') : undefined);
       } catch (error) {
         await sandbox.signal(container.id, 9, { all: true }).catch(() => {});
-        throw sandboxFailure(error);
+        throw rpcErrorOf(error);
       } finally {
         process.state = 'running';
         this.watchExit(sandbox, process);
@@ -331,7 +320,7 @@ export class TaskService {
     try {
       await sandbox.signal(request.id, request.signal, { ...(process.execId ? { execId: process.execId } : {}), all: request.all });
     } catch (error) {
-      throw sandboxFailure(error);
+      throw rpcErrorOf(error);
     }
     return {};
   }
@@ -400,7 +389,7 @@ export class TaskService {
     try {
       return { processes: (await sandbox.ps(container.id)).map((pid) => ({ pid })) };
     } catch (error) {
-      throw sandboxFailure(error);
+      throw rpcErrorOf(error);
     }
   }
 
@@ -414,7 +403,7 @@ export class TaskService {
       if (pause) await sandbox.pause(container.id);
       else await sandbox.resume(container.id);
     } catch (error) {
-      throw sandboxFailure(error);
+      throw rpcErrorOf(error);
     }
     container.init.state = pause ? 'paused' : 'running';
     this.options.events.publish(pause ? 'paused' : 'resumed', { containerId: container.id });
@@ -428,7 +417,7 @@ export class TaskService {
     try {
       await sandbox.resize(request.id, process.execId || undefined, request.width, request.height);
     } catch (error) {
-      throw sandboxFailure(error);
+      throw rpcErrorOf(error);
     }
     return {};
   }
@@ -452,7 +441,7 @@ export class TaskService {
         }),
       };
     } catch (error) {
-      throw sandboxFailure(error);
+      throw rpcErrorOf(error);
     }
   }
 
@@ -471,7 +460,7 @@ export class TaskService {
     try {
       await sandbox.update(container.id, resources);
     } catch (error) {
-      throw sandboxFailure(error);
+      throw rpcErrorOf(error);
     }
     return {};
   }

@@ -8,8 +8,9 @@ import { closeSync, constants, fstatSync, openSync, readFileSync, rmSync } from 
 import { basename, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isatty } from 'node:tty';
+import { CloneFailureError, RunboxError, SandboxError, VmStartError } from '../../errors/errors.js';
 import {
-  SandboxError, type Driver, type DriverCapabilities, type Sandbox, type SandboxConfig, type SandboxHandle,
+  type Driver, type DriverCapabilities, type Sandbox, type SandboxConfig, type SandboxHandle,
 } from '../../sandbox/driver.js';
 import type { AgentClient } from '../../agent-client/agent-client.js';
 import { HOOK_STATE_LIMIT } from '../../agent-client/agent-sandbox.js';
@@ -51,9 +52,6 @@ interface Guest {
   resources: VmResources;
 }
 
-/** A clone that could not be restored: its template is dropped and the VM booted instead. */
-class CloneFailure extends SandboxError {}
-
 /** When a VM start gives up: `seconds` after it was set, which the error names. */
 interface Deadline {
   at: number;
@@ -80,16 +78,6 @@ interface VmStart {
   ready?(client: AgentClient, stdio: InheritedStdio): Promise<void>;
   /** A KVM probe's: the guest is to greet by then (the start times out otherwise), and the probe settles when it has. */
   probe?: { greetBy: Deadline; kvm: KvmProbe };
-}
-
-/** Why a VM did not start, in words for the user; and what happened, for a caller that can try another way. */
-class VmStartError extends SandboxError {
-  constructor(
-    message: string,
-    readonly what: { cause: unknown; timedOut: boolean; qemuEnded: boolean; qemuRan: boolean; greeted: boolean },
-  ) {
-    super(message);
-  }
 }
 
 /** A start on KVM that tells KVM cannot run the guest here: QEMU ran, and ended or timed out before any greeting. */
@@ -262,7 +250,7 @@ export class QemuDriver implements Driver {
         try {
           return await this.launch(config, guest, buildImage, accel, deadline, { template });
         } catch (error) {
-          if (!(error instanceof CloneFailure)) throw error;
+          if (!(error instanceof CloneFailureError)) throw error;
           // A template this QEMU cannot restore (or whose guest cannot take the host's time and entropy):
           // drop it, so the next VM builds a good one, and boot this one.
           this.templates.discard(template.key);
@@ -286,7 +274,7 @@ export class QemuDriver implements Driver {
       return await this.templates.obtain(inputs, (dir) => this.buildTemplate(dir, guest, accel, deadline));
     } catch (error) {
       // No template can be kept here (no room, no writable directory): the store says so with an errno.
-      if (error instanceof SandboxError || (error as NodeJS.ErrnoException).code === undefined) throw error;
+      if (error instanceof RunboxError || (error as NodeJS.ErrnoException).code === undefined) throw error;
       return undefined;
     }
   }
@@ -341,7 +329,7 @@ export class QemuDriver implements Driver {
       try {
         stateFd = openSync(template.state, 'r');
       } catch (error) {
-        throw new CloneFailure(`cannot open the template's snapshot: ${(error as Error).message}`);
+        throw new CloneFailureError(`cannot open the template's snapshot: ${(error as Error).message}`);
       }
     }
     let vm: StartedVm;
@@ -370,8 +358,8 @@ export class QemuDriver implements Driver {
       // A clone that failed on its own account (its restore, or QEMU ending by itself: not its rootfs, not the
       // deadline) is booted instead.
       const what = error instanceof VmStartError ? error.what : undefined;
-      if (template && what && !what.timedOut && (what.cause instanceof CloneFailure || what.qemuEnded)) {
-        throw new CloneFailure((error as Error).message);
+      if (template && what && !what.timedOut && (what.cause instanceof CloneFailureError || what.qemuEnded)) {
+        throw new CloneFailureError((error as Error).message);
       }
       throw error;
     }
@@ -388,7 +376,7 @@ export class QemuDriver implements Driver {
       await restoreSnapshot(qmp, SNAPSHOT_FD);
     } catch (error) {
       if (signal.aborted) return;
-      throw new CloneFailure(`cannot restore the template's snapshot: ${(error as Error).message}`);
+      throw new CloneFailureError(`cannot restore the template's snapshot: ${(error as Error).message}`);
     } finally {
       qmp?.close();
     }
@@ -405,7 +393,7 @@ export class QemuDriver implements Driver {
         ...absent.map((name): [string, string] => ['stdio_absent', name]),
       ]);
     } catch (error) {
-      throw new CloneFailure(`the restored guest refused the host's time and entropy: ${(error as Error).message}`);
+      throw new CloneFailureError(`the restored guest refused the host's time and entropy: ${(error as Error).message}`);
     }
   }
 
