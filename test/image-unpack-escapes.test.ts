@@ -3,7 +3,8 @@
 import test from 'ava';
 import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, renameSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { unpackLayers, UnpackError } from '../src/image/unpack.js';
+import { UnpackError } from '../src/errors/errors.js';
+import { unpackLayers } from '../src/image/unpack.js';
 import { craftLayer, type LayerEntry, unpackSandbox } from './helpers/layers.js';
 
 const file = (name: string, content = 'pwned\n'): LayerEntry => ({ header: { name, type: 'file', mode: 0o644 }, content });

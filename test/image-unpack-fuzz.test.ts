@@ -5,7 +5,8 @@
 // replays it, RUNBOX_FUZZ_CASES runs more cases.
 import test from 'ava';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
-import { unpackLayers, UnpackError } from '../src/image/unpack.js';
+import { UnpackError } from '../src/errors/errors.js';
+import { unpackLayers } from '../src/image/unpack.js';
 import { bufferLayer, compress, type Compression, type LayerEntry, tarBytes, unpackSandbox } from './helpers/layers.js';
 import { MediaType } from '../src/image/media-types.js';
 

@@ -6,7 +6,8 @@ import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync } from '
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { MediaType } from '../src/image/media-types.js';
-import { unpackLayers, UnpackError } from '../src/image/unpack.js';
+import { UnpackError } from '../src/errors/errors.js';
+import { unpackLayers } from '../src/image/unpack.js';
 import { bufferLayer, type Compression, compress, craftLayer, type LayerEntry, sha256, tarBytes, unpackSandbox } from './helpers/layers.js';
 
 const file = (name: string, content: string, extra: Partial<LayerEntry['header']> = {}): LayerEntry => ({

@@ -1,13 +1,14 @@
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
+import { TtrpcFrameTooLargeError } from '../src/errors/errors.js';
 import { encodeMessage } from '../src/rpc/protos.js';
-import { encodeFrame, type Frame, FrameDecoder, FrameTooLargeError, HEADER_LENGTH, MAX_DATA_LENGTH, MessageType } from '../src/rpc/ttrpc-frame.js';
+import { encodeFrame, type Frame, FrameDecoder, HEADER_LENGTH, MAX_DATA_LENGTH, MessageType } from '../src/rpc/ttrpc-frame.js';
 import { RawConnection, TASK, taskServer } from './helpers/rpc.js';
 
 /** Feeds bytes to a decoder in the given chunk sizes (cycled); returns what came out. */
-function decodeChunked(bytes: Buffer, sizes: number[]): { frames: Frame[]; errors: FrameTooLargeError[]; buffered: number } {
+function decodeChunked(bytes: Buffer, sizes: number[]): { frames: Frame[]; errors: TtrpcFrameTooLargeError[]; buffered: number } {
   const frames: Frame[] = [];
-  const errors: FrameTooLargeError[] = [];
+  const errors: TtrpcFrameTooLargeError[] = [];
   const decoder = new FrameDecoder(
     (frame) => frames.push({ ...frame, data: Buffer.from(frame.data) }),
     (error) => errors.push(error),
@@ -72,7 +73,7 @@ test('a header announcing more than 4 MiB is reported once, before its data arri
     t.is(errors[0]!.streamId, 7);
     t.is(errors[0]!.length, MAX_DATA_LENGTH + 1);
   }
-  t.throws(() => encodeFrame(1, MessageType.REQUEST, 0, Buffer.alloc(MAX_DATA_LENGTH + 1)), { instanceOf: FrameTooLargeError });
+  t.throws(() => encodeFrame(1, MessageType.REQUEST, 0, Buffer.alloc(MAX_DATA_LENGTH + 1)), { instanceOf: TtrpcFrameTooLargeError });
 });
 
 test('fuzz: random bytes never make the decoder throw, and every frame it yields respects the limit', (t) => {

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { serveGrpc } from '../src/rpc/grpc-server.js';
 import { decodeMessage, encodeMessage } from '../src/rpc/protos.js';
 import type { CallContext, ServiceImplementation } from '../src/rpc/service.js';
-import { RpcError, StatusCode } from '../src/rpc/status-code.js';
+import { StatusCode } from '../src/rpc/status-code.js';
+import { RpcError } from '../src/errors/errors.js';
 import { socketDir, until } from './helpers/rpc.js';
 
 const TASK_V3 = 'containerd.task.v3.Task';
@@ -112,7 +113,7 @@ test('a gRPC client that cancels or goes away mid-call aborts the call signal', 
   pending.cancel();
   leaving.close();
   await until(() => contexts[0]!.signal.aborted, 'the server to abort the call');
-  t.is((contexts[0]!.signal.reason as RpcError).code, StatusCode.CANCELLED);
+  t.is((contexts[0]!.signal.reason as RpcError).status, StatusCode.CANCELLED);
   t.like(await call('State', 'StateRequest', 'containerd.task.v3.StateResponse', { id: 'next' }), { id: 'next' });
 });
 

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { CallContext } from '../src/rpc/service.js';
-import { RpcError, StatusCode } from '../src/rpc/status-code.js';
+import { StatusCode } from '../src/rpc/status-code.js';
+import { RpcError } from '../src/errors/errors.js';
 import { TtrpcClient } from '../src/rpc/ttrpc-client.js';
 import { socketDir, TASK, taskServer } from './helpers/rpc.js';
 
@@ -73,10 +74,10 @@ interop('runbox’s client calls the Go ttrpc server: payloads, metadata and sta
   const reply = await client.call(TASK, 'Connect', { id: 'from-ts' }, { metadata: { 'x-test': ['a', 'b'] }, timeoutMs: 10_000 });
   t.deepEqual(reply, { shimPid: server.pid, taskPid: 0, version: 'from-ts|a,b' });
   const notFound = await t.throwsAsync(client.call(TASK, 'Delete', { id: 'c1' }), { instanceOf: RpcError });
-  t.is(notFound!.code, StatusCode.NOT_FOUND);
+  t.is(notFound!.status, StatusCode.NOT_FOUND);
   t.is(notFound!.message, 'task c1 not found');
   const unimplemented = await t.throwsAsync(client.call(TASK, 'Pause', { id: 'c1' }), { instanceOf: RpcError });
-  t.is(unimplemented!.code, StatusCode.UNIMPLEMENTED);
+  t.is(unimplemented!.status, StatusCode.UNIMPLEMENTED);
   const replies = await Promise.all(Array.from({ length: 50 }, (_, i) => client.call(TASK, 'Connect', { id: `n${i}` })));
   t.deepEqual(
     replies.map((r) => r.version),

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { decodeAny, decodeMessage, encodeAny, encodeMessage } from '../src/rpc/protos.js';
 import type { CallContext } from '../src/rpc/service.js';
-import { RpcError, StatusCode } from '../src/rpc/status-code.js';
+import { StatusCode } from '../src/rpc/status-code.js';
+import { RpcError } from '../src/errors/errors.js';
 import { TtrpcClient } from '../src/rpc/ttrpc-client.js';
 import { TtrpcServer } from '../src/rpc/ttrpc-server.js';
 import { encodeFrame, Flags, FrameDecoder, MessageType } from '../src/rpc/ttrpc-frame.js';
@@ -83,10 +84,10 @@ test('a call past its timeout fails with DEADLINE_EXCEEDED and the server aborts
     State: async ({ id }) => ({ id }),
   });
   const error = await t.throwsAsync(client.call(TASK, 'Wait', { id: 'slow' }, { timeoutMs: 100 }), { instanceOf: RpcError });
-  t.is(error!.code, StatusCode.DEADLINE_EXCEEDED);
+  t.is(error!.status, StatusCode.DEADLINE_EXCEEDED);
   // The server's own timer, started when the request arrived (maybe after the client gave up), aborts the call too.
   await until(() => seen?.signal.aborted === true, 'the server to abort the call');
-  t.is((seen!.signal.reason as RpcError).code, StatusCode.DEADLINE_EXCEEDED);
+  t.is((seen!.signal.reason as RpcError).status, StatusCode.DEADLINE_EXCEEDED);
   t.true(seen!.deadline instanceof Date);
   // The connection is still good for other calls.
   t.like(await client.call(TASK, 'State', { id: 'after' }), { id: 'after' });
@@ -100,7 +101,7 @@ test('the server enforces timeout_nano even when the client does not give up', a
   raw.request(1, { method: 'Wait', payload: encodeMessage('containerd.task.v2.WaitRequest', { id: 'x' }), timeoutNano: 50e6 });
   const reply = await raw.reply(1);
   t.true(reply instanceof RpcError);
-  t.is((reply as RpcError).code, StatusCode.DEADLINE_EXCEEDED);
+  t.is((reply as RpcError).status, StatusCode.DEADLINE_EXCEEDED);
 });
 
 test('metadata reaches the implementation with repeated keys grouped', async (t) => {
@@ -125,7 +126,7 @@ test('unknown services and methods, and methods left unimplemented, answer UNIMP
     [TASK, 'Checkpoint'],
   ] as const) {
     const error = await t.throwsAsync(client.invoke(service, method, empty), { instanceOf: RpcError });
-    t.is(error!.code, StatusCode.UNIMPLEMENTED, `${service}/${method}`);
+    t.is(error!.status, StatusCode.UNIMPLEMENTED, `${service}/${method}`);
     t.true(error!.message.includes(service) || error!.message.includes(method), error!.message);
   }
 });
@@ -143,13 +144,13 @@ test('an RpcError keeps its code and message; any other throw is UNKNOWN with it
     },
   });
   const notFound = await t.throwsAsync(client.call(TASK, 'Delete', { id: 'c9' }), { instanceOf: RpcError });
-  t.is(notFound!.code, StatusCode.NOT_FOUND);
+  t.is(notFound!.status, StatusCode.NOT_FOUND);
   t.is(notFound!.message, 'container c9 not found');
   const unknown = await t.throwsAsync(client.call(TASK, 'Start', { id: 'c9' }), { instanceOf: RpcError });
-  t.is(unknown!.code, StatusCode.UNKNOWN);
+  t.is(unknown!.status, StatusCode.UNKNOWN);
   t.is(unknown!.message, 'something broke');
   const thrownString = await t.throwsAsync(client.call(TASK, 'Kill', { id: 'c9' }), { instanceOf: RpcError });
-  t.is(thrownString!.code, StatusCode.UNKNOWN);
+  t.is(thrownString!.status, StatusCode.UNKNOWN);
   t.is(thrownString!.message, 'a string');
 });
 
@@ -165,7 +166,7 @@ test('malformed requests get INVALID_ARGUMENT replies and the connection keeps w
   raw.send(13, 0x7f, 0, Buffer.from('a frame type from the future'));
   raw.request(15, { payload: encodeMessage('containerd.task.v2.StateRequest', { id: 'fine' }) });
   const codes = [];
-  for (const id of [1, 3, 4, 9, 11]) codes.push(((await raw.reply(id)) as RpcError).code);
+  for (const id of [1, 3, 4, 9, 11]) codes.push(((await raw.reply(id)) as RpcError).status);
   t.deepEqual(codes, [StatusCode.INVALID_ARGUMENT, StatusCode.INVALID_ARGUMENT, StatusCode.INVALID_ARGUMENT, StatusCode.INVALID_ARGUMENT, StatusCode.UNIMPLEMENTED]);
   const fine = await raw.reply(15);
   t.true(Buffer.isBuffer(fine));
@@ -183,7 +184,7 @@ test('a frame over 4 MiB gets RESOURCE_EXHAUSTED on its stream, then the connect
   raw.socket.write(Buffer.alloc(64 * 1024, 0x41)); // the start of what it announced, which nobody should buffer
   const reply = await raw.reply(5);
   t.true(reply instanceof RpcError);
-  t.is((reply as RpcError).code, StatusCode.RESOURCE_EXHAUSTED);
+  t.is((reply as RpcError).status, StatusCode.RESOURCE_EXHAUSTED);
   t.regex((reply as RpcError).message, /4194305 bytes.*exceeds/);
   await raw.closed;
   t.like(await client.call(TASK, 'State', { id: 'still-serving' }), { id: 'still-serving' });
@@ -192,14 +193,14 @@ test('a frame over 4 MiB gets RESOURCE_EXHAUSTED on its stream, then the connect
 test('a request too large to frame is refused by the client without sending it', async (t) => {
   const { client } = await taskServer(t, { State: async ({ id }) => ({ id }) });
   const error = await t.throwsAsync(client.call(TASK, 'State', { id: 'x'.repeat(5 << 20) }), { instanceOf: RpcError });
-  t.is(error!.code, StatusCode.RESOURCE_EXHAUSTED);
+  t.is(error!.status, StatusCode.RESOURCE_EXHAUSTED);
   t.like(await client.call(TASK, 'State', { id: 'small' }), { id: 'small' });
 });
 
 test('a response over the limit becomes a RESOURCE_EXHAUSTED reply', async (t) => {
   const { client } = await taskServer(t, { State: async () => ({ id: 'y'.repeat(5 << 20) }) });
   const error = await t.throwsAsync(client.call(TASK, 'State', { id: 'x' }), { instanceOf: RpcError });
-  t.is(error!.code, StatusCode.RESOURCE_EXHAUSTED);
+  t.is(error!.status, StatusCode.RESOURCE_EXHAUSTED);
 });
 
 test('a client that disconnects mid-call aborts the call signals; the server keeps serving', async (t) => {
@@ -216,9 +217,9 @@ test('a client that disconnects mid-call aborts the call signals; the server kee
   const calls = [leaving.call(TASK, 'Wait', { id: 'a' }), leaving.call(TASK, 'Wait', { id: 'b' })];
   await until(() => started.length === 2, 'both calls to start');
   leaving.close();
-  for (const call of calls) t.is((await t.throwsAsync(call, { instanceOf: RpcError }))!.code, StatusCode.CANCELLED);
+  for (const call of calls) t.is((await t.throwsAsync(call, { instanceOf: RpcError }))!.status, StatusCode.CANCELLED);
   await until(() => started.every((c) => c.signal.aborted), 'both calls to be aborted');
-  t.true(started.every((c) => (c.signal.reason as RpcError).code === StatusCode.CANCELLED));
+  t.true(started.every((c) => (c.signal.reason as RpcError).status === StatusCode.CANCELLED));
   const other = await TtrpcClient.connect(path);
   t.teardown(() => other.close());
   t.like(await other.call(TASK, 'State', { id: 'next' }), { id: 'next' });
@@ -237,10 +238,10 @@ test('calls pending when the server goes away fail with UNAVAILABLE, and so do l
   await until(() => started, 'the call to start');
   await server.close();
   const error = await t.throwsAsync(waiting, { instanceOf: RpcError });
-  t.is(error!.code, StatusCode.UNAVAILABLE);
+  t.is(error!.status, StatusCode.UNAVAILABLE);
   t.is(error!.message, 'the ttrpc server is closing');
   const later = await t.throwsAsync(client.call(TASK, 'Wait', { id: 'w2' }), { instanceOf: RpcError });
-  t.is(later!.code, StatusCode.UNAVAILABLE);
+  t.is(later!.status, StatusCode.UNAVAILABLE);
 });
 
 test('on the wire, the client uses odd stream ids from 1 up by 2 and sends timeout_nano and metadata', async (t) => {
@@ -283,8 +284,8 @@ test('on the wire, the client uses odd stream ids from 1 up by 2 and sends timeo
   t.deepEqual(decodeMessage('containerd.task.v2.StateRequest', requests[0]!.request.payload), { id: '0', execId: '' });
   // The server drops the connection mid-call: the pending call fails, and so do later ones.
   const dropped = await t.throwsAsync(client.invoke(TASK, 'Hang', Buffer.alloc(0)), { instanceOf: RpcError });
-  t.is(dropped!.code, StatusCode.UNAVAILABLE);
-  t.is((await t.throwsAsync(client.call(TASK, 'State', { id: 'late' }), { instanceOf: RpcError }))!.code, StatusCode.UNAVAILABLE);
+  t.is(dropped!.status, StatusCode.UNAVAILABLE);
+  t.is((await t.throwsAsync(client.call(TASK, 'State', { id: 'late' }), { instanceOf: RpcError }))!.status, StatusCode.UNAVAILABLE);
 });
 
 test('an event forwarded as containerd expects it: Envelope with a bare-name Any, namespace in metadata', async (t) => {

@@ -2,13 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { encodeFrame, FrameDecoder, FrameType, type Frame } from './agent-frame.js';
 import { encodeRecords, Records, type RecordList } from './agent-records.js';
-
-export class AgentError extends Error {
-  constructor(message: string, readonly errno: number) {
-    super(message);
-    this.name = 'AgentError';
-  }
-}
+import { AgentError } from '../errors/errors.js';
 
 /** Where the output of a process whose stdio is relayed over the connection goes; null marks EOF. */
 export interface OutputSink {
@@ -17,6 +11,8 @@ export interface OutputSink {
 }
 
 interface Pending {
+  /** The `id` record of the request: the container its error messages name. */
+  containerId: string | undefined;
   resolve(records: Records): void;
   reject(error: Error): void;
 }
@@ -55,7 +51,7 @@ export class AgentClient extends EventEmitter {
     this.nextId = (this.nextId + 1) >>> 0 || 1;
     const response = new Promise<Records>((resolve, reject) => {
       if (this.closedWith) return reject(this.closedWith);
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { containerId: records.find(([key]) => key === 'id')?.[1], resolve, reject });
       if (sink) this.sinks.set(id, sink);
       this.stream.write(encodeFrame(id, FrameType.Request, encodeRecords(records)));
     });
@@ -99,7 +95,7 @@ export class AgentClient extends EventEmitter {
         const error = records.get('error');
         if (error !== undefined) {
           this.sinks.delete(frame.id);
-          pending.reject(new AgentError(error, Number(records.get('errno') ?? 0)));
+          pending.reject(new AgentError(error, Number(records.get('errno') ?? 0), pending.containerId));
         } else {
           pending.resolve(records);
         }

@@ -1,5 +1,6 @@
 // Framing of the agent protocol (agent/PROTOCOL.md): a 10-byte header — payload length u32 BE, id u32 BE,
 // type u8, flags u8 — then the payload.
+import { AgentFrameTooLargeError } from '../errors/errors.js';
 
 export const HEADER_LENGTH = 10;
 export const MAX_PAYLOAD = 4 * 1024 * 1024;
@@ -19,16 +20,8 @@ export interface Frame {
   payload: Buffer;
 }
 
-/** A frame the agent would refuse: its payload is over MAX_PAYLOAD. */
-export class FrameTooLargeError extends Error {
-  constructor(readonly bytes: number) {
-    super(`agent frame of ${bytes} bytes exceeds ${MAX_PAYLOAD}`);
-    this.name = 'FrameTooLargeError';
-  }
-}
-
 export function encodeFrame(id: number, type: FrameType, payload: Buffer): Buffer {
-  if (payload.length > MAX_PAYLOAD) throw new FrameTooLargeError(payload.length);
+  if (payload.length > MAX_PAYLOAD) throw new AgentFrameTooLargeError(payload.length, MAX_PAYLOAD);
   const header = Buffer.allocUnsafe(HEADER_LENGTH);
   header.writeUInt32BE(payload.length, 0);
   header.writeUInt32BE(id >>> 0, 4);

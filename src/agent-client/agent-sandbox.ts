@@ -1,15 +1,17 @@
 // A Sandbox reached through the runbox agent, whatever carries the bytes: every driver whose sandbox runs the
 // agent (emulated, qemu) hands one of these a connected AgentClient.
 import type { LinuxResources } from '../oci/linux-resources.js';
-import { AgentClient, AgentError } from './agent-client.js';
-import { FrameTooLargeError, MAX_PAYLOAD } from './agent-frame.js';
+import type { AgentClient } from './agent-client.js';
+import { MAX_PAYLOAD } from './agent-frame.js';
 import { createRecords, processRecords } from './agent-records-from-spec.js';
 import { cgroupPathRecords, cgroupResourceRecords, devicesCgroup2, type CgroupMode } from './cgroup-records.js';
 import { UNIT_SEPARATOR, type RecordList, type Records } from './agent-records.js';
 import { hostLsm } from './host-lsm.js';
 import { checkMountLabel, processLsmRecords, type LsmSupport } from './lsm-records.js';
+import { AgentError, AgentFrameTooLargeError, SandboxError } from '../errors/errors.js';
+import { Errno } from '../errors/errno.js';
 import {
-  SandboxError, type ContainerConfig, type ExecConfig, type ExitStatus, type ProcessOutput, type ProcessState,
+  type ContainerConfig, type ExecConfig, type ExitStatus, type ProcessOutput, type ProcessState,
   type ProcessStatus, type RunningProcess, type Sandbox, type SandboxHandle, type Stats,
 } from '../sandbox/driver.js';
 
@@ -49,7 +51,7 @@ export class AgentSandbox implements Sandbox {
   private attach(records: RecordList, output: ProcessOutput | undefined): { id: number; response: Promise<Records> } {
     const call = this.client.call(records, output);
     const response = call.response.catch((error: unknown) => {
-      if (error instanceof AgentError) throw new SandboxError(error.message, error.errno);
+      if (error instanceof AgentError) throw new SandboxError(error.detail, { containerId: error.containerId, errno: error.errno, cause: error });
       throw error;
     });
     return { id: call.id, response };
@@ -83,10 +85,11 @@ export class AgentSandbox implements Sandbox {
     try {
       return await this.started(this.attach(this.createRequest(config), config.stdio === 'stream' ? output : undefined));
     } catch (error) {
-      if (!(error instanceof FrameTooLargeError)) throw error;
+      if (!(error instanceof AgentFrameTooLargeError)) throw error;
       throw new SandboxError(
-        `container ${config.id}: config.json is too large for the sandbox agent: its create request (the process's args and env, ` +
+        `config.json is too large for the sandbox agent: its create request (the process's args and env, ` +
         `the mounts, devices and hooks) would be ${error.bytes} bytes, more than the ${MAX_PAYLOAD} it takes`,
+        { containerId: config.id },
       );
     }
   }
@@ -181,7 +184,7 @@ export class AgentSandbox implements Sandbox {
   }
 
   async update(id: string, resources: LinuxResources): Promise<void> {
-    if (!this.cgroups) throw new SandboxError(`container ${id}: the ${this.handle.driver} driver cannot change resource limits`, 95);
+    if (!this.cgroups) throw new SandboxError(`the ${this.handle.driver} driver cannot change resource limits`, { containerId: id, errno: Errno.EOPNOTSUPP });
     await this.call([['op', 'update'], ['id', id], ...this.resourceRecords(resources, this.cgroups)]);
   }
 

@@ -2,7 +2,7 @@
 // order, as runc's devices emulator reduces them: a default (allow or deny) and the devices excepted from it, each
 // with its access. cgroup v1 is given that list; on cgroup v2 the agent makes it an eBPF device program.
 import type { LinuxDeviceRule } from '../oci/linux-resources.js';
-import { SpecError } from '../oci/spec-error.js';
+import { SpecError } from '../errors/errors.js';
 
 export type DeviceNumber = number | '*';
 

@@ -3,7 +3,7 @@
 // fails such a config too (it cannot write the profile or label), and its SELinux message is kept.
 import type { Process, Spec } from '../oci/spec.js';
 import type { RecordList } from './agent-records.js';
-import { SandboxError } from '../sandbox/driver.js';
+import { SandboxError } from '../errors/errors.js';
 
 /** Where the agent runs: true where its kernel enforces the module, else why it cannot. */
 export interface LsmSupport {

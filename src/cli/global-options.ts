@@ -1,5 +1,6 @@
 // runc's global flags come before the command (`runbox --root R --log F --log-format json create …`), which is
 // how containerd's runc shim and the conformance suite call a runtime; oclif parses what follows the command.
+import { UsageError } from '../errors/errors.js';
 
 export interface GlobalOptions {
   root?: string;
@@ -11,8 +12,6 @@ export interface GlobalOptions {
 
 const VALUED = new Set(['root', 'log', 'log-format', 'driver', 'criu', 'rootless']);
 const BOOLEAN = new Set(['debug', 'systemd-cgroup']);
-
-export class UsageError extends Error {}
 
 /** Splits argv into the global options and the rest (the command and its own arguments). */
 export function parseGlobalOptions(argv: string[]): { options: GlobalOptions; rest: string[] } {

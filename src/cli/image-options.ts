@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { DEFAULT_IMAGE_LIMITS, type ImageLimits } from '../image/image-limits.js';
 import { DEFAULT_STORE, ImageStore } from '../image/image-store.js';
 import { parsePlatform, type Platform } from '../image/platform.js';
-import { ImageError } from '../image/pull.js';
+import { ImageError } from '../errors/errors.js';
 import { context } from './context.js';
 import { parseSize } from './parse-size.js';
 

@@ -2,7 +2,7 @@
 // that a lifecycle call can run them without loading oclif (see manifest-argv.ts): the classes hold the flag
 // definitions, help and errors, these hold the work.
 import { parseSignal } from '../oci/signals.js';
-import { RuntimeError } from '../runtime/errors.js';
+import { RuntimeError } from '../errors/errors.js';
 import { context } from './context.js';
 import { runContainer } from './run-container.js';
 
@@ -42,7 +42,7 @@ export const LIFECYCLE_OPERATIONS = {
       // As runc: an empty signal is the default one.
       signal = parseSignal(args.signal || 'SIGTERM');
     } catch (error) {
-      throw new RuntimeError(`container ${args.id}: ${(error as Error).message}`);
+      throw new RuntimeError(`${(error as Error).message}`, { containerId: args.id });
     }
     await context().runtime.kill(args.id!, signal, flags.all === true);
   },

@@ -1,6 +1,6 @@
 // Each driver's module tree is loaded when that driver is asked for: a create with the emulated driver does not
 // pay for evaluating the qemu driver's.
-import type { Driver } from '../sandbox/driver.js';
+import type { Driver, DriverRegistry } from '../sandbox/driver.js';
 import { kvmProven } from './qemu/qemu-accel.js';
 
 export const DRIVER_NAMES = ['emulated', 'qemu', 'auto'] as const;
@@ -46,3 +46,10 @@ export async function endAbandonedSandboxes(dir: string, warn: (message: string)
     }
   }
 }
+
+/** The drivers of this project, as the runtime and the shim take them. */
+export const driverRegistry: DriverRegistry = {
+  forSpec: (annotations, choice) => getDriver(chooseDriverName(annotations?.[DRIVER_ANNOTATION], choice)),
+  named: getDriver,
+  endAbandoned: endAbandonedSandboxes,
+};

@@ -108,3 +108,24 @@ export function processRssKib(pid: number): number | undefined {
 export function isProcessAlive(pid: number, startTime: string | undefined): boolean {
   return startTime !== undefined && processStartTime(pid) === startTime;
 }
+
+/**
+ * The processes the runtime and the shim see through a container's pid: the host's, unless a caller gives its
+ * own (the unit tests' fake driver, whose processes are not the host's).
+ */
+export interface ProcessTable {
+  /** The start time of a live process, as processStartTime; undefined when it is not there. */
+  startTime(pid: number): string | undefined;
+  /** Whether the process with this pid and start time still runs, as isProcessAlive. */
+  isAlive(pid: number, startTime: string | undefined): boolean;
+  /** Sends a signal (process.kill); throws when there is no such process. */
+  kill(pid: number, signal: NodeJS.Signals | number): void;
+}
+
+export const hostProcesses: ProcessTable = {
+  startTime: processStartTime,
+  isAlive: isProcessAlive,
+  kill: (pid, signal) => {
+    process.kill(pid, signal);
+  },
+};

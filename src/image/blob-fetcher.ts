@@ -3,7 +3,7 @@
 import type { Readable } from 'node:stream';
 import type { RangeSource } from './content-store.js';
 import { failure, type Endpoint, type RegistryClient } from './registry-client.js';
-import { RegistryError } from './registry-errors.js';
+import { RegistryError } from '../errors/errors.js';
 
 export class BlobFetcher {
   constructor(private readonly client: RegistryClient, private readonly endpoints: Endpoint[], private readonly repository: string) {}

@@ -7,10 +7,10 @@ import { createReadStream, closeSync, readSync, existsSync, fsyncSync, mkdirSync
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Hash } from 'node:crypto';
-import { checkDigest, digestHasher, DigestMismatchError, parseDigest } from './digest.js';
+import { checkDigest, digestHasher, parseDigest } from './digest.js';
 import { FileLock, withLock } from '../host/file-lock.js';
 import { GrowingBlob, type BlobUpdate } from './growing-blob.js';
-import { RegistryError } from './registry-errors.js';
+import { DigestMismatchError, RegistryError } from '../errors/errors.js';
 
 export interface RangeSource {
   /** The blob from byte `offset`; the result's `offset` is where the body really starts (0 if the range was ignored). */

@@ -1,4 +1,5 @@
 // Content digests (algorithm:hex) and streaming verification against the digest that was asked for.
+import { DigestMismatchError } from '../errors/errors.js';
 import { createHash, type Hash } from 'node:crypto';
 
 const ALGORITHMS: Record<string, number> = { sha256: 64, sha512: 128 };
@@ -24,12 +25,6 @@ export function digestHasher(digest: string): Hash {
 
 export function digestOf(data: Buffer, algorithm = 'sha256'): string {
   return `${algorithm}:${createHash(algorithm).update(data).digest('hex')}`;
-}
-
-export class DigestMismatchError extends Error {
-  constructor(readonly expected: string, readonly actual: string) {
-    super(`digest mismatch: expected ${expected}, got ${actual}`);
-  }
 }
 
 /** Throws DigestMismatchError unless `hash` (fed with the content) matches `expected`. */

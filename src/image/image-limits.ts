@@ -2,7 +2,7 @@
 // layer and of the whole image (as the manifest declares its blobs, and as its tars unpack), the entries of a
 // layer, the size of its config. The defaults are beyond what real images need; flags raise them.
 import type { Descriptor } from './image-index.js';
-import { RegistryError } from './registry-errors.js';
+import { RegistryError } from '../errors/errors.js';
 
 export interface ImageLimits {
   /** Bytes of one layer: its blob, and its tar uncompressed. */

@@ -1,11 +1,11 @@
 // Fetching manifests and indexes: negotiated by Accept, checked for a mediaType that agrees with Content-Type,
 // verified against the digest asked for (a tag's manifest is addressed by the digest of the bytes received).
-import { digestHasher, digestOf, DigestMismatchError, checkDigest } from './digest.js';
+import { digestHasher, digestOf, checkDigest } from './digest.js';
 import type { Descriptor } from './image-index.js';
 import { isIndexMediaType, isManifestMediaType, MANIFEST_ACCEPT, MediaType } from './media-types.js';
 import type { Platform } from './platform.js';
 import { failure, type Endpoint, type RegistryClient } from './registry-client.js';
-import { RegistryError } from './registry-errors.js';
+import { DigestMismatchError, RegistryError } from '../errors/errors.js';
 
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 

@@ -3,7 +3,6 @@
 import { formatReference, manifestReference, parseReference, type ImageReference } from './reference.js';
 import { BlobFetcher } from './blob-fetcher.js';
 import type { ContentStore } from './content-store.js';
-import { DigestMismatchError } from './digest.js';
 import { withLock } from '../host/file-lock.js';
 import type { Descriptor, ImageIndex, ImageRecord } from './image-index.js';
 import { availablePlatforms, fetchManifest, parseIndex, parseManifest, selectPlatform, type FetchedManifest } from './manifest.js';
@@ -13,7 +12,7 @@ import { checkDescriptors, type ImageLimits } from './image-limits.js';
 import { isConfigMediaType, isIndexMediaType, isLayerMediaType } from './media-types.js';
 import { formatPlatform, hostPlatform, platformMatches, type Platform } from './platform.js';
 import type { Endpoint, RegistryClient } from './registry-client.js';
-import { RegistryError } from './registry-errors.js';
+import { DigestMismatchError, ImageError, RegistryError } from '../errors/errors.js';
 
 export type PullEvent =
   | { type: 'resolved'; name: string; digest: string; config: Descriptor; layers: Descriptor[] }
@@ -25,12 +24,6 @@ export interface PullOptions {
   onEvent?: (event: PullEvent) => void;
   /** Layers downloaded at once. */
   parallel?: number;
-}
-
-export class ImageError extends Error {
-  constructor(readonly image: string, readonly cause: Error) {
-    super(`image ${image}: ${cause.message}`);
-  }
 }
 
 async function mapLimit<T>(items: T[], limit: number, run: (item: T) => Promise<void>): Promise<void> {

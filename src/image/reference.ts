@@ -1,5 +1,6 @@
 // Image references as docker and containerd read them: [registry[:port]/]repository[:tag][@digest], with Docker
 // Hub's defaults (docker.io → registry-1.docker.io, a one-component name → library/NAME, no tag → latest).
+import { ImageReferenceError } from '../errors/errors.js';
 import { parseDigest } from './digest.js';
 
 export const DOCKER_HUB = 'docker.io';
@@ -16,15 +17,13 @@ export interface ImageReference {
 const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG = /^[\w][\w.-]{0,127}$/;
 
-export class ReferenceError extends Error {}
-
 function looksLikeRegistry(component: string): boolean {
   return component.includes('.') || component.includes(':') || component === 'localhost';
 }
 
 export function parseReference(text: string): ImageReference {
   const bad = (why: string): never => {
-    throw new ReferenceError(`invalid image reference "${text}": ${why}`);
+    throw new ImageReferenceError(`invalid image reference "${text}": ${why}`);
   };
   if (!text || text.length > 1024) bad('empty or too long');
   let rest = text;

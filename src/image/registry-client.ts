@@ -12,7 +12,8 @@ import fetch, { type Headers, type RequestInit } from 'node-fetch';
 import { dockerConfigCredentials, type Credentials } from './docker-config.js';
 import { deferredCaContext } from './extra-ca-certs.js';
 import { registryHost } from './reference.js';
-import { RegistryError, registryErrorCode } from './registry-errors.js';
+import { RegistryError } from '../errors/errors.js';
+import { registryErrorCode } from './registry-errors.js';
 import { parseChallenge } from './www-authenticate.js';
 
 export interface RegistryClientOptions {

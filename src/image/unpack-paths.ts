@@ -5,10 +5,8 @@
 // inside the rootfs. Every operation then names its node from its parent's descriptor (/proc/self/fd/N/NAME: Node
 // has no *at() calls), so the directory that was checked is the one written into. Descriptors of recently used
 // directories are kept (an inode, not a path: renaming or replacing what led to it changes nothing).
+import { EntryRefusedError } from '../errors/errors.js';
 import { closeSync, constants, lstatSync, mkdirSync, openSync, readdirSync, readlinkSync, rmdirSync, unlinkSync, type Stats } from 'node:fs';
-
-/** A refusal about one entry; the layer loop adds which layer and entry it was. */
-export class EntryRefused extends Error {}
 
 const MAX_SYMLINKS = 40;
 /** PATH_MAX: no path in the container can be longer, and it bounds how deep a tree a layer can make. */
@@ -49,11 +47,11 @@ export function shortName(name: string, max = 200): string {
 
 /** The components of a tar entry name, [] for the rootfs itself; absolute names and `..` are refused. */
 export function entryComponents(name: string): string[] {
-  if (name.includes('\0')) throw new EntryRefused('name contains a NUL byte');
-  if (name.startsWith('/')) throw new EntryRefused('absolute path');
-  if (Buffer.byteLength(name) > MAX_PATH_BYTES) throw new EntryRefused(`name longer than ${MAX_PATH_BYTES} bytes`);
+  if (name.includes('\0')) throw new EntryRefusedError('name contains a NUL byte');
+  if (name.startsWith('/')) throw new EntryRefusedError('absolute path');
+  if (Buffer.byteLength(name) > MAX_PATH_BYTES) throw new EntryRefusedError(`name longer than ${MAX_PATH_BYTES} bytes`);
   const components = name.split('/').filter((c) => c !== '' && c !== '.');
-  if (components.includes('..')) throw new EntryRefused('path has a ".." component');
+  if (components.includes('..')) throw new EntryRefusedError('path has a ".." component');
   return components;
 }
 
@@ -151,7 +149,7 @@ export class RootfsResolver {
       }
       return null;
     } catch (error) {
-      if (error instanceof EntryRefused) return null;
+      if (error instanceof EntryRefusedError) return null;
       throw error;
     }
   }
@@ -228,7 +226,7 @@ export class RootfsResolver {
   private child(dir: Dir, name: string): Dir | null {
     const key = childKey(dir, name);
     if (this.open.has(key)) return this.touch(key);
-    if (Buffer.byteLength(key) > MAX_PATH_BYTES) throw new EntryRefused(`its path in the rootfs is longer than ${MAX_PATH_BYTES} bytes`);
+    if (Buffer.byteLength(key) > MAX_PATH_BYTES) throw new EntryRefusedError(`its path in the rootfs is longer than ${MAX_PATH_BYTES} bytes`);
     const fd = openDirectory(dir, name);
     if (fd === null) return null;
     const child = { fd, real: [...dir.real, name], key };
@@ -238,7 +236,7 @@ export class RootfsResolver {
 
   private parent(dir: Dir): Dir {
     const parent = this.realDirectory(dir.real.slice(0, -1));
-    if (!parent) throw new EntryRefused(`/${dir.real.slice(0, -1).join('/')} in its path is no longer a directory`);
+    if (!parent) throw new EntryRefusedError(`/${dir.real.slice(0, -1).join('/')} in its path is no longer a directory`);
     return parent;
   }
 
@@ -261,7 +259,7 @@ export class RootfsResolver {
       const c = pending.shift()!;
       if (c === '' || c === '.') continue;
       if (c === '..') {
-        if (dir.real.length === 0) throw new EntryRefused('a symlink in its path points outside the rootfs');
+        if (dir.real.length === 0) throw new EntryRefusedError('a symlink in its path points outside the rootfs');
         dir = this.parent(dir);
         continue;
       }
@@ -273,12 +271,12 @@ export class RootfsResolver {
       const path = fdPath(dir.fd, c);
       const stat = lstatOrNull(path);
       if (!stat) {
-        if (followed > 0) throw new EntryRefused('a symlink in its path points to a directory that does not exist in the rootfs');
+        if (followed > 0) throw new EntryRefusedError('a symlink in its path points to a directory that does not exist in the rootfs');
         if (!create) return null;
         mkdirSync(path, 0o755);
         dir = this.child(dir, c) ?? this.refuse([...dir.real, c]);
       } else if (stat.isSymbolicLink()) {
-        if (++followed > MAX_SYMLINKS) throw new EntryRefused('too many levels of symlinks in its path');
+        if (++followed > MAX_SYMLINKS) throw new EntryRefusedError('too many levels of symlinks in its path');
         const target = readlinkSync(path);
         if (target.startsWith('/')) dir = this.root;
         pending.unshift(...target.split('/'));
@@ -290,6 +288,6 @@ export class RootfsResolver {
   }
 
   private refuse(real: string[]): never {
-    throw new EntryRefused(`/${shortName(real.join('/'))} in its path is not a directory`);
+    throw new EntryRefusedError(`/${shortName(real.join('/'))} in its path is not a directory`);
   }
 }

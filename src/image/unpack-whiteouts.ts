@@ -1,8 +1,9 @@
 // OCI whiteouts (image-spec layer.md): `.wh.NAME` removes NAME from the layers below; `.wh..wh..opq` in a
 // directory hides everything the layers below put there. Other `.wh..wh.*` names are AUFS bookkeeping and ignored.
+import { EntryRefusedError } from '../errors/errors.js';
 import { closeSync, readdirSync } from 'node:fs';
 import type { LayerProgress } from './unpack-entries.js';
-import { childKey, type Dir, EntryRefused, type RootfsResolver, entryComponents, fdPath } from './unpack-paths.js';
+import { childKey, type Dir, type RootfsResolver, entryComponents, fdPath } from './unpack-paths.js';
 
 const WHITEOUT = '.wh.';
 const OPAQUE = '.wh..wh..opq';
@@ -41,6 +42,6 @@ export function applyWhiteout(resolver: RootfsResolver, name: string, progress: 
   }
   if (base.startsWith(WHITEOUT + WHITEOUT)) return;
   const hidden = base.slice(WHITEOUT.length);
-  if (hidden === '' || hidden === '.' || hidden === '..') throw new EntryRefused('whiteout of an invalid name');
+  if (hidden === '' || hidden === '.' || hidden === '..') throw new EntryRefusedError('whiteout of an invalid name');
   if (!progress.written.has(childKey(dir, hidden))) resolver.remove({ dir, name: hidden });
 }

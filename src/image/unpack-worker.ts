@@ -5,7 +5,8 @@
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { GrowingBlob, type BlobUpdate } from './growing-blob.js';
 import type { ImageLimits } from './image-limits.js';
-import { UnpackError, unpackLayers } from './unpack.js';
+import { UnpackError } from '../errors/errors.js';
+import { unpackError, unpackLayers } from './unpack.js';
 
 const ROLE = 'runbox-unpack';
 
@@ -36,7 +37,7 @@ export class UnpackWorker {
       this.worker.on('message', (message: FromWorker) => {
         if (message.type === 'warn') warn(message.message);
         else if (message.type === 'done') resolve();
-        else if (message.unpack) reject(new UnpackError(message.unpack.layer, message.unpack.entry, message.unpack.reason));
+        else if (message.unpack) reject(unpackError(message.unpack.layer, message.unpack.entry, message.unpack.reason));
         else reject(new Error(message.message));
       });
       this.worker.once('error', reject);

@@ -1,6 +1,7 @@
 // Applying image layers, in order, onto an empty rootfs. This is a security boundary: see unpack-paths.ts for how
 // entry names stay inside the rootfs, unpack-entries.ts for how each node is written, image-limits.ts for what a
 // layer may take.
+import { EntryRefusedError, UnpackError } from '../errors/errors.js';
 import { futimesSync } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -11,7 +12,7 @@ import { noRoom } from './free-space.js';
 import { DEFAULT_IMAGE_LIMITS, limitText, type ImageLimits } from './image-limits.js';
 import { openTarStream } from './unpack-decompress.js';
 import { applyEntry, withPaxOverrides, type LayerProgress } from './unpack-entries.js';
-import { EntryRefused, RootfsResolver, shortName } from './unpack-paths.js';
+import { RootfsResolver, shortName } from './unpack-paths.js';
 import { applyWhiteout, isWhiteout } from './unpack-whiteouts.js';
 
 export interface LayerSource {
@@ -29,20 +30,14 @@ export interface UnpackOptions {
   limits?: ImageLimits;
 }
 
-export class UnpackError extends Error {
-  constructor(
-    readonly layer: string,
-    readonly entry: string | undefined,
-    readonly reason: string,
-  ) {
-    super(`layer ${layer}${entry === undefined ? '' : `: entry ${JSON.stringify(shortName(entry))}`}: ${reason}`);
-    this.name = 'UnpackError';
-  }
+/** The UnpackError for a layer, naming its entry (shortened) when the failure is about one. */
+export function unpackError(layer: string, entry: string | undefined, reason: string): UnpackError {
+  return new UnpackError(layer, entry, reason, entry === undefined ? undefined : shortName(entry));
 }
 
 /** What a failed filesystem call says, without the /proc/self/fd path it was given. */
 function reasonOf(error: unknown): string {
-  if (error instanceof EntryRefused) return error.message;
+  if (error instanceof EntryRefusedError) return error.message;
   const { code, syscall, message } = error as NodeJS.ErrnoException;
   if (code && syscall) return `${syscall}: ${message.split(', ')[0]}`;
   return (error as Error).message;
@@ -66,7 +61,7 @@ async function applyLayer(layer: LayerSource, resolver: RootfsResolver, budget: 
     if (layer.diffId !== undefined) parseDigest(layer.diffId);
     stream = await openTarStream(await layer.open(), layer.mediaType);
   } catch (error) {
-    throw new UnpackError(layer.digest, undefined, (error as Error).message);
+    throw unpackError(layer.digest, undefined, (error as Error).message);
   }
   const uncompressed = layer.diffId !== undefined ? digestHasher(layer.diffId) : undefined;
   const entries = extract();
@@ -76,8 +71,8 @@ async function applyLayer(layer: LayerSource, resolver: RootfsResolver, budget: 
     uncompressed?.update(chunk);
     bytes += chunk.length;
     budget.used += chunk.length;
-    if (bytes > limits.layerBytes) failed(new UnpackError(layer.digest, undefined, `its uncompressed tar is over ${limitText(limits, 'layerBytes')}`));
-    else if (budget.used > limits.imageBytes) failed(new UnpackError(layer.digest, undefined, `the image's uncompressed layers are over ${limitText(limits, 'imageBytes')}`));
+    if (bytes > limits.layerBytes) failed(unpackError(layer.digest, undefined, `its uncompressed tar is over ${limitText(limits, 'layerBytes')}`));
+    else if (budget.used > limits.imageBytes) failed(unpackError(layer.digest, undefined, `the image's uncompressed layers are over ${limitText(limits, 'imageBytes')}`));
   });
   stream.finished.catch(failed);
   stream.tar.once('error', failed);
@@ -87,12 +82,12 @@ async function applyLayer(layer: LayerSource, resolver: RootfsResolver, budget: 
     for await (const entry of entries) {
       current = entry.header.name;
       resolver.settle();
-      if (++count > limits.layerEntries) throw new UnpackError(layer.digest, undefined, `it has more entries than ${limitText(limits, 'layerEntries')}`);
+      if (++count > limits.layerEntries) throw unpackError(layer.digest, undefined, `it has more entries than ${limitText(limits, 'layerEntries')}`);
       if (isWhiteout(current)) {
         applyWhiteout(resolver, current, progress);
       } else {
         const full = noRoom(resolver.rootfs, entry.header.type === 'file' || entry.header.type === 'contiguous-file' ? entry.header.size ?? 0 : 0, 1);
-        if (full) throw new EntryRefused(full);
+        if (full) throw new EntryRefusedError(full);
         await applyEntry(resolver, withPaxOverrides(entry.header), entry as AsyncIterable<Buffer>, progress);
       }
       entry.resume();
@@ -102,7 +97,7 @@ async function applyLayer(layer: LayerSource, resolver: RootfsResolver, budget: 
     if (uncompressed) {
       await finished(stream.tar);
       const diffId = `${parseDigest(layer.diffId!).algorithm}:${uncompressed.digest('hex')}`;
-      if (diffId !== layer.diffId) throw new UnpackError(layer.digest, undefined, `its uncompressed content is ${diffId}, not the image config's diff_id ${layer.diffId}`);
+      if (diffId !== layer.diffId) throw unpackError(layer.digest, undefined, `its uncompressed content is ${diffId}, not the image config's diff_id ${layer.diffId}`);
     }
     for (const [real, mtime] of progress.directoryTimes) {
       resolver.settle();
@@ -113,7 +108,7 @@ async function applyLayer(layer: LayerSource, resolver: RootfsResolver, budget: 
     stream.abort();
     entries.destroy();
     if (error instanceof UnpackError) throw error;
-    throw new UnpackError(layer.digest, current, reasonOf(error));
+    throw unpackError(layer.digest, current, reasonOf(error));
   }
 }
 

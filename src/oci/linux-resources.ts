@@ -1,6 +1,6 @@
 // config.json's linux.resources (runtime-spec config-linux.md "Control groups"): the part runbox applies, checked
 // before anything is created. The same object is what containerd sends to Update and `runbox update -r` reads.
-import { SpecError } from './spec-error.js';
+import { SpecError } from '../errors/errors.js';
 
 export interface LinuxMemory {
   limit?: number;

@@ -5,13 +5,11 @@ import { validateResources } from './linux-resources.js';
 import { KNOWN_RLIMITS } from './rlimits.js';
 import { seccompFilter } from './seccomp.js';
 import type { HookName, Process, Spec } from './spec.js';
-import { SpecError } from './spec-error.js';
+import { SpecError } from '../errors/errors.js';
 
 const HOOK_NAMES: HookName[] = ['prestart', 'createRuntime', 'createContainer', 'startContainer', 'poststart', 'poststop'];
 // No time namespace: runbox cannot make one (runc 1.1 refuses it too), and a type it cannot make is refused, not dropped.
 const NAMESPACE_TYPES = new Set(['pid', 'network', 'mount', 'ipc', 'uts', 'user', 'cgroup']);
-
-export { SpecError };
 
 /**
  * Reads BUNDLE/config.json and checks what runc checks before it creates anything, with runc's wording, so a

@@ -2,7 +2,7 @@
 // kernel takes, with runc's meaning: each name a rule of its own, args on one index each ANDed in one rule,
 // args that repeat an index each a rule of their own (ORed); errnoRet defaults to EPERM.
 import { isAbsolute } from 'node:path';
-import { SpecError } from './spec-error.js';
+import { SpecError } from '../errors/errors.js';
 
 const EPERM = 1;
 /** The kernel's errno ceiling (MAX_ERRNO): SECCOMP_RET_ERRNO clamps anything above it. */

@@ -3,7 +3,8 @@
 import { Server, ServerCredentials, type Metadata, type status, type ServerUnaryCall, type ServiceDefinition, type UntypedServiceImplementation, type sendUnaryData } from '@grpc/grpc-js';
 import { decode, encode, serviceMethods } from './protos.js';
 import { deadlineExceeded, invoke, type MethodImplementation, type ServiceImplementation } from './service.js';
-import { RpcError, StatusCode } from './status-code.js';
+import { StatusCode } from './status-code.js';
+import { RpcError } from '../errors/errors.js';
 import { bindUnixSocket, unlinkSocket } from '../host/unix-socket.js';
 
 /** How long close() lets aborted calls send their replies before it drops the connections. */
@@ -76,7 +77,7 @@ function unaryHandler(method: MethodImplementation, inFlight: Set<AbortControlle
       .then(
         (response) => callback(null, response),
         // Both sides number the codes as google.rpc.Code does.
-        (error: RpcError) => callback({ code: error.code as number as status, details: error.message }),
+        (error: RpcError) => callback({ code: error.status as status, details: error.message }),
       )
       .finally(() => {
         clearTimeout(timer);

@@ -1,4 +1,5 @@
-import { RpcError, StatusCode } from './status-code.js';
+import { StatusCode, rpcErrorFrom } from './status-code.js';
+import { RpcError } from '../errors/errors.js';
 
 /** What a method implementation learns about its call besides the request. */
 export interface CallContext {
@@ -29,16 +30,16 @@ export function groupMetadata(pairs: Iterable<{ key: string; value: string }>): 
  */
 export async function invoke(implementation: MethodImplementation, request: object, context: CallContext): Promise<object> {
   const { signal } = context;
-  if (signal.aborted) throw RpcError.from(signal.reason);
+  if (signal.aborted) throw rpcErrorFrom(signal.reason);
   let onAbort: (() => void) | undefined;
   const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(RpcError.from(signal.reason));
+    onAbort = () => reject(rpcErrorFrom(signal.reason));
     signal.addEventListener('abort', onAbort, { once: true });
   });
   try {
     return await Promise.race([Promise.resolve().then(() => implementation(request, context)), aborted]);
   } catch (error) {
-    throw RpcError.from(error);
+    throw rpcErrorFrom(error);
   } finally {
     signal.removeEventListener('abort', onAbort!);
   }

@@ -1,3 +1,5 @@
+import { describe, RpcError } from '../errors/errors.js';
+
 /** The gRPC status codes (google.rpc.Code), which ttrpc and gRPC both carry in their error replies. */
 export enum StatusCode {
   OK = 0,
@@ -19,25 +21,10 @@ export enum StatusCode {
   UNAUTHENTICATED = 16,
 }
 
-/**
- * An error with a status: thrown by a method implementation to choose the status of its reply, and thrown by the
- * clients for a reply that carries one. containerd turns NOT_FOUND, ALREADY_EXISTS, INVALID_ARGUMENT,
- * FAILED_PRECONDITION, UNAVAILABLE and UNIMPLEMENTED into its own error kinds and everything else into "unknown".
- */
-export class RpcError extends Error {
-  constructor(
-    readonly code: StatusCode,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'RpcError';
-  }
-
-  /** The status a reply carries for any thrown value: an RpcError keeps its own, anything else is UNKNOWN. */
-  static from(error: unknown): RpcError {
-    if (error instanceof RpcError) return error;
-    return new RpcError(StatusCode.UNKNOWN, error instanceof Error ? error.message : String(error));
-  }
+/** The status a reply carries for any thrown value: an RpcError (errors.ts) keeps its own, anything else is UNKNOWN. */
+export function rpcErrorFrom(error: unknown): RpcError {
+  if (error instanceof RpcError) return error;
+  return new RpcError(StatusCode.UNKNOWN, describe(error));
 }
 
 /** A code received from a peer, as one of ours: codes this side does not know become UNKNOWN. */

@@ -1,9 +1,10 @@
 import { connect, type Socket } from 'node:net';
 import { decode, encode, serviceMethods } from './protos.js';
 import { deadlineExceeded } from './service.js';
-import { RpcError, StatusCode } from './status-code.js';
+import { StatusCode } from './status-code.js';
+import { RpcError, TtrpcFrameTooLargeError } from '../errors/errors.js';
 import { decodeResponse, encodeRequest, metadataPairs } from './ttrpc-messages.js';
-import { encodeFrame, type Frame, FrameDecoder, FrameTooLargeError, MessageType } from './ttrpc-frame.js';
+import { encodeFrame, type Frame, FrameDecoder, MessageType } from './ttrpc-frame.js';
 
 export interface CallOptions {
   /** Sent as the request's timeout_nano; the call also fails locally with DEADLINE_EXCEEDED when it passes. */
@@ -78,7 +79,7 @@ export class TtrpcClient {
     try {
       frame = encodeFrame(streamId, MessageType.REQUEST, 0, request);
     } catch (error) {
-      return Promise.reject(error instanceof FrameTooLargeError ? new RpcError(StatusCode.RESOURCE_EXHAUSTED, error.message) : error);
+      return Promise.reject(error instanceof TtrpcFrameTooLargeError ? new RpcError(StatusCode.RESOURCE_EXHAUSTED, error.message) : error);
     }
     return new Promise((resolve, reject) => {
       const timer = timeoutMs === undefined ? undefined : setTimeout(() => this.settle(streamId)?.reject(deadlineExceeded()), timeoutMs);

@@ -1,5 +1,7 @@
 // ttrpc framing (containerd/ttrpc PROTOCOL.md): a 10-byte header — data length u32 BE, stream id u32 BE, message
 // type u8, flags u8 — then the data, at most 4 MiB.
+import { TtrpcFrameTooLargeError } from '../errors/errors.js';
+
 export const HEADER_LENGTH = 10;
 export const MAX_DATA_LENGTH = 4 << 20;
 
@@ -27,7 +29,7 @@ export interface Frame {
 
 /** The frame's bytes; throws for data over the 4 MiB limit, which no peer would accept. */
 export function encodeFrame(streamId: number, type: MessageType, flags: number, data: Uint8Array): Buffer {
-  if (data.length > MAX_DATA_LENGTH) throw new FrameTooLargeError(data.length, streamId);
+  if (data.length > MAX_DATA_LENGTH) throw new TtrpcFrameTooLargeError(data.length, streamId, MAX_DATA_LENGTH);
   const frame = Buffer.allocUnsafe(HEADER_LENGTH + data.length);
   frame.writeUInt32BE(data.length, 0);
   frame.writeUInt32BE(streamId, 4);
@@ -35,16 +37,6 @@ export function encodeFrame(streamId: number, type: MessageType, flags: number, 
   frame.writeUInt8(flags, 9);
   frame.set(data, HEADER_LENGTH);
   return frame;
-}
-
-export class FrameTooLargeError extends Error {
-  constructor(
-    readonly length: number,
-    readonly streamId: number,
-  ) {
-    super(`ttrpc frame of ${length} bytes on stream ${streamId} exceeds the ${MAX_DATA_LENGTH}-byte limit`);
-    this.name = 'FrameTooLargeError';
-  }
 }
 
 /**
@@ -67,7 +59,7 @@ export class FrameDecoder {
 
   constructor(
     private readonly onFrame: (frame: Frame) => void,
-    private readonly onError: (error: FrameTooLargeError) => void,
+    private readonly onError: (error: TtrpcFrameTooLargeError) => void,
   ) {}
 
   /** Bytes of a frame begun but not finished: non-zero at end of input means the peer cut a frame short. */
@@ -115,7 +107,7 @@ export class FrameDecoder {
     this.flags = bytes.readUInt8(at + 9);
     if (this.dataLength > MAX_DATA_LENGTH) {
       this.state = 'failed';
-      this.onError(new FrameTooLargeError(this.dataLength, this.streamId));
+      this.onError(new TtrpcFrameTooLargeError(this.dataLength, this.streamId, MAX_DATA_LENGTH));
     } else if (this.dataLength === 0) {
       this.emit(EMPTY);
     } else {

@@ -1,6 +1,7 @@
 // ttrpc's own envelopes (github.com/containerd/ttrpc request.proto), as the connection code uses them.
 import { decode, encode, messageType } from './protos.js';
-import { RpcError, StatusCode, statusCodeFromWire } from './status-code.js';
+import { StatusCode, statusCodeFromWire } from './status-code.js';
+import { RpcError } from '../errors/errors.js';
 
 export interface TtrpcRequest {
   service: string;
@@ -23,7 +24,7 @@ export function decodeRequest(bytes: Uint8Array): TtrpcRequest {
 
 /** A Response frame's data: the payload, or the status of a failed call. */
 export function encodeResponse(outcome: Buffer | RpcError): Buffer {
-  if (outcome instanceof RpcError) return encode(responseType(), { status: { code: outcome.code, message: outcome.message } });
+  if (outcome instanceof RpcError) return encode(responseType(), { status: { code: outcome.status, message: outcome.message } });
   return encode(responseType(), { status: { code: StatusCode.OK }, payload: outcome });
 }
 

@@ -1,9 +1,10 @@
 import type { Socket } from 'node:net';
 import { decode, encode, type MethodTypes } from './protos.js';
 import { deadlineExceeded, groupMetadata, invoke, type MethodImplementation } from './service.js';
-import { RpcError, StatusCode } from './status-code.js';
+import { StatusCode } from './status-code.js';
+import { RpcError, TtrpcFrameTooLargeError } from '../errors/errors.js';
 import { decodeRequest, encodeResponse, type TtrpcRequest } from './ttrpc-messages.js';
-import { encodeFrame, Flags, FrameDecoder, type Frame, FrameTooLargeError, MAX_DATA_LENGTH, MessageType } from './ttrpc-frame.js';
+import { encodeFrame, Flags, FrameDecoder, type Frame, MAX_DATA_LENGTH, MessageType } from './ttrpc-frame.js';
 
 export interface RegisteredMethod {
   types: MethodTypes;
@@ -84,7 +85,7 @@ export class TtrpcServerConnection {
     // ignored, as containerd/ttrpc does.
   }
 
-  private onOversized(error: FrameTooLargeError): void {
+  private onOversized(error: TtrpcFrameTooLargeError): void {
     this.reply(error.streamId, new RpcError(StatusCode.RESOURCE_EXHAUSTED, error.message));
     this.end(new RpcError(StatusCode.CANCELLED, `ttrpc connection closed: ${error.message}`));
   }

@@ -1,7 +1,8 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { serviceMethods } from './protos.js';
 import type { ServiceImplementation } from './service.js';
-import { RpcError, StatusCode } from './status-code.js';
+import { StatusCode } from './status-code.js';
+import { RpcError } from '../errors/errors.js';
 import { type RegisteredMethod, TtrpcServerConnection } from './ttrpc-server-connection.js';
 import { bindUnixSocket, unlinkSocket } from '../host/unix-socket.js';
 

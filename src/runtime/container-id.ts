@@ -1,4 +1,4 @@
-import { RuntimeError } from './errors.js';
+import { RuntimeError } from '../errors/errors.js';
 
 /** The longest file name (NAME_MAX): the id names the container's state directory. runc takes these, and fails longer ones. */
 export const MAX_ID_LENGTH = 255;

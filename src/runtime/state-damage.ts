@@ -1,21 +1,9 @@
 // A container's state.json as read back: checked field by field, and against the directory it is in, before the
 // runtime acts on it. A file that fails (truncated, garbage, `{}`, another container's copied in) is reported
 // naming the container and the file; `delete --force` still ends what the container's directory holds.
-import { RuntimeError } from './errors.js';
+import { StateDamageError } from '../errors/errors.js';
 
 const STATUSES = new Set(['creating', 'created', 'running', 'paused', 'stopped']);
-
-/** A state.json (or config.json) in a container's directory that cannot be used. */
-export class StateDamageError extends RuntimeError {
-  /** What is wrong, naming the file: `PATH is not valid JSON (…)`. */
-  readonly damage: string;
-
-  constructor(readonly id: string, path: string, what: string) {
-    super(`container ${id}: ${path} ${what} (delete --force ${id} ends whatever is left of it)`);
-    this.name = 'StateDamageError';
-    this.damage = `${path} ${what}`;
-  }
-}
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);

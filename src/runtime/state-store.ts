@@ -4,8 +4,8 @@ import type { SandboxHandle } from '../sandbox/driver.js';
 import type { Spec, Status } from '../oci/spec.js';
 import { writeFileAtomic } from '../host/atomic-file.js';
 import { FileLock } from '../host/file-lock.js';
-import { RuntimeError } from './errors.js';
-import { parseContainerRecord, StateDamageError } from './state-damage.js';
+import { ContainerExistsError, StateDamageError } from '../errors/errors.js';
+import { parseContainerRecord } from './state-damage.js';
 
 /** What runbox remembers about a container between invocations (state.json in its state directory). */
 export interface ContainerRecord {
@@ -47,7 +47,7 @@ export class StateStore {
     try {
       mkdirSync(this.dir(id), { mode: 0o700 });
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new RuntimeError(`container with ID ${id} already exists`);
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new ContainerExistsError(id);
       throw error;
     }
     return FileLock.acquire(join(this.dir(id), 'lock'));

@@ -170,10 +170,15 @@ export interface Driver {
   hostOutlook?(): Record<string, string>;
 }
 
-/** A driver's error that has an errno-like code worth acting on (ESRCH, EOPNOTSUPP…). */
-export class SandboxError extends Error {
-  constructor(message: string, readonly errno = 0) {
-    super(message);
-    this.name = 'SandboxError';
-  }
+/**
+ * Where the runtime and the shim get their drivers: drivers/drivers.ts (the unit tests give a fake driver's).
+ * Loading a driver may load its module tree: only operations that reach a sandbox ask.
+ */
+export interface DriverRegistry {
+  /** The driver for a new container: its config.json annotation, else the caller's choice (a flag), else the default. */
+  forSpec(annotations: Record<string, string> | undefined, choice: string | undefined): Promise<Driver>;
+  /** The driver of this name (as recorded with a container: Driver.name). */
+  named(name: string): Promise<Driver>;
+  /** Asks every driver to end what a sandbox left in `dir` when its record is missing or cannot be read. */
+  endAbandoned(dir: string, warn: (message: string) => void): Promise<void>;
 }

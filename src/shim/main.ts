@@ -1,6 +1,7 @@
 // containerd-shim-runbox-v2: `start` and `delete` are short commands containerd runs; without a subcommand the
 // binary is the long-running shim. Each path imports only what it needs, so that `start` stays light.
-import { parseShimFlags, UsageError } from './shim-flags.js';
+import { UsageError } from '../errors/errors.js';
+import { parseShimFlags } from './shim-flags.js';
 
 // containerd reads start's stdout and stderr together: a Node warning would corrupt the address it expects.
 process.removeAllListeners('warning');

@@ -3,6 +3,7 @@
 // `--runtime-config-path`). The file is JSON: {"driver": "emulated"|"qemu"|"auto", "annotations": {NAME: VALUE}},
 // where annotations are defaults for every container's config.json (a container's own annotations win).
 import { readFileSync } from 'node:fs';
+import { RuntimeConfigError } from '../errors/errors.js';
 import { DRIVER_NAMES } from '../drivers/drivers.js';
 import { anyTypeName, decodeAny } from '../rpc/protos.js';
 
@@ -13,8 +14,6 @@ export interface RuntimeConfig {
 
 const OPTIONS_TYPE = 'runtimeoptions.v1.Options';
 const KEYS = new Set(['driver', 'annotations']);
-
-export class RuntimeConfigError extends Error {}
 
 /** The configuration the options point at; empty without options. Other option types are not runbox's: ignored. */
 export function runtimeConfig(options: { typeUrl: string; value: Uint8Array } | null | undefined): RuntimeConfig {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { isProcessAlive } from '../host/host-process.js';
 import { encodeMessage } from '../rpc/protos.js';
 import { isServed } from '../host/unix-socket.js';
-import { describe } from '../runtime/errors.js';
+import { describe } from '../errors/errors.js';
 import { readBundleRecord, readShimAddress, removeBundleRecord } from './bundle-record.js';
 import { timestamp } from './event-forwarder.js';
 import type { ShimFlags } from './shim-flags.js';

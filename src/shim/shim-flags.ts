@@ -1,5 +1,6 @@
 // containerd's command line for a v2 shim: `-namespace NS -address SOCK -publish-binary BIN -id ID [-bundle DIR]
 // [-debug] [start|delete]`. Go's flag package accepts `-flag value`, `--flag value` and `-flag=value`.
+import { UsageError } from '../errors/errors.js';
 
 export interface ShimFlags {
   namespace: string;
@@ -16,8 +17,6 @@ export interface ShimFlags {
 const VALUE_FLAGS = new Map<string, keyof ShimFlags>([
   ['namespace', 'namespace'], ['address', 'address'], ['publish-binary', 'publishBinary'], ['id', 'id'], ['bundle', 'bundle'],
 ]);
-
-export class UsageError extends Error {}
 
 export function parseShimFlags(argv: string[], cwd: string): ShimFlags {
   const flags: ShimFlags = { namespace: '', address: '', publishBinary: '', id: '', bundle: cwd, debug: false, action: undefined };

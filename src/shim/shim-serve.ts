@@ -3,7 +3,7 @@
 // is left.
 import { lstatSync, rmSync, writeSync } from 'node:fs';
 import { TtrpcServer } from '../rpc/ttrpc-server.js';
-import { describe } from '../runtime/errors.js';
+import { describe } from '../errors/errors.js';
 import { writeServingShimPid } from './bundle-record.js';
 import { EventForwarder } from './event-forwarder.js';
 import type { ShimFlags } from './shim-flags.js';

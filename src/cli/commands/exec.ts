@@ -6,7 +6,7 @@ import { constants } from 'node:os';
 import { validateProcess } from '../../oci/load-spec.js';
 import type { Process } from '../../oci/spec.js';
 import { writeFileAtomic } from '../../host/atomic-file.js';
-import { RuntimeError } from '../../runtime/errors.js';
+import { RuntimeError } from '../../errors/errors.js';
 import { attachStdin, followWindowSize, forwardSignals, outputToStdio } from '../attach.js';
 import { context } from '../context.js';
 
@@ -49,14 +49,14 @@ function readProcessFile(id: string, path: string): Process {
   try {
     read = JSON.parse(readFileSync(path, 'utf8')) as Partial<Process>;
   } catch (error) {
-    throw new RuntimeError(`container ${id}: cannot read process file ${path}: ${(error as Error).message}`);
+    throw new RuntimeError(`cannot read process file ${path}: ${(error as Error).message}`, { containerId: id });
   }
-  if (read === null || typeof read !== 'object' || Array.isArray(read)) throw new RuntimeError(`container ${id}: process file ${path} does not hold a JSON object`);
+  if (read === null || typeof read !== 'object' || Array.isArray(read)) throw new RuntimeError(`process file ${path} does not hold a JSON object`, { containerId: id });
   const process_ = { ...read, user: { uid: 0, gid: 0, ...read.user } } as Process;
   try {
     validateProcess(process_);
   } catch (error) {
-    throw new RuntimeError(`container ${id}: process file ${path}: ${(error as Error).message}`);
+    throw new RuntimeError(`process file ${path}: ${(error as Error).message}`, { containerId: id });
   }
   return process_;
 }
@@ -87,7 +87,7 @@ export default class Exec extends Command {
     if (flags.process) {
       process_ = readProcessFile(id, flags.process);
     } else {
-      if (command.length === 0) throw new RuntimeError(`container ${id}: exec needs a command (runbox exec ID CMD ARGS…)`);
+      if (command.length === 0) throw new RuntimeError('exec needs a command (runbox exec ID CMD ARGS…)', { containerId: id });
       const base = runtime.execProcess(id, {});
       const user = flags.user ? parseUser(flags.user) : undefined;
       process_ = {

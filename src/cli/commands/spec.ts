@@ -3,7 +3,7 @@ import * as Flags from '@oclif/core/flags';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultSpec } from '../../oci/default-spec.js';
-import { RuntimeError } from '../../runtime/errors.js';
+import { RuntimeError } from '../../errors/errors.js';
 
 export default class Spec extends Command {
   static summary = 'Write a default config.json into the bundle directory.';

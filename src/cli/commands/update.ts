@@ -3,7 +3,7 @@ import { Command } from '@oclif/core/command';
 import * as Flags from '@oclif/core/flags';
 import { readFileSync } from 'node:fs';
 import { validateResources, type LinuxResources } from '../../oci/linux-resources.js';
-import { RuntimeError } from '../../runtime/errors.js';
+import { RuntimeError } from '../../errors/errors.js';
 import { context } from '../context.js';
 import { parseSize } from '../parse-size.js';
 
@@ -46,7 +46,7 @@ export default class Update extends Command {
     try {
       update = resourcesFrom(flags);
     } catch (error) {
-      throw new RuntimeError(`container ${args.id}: update: ${(error as Error).message}`);
+      throw new RuntimeError(`update: ${(error as Error).message}`, { containerId: args.id });
     }
     await context().runtime.update(args.id, update);
   }

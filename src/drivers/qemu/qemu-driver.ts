@@ -2,14 +2,13 @@
 // runbox agent as the guest's init. The VM lives from create until the container's init exits (the agent then
 // powers it off) or until delete; QEMU itself holds the caller's stdio for the container, so a runc-style
 // `create` needs nothing else on the host to outlive the CLI.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fstatSync, openSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { openSync, rmSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isatty } from 'node:tty';
+import { CloneFailureError, RunboxError, SandboxError, VmStartError } from '../../errors/errors.js';
 import {
-  SandboxError, type Driver, type DriverCapabilities, type Sandbox, type SandboxConfig, type SandboxHandle,
+  type Driver, type DriverCapabilities, type Sandbox, type SandboxConfig, type SandboxHandle,
 } from '../../sandbox/driver.js';
 import type { AgentClient } from '../../agent-client/agent-client.js';
 import { HOOK_STATE_LIMIT } from '../../agent-client/agent-sandbox.js';
@@ -20,26 +19,23 @@ import { accelOutlook, ACCEL_ANNOTATION, KVM_VERDICT_FILE, kvmProbeTimeoutSecond
 import { agentPortSocket, clientOnSession, leasePort, openSession } from './qemu-agent-port.js';
 import { QEMU_BINARY, qemuArgs, vmFiles, type InheritedStdio } from './qemu-command.js';
 import { vmResources, type VmResources } from './qemu-resources.js';
-import { QmpClient, queryRunState, quitQemu } from './qemu-qmp.js';
+import {
+  AGENT_PORTS, deadlineIn, kvmFailed, refuseReadWriteOutput, removeVmFiles, SNAPSHOT_FD, startVm, type Deadline, type StartedVm, type VmStart,
+} from './qemu-process.js';
+import { QmpClient, quitQemu } from './qemu-qmp.js';
 import { ExitedSandbox, QemuSandbox, type QemuHandle } from './qemu-sandbox.js';
 import { restoreSnapshot, saveSnapshot, stopWhenQuiet } from './qemu-snapshot.js';
 import { TEMPLATE_ANNOTATION, TemplateStore, templatesEnabled, type VmTemplate } from './qemu-template.js';
-import { createEmptyDisk, createRootfsDisk, fillRootfsDisk, ROOTFS_FSTYPE } from './rootfs-image.js';
+import { createEmptyDisk, createRootfsDisk, fillRootfsDisk } from './rootfs-image.js';
 import { untilListening } from '../../host/until-listening.js';
 import { refuseHostResources } from './vm-host-resources.js';
 
-/** Ports for host clients: this many runbox invocations (or a shim and invocations) may talk to one VM at once. */
-export const AGENT_PORTS = 4;
 /** The annotation (else RUNBOX_QEMU_BOOT_TIMEOUT) that sets how long a guest may take to report ready, in seconds. */
 export const BOOT_TIMEOUT_ANNOTATION = 'io.runbox.qemu.boot-timeout';
 const DEFAULT_BOOT_TIMEOUT_S = 30;
 /** A later invocation waits this long for the agent's greeting on a port before it tries again. */
 const GREETING_TIMEOUT_MS = 3000;
 const CONNECT_TIMEOUT_MS = 30_000;
-/** The access mode bits of an open file's flags (Linux's; Node's fs.constants lacks them). */
-const O_ACCMODE = 0o3;
-/** The fd a clone's QEMU reads its template's snapshot from: after the caller's stdio (inheritableStdio). */
-const SNAPSHOT_FD = 6;
 /** What a clone's kernel is reseeded with: as much as its CRNG's key, twice. */
 const CLONE_ENTROPY_BYTES = 64;
 
@@ -49,62 +45,6 @@ interface Guest {
   initrd: string;
   cmdline: string[];
   resources: VmResources;
-}
-
-/** A clone that could not be restored: its template is dropped and the VM booted instead. */
-class CloneFailure extends SandboxError {}
-
-/** When a VM start gives up: `seconds` after it was set, which the error names. */
-interface Deadline {
-  at: number;
-  seconds: number;
-}
-
-function deadlineIn(seconds: number): Deadline {
-  return { at: Date.now() + seconds * 1000, seconds };
-}
-
-interface VmStart {
-  dir: string;
-  accel: Accel;
-  deadline: Deadline;
-  /** Whether QEMU holds the caller's stdio for the container (inheritableStdio), or the VM has none. */
-  inheritStdio: boolean;
-  /** QEMU's command line, given the stdio it holds. */
-  args(stdio: InheritedStdio): string[];
-  /** The template's snapshot, which QEMU inherits as SNAPSHOT_FD (closed here once spawned). */
-  snapshotFd?: number;
-  /** Runs once QEMU is spawned, alongside the wait for the greeting: a rejection ends the start. */
-  spawned?(signal: AbortSignal): Promise<unknown>;
-  /** Runs on the greeted session; the VM has started once it has resolved. */
-  ready?(client: AgentClient, stdio: InheritedStdio): Promise<void>;
-  /** A KVM probe's: the guest is to greet by then (the start times out otherwise), and the probe settles when it has. */
-  probe?: { greetBy: Deadline; kvm: KvmProbe };
-}
-
-/** Why a VM did not start, in words for the user; and what happened, for a caller that can try another way. */
-class VmStartError extends SandboxError {
-  constructor(
-    message: string,
-    readonly what: { cause: unknown; timedOut: boolean; qemuEnded: boolean; qemuRan: boolean; greeted: boolean },
-  ) {
-    super(message);
-  }
-}
-
-/** A start on KVM that tells KVM cannot run the guest here: QEMU ran, and ended or timed out before any greeting. */
-function kvmFailed(error: unknown): error is VmStartError {
-  if (!(error instanceof VmStartError)) return false;
-  const { qemuRan, greeted, qemuEnded, timedOut } = error.what;
-  return qemuRan && !greeted && (qemuEnded || timedOut);
-}
-
-interface StartedVm {
-  child: ChildProcess;
-  handle: QemuHandle;
-  client: AgentClient;
-  /** Resolves when QEMU has exited, with why. */
-  exited: Promise<string>;
 }
 
 function asQemu(handle: SandboxHandle): QemuHandle {
@@ -120,100 +60,6 @@ function bootTimeoutSeconds(config: SandboxConfig): number {
   const seconds = Number(raw);
   if (!Number.isFinite(seconds) || seconds <= 0) throw new SandboxError(`invalid qemu boot timeout "${raw}" (expected seconds > 0)`);
   return seconds;
-}
-
-/** An fd's file status flags, access mode included (/proc/self/fdinfo: octal); undefined when it is closed. */
-function fileStatusFlags(fd: number): number | undefined {
-  try {
-    const flags = /^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
-    return flags === undefined ? undefined : parseInt(flags, 8);
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * A stdout or stderr that is a regular file open for reading and writing (`1<>FILE`, Python's `w+`) cannot be
- * shared with QEMU 7.2: an fd set hands a chardev only a write-only open file (the access modes must match), and the
- * chardevs that open one read-write also read from it, from the caller's offset; reopened through /proc/self/fd, it
- * would be written at QEMU's own offset, over what the caller writes after it. Refused, unless it is open for
- * appending: then every write goes to the end whoever makes it, and a reopened file with O_APPEND does the same.
- */
-function refuseReadWriteOutput(id: string): void {
-  for (const [name, fd] of [['stdout', 1], ['stderr', 2]] as const) {
-    const flags = fileStatusFlags(fd);
-    if (flags === undefined || (flags & O_ACCMODE) !== constants.O_RDWR || flags & constants.O_APPEND) continue;
-    let regular = false;
-    try {
-      regular = fstatSync(fd).isFile();
-    } catch {
-      continue;
-    }
-    if (!regular) continue;
-    let path = `fd ${fd}`;
-    try {
-      path = readlinkSync(`/proc/self/fd/${fd}`);
-    } catch {
-      // The fd's number names it then.
-    }
-    throw new SandboxError(
-      `container ${id}: the qemu driver cannot write the container's ${name} to ${path}, a regular file open for reading and writing: ` +
-      'QEMU would write it at an offset of its own, over what is written there after it; open it write-only (> or >>) or for appending, or use a pipe',
-    );
-  }
-}
-
-/**
- * The caller's fds 0-2 that QEMU can hold for the container, and QEMU's own stdio for spawn: fd 0 the caller's
- * stdin (unless that is a socket: then fd 3), 1 and 2 its log, 4 and 5 the caller's stdout and stderr. A
- * terminal's input is left alone: QEMU would read it whether or not the container does.
- */
-function inheritableStdio(log: number): { stdio: InheritedStdio; fds: Array<number | 'ignore'> } {
-  const kind = (fd: number): 'socket' | 'file' | 'terminal' | undefined => {
-    try {
-      const stat = fstatSync(fd);
-      return stat.isSocket() ? 'socket' : stat.isCharacterDevice() && isatty(fd) ? 'terminal' : 'file';
-    } catch {
-      return undefined; // closed
-    }
-  };
-  // An fd set hands QEMU only write-only files.
-  const writeOnly = (fd: number): boolean => ((fileStatusFlags(fd) ?? O_ACCMODE) & O_ACCMODE) === constants.O_WRONLY;
-  const stdio: InheritedStdio = {};
-  const fds: Array<number | 'ignore'> = ['ignore', log, log, 'ignore', 'ignore', 'ignore'];
-  const stdin = kind(0);
-  if (stdin === 'socket') [stdio.stdin, fds[3]] = [{ kind: 'socket', fd: 3 }, 0];
-  else if (stdin === 'file') [stdio.stdin, fds[0]] = [{ kind: 'stdio' }, 0];
-  for (const [name, fd, qemuFd] of [['stdout', 1, 4], ['stderr', 2, 5]] as const) {
-    const what = kind(fd);
-    if (what === undefined) continue;
-    stdio[name] = { kind: what === 'socket' ? 'socket' : what === 'file' && writeOnly(fd) ? 'shared' : 'file', fd: qemuFd };
-    fds[qemuFd] = fd;
-  }
-  return { stdio, fds };
-}
-
-/** The last lines of a log, one line; for a guest console, the kernel's panic message if there is one. */
-function tail(path: string, lines: number): string {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8').trim();
-  } catch {
-    return '';
-  }
-  const panic = /Kernel panic - not syncing: .*/.exec(text);
-  return panic ? panic[0].trim() : text.split('\n').slice(-lines).join(' | ');
-}
-
-/** Everything a VM leaves in its directory (the directory itself is the caller's); the rootfs disk too, unless kept. */
-function removeVmFiles(handle: Pick<QemuHandle, 'dir' | 'agentPorts'>, keepDisk = false): void {
-  const files = vmFiles(handle.dir);
-  for (const path of [files.qmp, files.exit, files.console, files.log]) rmSync(path, { force: true });
-  if (!keepDisk) rmSync(files.image, { force: true });
-  for (let i = 0; i < handle.agentPorts; i++) {
-    rmSync(agentPortSocket(handle.dir, i), { force: true });
-    rmSync(`${handle.dir}/agent-${i}.lock`, { force: true });
-  }
 }
 
 export class QemuDriver implements Driver {
@@ -233,6 +79,7 @@ export class QemuDriver implements Driver {
 
   async boot(config: SandboxConfig): Promise<Sandbox> {
     refuseHostResources(config.id, config.spec);
+    if (config.stdio === 'inherit') refuseReadWriteOutput(config.id);
     if (config.stdio === 'inherit') refuseReadWriteOutput(config.id);
     let assets: GuestAssets;
     let plan: { accel: Accel; probe: boolean };
@@ -297,7 +144,7 @@ export class QemuDriver implements Driver {
         try {
           return await this.launch(config, guest, buildImage, accel, deadline, { template });
         } catch (error) {
-          if (!(error instanceof CloneFailure)) throw error;
+          if (!(error instanceof CloneFailureError)) throw error;
           // A template this QEMU cannot restore (or whose guest cannot take the host's time and entropy):
           // drop it, so the next VM builds a good one, and boot this one.
           this.templates.discard(template.key);
@@ -321,7 +168,7 @@ export class QemuDriver implements Driver {
       return await this.templates.obtain(inputs, (dir) => this.buildTemplate(dir, guest, accel, deadline));
     } catch (error) {
       // No template can be kept here (no room, no writable directory): the store says so with an errno.
-      if (error instanceof SandboxError || (error as NodeJS.ErrnoException).code === undefined) throw error;
+      if (error instanceof RunboxError || (error as NodeJS.ErrnoException).code === undefined) throw error;
       return undefined;
     }
   }
@@ -330,7 +177,7 @@ export class QemuDriver implements Driver {
   private async buildTemplate(dir: string, guest: Guest, accel: Accel, deadline: Deadline): Promise<void> {
     const files = vmFiles(dir);
     createEmptyDisk(files.image);
-    const vm = await this.startVm({
+    const vm = await startVm({
       dir,
       accel,
       deadline,
@@ -376,12 +223,12 @@ export class QemuDriver implements Driver {
       try {
         stateFd = openSync(template.state, 'r');
       } catch (error) {
-        throw new CloneFailure(`cannot open the template's snapshot: ${(error as Error).message}`);
+        throw new CloneFailureError(`cannot open the template's snapshot: ${(error as Error).message}`);
       }
     }
     let vm: StartedVm;
     try {
-      vm = await this.startVm({
+      vm = await startVm({
         dir: config.dir,
         accel,
         deadline,
@@ -405,8 +252,8 @@ export class QemuDriver implements Driver {
       // A clone that failed on its own account (its restore, or QEMU ending by itself: not its rootfs, not the
       // deadline) is booted instead.
       const what = error instanceof VmStartError ? error.what : undefined;
-      if (template && what && !what.timedOut && (what.cause instanceof CloneFailure || what.qemuEnded)) {
-        throw new CloneFailure((error as Error).message);
+      if (template && what && !what.timedOut && (what.cause instanceof CloneFailureError || what.qemuEnded)) {
+        throw new CloneFailureError((error as Error).message);
       }
       throw error;
     }
@@ -423,7 +270,7 @@ export class QemuDriver implements Driver {
       await restoreSnapshot(qmp, SNAPSHOT_FD);
     } catch (error) {
       if (signal.aborted) return;
-      throw new CloneFailure(`cannot restore the template's snapshot: ${(error as Error).message}`);
+      throw new CloneFailureError(`cannot restore the template's snapshot: ${(error as Error).message}`);
     } finally {
       qmp?.close();
     }
@@ -440,116 +287,7 @@ export class QemuDriver implements Driver {
         ...absent.map((name): [string, string] => ['stdio_absent', name]),
       ]);
     } catch (error) {
-      throw new CloneFailure(`the restored guest refused the host's time and entropy: ${(error as Error).message}`);
-    }
-  }
-
-  /**
-   * Spawns QEMU and waits for the agent's greeting, then `ready`; on any failure QEMU is ended, its files are
-   * removed (the disk is the caller's) and the error says why, in the guest's or QEMU's own words where it can.
-   */
-  private async startVm(start: VmStart): Promise<StartedVm> {
-    const { dir, accel, deadline } = start;
-    const files = vmFiles(dir);
-    const log = openSync(files.log, 'w', 0o600);
-    let inherited: ReturnType<typeof inheritableStdio>;
-    try {
-      inherited = start.inheritStdio ? inheritableStdio(log) : { stdio: {}, fds: ['ignore', log, log] };
-    } catch (error) {
-      closeSync(log);
-      if (start.snapshotFd !== undefined) closeSync(start.snapshotFd);
-      throw error;
-    }
-    const fds = inherited.fds;
-    if (start.snapshotFd !== undefined) {
-      while (fds.length < SNAPSHOT_FD) fds.push('ignore');
-      fds[SNAPSHOT_FD] = start.snapshotFd;
-    }
-    const args = start.args(inherited.stdio);
-    const umask = process.umask(0o177); // QEMU's sockets (and files) are made 0600 from the start
-    let child: ChildProcess;
-    try {
-      // In the VM's directory: QEMU binds its sockets there by name (qemu-command.ts).
-      child = spawn(QEMU_BINARY, args, { detached: true, stdio: fds, cwd: dir });
-    } finally {
-      process.umask(umask);
-      closeSync(log);
-      if (start.snapshotFd !== undefined) closeSync(start.snapshotFd);
-    }
-    let qemuRan = true;
-    const exited = new Promise<string>((resolve) => {
-      child.once('error', (error) => {
-        qemuRan = false;
-        resolve(`cannot run ${QEMU_BINARY}: ${error.message}`);
-      });
-      child.once('exit', () => resolve(tail(files.log, 3) || 'QEMU exited'));
-    });
-    const handle: QemuHandle = {
-      driver: 'qemu',
-      pid: child.pid ?? 0,
-      startTime: (child.pid && processStartTime(child.pid)) || '',
-      dir,
-      agentPorts: AGENT_PORTS,
-      accel,
-      rootfsFstype: ROOTFS_FSTYPE,
-    };
-    const abort = new AbortController();
-    // A probe's guest must greet by the probe's deadline; then the start has until the VM's.
-    let waitingUntil = start.probe?.greetBy ?? deadline;
-    const timeout = (): NodeJS.Timeout => setTimeout(() => abort.abort(new Error('timeout')), Math.max(0, waitingUntil.at - Date.now()));
-    let timer = timeout();
-    let greeted = false;
-    void exited.then((why) => abort.abort(new SandboxError(`the microVM (accel ${accel}) failed to start: ${why}`)));
-    start.spawned?.(abort.signal).catch((error: unknown) => abort.abort(error));
-    try {
-      const lease = await leasePort(dir, AGENT_PORTS);
-      try {
-        const socket = await untilListening(() => openSession(agentPortSocket(dir, lease.index), abort.signal), abort.signal);
-        const client = clientOnSession(socket, lease);
-        greeted = true;
-        const aborted = new Promise<never>((_, reject) => {
-          if (abort.signal.aborted) reject(abort.signal.reason);
-          abort.signal.addEventListener('abort', () => reject(abort.signal.reason), { once: true });
-        });
-        aborted.catch(() => {}); // QEMU's exit aborts it long after a start that went well
-        try {
-          if (start.probe) {
-            start.probe.kvm.settle(true);
-            clearTimeout(timer);
-            waitingUntil = deadline;
-            timer = timeout();
-          }
-          await Promise.race([start.ready?.(client, inherited.stdio), aborted]);
-        } catch (error) {
-          client.close();
-          throw error;
-        }
-        return { child, handle, client, exited };
-      } catch (error) {
-        lease.release();
-        throw error;
-      }
-    } catch (error) {
-      let message = error instanceof Error ? error.message : String(error);
-      // A QEMU that fails at start-up may drop its sockets before it has exited: its own words say more.
-      const why = await Promise.race([exited, sleep(500).then(() => undefined)]);
-      const timedOut = message === 'timeout';
-      if (why !== undefined && !timedOut) {
-        const console = tail(files.console, 3);
-        message = `the microVM (accel ${accel}) failed to start: ${why}${console ? `; console: ${console}` : ''}`;
-      }
-      if (timedOut) {
-        const state = await queryRunState(files.qmp);
-        const console = tail(files.console, 3);
-        message = `the guest did not report ready within ${waitingUntil.seconds} s (accel ${accel}${state ? `, VM ${state}` : ''})` +
-          (console ? `; console: ${console}` : '; the console is silent');
-      }
-      child.kill('SIGKILL');
-      await Promise.race([exited, sleep(2000)]);
-      removeVmFiles(handle, true);
-      throw new VmStartError(message, { cause: error, timedOut, qemuEnded: why !== undefined, qemuRan, greeted });
-    } finally {
-      clearTimeout(timer);
+      throw new CloneFailureError(`the restored guest refused the host's time and entropy: ${(error as Error).message}`);
     }
   }
 
@@ -579,15 +317,15 @@ export class QemuDriver implements Driver {
     }
   }
 
-  /**
-   * A boot whose caller died before it was recorded: a booting guest powers itself off with nobody attached, but a
-   * clone still waiting for its restore never runs at all. Ends its QEMU and removes its files.
-   */
   hostOutlook(): Record<string, string> {
     const { accel, why } = accelOutlook();
     return { 'io.runbox.driver.qemu.accel': accel, 'io.runbox.driver.qemu.accel.why': why };
   }
 
+  /**
+   * A boot whose caller died before it was recorded: a booting guest powers itself off with nobody attached, but a
+   * clone still waiting for its restore never runs at all. Ends its QEMU and removes its files.
+   */
   async abandonedBoot(dir: string): Promise<void> {
     const pids = killProcessesUnder(basename(QEMU_BINARY), dir);
     for (const until = Date.now() + 2000; pids.some((pid) => processStartTime(pid)) && Date.now() < until;) await sleep(10);

@@ -8,8 +8,10 @@ import { UNIT_SEPARATOR, type RecordList } from '../../agent-client/agent-record
 import { AgentSandbox } from '../../agent-client/agent-sandbox.js';
 import type { CgroupMode } from '../../agent-client/cgroup-records.js';
 import type { LsmSupport } from '../../agent-client/lsm-records.js';
+import { Errno } from '../../errors/errno.js';
+import { SandboxError } from '../../errors/errors.js';
 import {
-  SandboxError, type ContainerConfig, type ExecConfig, type ExitStatus, type ProcessOutput, type ProcessStatus, type RunningProcess,
+  type ContainerConfig, type ExecConfig, type ExitStatus, type ProcessOutput, type ProcessStatus, type RunningProcess,
   type Sandbox, type SandboxHandle, type Stats,
 } from '../../sandbox/driver.js';
 import { vmFiles } from './qemu-command.js';
@@ -51,7 +53,7 @@ export function recordedExit(handle: QemuHandle): ExitStatus | undefined {
 
 /** A pty made in the guest cannot be handed to a host process: only a relayed one (a foreground -t) works. */
 function refuseConsoleSocket(id: string): never {
-  throw new SandboxError(`container ${id}: the qemu driver cannot pass the guest's pty over --console-socket; use a foreground run or exec with -t`);
+  throw new SandboxError(`the qemu driver cannot pass the guest's pty over --console-socket; use a foreground run or exec with -t`, { containerId: id });
 }
 
 export class QemuSandbox extends AgentSandbox {
@@ -126,11 +128,11 @@ export class ExitedSandbox implements Sandbox {
   constructor(readonly handle: QemuHandle, private readonly onDestroy: () => Promise<void>) {}
 
   private gone(id: string): never {
-    throw new SandboxError(`container ${id}: process not running`, 3);
+    throw new SandboxError('process not running', { containerId: id, errno: Errno.ESRCH });
   }
 
   createContainer(config: ContainerConfig): Promise<RunningProcess> {
-    return Promise.reject(new SandboxError(`container ${config.id}: the microVM has powered off`));
+    return Promise.reject(new SandboxError('the microVM has powered off', { containerId: config.id }));
   }
 
   async finishCreate(id: string): Promise<void> {
@@ -151,7 +153,7 @@ export class ExitedSandbox implements Sandbox {
 
   async wait(id: string, execId?: string): Promise<ExitStatus> {
     const exit = execId ? undefined : recordedExit(this.handle);
-    if (!exit) throw new SandboxError(`container ${id}: the microVM has powered off and left no exit status`, 2);
+    if (!exit) throw new SandboxError('the microVM has powered off and left no exit status', { containerId: id, errno: Errno.ENOENT });
     return exit;
   }
 

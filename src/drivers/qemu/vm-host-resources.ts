@@ -5,14 +5,15 @@
 // ipc namespace /proc/…/ns/ipc: no such file or directory`).
 import { MS, parseMountOptions } from '../../oci/mount-options.js';
 import type { Spec } from '../../oci/spec.js';
-import { SandboxError } from '../../sandbox/driver.js';
+import { SandboxError } from '../../errors/errors.js';
 
 export function refuseHostResources(id: string, spec: Spec): void {
   for (const ns of spec.linux?.namespaces ?? []) {
     if (ns.path) {
       throw new SandboxError(
-        `container ${id}: a microVM cannot join the host's ${ns.type} namespace ${ns.path}: the container runs under the VM's own kernel ` +
+        `a microVM cannot join the host's ${ns.type} namespace ${ns.path}: the container runs under the VM's own kernel ` +
         `(leave out linux.namespaces[].path, or use the emulated driver)`,
+        { containerId: id },
       );
     }
   }
@@ -26,8 +27,9 @@ export function refuseHostResources(id: string, spec: Spec): void {
   for (const mount of spec.mounts ?? []) {
     if (mount.type === 'bind' || parseMountOptions(mount.options).flags & MS.BIND) {
       throw new SandboxError(
-        `container ${id}: the qemu driver cannot bind-mount the host path ${mount.source ?? ''} on ${mount.destination} in a microVM: ` +
+        `the qemu driver cannot bind-mount the host path ${mount.source ?? ''} on ${mount.destination} in a microVM: ` +
         'it gives only mounts made in the guest, of kinds that need nothing from the host (tmpfs, proc, sysfs, devpts, mqueue, cgroup…)',
+        { containerId: id },
       );
     }
   }
