@@ -104,8 +104,9 @@ export function refuseReadWriteOutput(id: string): void {
       // The fd's number names it then.
     }
     throw new SandboxError(
-      `container ${id}: the qemu driver cannot write the container's ${name} to ${path}, a regular file open for reading and writing: ` +
+      `the qemu driver cannot write the container's ${name} to ${path}, a regular file open for reading and writing: ` +
       'QEMU would write it at an offset of its own, over what is written there after it; open it write-only (> or >>) or for appending, or use a pipe',
+      { containerId: id },
     );
   }
 }

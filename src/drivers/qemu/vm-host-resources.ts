@@ -20,8 +20,9 @@ export function refuseHostResources(id: string, spec: Spec): void {
   const seccomp = spec.linux?.seccomp as { syscalls?: unknown; listenerPath?: unknown } | undefined;
   if (Array.isArray(seccomp?.syscalls) && seccomp.syscalls.some((call) => (call as { action?: unknown } | null)?.action === 'SCMP_ACT_NOTIFY')) {
     throw new SandboxError(
-      `container ${id}: a microVM cannot hand its seccomp listener to the seccomp agent at ${String(seccomp.listenerPath ?? '(no listenerPath)')}: ` +
+      `a microVM cannot hand its seccomp listener to the seccomp agent at ${String(seccomp.listenerPath ?? '(no listenerPath)')}: ` +
       'the filter is in the VM\'s own kernel, whose notifications cannot reach a host process (use SCMP_ACT_NOTIFY with the emulated driver)',
+      { containerId: id },
     );
   }
   for (const mount of spec.mounts ?? []) {
