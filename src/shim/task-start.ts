@@ -42,6 +42,10 @@ export async function startTask(tasks: TaskTable, request: { id: string; execId:
     watchExit(tasks, sandbox, process);
   }
   events.publish('start', { containerId: container.id, pid: process.pid });
+  if (container.oomBeforeStart) {
+    container.oomBeforeStart = false;
+    events.publish('oom', { containerId: container.id });
+  }
   await runHooksReportingFailures('poststart', container.spec.hooks?.poststart, tasks.stateJson(container, 'running'),
     (error) => log(`container ${container.id}: ${error.message}`));
   return { pid: process.pid };

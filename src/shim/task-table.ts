@@ -38,6 +38,8 @@ export interface TaskContainer {
   rootfsMounted: boolean;
   init: TaskProcess;
   execs: Map<string, TaskProcess>;
+  /** An OOM kill seen while its start was still under way: told right after TaskStart, which containerd wants first. */
+  oomBeforeStart?: boolean;
 }
 
 export interface BootedSandbox {
@@ -110,7 +112,10 @@ export class TaskTable {
       await sandbox.recorded();
       // Published at once, so that containerd has TaskOOM before the TaskExit of the process it killed.
       await sandbox.onOom?.((containerId) => {
-        if (this.containers.has(containerId)) this.options.events.publish('oom', { containerId });
+        const container = this.containers.get(containerId);
+        if (!container) return;
+        if (container.init.state === 'created') container.oomBeforeStart = true;
+        else this.options.events.publish('oom', { containerId });
       });
       return { sandbox, driver, dir };
     })();

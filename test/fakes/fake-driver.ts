@@ -92,6 +92,7 @@ export class FakeDriver implements Driver {
   readonly calls: string[] = [];
   private nextPid = FIRST_PID;
   private readonly failures = new Map<FakeOperation, Error>();
+  private readonly actions = new Map<FakeOperation, () => void>();
 
   constructor(capabilities: Partial<DriverCapabilities> = {}) {
     this.capabilities = {
@@ -105,8 +106,18 @@ export class FakeDriver implements Driver {
     this.failures.set(operation, error);
   }
 
-  /** Throws what failNext set for `operation`, once. */
+  /** Something that happens in the sandbox while the next `operation` is under way (an OOM kill during a start). */
+  duringNext(operation: FakeOperation, action: () => void): void {
+    this.actions.set(operation, action);
+  }
+
+  /** Throws what failNext set for `operation`, once; runs what duringNext set for it first. */
   check(operation: FakeOperation): void {
+    const during = this.actions.get(operation);
+    if (during) {
+      this.actions.delete(operation);
+      during();
+    }
     const error = this.failures.get(operation);
     if (!error) return;
     this.failures.delete(operation);

@@ -68,6 +68,18 @@ test('Create, Start, Kill, Wait, Delete: created → running → stopped, and th
   await refusal(t, call('State', { id: 'c1', execId: '' }), StatusCode.NOT_FOUND, 'container c1: not found');
 });
 
+test('an OOM kill seen while the start is under way is told right after TaskStart, before TaskExit', async (t) => {
+  const { create, call, topics, driver } = setup(t);
+  await create('c1');
+  driver.duringNext('startContainer', () => {
+    for (const sandbox of driver.sandboxes.values()) for (const listener of sandbox.oomListeners) listener('c1');
+  });
+  await call('Start', { id: 'c1', execId: '' });
+  await call('Kill', { id: 'c1', execId: '', signal: 9, all: false });
+  await call('Wait', { id: 'c1', execId: '' });
+  t.deepEqual(topics(), ['create', 'start', 'oom', 'exit']);
+});
+
 test('unknown ids are NOT_FOUND and empty ones INVALID_ARGUMENT, for every method that takes one', async (t) => {
   const { call } = setup(t);
   for (const method of ['State', 'Start', 'Kill', 'Delete', 'Wait', 'Pids', 'Pause', 'Resume', 'CloseIO', 'Stats', 'ResizePty']) {
