@@ -1,5 +1,6 @@
 import { chmodSync, closeSync, constants, lstatSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, unlinkSync } from 'node:fs';
-import { connect, Socket } from 'node:net';
+import { connect, createServer, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 
 /** Longest path a sockaddr_un holds, less its NUL. */
@@ -83,5 +84,31 @@ export function unlinkSocket(path: string, inode: number): void {
     if (lstatSync(path).ino === inode) unlinkSync(path);
   } catch {
     // already gone
+  }
+}
+
+/**
+ * Two connected unix stream sockets, like socketpair(2) (which Node lacks), for handing each end to another process:
+ * a listener in a private directory (0700, removed before this returns) accepts the one connection made to it.
+ */
+export async function connectedPair(): Promise<[Socket, Socket]> {
+  const directory = mkdtempSync(join(tmpdir(), '.runbox-pair-'));
+  const server = createServer();
+  try {
+    const path = join(directory, 's');
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, resolve);
+    });
+    const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve));
+    const client = connect(path);
+    await new Promise<void>((resolve, reject) => {
+      client.once('connect', resolve);
+      client.once('error', reject);
+    });
+    return [client, await accepted];
+  } finally {
+    server.close();
+    rmSync(directory, { recursive: true, force: true });
   }
 }

@@ -83,6 +83,7 @@ export async function createContainer(context: RuntimeContext, id: string, optio
       dir: store.dir(id),
       stdio: process.terminal ? 'null' : (options.stdio ?? 'inherit'),
       spec,
+      bundle,
       ...(options.callerReaps ? { callerReaps: true } : {}),
       log: (message) => logger.warn(`container ${id}: ${message}`),
     });

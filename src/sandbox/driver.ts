@@ -31,6 +31,8 @@ export interface SandboxConfig {
   stdio: 'inherit' | 'null';
   /** The first container's spec: the sandbox is sized from it (resources, annotations). */
   spec: Spec;
+  /** The first container's bundle directory (what its annotations name relative paths to). */
+  bundle?: string;
   /**
    * runc's process tree, for callers that reap what they start (containerd's runc shim, a child subreaper): the
    * container's init, and processes exec'd later without a stdio stream, become children of the booting

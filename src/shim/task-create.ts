@@ -50,7 +50,7 @@ export async function createTask(tasks: TaskTable, request: CreateTaskRequest): 
       await mountRootfs(request.rootfs, spec.root!.path);
       container.rootfsMounted = true;
     }
-    sandbox = (await tasks.bootSandbox(id, spec, config)).sandbox;
+    sandbox = (await tasks.bootSandbox(id, spec, config, bundle)).sandbox;
     const stopsForHooks = createStopsForHooks(spec.hooks);
     const init = await sandbox.createContainer({ id, bundle, spec, stdio: 'stream', finish: !stopsForHooks }, io);
     created = true;

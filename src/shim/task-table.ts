@@ -100,13 +100,13 @@ export class TaskTable {
   }
 
   /** The shim's sandbox, booted for the container `id` by its first Create. */
-  bootSandbox(id: string, spec: Spec, config: RuntimeConfig): Promise<BootedSandbox> {
+  bootSandbox(id: string, spec: Spec, config: RuntimeConfig, bundle?: string): Promise<BootedSandbox> {
     this.sandbox ??= (async () => {
       const driver = await this.drivers.forSpec(spec.annotations, config.driver);
       const dir = sandboxDir(this.options.stateDir);
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       const sandbox = await driver.boot({
-        id: basename(this.options.stateDir), dir, stdio: 'null', spec, log: (message) => this.options.log(`container ${id}: ${message}`),
+        id: basename(this.options.stateDir), dir, stdio: 'null', spec, ...(bundle !== undefined && { bundle }), log: (message) => this.options.log(`container ${id}: ${message}`),
       });
       // Its directory is the record that containerd's `shim delete` searches after a shim that died.
       await sandbox.recorded();

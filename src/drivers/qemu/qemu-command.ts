@@ -94,6 +94,14 @@ export interface QemuCommand {
    * the same devices, whatever stdio each clone's caller has.
    */
   everyStdioPort?: boolean;
+  /** Devices a driver built on this one adds (the enclave driver's TPM and key broker port). */
+  devices?: VmDevices;
+}
+
+/** More devices for a VM: QEMU options, and virtio-serial ports (a chardev, and the name the guest sees). */
+export interface VmDevices {
+  args: string[];
+  ports: Array<{ id: string; chardev: string; name: string }>;
 }
 
 /** QEMU option values end at a comma; a comma inside one is written twice. */
@@ -129,6 +137,7 @@ export function qemuArgs(command: QemuCommand): string[] {
     if (stream) ports.push(...port(name, chardev(stream)));
     else if (command.everyStdioPort) ports.push(...port(name, 'null'));
   }
+  for (const extra of command.devices?.ports ?? []) ports.push(...port(extra.id, extra.chardev, extra.name));
   for (let i = 0; i < command.agentPorts; i++) {
     ports.push(...port(`agent${i}`, `socket,path=${value(basename(agentPortSocket(command.dir, i)))},server=on,wait=off`, agentPortName(i)));
   }
@@ -142,6 +151,7 @@ export function qemuArgs(command: QemuCommand): string[] {
       '-device', 'virtio-blk-device,drive=rootfs',
     );
   }
+  args.push(...(command.devices?.args ?? []));
   if (command.memory) {
     const { path, shared } = command.memory;
     args.push(

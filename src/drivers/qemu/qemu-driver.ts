@@ -3,7 +3,8 @@
 // powers it off) or until delete; QEMU itself holds the caller's stdio for the container, so a runc-style
 // `create` needs nothing else on the host to outlive the CLI.
 import { randomBytes } from 'node:crypto';
-import { openSync, rmSync } from 'node:fs';
+import { closeSync, openSync, rmSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import { basename, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CloneFailureError, RunboxError, SandboxError, VmStartError } from '../../errors/errors.js';
@@ -12,12 +13,12 @@ import {
 } from '../../sandbox/driver.js';
 import type { AgentClient } from '../../agent-client/agent-client.js';
 import { HOOK_STATE_LIMIT } from '../../agent-client/agent-sandbox.js';
-import { guestAssets, type GuestAssets } from './guest-assets.js';
+import { guestAssets } from './guest-assets.js';
 import { isProcessAlive, killProcessesUnder, processStartTime } from '../../host/host-process.js';
 import { KvmProbe } from './kvm-probe.js';
 import { accelOutlook, ACCEL_ANNOTATION, KVM_VERDICT_FILE, kvmProbeTimeoutSeconds, parseAccelChoice, planAccel, type Accel } from './qemu-accel.js';
 import { agentPortSocket, clientOnSession, leasePort, openSession } from './qemu-agent-port.js';
-import { QEMU_BINARY, qemuArgs, vmFiles, type InheritedStdio } from './qemu-command.js';
+import { QEMU_BINARY, qemuArgs, vmFiles, type InheritedStdio, type VmDevices } from './qemu-command.js';
 import { vmResources, type VmResources } from './qemu-resources.js';
 import {
   AGENT_PORTS, deadlineIn, kvmFailed, refuseReadWriteOutput, removeVmFiles, SNAPSHOT_FD, startVm, type Deadline, type StartedVm, type VmStart,
@@ -40,18 +41,22 @@ const CONNECT_TIMEOUT_MS = 30_000;
 const CLONE_ENTROPY_BYTES = 64;
 
 /** What a VM boots, or was booted from when it is a clone. */
-interface Guest {
+export interface Guest {
   kernel: string;
   initrd: string;
   cmdline: string[];
   resources: VmResources;
 }
 
-function asQemu(handle: SandboxHandle): QemuHandle {
-  if (handle.driver !== 'qemu' || typeof handle.pid !== 'number' || typeof handle.dir !== 'string') {
-    throw new Error(`not a qemu sandbox handle: ${JSON.stringify(handle)}`);
-  }
-  return handle as QemuHandle;
+/**
+ * What a driver built on this one (the enclave driver) adds to a VM it starts: devices, the open files they use,
+ * the command QEMU runs under; `release` closes this process's copies once QEMU has them (or did not start).
+ */
+export interface VmAdditions {
+  devices?: VmDevices;
+  inherit?: Array<number | Socket>;
+  launcher?: (argv: string[]) => string[];
+  release(): void;
 }
 
 function bootTimeoutSeconds(config: SandboxConfig): number {
@@ -63,7 +68,7 @@ function bootTimeoutSeconds(config: SandboxConfig): number {
 }
 
 export class QemuDriver implements Driver {
-  readonly name = 'qemu';
+  readonly name: string = 'qemu';
   readonly capabilities: DriverCapabilities = {
     isolation: 'vm',
     description: 'a QEMU microVM per container, under its own guest kernel (KVM, or TCG emulation where KVM cannot run it)',
@@ -77,31 +82,55 @@ export class QemuDriver implements Driver {
 
   private readonly templates = new TemplateStore(basename(QEMU_BINARY));
 
-  async boot(config: SandboxConfig): Promise<Sandbox> {
-    refuseHostResources(config.id, config.spec);
-    if (config.stdio === 'inherit') refuseReadWriteOutput(config.id);
-    if (config.stdio === 'inherit') refuseReadWriteOutput(config.id);
-    let assets: GuestAssets;
-    let plan: { accel: Accel; probe: boolean };
-    let probeSeconds: number;
-    let useTemplate: boolean;
-    let resources: VmResources;
-    try {
-      assets = guestAssets();
-      plan = planAccel(parseAccelChoice(config.spec.annotations?.[ACCEL_ANNOTATION] ?? process.env.RUNBOX_QEMU_ACCEL));
-      probeSeconds = kvmProbeTimeoutSeconds();
-      useTemplate = templatesEnabled(config.spec.annotations?.[TEMPLATE_ANNOTATION]);
-      resources = vmResources(config.spec);
-    } catch (error) {
-      throw new SandboxError((error as Error).message);
+  protected asVm(handle: SandboxHandle): QemuHandle {
+    if (handle.driver !== this.name || typeof handle.pid !== 'number' || typeof handle.dir !== 'string') {
+      throw new Error(`not a ${this.name} sandbox handle: ${JSON.stringify(handle)}`);
     }
-    const guest: Guest = {
+    return handle as QemuHandle;
+  }
+
+  /** What the VM boots (throws when something is missing). */
+  protected guest(config: SandboxConfig): Guest {
+    const assets = guestAssets();
+    return {
       // Absolute: QEMU runs in the VM's directory.
       kernel: resolve(process.env.RUNBOX_QEMU_KERNEL ?? assets.kernel),
       initrd: resolve(process.env.RUNBOX_QEMU_INITRD ?? assets.initrd),
       cmdline: assets.cmdline,
-      resources,
+      resources: vmResources(config.spec),
     };
+  }
+
+  /** Whether this VM may be restored from a template. */
+  protected templatesFor(config: SandboxConfig): boolean {
+    return templatesEnabled(config.spec.annotations?.[TEMPLATE_ANNOTATION]);
+  }
+
+  /** What a VM about to start for `config` gets besides the microVM's own devices: nothing, here. */
+  protected async additions(_config: SandboxConfig, _guest: Guest, _accel: Accel): Promise<VmAdditions> {
+    return { release() {} };
+  }
+
+  /** The Sandbox over a VM's agent. */
+  protected sandboxOver(handle: QemuHandle, client: AgentClient, destroy: () => Promise<void>, gone: () => Promise<void>): QemuSandbox {
+    return new QemuSandbox(handle, client, destroy, gone);
+  }
+
+  async boot(config: SandboxConfig): Promise<Sandbox> {
+    refuseHostResources(config.id, config.spec);
+    if (config.stdio === 'inherit') refuseReadWriteOutput(config.id);
+    let guest: Guest;
+    let plan: { accel: Accel; probe: boolean };
+    let probeSeconds: number;
+    let useTemplate: boolean;
+    try {
+      guest = this.guest(config);
+      plan = planAccel(parseAccelChoice(config.spec.annotations?.[ACCEL_ANNOTATION] ?? process.env.RUNBOX_QEMU_ACCEL));
+      probeSeconds = kvmProbeTimeoutSeconds();
+      useTemplate = this.templatesFor(config);
+    } catch (error) {
+      throw error instanceof RunboxError ? error : new SandboxError((error as Error).message);
+    }
     const timeout = bootTimeoutSeconds(config);
     const disk = vmFiles(config.dir).image;
     let image: Promise<void> | undefined;
@@ -227,7 +256,9 @@ export class QemuDriver implements Driver {
       }
     }
     let vm: StartedVm;
+    let additions: VmAdditions | undefined;
     try {
+      additions = await this.additions(config, guest, accel);
       vm = await startVm({
         dir: config.dir,
         accel,
@@ -237,7 +268,10 @@ export class QemuDriver implements Driver {
         args: (stdio) => qemuArgs({
           ...guest, dir: config.dir, accel, agentPorts: AGENT_PORTS, stdio, image: files.image,
           ...(template && { everyStdioPort: true, incoming: true, memory: { path: template.ram, shared: false } }),
+          ...(additions?.devices && { devices: additions.devices }),
         }),
+        ...(additions.inherit && { inherit: additions.inherit }),
+        ...(additions.launcher && { launcher: additions.launcher }),
         spawned: (signal) => {
           image = buildImage();
           return template ? Promise.all([image, this.restore(files.qmp, signal)]) : image;
@@ -249,6 +283,7 @@ export class QemuDriver implements Driver {
         probe,
       });
     } catch (error) {
+      if (stateFd !== undefined && !additions) closeSync(stateFd);
       // A clone that failed on its own account (its restore, or QEMU ending by itself: not its rootfs, not the
       // deadline) is booted instead.
       const what = error instanceof VmStartError ? error.what : undefined;
@@ -256,10 +291,12 @@ export class QemuDriver implements Driver {
         throw new CloneFailureError((error as Error).message);
       }
       throw error;
+    } finally {
+      additions?.release();
     }
     vm.child.unref();
-    const handle: QemuHandle = template ? { ...vm.handle, template: template.key } : vm.handle;
-    return new QemuSandbox(handle, vm.client, () => this.cleanup(handle), () => this.vmGone(handle));
+    const handle: QemuHandle = { ...vm.handle, driver: this.name, ...(template && { template: template.key }) };
+    return this.sandboxOver(handle, vm.client, () => this.cleanup(handle), () => this.vmGone(handle));
   }
 
   /** Restores the template's snapshot (QEMU inherited it as SNAPSHOT_FD) into a clone that has just started. */
@@ -292,7 +329,7 @@ export class QemuDriver implements Driver {
   }
 
   async connect(handle: SandboxHandle): Promise<Sandbox> {
-    const vm = asQemu(handle);
+    const vm = this.asVm(handle);
     const exited = () => new ExitedSandbox(vm, () => this.cleanup(vm));
     if (!this.isAlive(vm)) return exited();
     const lease = await leasePort(vm.dir, vm.agentPorts);
@@ -300,7 +337,7 @@ export class QemuDriver implements Driver {
     for (;;) {
       try {
         const socket = await openSession(agentPortSocket(vm.dir, lease.index), AbortSignal.timeout(GREETING_TIMEOUT_MS));
-        return new QemuSandbox(vm, clientOnSession(socket, lease), () => this.cleanup(vm), () => this.vmGone(vm));
+        return this.sandboxOver(vm, clientOnSession(socket, lease), () => this.cleanup(vm), () => this.vmGone(vm));
       } catch (error) {
         // No greeting: the VM is going (it powers off after its container), or the port still held an old
         // session; leaving makes the agent start a new one.
@@ -333,7 +370,7 @@ export class QemuDriver implements Driver {
   }
 
   isAlive(handle: SandboxHandle): boolean {
-    const vm = asQemu(handle);
+    const vm = this.asVm(handle);
     return isProcessAlive(vm.pid, vm.startTime);
   }
 
@@ -343,7 +380,7 @@ export class QemuDriver implements Driver {
   }
 
   async cleanup(handle: SandboxHandle): Promise<void> {
-    const vm = asQemu(handle);
+    const vm = this.asVm(handle);
     await this.vmGone(vm, 2000);
     if (this.isAlive(vm)) {
       await quitQemu(vmFiles(vm.dir).qmp);

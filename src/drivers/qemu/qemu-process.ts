@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, constants, fstatSync, openSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Socket } from 'node:net';
 import { isatty } from 'node:tty';
 import type { AgentClient } from '../../agent-client/agent-client.js';
 import { SandboxError, VmStartError } from '../../errors/errors.js';
@@ -25,6 +26,8 @@ export const AGENT_PORTS = 4;
 const O_ACCMODE = 0o3;
 /** The fd a clone's QEMU reads its template's snapshot from: after the caller's stdio (inheritableStdio). */
 export const SNAPSHOT_FD = 6;
+/** The first of the fds a driver built on this one hands QEMU (VmStart.inherit), after the snapshot's. */
+export const EXTRA_FD_BASE = SNAPSHOT_FD + 1;
 
 /** When a VM start gives up: `seconds` after it was set, which the error names. */
 export interface Deadline {
@@ -52,6 +55,10 @@ export interface VmStart {
   ready?(client: AgentClient, stdio: InheritedStdio): Promise<void>;
   /** A KVM probe's: the guest is to greet by then (the start times out otherwise), and the probe settles when it has. */
   probe?: { greetBy: Deadline; kvm: KvmProbe };
+  /** More open files QEMU inherits, as fds EXTRA_FD_BASE, EXTRA_FD_BASE + 1…; the caller closes its own. */
+  inherit?: Array<number | Socket>;
+  /** The command that runs QEMU's argv (by default, QEMU itself): it must end by exec'ing QEMU in the same process. */
+  launcher?: (argv: string[]) => string[];
 }
 
 /** A start on KVM that tells KVM cannot run the guest here: QEMU ran, and ended or timed out before any greeting. */
@@ -180,17 +187,22 @@ export async function startVm(start: VmStart): Promise<StartedVm> {
     if (start.snapshotFd !== undefined) closeSync(start.snapshotFd);
     throw error;
   }
-  const fds = inherited.fds;
+  const fds: Array<number | Socket | 'ignore'> = inherited.fds;
   if (start.snapshotFd !== undefined) {
     while (fds.length < SNAPSHOT_FD) fds.push('ignore');
     fds[SNAPSHOT_FD] = start.snapshotFd;
   }
-  const args = start.args(inherited.stdio);
+  if (start.inherit?.length) {
+    while (fds.length < EXTRA_FD_BASE) fds.push('ignore');
+    fds.push(...start.inherit);
+  }
+  const argv = [QEMU_BINARY, ...start.args(inherited.stdio)];
+  const [command, ...args] = start.launcher ? start.launcher(argv) : argv;
   const umask = process.umask(0o177); // QEMU's sockets (and files) are made 0600 from the start
   let child: ChildProcess;
   try {
     // In the VM's directory: QEMU binds its sockets there by name (qemu-command.ts).
-    child = spawn(QEMU_BINARY, args, { detached: true, stdio: fds, cwd: dir });
+    child = spawn(command!, args, { detached: true, stdio: fds, cwd: dir });
   } finally {
     process.umask(umask);
     closeSync(log);

@@ -18,7 +18,8 @@ import { vmFiles } from './qemu-command.js';
 import { refuseHostResources } from './vm-host-resources.js';
 
 export interface QemuHandle extends SandboxHandle {
-  driver: 'qemu';
+  /** 'qemu', or the name of a driver built on it. */
+  driver: string;
   pid: number;
   startTime: string;
   dir: string;
@@ -78,10 +79,15 @@ export class QemuSandbox extends AgentSandbox {
     return super.resourceRecords(resources, mode).filter(([, value]) => !value.startsWith(`cpuset${UNIT_SEPARATOR}`));
   }
 
+  /** Where the container's rootfs is mounted in the guest. */
+  protected rootfsInGuest(id: string): string {
+    return guestRootfs(id);
+  }
+
   protected override createRequest(config: ContainerConfig): RecordList {
     if (config.consoleSocket) refuseConsoleSocket(config.id);
     refuseHostResources(config.id, config.spec);
-    const root = { ...config.spec.root!, path: guestRootfs(config.id) };
+    const root = { ...config.spec.root!, path: this.rootfsInGuest(config.id) };
     return [
       ...super.createRequest({ ...config, spec: { ...config.spec, root } }),
       ['rootfs_image', `${ROOTFS_DEVICE}${UNIT_SEPARATOR}${this.handle.rootfsFstype}`],
