@@ -15,6 +15,7 @@
 #include "container_init.h"
 #include "cgroups.h"
 #include "device_filter.h"
+#include "enclave.h"
 #include "freezer.h"
 #include "log.h"
 #include "loop.h"
@@ -263,6 +264,8 @@ void op_create(struct request *r)
 		reply_error(r->to, EEXIST, "container %s: already exists", id);
 		return;
 	}
+	if (enclave_mode && enclave_begin_create(r, id) < 0)
+		return;
 	struct ctrspec s;
 	char err[512];
 	const char *invalid = NULL;
@@ -274,6 +277,8 @@ void op_create(struct request *r)
 		invalid = err;
 	else
 		invalid = validate(&s);
+	if (!invalid && enclave_mode)
+		invalid = enclave_adjust_container(&s);
 	if (invalid) {
 		reply_error(r->to, EINVAL, "container %s: %s", id, invalid);
 		ctrspec_free(&s);
@@ -285,6 +290,8 @@ void op_create(struct request *r)
 		ctrspec_free(&s);
 		return;
 	}
+	if (enclave_mode)
+		enclave_filter_streams(&io);
 	int console = -1, sv[2] = { -1, -1 };
 	bool rootfs_bound = false;
 	struct cgroups *cgroups = NULL;

@@ -15,6 +15,7 @@
 #include "cgroups.h"
 #include "child.h"
 #include "container.h"
+#include "enclave.h"
 #include "launch.h"
 #include "log.h"
 #include "loop.h"
@@ -206,6 +207,12 @@ void op_exec(struct request *r)
 		procspec_free(&ps);
 		return;
 	}
+	const char *refused = enclave_mode ? enclave_adjust_exec(&ps) : NULL;
+	if (refused) {
+		reply_error(r->to, EPERM, "container %s: exec %s: %s", id, exec_id, refused);
+		procspec_free(&ps);
+		return;
+	}
 	if (old)
 		proc_forget(old);
 
@@ -218,6 +225,8 @@ void op_exec(struct request *r)
 		procspec_free(&ps);
 		return;
 	}
+	if (enclave_mode)
+		enclave_filter_streams(&a.stdio);
 	if (ps.terminal && ps.console_socket) {
 		a.console_fd = unix_connect(ps.console_socket);
 		if (a.console_fd < 0) {

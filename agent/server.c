@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "caller_bound.h"
+#include "enclave.h"
 #include "container.h"
 #include "exec.h"
 #include "freezer.h"
@@ -155,6 +156,8 @@ static void op_vm_restored(struct request *r)
 	char err[256];
 	if (!vm_mode)
 		reply_error(r->to, EOPNOTSUPP, "vm_restored: the agent is not a microVM's init");
+	else if (enclave_mode)
+		reply_error(r->to, EOPNOTSUPP, "vm_restored: an enclave VM is never a template's clone");
 	else if (vm_restored(&r->rec, err, sizeof err) < 0)
 		reply_error(r->to, EINVAL, "%s", err);
 	else

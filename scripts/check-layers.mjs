@@ -10,7 +10,7 @@ export const LAYERS = [
   ['errors'],
   ['host'],
   ['oci'],
-  ['rpc', 'image', 'sandbox'],
+  ['rpc', 'image', 'sandbox', 'attestation'],
   ['agent-client'],
   ['drivers'],
   ['runtime'],

@@ -31,6 +31,10 @@ declare -A wanted=(
   [mkfs.erofs]=erofs-utils
   [mkfs.ext4]=e2fsprogs
   [qemu-system-x86_64]=qemu-system-x86
+  # the enclave driver's vTPM: one swtpm per sandbox (swtpm-tools and tpm2-tools to inspect one by hand)
+  [swtpm]=swtpm
+  [swtpm_setup]=swtpm-tools
+  [tpm2_quote]=tpm2-tools
 )
 missing=()
 for what in "${!wanted[@]}"; do

@@ -2,19 +2,26 @@
 # Builds a microVM initramfs: INIT as /init, and the guest kernel's modules the VM needs as plain .ko files in
 # /lib/modules/runbox with their load order (each after its dependencies) in /lib/modules/runbox/order, which
 # the agent's guest_init() loads (agent/guest.h).
-#   build-initramfs.sh [--gzip] [INIT [OUT]]
+#   build-initramfs.sh [--gzip] [--enclave] [INIT [OUT]]
 # Defaults: the agent (agent/build/runbox-agent) into build/guest/initrd.img. Uncompressed unless --gzip: under
 # TCG the kernel unpacks a plain cpio faster than it inflates a gzip one (docs/microvm.md, "The guest").
+# --enclave: the enclave driver's, into build/guest/enclave-initrd.img: the attester (agent/build/runbox-attester)
+# as /bin/runbox-attester, whose presence makes the agent an enclave's, and the kernel crypto API's AF_ALG sockets
+# with the SHA-256, AES key wrap and AES-GCM it uses (docs/enclave.md).
 # Needs the kernel fetched first (scripts/guest/fetch-kernel.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 guest="$root/build/guest"
 
 compress=cat
+enclave=
 if [ "${1:-}" = --gzip ]; then compress="gzip -6 -n"; shift; fi
+if [ "${1:-}" = --enclave ]; then enclave=1; shift; fi
 init=${1:-$root/agent/build/runbox-agent}
-out=${2:-$guest/initrd.img}
+out=${2:-$guest/${enclave:+enclave-}initrd.img}
 wanted=(virtio_mmio virtio_console virtio_blk erofs overlay)
+# gcm asks the crypto API for ctr(aes) and ghash, soft dependencies depends= does not list
+if [ -n "$enclave" ]; then wanted+=(af_alg algif_hash algif_skcipher algif_aead keywrap ctr ghash-generic gcm); fi
 
 if [ ! -f "$guest/kernel-version" ]; then
   echo "build-initramfs: no guest kernel yet (npm run setup fetches it): no initramfs, no microVMs" >&2
@@ -66,6 +73,12 @@ tree="$work/tree"
 mkdir -p "$tree"/{dev,proc,sys,run,tmp,lib/modules/runbox}
 mknod -m 600 "$tree/dev/console" c 5 1
 cp "$init" "$tree/init"
+if [ -n "$enclave" ]; then
+  attester=$root/agent/build/runbox-attester
+  [ -x "$attester" ] || { echo "build-initramfs: $attester is not an executable (make -C agent)" >&2; exit 1; }
+  mkdir -p "$tree/bin"
+  cp "$attester" "$tree/bin/runbox-attester"
+fi
 for name in "${order[@]}"; do
   copy_module "${ko[$name]}" "$tree/lib/modules/runbox/$name.ko"
   echo "$name.ko" >> "$tree/lib/modules/runbox/order"

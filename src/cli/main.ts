@@ -12,6 +12,7 @@ const COMMAND_LOADERS: Record<string, () => Promise<CommandModule>> = {
   bundle: () => import('./commands/bundle.js'),
   create: () => import('./commands/create.js'),
   delete: () => import('./commands/delete.js'),
+  enclave: () => import('./commands/enclave.js'),
   exec: () => import('./commands/exec.js'),
   features: () => import('./commands/features.js'),
   image: () => import('./commands/image.js'),

@@ -3,7 +3,7 @@
 import type { Driver, DriverRegistry } from '../sandbox/driver.js';
 import { kvmProven } from './qemu/qemu-accel.js';
 
-export const DRIVER_NAMES = ['emulated', 'qemu', 'auto'] as const;
+export const DRIVER_NAMES = ['emulated', 'qemu', 'enclave', 'auto'] as const;
 export type DriverName = (typeof DRIVER_NAMES)[number];
 
 /** The annotation in config.json that picks the driver for one container; it wins over flags and env. */
@@ -23,6 +23,8 @@ export async function getDriver(name: string): Promise<Driver> {
       return new (await import('./emulated/emulated-driver.js')).EmulatedDriver();
     case 'qemu':
       return new (await import('./qemu/qemu-driver.js')).QemuDriver();
+    case 'enclave':
+      return new (await import('./enclave/enclave-driver.js')).EnclaveDriver();
     default:
       throw new Error(`unknown driver "${name}" (expected one of ${DRIVER_NAMES.join(', ')})`);
   }

@@ -27,6 +27,9 @@ export const ErrorCode = {
   REGISTRY: 'RUNBOX_ERR_REGISTRY',
   UNPACK: 'RUNBOX_ERR_UNPACK',
   UNPACK_ENTRY_REFUSED: 'RUNBOX_ERR_UNPACK_ENTRY_REFUSED',
+  TPM: 'RUNBOX_ERR_TPM',
+  ATTESTATION: 'RUNBOX_ERR_ATTESTATION',
+  KBS: 'RUNBOX_ERR_KBS',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -291,4 +294,32 @@ export class UnpackError extends RunboxError {
 export class EntryRefusedError extends RunboxError {
   override readonly code = ErrorCode.UNPACK_ENTRY_REFUSED;
   override name = 'EntryRefusedError';
+}
+
+// ---- attestation -------------------------------------------------------------------------------------------
+
+/** A TPM 2.0 command that failed: `rc` is the TPM's response code (0 when the answer could not be read). */
+export class TpmError extends RunboxError {
+  override readonly code = ErrorCode.TPM;
+  override name = 'TpmError';
+
+  constructor(detail: string, readonly rc = 0, options: RunboxErrorOptions = {}) {
+    super(detail, options);
+  }
+}
+
+/** Evidence the verifier refuses: the message says which check failed (a PCR and what it measures, the nonce…). */
+export class AttestationError extends RunboxError {
+  override readonly code = ErrorCode.ATTESTATION;
+  override name = 'AttestationError';
+}
+
+/** A request the key broker refuses (or cannot serve), with the HTTP status it answers. */
+export class KbsError extends RunboxError {
+  override readonly code = ErrorCode.KBS;
+  override name = 'KbsError';
+
+  constructor(detail: string, readonly status = 400, options: RunboxErrorOptions = {}) {
+    super(detail, options);
+  }
 }

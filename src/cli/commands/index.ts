@@ -1,6 +1,7 @@
 import Bundle from './bundle.js';
 import Create from './create.js';
 import Delete from './delete.js';
+import Enclave from './enclave.js';
 import Exec from './exec.js';
 import Features from './features.js';
 import Image from './image.js';
@@ -20,6 +21,7 @@ export const COMMANDS = {
   bundle: Bundle,
   create: Create,
   delete: Delete,
+  enclave: Enclave,
   exec: Exec,
   features: Features,
   image: Image,

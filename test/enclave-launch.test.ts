@@ -1,0 +1,79 @@
+// The enclave driver's measured launch, end to end with real swtpm and QEMU under TCG: the vTPM of each enclave VM
+// holds the launch (kernel, initramfs, command line) and the initdata as `runbox enclave measure` computes them from
+// the same files; an enclave is never restored from a template; its swtpm ends with its VM, whoever is killed.
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { RUNBOX, TestEnv, errorMessage, processesMentioning } from './helpers/runbox.js';
+import { enclaveBundle, enclaveEnv, measure, parsePcrs, printPcrs } from './helpers/enclave.js';
+
+async function until(condition: () => boolean, ms: number): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(5)) if (condition()) return true;
+  return condition();
+}
+
+test('the vTPM holds the measured launch and initdata: PCRs 4, 8, 9, 12 as `runbox enclave measure` computes them', async (t) => {
+  const env = new TestEnv(t);
+  const pcrs = [0, 4, 8, 9, 12];
+  const bundle = enclaveBundle(env, { args: ['sh', '-c', printPcrs(pcrs)], policy: { output: true } });
+  const expected = await measure(t, env, bundle);
+  t.deepEqual(expected.events.map((event) => event.pcr), [4, 9, 12, 8], 'kernel, initrd, command line, then initdata');
+  const id = env.id();
+  const result = await env.run(['run', '--bundle', bundle, id], { env: enclaveEnv(env) });
+  t.is(result.code, 0, result.stderr);
+  const seen = parsePcrs(result.stdout);
+  for (const pcr of pcrs) t.is(seen[pcr], expected.pcrs[pcr], `PCR ${pcr} in the guest is the reference value`);
+  t.not(seen[8], '0'.repeat(64), 'the guest measured its initdata');
+  t.deepEqual(processesMentioning(join(env.root, id)), [], 'no QEMU or swtpm is left');
+  t.false(existsSync(join(env.root, id)));
+
+  // The initdata covers the policy and the create request: another policy, another args, another PCR 8.
+  const otherPolicy = enclaveBundle(env, { args: ['sh', '-c', printPcrs(pcrs)], policy: { output: true, exec: true } });
+  const otherArgs = enclaveBundle(env, { args: ['sh', '-c', `${printPcrs(pcrs)}; true`], policy: { output: true } });
+  const [byPolicy, byArgs] = [await measure(t, env, otherPolicy), await measure(t, env, otherArgs)];
+  t.not(byPolicy.pcrs[8], expected.pcrs[8]);
+  t.not(byArgs.pcrs[8], expected.pcrs[8]);
+  t.is(byPolicy.pcrs[4], expected.pcrs[4], 'the launch itself is the same');
+});
+
+test('an enclave is never restored from a template: asking for one is refused, and none is built', async (t) => {
+  const env = new TestEnv(t);
+  const refused = enclaveBundle(env, { args: ['true'], annotations: { 'io.runbox.qemu.template': 'on' } });
+  const id = env.id();
+  const result = await env.run(['run', '--bundle', refused, id], { env: enclaveEnv(env) });
+  t.is(result.code, 1);
+  t.regex(errorMessage(result.stderr), /io\.runbox\.qemu\.template=on: an enclave VM is never restored from a template/);
+  t.false(existsSync(join(env.root, id)), 'nothing is left of the refused container');
+  // Templates are on by default for microVMs: an enclave boots all the same and builds none.
+  const booted = await env.run(['run', '--bundle', enclaveBundle(env, { args: ['true'] }), env.id()], { env: enclaveEnv(env) });
+  t.is(booted.code, 0, booted.stderr);
+  t.false(existsSync(join(env.dir, 'templates')) && readdirSync(join(env.dir, 'templates')).length > 0, 'no template was built');
+});
+
+test('swtpm ends with its VM: after kill -9 of the CLI while it provisions the TPM, and of QEMU', async (t) => {
+  const env = new TestEnv(t);
+  // The CLI killed while its provisioning swtpm runs (before QEMU exists): that swtpm dies with it.
+  const id = env.id();
+  const bundle = enclaveBundle(env, { args: ['sleep', '1000'] });
+  const cli = spawn(RUNBOX, ['--root', env.root, 'create', '--bundle', bundle, id], { stdio: 'ignore', env: enclaveEnv(env) });
+  const exited = new Promise((resolve) => cli.once('exit', resolve));
+  t.true(await until(() => existsSync(join(env.root, id, 'vtpm', 'data.sock')), 20_000), 'the CLI provisions the vTPM');
+  cli.kill('SIGKILL');
+  await exited;
+  t.true(await until(() => processesMentioning(join(env.root, id)).length === 0, 5000), 'the provisioning swtpm died with the CLI');
+  t.is((await env.run(['delete', '--force', id])).code, 0);
+
+  // A running enclave whose QEMU is killed: its swtpm (QEMU's child) dies with it.
+  const running = env.id();
+  const made = await env.run(['run', '-d', '--bundle', enclaveBundle(env, { args: ['sleep', '1000'] }), running], { env: enclaveEnv(env) });
+  t.is(made.code, 0, made.stderr);
+  const swtpm = processesMentioning(join(env.root, running, 'vtpm'));
+  t.is(swtpm.length, 1, 'one swtpm runs for the VM');
+  const { pid } = await env.state(running) as { pid: number };
+  process.kill(pid, 'SIGKILL');
+  t.true(await until(() => processesMentioning(join(env.root, running)).length === 0, 5000), 'the swtpm died with QEMU');
+  t.is((await env.run(['delete', '--force', running])).code, 0);
+  t.false(existsSync(join(env.root, running)));
+});
