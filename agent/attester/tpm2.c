@@ -33,6 +33,7 @@
 #define TPM_CC_START_AUTH_SESSION 0x176
 #define TPM_CC_PCR_READ 0x17e
 #define TPM_CC_PCR_EXTEND 0x182
+#define TPM_CC_GET_RANDOM 0x17b
 
 /* PolicySecret(TPM_RH_ENDORSEMENT): the EK template's authPolicy (TCG EK Credential Profile). */
 static const uint8_t ek_policy[32] = { 0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xb3, 0xf8, 0x1a, 0x90, 0xcc,
@@ -208,6 +209,22 @@ int tpm_pcr_extend(struct tpm *t, unsigned pcr, const uint8_t digest[32])
 	return transact(t, "TPM2_PCR_Extend", TPM_CC_PCR_EXTEND, HANDLES(pcr), &password, 1, &p, resp, sizeof resp, NULL, 0, &r);
 }
 
+int tpm_get_random(struct tpm *t, uint8_t *out, size_t n)
+{
+	struct out p = { 0 };
+	put_u16(&p, (uint16_t)n);
+	uint8_t resp[128];
+	struct in r;
+	if (transact(t, "TPM2_GetRandom", TPM_CC_GET_RANDOM, NULL, 0, NULL, 0, &p, resp, sizeof resp, NULL, 0, &r) < 0)
+		return -1;
+	size_t len;
+	const uint8_t *bytes = get_sized(&r, &len);
+	if (!bytes || len != n)
+		return fail(t, "TPM2_GetRandom: %zu bytes for %zu", len, n);
+	memcpy(out, bytes, n);
+	return 0;
+}
+
 static void put_public(struct out *o, enum tpm_key_kind kind, const uint8_t *unique)
 {
 	struct out a = { 0 };
@@ -307,13 +324,8 @@ static int ek_policy_session(struct tpm *t, uint32_t *session)
 {
 	struct out p = { 0 };
 	uint8_t nonce[16];
-	int urandom = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-	if (urandom < 0 || read(urandom, nonce, sizeof nonce) != sizeof nonce) {
-		if (urandom >= 0)
-			close(urandom);
-		return fail(t, "read /dev/urandom: %s", strerror(errno));
-	}
-	close(urandom);
+	if (tpm_get_random(t, nonce, sizeof nonce) < 0)
+		return -1;
 	put_sized(&p, nonce, sizeof nonce);
 	put_u16(&p, 0); /* no salt */
 	put_u8(&p, TPM_SE_POLICY);

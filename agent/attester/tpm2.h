@@ -43,6 +43,9 @@ struct tpm_blob {
 int tpm_open(struct tpm *t, const char *path);
 void tpm_close(struct tpm *t);
 int tpm_pcr_extend(struct tpm *t, unsigned pcr, const uint8_t digest[32]);
+/* n (at most 32) bytes from the TPM's RNG: early in a guest's boot the kernel's may not be ready yet (reading it
+ * would then wait ~1 s for jitter entropy under TCG). */
+int tpm_get_random(struct tpm *t, uint8_t *out, size_t n);
 /* A primary key in `hierarchy`: the EK template when ek, else an unrestricted ECDH key (decrypt) or a restricted
  * signing key (sign), with `unique` (32 bytes, may be NULL) making it fresh. */
 enum tpm_key_kind { TPM_KEY_EK, TPM_KEY_AK, TPM_KEY_ECDH };

@@ -12,6 +12,7 @@ export function enclaveEnv(env: TestEnv, extra: NodeJS.ProcessEnv = {}): NodeJS.
     RUNBOX_QEMU_ACCEL: 'tcg',
     RUNBOX_QEMU_TEMPLATE_DIR: join(env.dir, 'templates'),
     RUNBOX_ENCLAVE_DIGEST_CACHE: join(env.dir, 'digests.json'),
+    RUNBOX_ENCLAVE_EK_CA_DIR: join(env.dir, 'ek-ca'),
     ...extra,
   };
 }

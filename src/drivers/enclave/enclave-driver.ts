@@ -6,10 +6,13 @@ import { rmSync } from 'node:fs';
 import { SandboxError } from '../../errors/errors.js';
 import type { AgentClient } from '../../agent-client/agent-client.js';
 import { HOOK_STATE_LIMIT } from '../../agent-client/agent-sandbox.js';
-import { connectedPair } from '../../host/unix-socket.js';
+import { connectedPair, isServed } from '../../host/unix-socket.js';
+import { KBS_SOCKET } from '../../attestation/kbs-protocol.js';
+import type { Spec } from '../../oci/spec.js';
 import type { DriverCapabilities, SandboxConfig } from '../../sandbox/driver.js';
 import { type Accel } from '../qemu/qemu-accel.js';
 import { QemuDriver, type Guest, type VmAdditions } from '../qemu/qemu-driver.js';
+import { value } from '../qemu/qemu-command.js';
 import { EXTRA_FD_BASE } from '../qemu/qemu-process.js';
 import { vmResources } from '../qemu/qemu-resources.js';
 import type { QemuHandle, QemuSandbox } from '../qemu/qemu-sandbox.js';
@@ -26,6 +29,13 @@ import { provisionVtpm } from './vtpm-provision.js';
 /** The fds QEMU inherits: the TPM's control channel, swtpm's end and QEMU's (qemu-process.ts's EXTRA_FD_BASE on). */
 const SWTPM_CTRL_FD = EXTRA_FD_BASE;
 const QEMU_TPM_FD = EXTRA_FD_BASE + 1;
+
+/** config.json's annotation naming the key broker's socket (else RUNBOX_ENCLAVE_KBS, else /run/runbox-kbs/kbs.sock). */
+export const KBS_ANNOTATION = 'io.runbox.enclave.kbs';
+
+export function kbsSocketFor(spec: Spec): string {
+  return spec.annotations?.[KBS_ANNOTATION] ?? KBS_SOCKET;
+}
 
 /** A word for sh -c, whatever it holds. */
 function shellWord(word: string): string {
@@ -50,7 +60,13 @@ export class EnclaveDriver extends QemuDriver {
     // What the container asks of the enclave is checked before anything starts.
     const tee = chosenTee(config.spec);
     if (tee !== 'vtpm') throw new SandboxError(`${TEE_ANNOTATION}=${tee}: not available on this host`, { containerId: config.id });
-    requestedSecrets(config.spec.annotations);
+    if (requestedSecrets(config.spec.annotations).length) {
+      const kbs = kbsSocketFor(config.spec);
+      if (!(await isServed(kbs))) {
+        throw new SandboxError(`the container asks for secrets, and no key broker answers on ${kbs} (\`runbox enclave kbs serve\` runs one; `
+          + `${KBS_ANNOTATION} or RUNBOX_ENCLAVE_KBS names another)`, { containerId: config.id });
+      }
+    }
     if (config.bundle !== undefined) {
       const policy = containerPolicy(config.spec, config.bundle);
       if (!policy.output && config.stdio === 'inherit') {
@@ -88,10 +104,15 @@ export class EnclaveDriver extends QemuDriver {
     }
     const [swtpmEnd, qemuEnd] = await connectedPair();
     const swtpm = swtpmForQemu(stateDir, SWTPM_CTRL_FD).map(shellWord).join(' ');
+    // The key broker's socket, when there are secrets: the guest speaks HTTP to it over the `kbs` port, and QEMU
+    // carries the bytes; nothing on the host reads them (they are JWEs to the guest's TEE key anyway).
+    const kbs = requestedSecrets(config.spec.annotations).length
+      ? [{ id: 'kbs', chardev: `socket,path=${value(kbsSocketFor(config.spec))}`, name: 'kbs' }]
+      : [];
     return {
       devices: {
         args: ['-chardev', `socket,id=tpmctrl,fd=${QEMU_TPM_FD}`, '-tpmdev', 'emulator,id=tpm0,chardev=tpmctrl', '-device', 'tpm-tis,tpmdev=tpm0'],
-        ports: [],
+        ports: kbs,
       },
       inherit: [swtpmEnd, qemuEnd],
       // swtpm is forked by what becomes QEMU (the same process, exec'd), so QEMU is its parent and its death kills it.

@@ -36,7 +36,7 @@ export function launchEvents(launch: EnclaveLaunch): MeasuredEvent[] {
 export function vtpmReferenceValues(launch: EnclaveLaunch, initdata: Buffer, resources: string[]): ReferenceValues {
   const events: MeasuredEvent[] = [
     ...launchEvents(launch),
-    { pcr: PCR_INITDATA, digest: initdata.toString('hex'), what: 'initdata (the policy and the create request the guest was sent)' },
+    { pcr: PCR_INITDATA, digest: initdata.toString('hex'), what: 'initdata: the create request and policy the guest was given' },
   ];
   const pcrs: Record<string, string> = {};
   for (const index of QUOTED_PCRS) {

@@ -105,7 +105,7 @@ export interface VmDevices {
 }
 
 /** QEMU option values end at a comma; a comma inside one is written twice. */
-function value(text: string): string {
+export function value(text: string): string {
   return text.replaceAll(',', ',,');
 }
 
