@@ -77,3 +77,25 @@ test('swtpm ends with its VM: after kill -9 of the CLI while it provisions the T
   t.is((await env.run(['delete', '--force', running])).code, 0);
   t.false(existsSync(join(env.root, running)));
 });
+
+test('runbox features names the TEEs this host gives; an enclave on one it does not give is refused before anything starts', async (t) => {
+  const env = new TestEnv(t);
+  const features = await env.run(['features']);
+  t.is(features.code, 0, features.stderr);
+  const annotations = (JSON.parse(features.stdout) as { annotations: Record<string, string> }).annotations;
+  t.is(annotations['io.runbox.driver.enclave.isolation'], 'enclave');
+  t.is(annotations['io.runbox.driver.enclave.tees'], 'vtpm');
+  t.regex(annotations['io.runbox.driver.enclave.tee.snp']!, /^unavailable: QEMU \S+ has no sev-snp-guest object/);
+  t.regex(annotations['io.runbox.driver.enclave.tee.tdx']!, /^unavailable: QEMU \S+ has no tdx-guest object/);
+  for (const tee of ['snp', 'tdx']) {
+    const id = env.id();
+    const bundle = enclaveBundle(env, { args: ['true'], annotations: { 'io.runbox.enclave.tee': tee } });
+    const result = await env.run(['run', '--bundle', bundle, id], { env: enclaveEnv(env) });
+    t.is(result.code, 1);
+    t.regex(errorMessage(result.stderr), new RegExp(`container ${id}: io\\.runbox\\.enclave\\.tee=${tee}: this host cannot launch it: QEMU \\S+ has no ${tee === 'snp' ? 'sev-snp' : 'tdx'}-guest object`));
+    t.false(existsSync(join(env.root, id)), 'nothing is left');
+    const measured = await env.run(['enclave', 'measure', bundle], { env: enclaveEnv(env) });
+    t.is(measured.code, 1);
+    t.regex(errorMessage(measured.stderr), new RegExp(`io\\.runbox\\.enclave\\.tee=${tee}: this host cannot launch it`));
+  }
+});

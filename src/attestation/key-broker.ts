@@ -1,4 +1,5 @@
-// runbox's key broker: trustee's KBS, RCAR and resources, over whatever carries its HTTP (kbs-http.ts). It holds
+// runbox's key broker: trustee's KBS, RCAR and resources, over whatever carries its HTTP (kbs-http.ts), for TPM,
+// SEV-SNP and TDX evidence (tpm-evidence.ts, snp-evidence.ts, tdx-evidence.ts). It holds
 // the resources (secrets, in memory only: none is ever written to disk) and the reference values (by name, each
 // with the resources a guest that matches them may have); a session is a nonce used once, and resources go only
 // to an attested session, encrypted to its TEE key, when its reference values list them. Its log names sessions,
@@ -8,6 +9,8 @@ import { AttestationError, KbsError } from '../errors/errors.js';
 import { encryptToTee, type JweResponse, type TeePublicKey } from './jwe.js';
 import { parseAttestation, parseRequest, reportData, type KbsChallenge, type KbsTee } from './kbs-protocol.js';
 import { RESOURCE_PATH, type ReferenceValues } from './reference-values.js';
+import { verifySnpEvidence } from './snp-evidence.js';
+import { verifyTdxEvidence } from './tdx-evidence.js';
 import { credentialSecret, tpmChallenge, tpmIdentity, verifyTpmEvidence, type TpmIdentity } from './tpm-evidence.js';
 
 /** How long a session lasts from its Request: trustee's default. */
@@ -67,7 +70,7 @@ export class KeyBroker {
       extra = tpmChallenge(identity, secret);
       this.options.log(`session ${id}: tpm Request, EK certified by "${identity.ekIssuer.replace(/\n/g, ', ')}"`);
     } else {
-      throw new KbsError(`TEE ${request.tee}: this host's key broker cannot verify its evidence (no ${request.tee} verifier configured)`, 401);
+      this.options.log(`session ${id}: ${request.tee} Request`);
     }
     this.sessions.set(id, session);
     return { session: id, challenge: { nonce: session.nonce, 'extra-params': extra } };
@@ -81,8 +84,13 @@ export class KeyBroker {
       const attestation = parseAttestation(body);
       const runtime = attestation['runtime-data'];
       if (runtime.nonce !== session.nonce) throw new AttestationError('the runtime data\'s nonce is not this session\'s challenge (replayed evidence?)');
-      const verdict = verifyTpmEvidence(attestation['tee-evidence'], session.tpm!.identity, session.tpm!.secret, reportData(runtime), this.references);
-      const token = this.token({ tee: session.tee, 'reference-values': verdict.name, pcrs: verdict.pcrs, exp: Math.floor(session.expires / 1000) });
+      const evidence = attestation['tee-evidence'];
+      const verdict = session.tee === 'tpm'
+        ? verifyTpmEvidence(evidence, session.tpm!.identity, session.tpm!.secret, reportData(runtime), this.references)
+        : session.tee === 'snp'
+          ? verifySnpEvidence(evidence, reportData(runtime), this.references)
+          : verifyTdxEvidence(evidence, reportData(runtime), this.references);
+      const token = this.token({ tee: session.tee, 'reference-values': verdict.name, exp: Math.floor(session.expires / 1000) });
       session.attested = { name: verdict.name, teeKey: runtime['tee-pubkey'], resources: verdict.values.resources, token };
       this.options.log(`session ${session.id}: attested: matches reference values "${verdict.name}"`);
       return { token };

@@ -11,12 +11,16 @@ import { requestedSecrets } from './enclave-secrets.js';
 import { chosenTee, TEE_ANNOTATION } from './enclave-tee.js';
 import { initdataDigest } from './initdata.js';
 import { vtpmReferenceValues } from './launch-measurement.js';
+import { teeAvailability } from './tee-backends.js';
 
 export function bundleReferenceValues(bundleDir: string): ReferenceValues {
   const bundle = resolve(bundleDir);
   const spec = loadSpec(bundle);
   const tee = chosenTee(spec);
-  if (tee !== 'vtpm') throw new SpecError(`${TEE_ANNOTATION}=${tee}: cannot be measured on this host (only vtpm runs here)`);
+  const availability = teeAvailability(tee);
+  if (tee !== 'vtpm' || !availability.available) {
+    throw new SpecError(`${TEE_ANNOTATION}=${tee}: this host cannot launch it, so it cannot say what it would measure: ${availability.why}`);
+  }
   const initdata = initdataDigest(EnclaveSandbox.createRecordsFor(spec, bundle));
   return vtpmReferenceValues(enclaveLaunch(spec), initdata, requestedSecrets(spec.annotations).map((secret) => secret.resource));
 }

@@ -21,6 +21,8 @@ import { enclaveLaunch } from './enclave-guest.js';
 import { containerPolicy } from './enclave-policy.js';
 import { EnclaveSandbox } from './enclave-sandbox.js';
 import { chosenTee, TEE_ANNOTATION } from './enclave-tee.js';
+import { teeAvailability } from './tee-backends.js';
+import { TEE_TYPES } from '../../attestation/reference-values.js';
 import { requestedSecrets } from './enclave-secrets.js';
 import { launchEvents } from './launch-measurement.js';
 import { swtpmForQemu, vtpmDir } from './swtpm.js';
@@ -59,7 +61,8 @@ export class EnclaveDriver extends QemuDriver {
   override async boot(config: SandboxConfig) {
     // What the container asks of the enclave is checked before anything starts.
     const tee = chosenTee(config.spec);
-    if (tee !== 'vtpm') throw new SandboxError(`${TEE_ANNOTATION}=${tee}: not available on this host`, { containerId: config.id });
+    const availability = teeAvailability(tee);
+    if (!availability.available) throw new SandboxError(`${TEE_ANNOTATION}=${tee}: this host cannot launch it: ${availability.why}`, { containerId: config.id });
     if (requestedSecrets(config.spec.annotations).length) {
       const kbs = kbsSocketFor(config.spec);
       if (!(await isServed(kbs))) {
@@ -128,8 +131,16 @@ export class EnclaveDriver extends QemuDriver {
     return new EnclaveSandbox(handle, client, destroy, gone);
   }
 
+  /** Which TEEs this host gives (`io.runbox.driver.enclave.tees`), and for each, what it has or lacks. */
   override hostOutlook(): Record<string, string> {
-    return { 'io.runbox.driver.enclave.tee.vtpm': 'available: swtpm per sandbox, measured direct boot into PCRs 4, 9, 12, initdata into PCR 8' };
+    const outlook: Record<string, string> = {};
+    const available: string[] = [];
+    for (const tee of TEE_TYPES) {
+      const { available: yes, why } = teeAvailability(tee);
+      if (yes) available.push(tee);
+      outlook[`io.runbox.driver.enclave.tee.${tee}`] = `${yes ? 'available' : 'unavailable'}: ${why}`;
+    }
+    return { 'io.runbox.driver.enclave.tees': available.join(',') || 'none', ...outlook };
   }
 
   override async cleanup(handle: Parameters<QemuDriver['cleanup']>[0]): Promise<void> {
