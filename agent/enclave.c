@@ -33,10 +33,12 @@ void enclave_detect(void)
 	enclave_mode = access(ENCLAVE_ATTESTER, X_OK) == 0;
 }
 
-/* The records that name one invocation, not what the guest is asked to run: left out of the initdata. */
+/* The records that name one invocation, not what the guest is asked to run: left out of the initdata. (The
+ * cgroup path names the container's cgroup, which in the guest holds this container alone.) */
 static bool unmeasured(const char *key)
 {
-	return !strcmp(key, "op") || !strcmp(key, "id") || !strcmp(key, "stdio") || !strcmp(key, "finish");
+	return !strcmp(key, "op") || !strcmp(key, "id") || !strcmp(key, "stdio") || !strcmp(key, "finish") ||
+	       !strcmp(key, "cgroup_path");
 }
 
 /* Runs the attester with the initdata on its stdin; 0, or -1 with its own words (or why it could not run) in err. */

@@ -7,7 +7,10 @@ import { SpecError } from '../../errors/errors.js';
 import type { RecordList } from '../../agent-client/agent-records.js';
 import type { Spec } from '../../oci/spec.js';
 
-/** config.json's annotation naming the policy file (a path, relative to the bundle unless absolute). */
+/**
+ * config.json's annotation with the policy: a JSON object itself (as Kubernetes annotations carry it), else the
+ * path of a policy file, relative to the bundle unless absolute.
+ */
 export const POLICY_ANNOTATION = 'io.runbox.enclave.policy';
 
 export interface EnclavePolicy {
@@ -26,6 +29,7 @@ const KEYS = Object.keys(STRICT_POLICY) as Array<keyof EnclavePolicy>;
 export function containerPolicy(spec: Spec, bundle: string): EnclavePolicy {
   const file = spec.annotations?.[POLICY_ANNOTATION];
   if (file === undefined) return STRICT_POLICY;
+  if (file.trimStart().startsWith('{')) return parsePolicy(file, `in ${POLICY_ANNOTATION}`);
   const path = isAbsolute(file) ? file : resolve(bundle, file);
   let text: string;
   try {
