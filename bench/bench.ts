@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { guestAssets } from '../src/drivers/qemu/guest-assets.js';
 import { cgroupsBench } from './cgroups.js';
+import { enclaveBench } from './enclave.js';
 import { imagePullBench } from './image-pull.js';
 import { lifecycleBench } from './lifecycle.js';
 import { load, section, writeReport, type Part } from './report.js';
@@ -24,20 +25,24 @@ interface Runnable extends Part {
   run: (context: { project: string; work: string }) => Promise<string>;
 }
 
-function vmPart(context: { project: string; work: string }): Promise<string> {
-  try {
-    guestAssets();
-  } catch (error) {
-    return Promise.resolve(`Not measured: ${(error as Error).message}\n`);
-  }
-  return vmBench(context);
+/** A part that boots microVMs, measured only where the guest kernel and initramfs are there. */
+function withGuest(bench: (context: { project: string; work: string }) => Promise<string>) {
+  return (context: { project: string; work: string }): Promise<string> => {
+    try {
+      guestAssets();
+    } catch (error) {
+      return Promise.resolve(`Not measured: ${(error as Error).message}\n`);
+    }
+    return bench(context);
+  };
 }
 
 // The microVMs right after the lifecycle, before the image benches: after them (hundreds of MB unpacked,
 // containerd's store filled) the VM floor itself comes out slower and noisier on a 2-core machine.
 const PARTS: Runnable[] = [
   { name: 'lifecycle', title: 'CLI lifecycle: runbox vs runc', about: 'Each runc lifecycle operation, runbox beside runc and a clean `node -e 0`.', run: lifecycleBench },
-  { name: 'vm', title: 'microVMs: time to first output', about: 'runbox\'s qemu driver beside a bare QEMU boot of the same guest kernel into an init that powers off at once.', run: vmPart },
+  { name: 'vm', title: 'microVMs: time to first output', about: 'runbox\'s qemu driver beside a bare QEMU boot of the same guest kernel into an init that powers off at once.', run: withGuest(vmBench) },
+  { name: 'enclave', title: 'Enclaves: time to first output, and attestation', about: 'The enclave driver (vTPM: measured launch; then attestation and a secret) beside a booted microVM of the qemu driver.', run: withGuest(enclaveBench) },
   { name: 'unpack', title: 'Unpacking layers', about: 'One image unpacked in-process by runbox, GNU tar and umoci.', run: () => unpackBench() },
   { name: 'pull', title: 'Image pull + unpack', about: 'One image pulled from docker-registry on loopback by runbox, containerd 1.6 and skopeo.', run: () => imagePullBench() },
   { name: 'rpc', title: 'rpc layer (ttrpc, gRPC)', about: 'Loading the protocol types, and round trips between two processes on a unix socket.', run: () => rpcBench() },

@@ -23,22 +23,22 @@ interface Context {
   work: string;
 }
 
-function vmBundle(context: Context, name: string, args: string[]): string {
+export function vmBundle(context: Context, name: string, args: string[], annotations: Record<string, string> = { 'io.runbox.driver': 'qemu' }): string {
   const dir = join(context.work, name);
   cpSync(join(context.project, 'fixtures', 'busybox', 'build', 'rootfs'), join(dir, 'rootfs'), { recursive: true, verbatimSymlinks: true });
   const spec = defaultSpec();
   spec.process!.terminal = false;
   spec.process!.args = args;
-  spec.annotations = { 'io.runbox.driver': 'qemu' };
+  spec.annotations = annotations;
   writeFileSync(join(dir, 'config.json'), JSON.stringify(spec));
   return dir;
 }
 
 /** Templates off: every VM boots its kernel. */
-const BOOTED = { RUNBOX_QEMU_TEMPLATE: 'off' };
+export const BOOTED = { RUNBOX_QEMU_TEMPLATE: 'off' };
 
 /** Runs runbox; resolves with the time from spawn to the first byte on its stdout (if any) and to its exit. */
-function runbox(context: Context, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ firstOutput?: number; exited: number }> {
+export function runbox(context: Context, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ firstOutput?: number; exited: number }> {
   const started = process.hrtime.bigint();
   const since = () => Number(process.hrtime.bigint() - started) / 1e6;
   return new Promise((resolve, reject) => {
