@@ -20,3 +20,7 @@ int guest_find_port(const char *name, char *path, size_t len);
 /* Mounts DEVICE (a read-only block device, e.g. /dev/vda) and a writable overlay over it (upper and work dirs
  * on a tmpfs) at TARGET: 0, or -1 with errno. */
 int guest_mount_rootfs(const char *device, const char *fstype, const char *target);
+/* A dm-verity device over DEVICE, whose image carries its hash tree after its data: SPEC is `ROOT_HASH␟DATA_BLOCKS␟
+ * HASH_START_BLOCK` (SHA-256, 4 KiB blocks, no salt); every block read from it is checked against the root hash.
+ * Its path goes to PATH: 0, or -1 with errno. */
+int guest_verity_device(const char *device, const char *spec, char *path, size_t len);

@@ -71,7 +71,7 @@ test('a guest whose evidence matches gets its secret, and nothing of the secret 
   t.false(kbs.log().includes(secret) || (existsSync(runLog) && readFileSync(runLog, 'utf8').includes(secret)), 'no log holds it');
 });
 
-test('another initramfs, command line, config.json or policy than the reference values\': no secret, the container does not start, the PCR that differs is named', async (t) => {
+test('another initramfs, command line, config.json, policy or rootfs than the reference values\': no secret, the container does not start, the PCR that differs is named', async (t) => {
   const env = new TestEnv(t);
   const kbs = new TestKbs(t, env);
   await kbs.start();
@@ -107,6 +107,11 @@ test('another initramfs, command line, config.json or policy than the reference 
   await kbs.register(t, 'policy', changedPolicy);
   writeFileSync(join(changedPolicy, 'policy.json'), JSON.stringify({ output: true, exec: true }));
   cases.push({ what: 'a changed policy', bundle: changedPolicy, cause: /PCR 8 \(initdata: the create request and policy the guest was given\) is [0-9a-f]+…, the reference value/ });
+  // The rootfs's dm-verity root hash is in the create request: a file added to it changes the initdata.
+  const changedRootfs = secretBundle(env, args);
+  await kbs.register(t, 'rootfs', changedRootfs);
+  writeFileSync(join(changedRootfs, 'rootfs', 'one-more-file'), 'hello\n');
+  cases.push({ what: 'a changed rootfs', bundle: changedRootfs, cause: /PCR 8 \(initdata: the create request and policy the guest was given\) is [0-9a-f]+…, the reference value/ });
 
   for (const { what, bundle, env: extraEnv, cause } of cases) {
     const id = env.id();

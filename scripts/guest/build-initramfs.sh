@@ -7,7 +7,7 @@
 # TCG the kernel unpacks a plain cpio faster than it inflates a gzip one (docs/microvm.md, "The guest").
 # --enclave: the enclave driver's, into build/guest/enclave-initrd.img: the attester (agent/build/runbox-attester)
 # as /bin/runbox-attester, whose presence makes the agent an enclave's, and the kernel crypto API's AF_ALG sockets
-# with the SHA-256, AES key wrap and AES-GCM it uses (docs/enclave.md).
+# with the SHA-256, AES key wrap and AES-GCM it uses, and dm-verity for the rootfs (docs/enclave.md).
 # Needs the kernel fetched first (scripts/guest/fetch-kernel.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -21,7 +21,8 @@ init=${1:-$root/agent/build/runbox-agent}
 out=${2:-$guest/${enclave:+enclave-}initrd.img}
 wanted=(virtio_mmio virtio_console virtio_blk erofs overlay)
 # gcm asks the crypto API for ctr(aes) and ghash, soft dependencies depends= does not list
-if [ -n "$enclave" ]; then wanted+=(af_alg algif_hash algif_skcipher algif_aead keywrap ctr ghash-generic gcm); fi
+# dm-verity: an enclave's rootfs image is read through one, its root hash measured (agent/guest-verity.c)
+if [ -n "$enclave" ]; then wanted+=(af_alg algif_hash algif_skcipher algif_aead keywrap ctr ghash-generic gcm dm-verity); fi
 
 if [ ! -f "$guest/kernel-version" ]; then
   echo "build-initramfs: no guest kernel yet (npm run setup fetches it): no initramfs, no microVMs" >&2

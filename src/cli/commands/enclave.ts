@@ -36,7 +36,7 @@ export default class Enclave extends Command {
     if (command === 'measure') {
       if (rest.length !== 1) throw new RuntimeError('enclave measure takes one argument: the bundle directory');
       const { bundleReferenceValues } = await import('../../drivers/enclave/bundle-reference-values.js');
-      process.stdout.write(`${JSON.stringify(bundleReferenceValues(rest[0]!), null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify(await bundleReferenceValues(rest[0]!), null, 2)}\n`);
       return;
     }
     const [kbsCommand, ...args] = rest;

@@ -11,9 +11,10 @@ import { requestedSecrets } from './enclave-secrets.js';
 import { chosenTee, TEE_ANNOTATION } from './enclave-tee.js';
 import { initdataDigest } from './initdata.js';
 import { vtpmReferenceValues } from './launch-measurement.js';
+import { rootfsVerity } from './rootfs-verity.js';
 import { teeAvailability } from './tee-backends.js';
 
-export function bundleReferenceValues(bundleDir: string): ReferenceValues {
+export async function bundleReferenceValues(bundleDir: string): Promise<ReferenceValues> {
   const bundle = resolve(bundleDir);
   const spec = loadSpec(bundle);
   const tee = chosenTee(spec);
@@ -21,6 +22,6 @@ export function bundleReferenceValues(bundleDir: string): ReferenceValues {
   if (tee !== 'vtpm' || !availability.available) {
     throw new SpecError(`${TEE_ANNOTATION}=${tee}: this host cannot launch it, so it cannot say what it would measure: ${availability.why}`);
   }
-  const initdata = initdataDigest(EnclaveSandbox.createRecordsFor(spec, bundle));
+  const initdata = initdataDigest(EnclaveSandbox.createRecordsFor(spec, bundle, await rootfsVerity(spec.root!.path)));
   return vtpmReferenceValues(enclaveLaunch(spec), initdata, requestedSecrets(spec.annotations).map((secret) => secret.resource));
 }

@@ -25,6 +25,7 @@ import { teeAvailability } from './tee-backends.js';
 import { TEE_TYPES } from '../../attestation/reference-values.js';
 import { requestedSecrets } from './enclave-secrets.js';
 import { launchEvents } from './launch-measurement.js';
+import { fillVerityRootfs, verityFile } from './rootfs-verity.js';
 import { swtpmForQemu, vtpmDir } from './swtpm.js';
 import { provisionVtpm } from './vtpm-provision.js';
 
@@ -78,6 +79,11 @@ export class EnclaveDriver extends QemuDriver {
       }
     }
     return super.boot(config);
+  }
+
+  /** The rootfs image with its dm-verity hash tree, whose root hash the create request carries (rootfs-verity.ts). */
+  protected override fillRootfs(config: SandboxConfig, disk: string): Promise<void> {
+    return fillVerityRootfs(config.spec.root!.path, disk, config.dir);
   }
 
   protected override guest(config: SandboxConfig): Guest {
@@ -145,11 +151,14 @@ export class EnclaveDriver extends QemuDriver {
 
   override async cleanup(handle: Parameters<QemuDriver['cleanup']>[0]): Promise<void> {
     await super.cleanup(handle);
-    rmSync(vtpmDir(this.asVm(handle).dir), { recursive: true, force: true });
+    const dir = this.asVm(handle).dir;
+    rmSync(vtpmDir(dir), { recursive: true, force: true });
+    rmSync(verityFile(dir), { force: true });
   }
 
   override async abandonedBoot(dir: string): Promise<void> {
     await super.abandonedBoot(dir);
     rmSync(vtpmDir(dir), { recursive: true, force: true });
+    rmSync(verityFile(dir), { force: true });
   }
 }

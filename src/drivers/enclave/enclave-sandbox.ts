@@ -9,27 +9,37 @@ import { ROOTFS_FSTYPE } from '../qemu/rootfs-image.js';
 import { QemuSandbox, type QemuHandle } from '../qemu/qemu-sandbox.js';
 import { containerPolicy, policyRecords } from './enclave-policy.js';
 import { requestedSecrets, secretRecords } from './enclave-secrets.js';
+import { readVerity, verityRecord, type RootfsVerity } from './rootfs-verity.js';
+import { SandboxError } from '../../errors/errors.js';
 
 /** An enclave VM runs one container, here. */
 export const ENCLAVE_GUEST_ROOTFS = '/run/runbox/enclave/rootfs';
 
 export class EnclaveSandbox extends QemuSandbox {
+  /** The rootfs image's dm-verity parameters: those the driver kept beside the VM's disk, or a measurement's. */
+  private verity: RootfsVerity | undefined;
+
   protected override rootfsInGuest(): string {
     return ENCLAVE_GUEST_ROOTFS;
   }
 
   protected override createRequest(config: ContainerConfig): RecordList {
+    const verity = this.verity ?? readVerity(this.handle.dir);
+    if (!verity) throw new SandboxError('the rootfs image has no dm-verity hash tree (it was not built by the enclave driver)', { containerId: config.id });
     return [
       ...super.createRequest(config),
+      ['rootfs_verity', verityRecord(verity)],
       ...policyRecords(containerPolicy(config.spec, config.bundle)),
       ...secretRecords(requestedSecrets(config.spec.annotations)),
     ];
   }
 
   /** The create request a container of this bundle would send, for its measurement (nothing is sent). */
-  static createRecordsFor(spec: Spec, bundle: string): RecordList {
+  static createRecordsFor(spec: Spec, bundle: string, verity: RootfsVerity): RecordList {
     const handle: QemuHandle = { driver: 'enclave', pid: 0, startTime: '', dir: '', agentPorts: 0, accel: 'tcg', rootfsFstype: ROOTFS_FSTYPE };
     const unused = async () => {};
-    return new EnclaveSandbox(handle, undefined as unknown as AgentClient, unused, unused).createRequest({ id: 'measured', bundle, spec, stdio: 'null' });
+    const sandbox = new EnclaveSandbox(handle, undefined as unknown as AgentClient, unused, unused);
+    sandbox.verity = verity;
+    return sandbox.createRequest({ id: 'measured', bundle, spec, stdio: 'null' });
   }
 }

@@ -101,6 +101,11 @@ export class QemuDriver implements Driver {
     };
   }
 
+  /** Builds the container's rootfs image into the VM's disk (while the guest boots). */
+  protected fillRootfs(config: SandboxConfig, disk: string): Promise<void> {
+    return fillRootfsDisk(config.spec.root!.path, disk);
+  }
+
   /** Whether this VM may be restored from a template. */
   protected templatesFor(config: SandboxConfig): boolean {
     return templatesEnabled(config.spec.annotations?.[TEMPLATE_ANNOTATION]);
@@ -138,7 +143,7 @@ export class QemuDriver implements Driver {
     // started once QEMU is: starting mkfs forks this process, which would hold QEMU's own start back by as long.
     const buildImage = (): Promise<void> => {
       if (!image) {
-        image = fillRootfsDisk(config.spec.root!.path, disk);
+        image = this.fillRootfs(config, disk);
         image.catch(() => {}); // a launch that fails first leaves it unawaited
       }
       return image;

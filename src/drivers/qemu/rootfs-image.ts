@@ -19,12 +19,18 @@ function checkRootfsDir(rootfsDir: string): void {
   }
 }
 
-/** A read-only filesystem image of a container rootfs dir (symlinks, hardlinks, device nodes, modes, ownership kept). */
-export async function buildRootfsImage(rootfsDir: string, outPath: string, fstype: RootfsFsType = ROOTFS_FSTYPE): Promise<{ path: string; fstype: RootfsFsType }> {
+/**
+ * A read-only filesystem image of a container rootfs dir (symlinks, hardlinks, device nodes, modes, ownership kept).
+ * `reproducible` (erofs): the same directory always makes the same bytes (a fixed UUID and build time), so that a
+ * digest of the image can be computed ahead (an enclave's reference values).
+ */
+export async function buildRootfsImage(
+  rootfsDir: string, outPath: string, fstype: RootfsFsType = ROOTFS_FSTYPE, reproducible = false,
+): Promise<{ path: string; fstype: RootfsFsType }> {
   checkRootfsDir(rootfsDir);
   rmSync(outPath, { force: true });
   try {
-    if (fstype === 'erofs') await buildErofs(rootfsDir, outPath);
+    if (fstype === 'erofs') await buildErofs(rootfsDir, outPath, reproducible);
     else await buildExt4(rootfsDir, outPath);
   } catch (error) {
     rmSync(outPath, { force: true });
@@ -35,9 +41,13 @@ export async function buildRootfsImage(rootfsDir: string, outPath: string, fstyp
   return { path: outPath, fstype };
 }
 
-async function buildErofs(dir: string, out: string): Promise<void> {
+/** The UUID of a reproducible image: any fixed one. */
+const FIXED_UUID = '6e5e8d3c-0000-4000-8000-72756e626f78';
+
+async function buildErofs(dir: string, out: string, reproducible: boolean): Promise<void> {
   // Uncompressed: the guest reads it through the page cache like any disk, without decompressing under TCG.
-  await run('mkfs.erofs', ['--quiet', '--preserve-mtime', out, dir]);
+  await run('mkfs.erofs', ['--quiet', '--preserve-mtime', ...(reproducible ? ['-U', FIXED_UUID] : []), out, dir],
+    reproducible ? { env: { ...process.env, SOURCE_DATE_EPOCH: '0' } } : {});
 }
 
 async function buildExt4(dir: string, out: string): Promise<void> {
@@ -88,10 +98,14 @@ export function createEmptyDisk(diskPath: string): void {
  * Builds the image of rootfsDir into a disk from createRootfsDisk, which a VM may have open already: beside it
  * first, then copied in without truncating it (QEMU keeps the size it saw; mkfs would truncate its output).
  */
-export async function fillRootfsDisk(rootfsDir: string, diskPath: string, fstype: RootfsFsType = ROOTFS_FSTYPE): Promise<void> {
+export async function fillRootfsDisk(
+  rootfsDir: string, diskPath: string, fstype: RootfsFsType = ROOTFS_FSTYPE, options: { reproducible?: boolean; appended?: (image: string) => Promise<void> } = {},
+): Promise<void> {
   const staging = `${diskPath}.building`;
   try {
-    await buildRootfsImage(rootfsDir, staging, fstype);
+    await buildRootfsImage(rootfsDir, staging, fstype, options.reproducible);
+    // What a caller adds after the image (an enclave's dm-verity hash tree) goes into the disk with it.
+    await options.appended?.(staging);
     if (statSync(staging).size > ROOTFS_DISK_BYTES) {
       throw new Error(`the ${fstype} image of ${rootfsDir} is larger than a VM's rootfs disk (${ROOTFS_DISK_BYTES} bytes)`);
     }
