@@ -1,4 +1,4 @@
-// Framing of the agent protocol (agent/PROTOCOL.md): a 10-byte header — payload length u32 BE, id u32 BE,
+// Framing of the agent protocol (native/agent/PROTOCOL.md): a 10-byte header — payload length u32 BE, id u32 BE,
 // type u8, flags u8 — then the payload.
 
 export const HEADER_LENGTH = 10;

@@ -14,7 +14,7 @@ import { removeRecordedCgroups } from './recorded-cgroups.js';
 import { projectPath } from '../../host/install-paths.js';
 
 export const AGENT_BINARY = process.env.RUNBOX_AGENT
-  ?? projectPath('agent', 'build', 'runbox-agent');
+  ?? projectPath('dist', 'runbox-agent');
 
 /** How long an agent told to stop (SIGTERM: it kills its containers first) gets before SIGKILL. */
 const AGENT_STOP_MS = 1000;
@@ -119,7 +119,7 @@ export class EmulatedDriver implements Driver {
     const socket = join(config.dir, 'agent.sock');
     const logFile = join(config.dir, 'agent.log');
     const stdio = config.stdio === 'inherit' ? 'inherit' : 'ignore';
-    // agent/main.c: --stdio-null for containers whose stdio is not the caller's, --caller-reaps as in caller_reaps.h
+    // native/agent/main.c: --stdio-null for containers whose stdio is not the caller's, --caller-reaps as in caller_reaps.h
     const args = ['--socket', socket, '--log', logFile, ...(stdio === 'ignore' ? ['--stdio-null'] : []), ...(config.callerReaps ? ['--caller-reaps'] : [])];
     const preforked = takePreforkedAgent(args);
     const agent: StartingAgent = preforked
@@ -172,7 +172,7 @@ export class EmulatedDriver implements Driver {
   /**
    * The agent of a sandbox whose handle was never recorded (its caller died first; the agent dies with such a
    * caller, but one may be stopping) or can no longer be read: the runbox-agent whose working directory is the
-   * sandbox's (agent/main.c), ended as cleanup ends a recorded one.
+   * sandbox's (native/agent/main.c), ended as cleanup ends a recorded one.
    */
   async abandonedBoot(dir: string): Promise<void> {
     const agents = processesIn(basename(AGENT_BINARY), dir).map((pid) => ({ pid, startTime: processStartTime(pid) }));

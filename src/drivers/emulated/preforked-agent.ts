@@ -1,4 +1,4 @@
-// The sandbox agent that bin/runbox's launcher forks for `create` before Node starts (src/cli/launcher/), so that
+// The sandbox agent that bin/runbox's launcher forks for `create` before Node starts (native/cli/), so that
 // it starts while Node does. It waits on a socketpair for its arguments; the emulated driver's first boot in this
 // process takes it. Unused, it dies with this process (the launcher set its PR_SET_PDEATHSIG).
 import { fstatSync } from 'node:fs';
@@ -32,7 +32,7 @@ delete process.env[VARIABLE];
 
 export interface PreforkedAgent {
   pid: number;
-  /** The agent's fd 3: it answers there as a spawned agent does on its fd 3 (agent/PROTOCOL.md). */
+  /** The agent's fd 3: it answers there as a spawned agent does on its fd 3 (native/agent/PROTOCOL.md). */
   stream: Socket;
 }
 

@@ -1,4 +1,4 @@
-// The cgroups a host agent recorded in its sandbox directory (agent/cgroup_record.h), removed by the host once the
+// The cgroups a host agent recorded in its sandbox directory (native/agent/cgroup_record.h), removed by the host once the
 // agent is gone without removing them itself (killed with SIGKILL): their processes killed, the directories and
 // the parents the agent made for them removed.
 import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
