@@ -1,7 +1,6 @@
 import { RuntimeError } from './errors.js';
+import { MAX_ID_LENGTH } from '../generated/facts.js';
 
-/** The longest file name (NAME_MAX): the id names the container's state directory. runc takes these, and fails longer ones. */
-export const MAX_ID_LENGTH = 255;
 const VALID = /^[A-Za-z0-9][A-Za-z0-9_+\-.]*$/;
 
 /** Refuses ids that could escape the state root or confuse tools, before anything touches the disk. */

@@ -17,8 +17,9 @@ import { createStopsForHooks, passCreateHookPoint, runHooksReportingFailures, sa
 import { silentLogger, type Logger } from '../host/logger.js';
 import { StateDamageError } from './state-damage.js';
 import { StateStore, type ContainerRecord } from './state-store.js';
+import { DEFAULT_ROOT } from '../generated/facts.js';
 
-export const DEFAULT_ROOT = '/run/runbox';
+export { DEFAULT_ROOT };
 
 export interface RuntimeOptions {
   root?: string;

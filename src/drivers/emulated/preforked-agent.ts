@@ -4,8 +4,7 @@
 import { fstatSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { parentPid } from '../../host/host-process.js';
-
-const VARIABLE = 'RUNBOX_PREFORKED_AGENT';
+import { ENV_PREFORKED_AGENT } from '../../generated/facts.js';
 
 interface Offer {
   fd: number;
@@ -26,9 +25,9 @@ function readOffer(value: string | undefined): Offer | undefined {
   return parentPid(pid) === process.pid ? { fd, pid } : undefined;
 }
 
-let offer = readOffer(process.env[VARIABLE]);
+let offer = readOffer(process.env[ENV_PREFORKED_AGENT]);
 // Not for anything this process starts.
-delete process.env[VARIABLE];
+delete process.env[ENV_PREFORKED_AGENT];
 
 export interface PreforkedAgent {
   pid: number;

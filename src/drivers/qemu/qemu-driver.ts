@@ -17,7 +17,8 @@ import { guestAssets, type GuestAssets } from './guest-assets.js';
 import { isProcessAlive, killProcessesUnder, processStartTime } from '../../host/host-process.js';
 import { KvmProbe } from './kvm-probe.js';
 import { accelOutlook, ACCEL_ANNOTATION, KVM_VERDICT_FILE, kvmProbeTimeoutSeconds, parseAccelChoice, planAccel, type Accel } from './qemu-accel.js';
-import { agentPortSocket, clientOnSession, leasePort, openSession } from './qemu-agent-port.js';
+import { agentPortLock, agentPortSocket, clientOnSession, leasePort, openSession } from './qemu-agent-port.js';
+import { AGENT_GREETING_TIMEOUT_MS } from '../../generated/facts.js';
 import { QEMU_BINARY, qemuArgs, vmFiles, type InheritedStdio } from './qemu-command.js';
 import { vmResources, type VmResources } from './qemu-resources.js';
 import { QmpClient, queryRunState, quitQemu } from './qemu-qmp.js';
@@ -33,8 +34,6 @@ export const AGENT_PORTS = 4;
 /** The annotation (else RUNBOX_QEMU_BOOT_TIMEOUT) that sets how long a guest may take to report ready, in seconds. */
 export const BOOT_TIMEOUT_ANNOTATION = 'io.runbox.qemu.boot-timeout';
 const DEFAULT_BOOT_TIMEOUT_S = 30;
-/** A later invocation waits this long for the agent's greeting on a port before it tries again. */
-const GREETING_TIMEOUT_MS = 3000;
 const CONNECT_TIMEOUT_MS = 30_000;
 /** The access mode bits of an open file's flags (Linux's; Node's fs.constants lacks them). */
 const O_ACCMODE = 0o3;
@@ -178,7 +177,7 @@ function removeVmFiles(handle: Pick<QemuHandle, 'dir' | 'agentPorts'>, keepDisk 
   if (!keepDisk) rmSync(files.image, { force: true });
   for (let i = 0; i < handle.agentPorts; i++) {
     rmSync(agentPortSocket(handle.dir, i), { force: true });
-    rmSync(`${handle.dir}/agent-${i}.lock`, { force: true });
+    rmSync(agentPortLock(handle.dir, i), { force: true });
   }
 }
 
@@ -526,7 +525,7 @@ export class QemuDriver implements Driver {
     const deadline = Date.now() + CONNECT_TIMEOUT_MS;
     for (;;) {
       try {
-        const socket = await openSession(agentPortSocket(vm.dir, lease.index), AbortSignal.timeout(GREETING_TIMEOUT_MS));
+        const socket = await openSession(agentPortSocket(vm.dir, lease.index), AbortSignal.timeout(AGENT_GREETING_TIMEOUT_MS));
         return new QemuSandbox(vm, clientOnSession(socket, lease), () => this.cleanup(vm), () => this.vmGone(vm));
       } catch (error) {
         // No greeting: the VM is going (it powers off after its container), or the port still held an old
