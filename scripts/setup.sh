@@ -12,7 +12,7 @@ declare -A wanted=(
   [objcopy]=binutils
   [make]=make
   [/usr/lib/x86_64-linux-gnu/libc.a]=libc6-dev
-  # the agent links libseccomp statically: it compiles containers' seccomp filters (agent/seccomp_filter.c)
+  # the agent links libseccomp statically: it compiles containers' seccomp filters (native/agent/seccomp_filter.c)
   [/usr/lib/x86_64-linux-gnu/libseccomp.a]=libseccomp-dev
   [umoci]=umoci
   [runc]=runc

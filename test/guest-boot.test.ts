@@ -1,5 +1,5 @@
 // The microVM guest on its own, with real QEMU under TCG: the guest kernel boots a test init (scripts/guest/
-// guest-probe.c, built on agent/guest.h) from an initramfs made like the agent's, which loads the modules, finds
+// guest-probe.c, built on native/agent/guest.h) from an initramfs made like the agent's, which loads the modules, finds
 // virtio-serial ports by name, and mounts rootfs images from buildRootfsImage() under a writable overlay.
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
@@ -27,7 +27,7 @@ test.after.always(() => rmSync(probeDir, { recursive: true, force: true }));
 function probe(): Promise<string> {
   probeInitrd ??= (async () => {
     const init = join(probeDir, 'probe');
-    await compileStaticInit(['scripts/guest/guest-probe.c', 'agent/guest-init.c', 'agent/guest-port.c', 'agent/guest-rootfs.c', 'agent/util.c', 'agent/log.c'], init);
+    await compileStaticInit(['native/probes/guest-probe.c', 'native/agent/guest-init.c', 'native/agent/guest-port.c', 'native/agent/guest-rootfs.c', 'native/common/util.c', 'native/agent/log.c'], init);
     await buildInitramfs(init, join(probeDir, 'initrd.img'));
     return join(probeDir, 'initrd.img');
   })();

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds a microVM initramfs: INIT as /init, and the guest kernel's modules the VM needs as plain .ko files in
 # /lib/modules/runbox with their load order (each after its dependencies) in /lib/modules/runbox/order, which
-# the agent's guest_init() loads (agent/guest.h).
+# the agent's guest_init() loads (native/agent/guest.h).
 #   build-initramfs.sh [--gzip] [INIT [OUT]]
-# Defaults: the agent (agent/build/runbox-agent) into build/guest/initrd.img. Uncompressed unless --gzip: under
+# Defaults: the agent (dist/runbox-agent) into build/guest/initrd.img. Uncompressed unless --gzip: under
 # TCG the kernel unpacks a plain cpio faster than it inflates a gzip one (docs/microvm.md, "The guest").
 # Needs the kernel fetched first (scripts/guest/fetch-kernel.sh).
 set -euo pipefail
@@ -12,7 +12,7 @@ guest="$root/build/guest"
 
 compress=cat
 if [ "${1:-}" = --gzip ]; then compress="gzip -6 -n"; shift; fi
-init=${1:-$root/agent/build/runbox-agent}
+init=${1:-$root/dist/runbox-agent}
 out=${2:-$guest/initrd.img}
 wanted=(virtio_mmio virtio_console virtio_blk erofs overlay)
 

@@ -171,7 +171,7 @@ export class CloneFailureError extends SandboxError {
 }
 
 /**
- * The agent's error response (agent/PROTOCOL.md: `error=MESSAGE`, `errno=N`). Its messages name the container
+ * The agent's error response (native/agent/PROTOCOL.md: `error=MESSAGE`, `errno=N`). Its messages name the container
  * they are about: when that is the container the request was for, the id becomes `containerId`.
  */
 export class AgentError extends RunboxError {

@@ -29,12 +29,11 @@ import { TEMPLATE_ANNOTATION, TemplateStore, templatesEnabled, type VmTemplate }
 import { createEmptyDisk, createRootfsDisk, fillRootfsDisk } from './rootfs-image.js';
 import { untilListening } from '../../host/until-listening.js';
 import { refuseHostResources } from './vm-host-resources.js';
+import { AGENT_GREETING_TIMEOUT_MS } from '../../generated/facts.js';
 
 /** The annotation (else RUNBOX_QEMU_BOOT_TIMEOUT) that sets how long a guest may take to report ready, in seconds. */
 export const BOOT_TIMEOUT_ANNOTATION = 'io.runbox.qemu.boot-timeout';
 const DEFAULT_BOOT_TIMEOUT_S = 30;
-/** A later invocation waits this long for the agent's greeting on a port before it tries again. */
-const GREETING_TIMEOUT_MS = 3000;
 const CONNECT_TIMEOUT_MS = 30_000;
 /** What a clone's kernel is reseeded with: as much as its CRNG's key, twice. */
 const CLONE_ENTROPY_BYTES = 64;
@@ -299,7 +298,7 @@ export class QemuDriver implements Driver {
     const deadline = Date.now() + CONNECT_TIMEOUT_MS;
     for (;;) {
       try {
-        const socket = await openSession(agentPortSocket(vm.dir, lease.index), AbortSignal.timeout(GREETING_TIMEOUT_MS));
+        const socket = await openSession(agentPortSocket(vm.dir, lease.index), AbortSignal.timeout(AGENT_GREETING_TIMEOUT_MS));
         return new QemuSandbox(vm, clientOnSession(socket, lease), () => this.cleanup(vm), () => this.vmGone(vm));
       } catch (error) {
         // No greeting: the VM is going (it powers off after its container), or the port still held an old

@@ -12,7 +12,7 @@ import { processStartTime } from '../../host/host-process.js';
 import { untilListening } from '../../host/until-listening.js';
 import type { KvmProbe } from './kvm-probe.js';
 import type { Accel } from './qemu-accel.js';
-import { agentPortSocket, clientOnSession, leasePort, openSession } from './qemu-agent-port.js';
+import { agentPortLock, agentPortSocket, clientOnSession, leasePort, openSession } from './qemu-agent-port.js';
 import { QEMU_BINARY, vmFiles, type InheritedStdio } from './qemu-command.js';
 import { queryRunState } from './qemu-qmp.js';
 import type { QemuHandle } from './qemu-sandbox.js';
@@ -160,7 +160,7 @@ export function removeVmFiles(handle: Pick<QemuHandle, 'dir' | 'agentPorts'>, ke
   if (!keepDisk) rmSync(files.image, { force: true });
   for (let i = 0; i < handle.agentPorts; i++) {
     rmSync(agentPortSocket(handle.dir, i), { force: true });
-    rmSync(`${handle.dir}/agent-${i}.lock`, { force: true });
+    rmSync(agentPortLock(handle.dir, i), { force: true });
   }
 }
 

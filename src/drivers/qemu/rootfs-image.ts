@@ -1,5 +1,5 @@
 // A container's rootfs directory as a read-only filesystem image, which the microVM gets as a virtio block
-// device and mounts under a writable overlay (agent/guest-rootfs.c). Both builders keep symlinks, hardlinks,
+// device and mounts under a writable overlay (native/agent/guest-rootfs.c). Both builders keep symlinks, hardlinks,
 // device nodes, fifos, sockets, permissions (setuid/setgid/sticky too), ownership and timestamps.
 import { execFile } from 'node:child_process';
 import { closeSync, createReadStream, createWriteStream, existsSync, ftruncateSync, openSync, rmSync, statSync } from 'node:fs';
