@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { ContentStore } from './content-store.js';
 import { withLock } from '../host/file-lock.js';
 import { ImageIndex, type ImageRecord } from './image-index.js';
+import { lazyChunkDigests } from './lazy/lazy-references.js';
 import { DEFAULT_IMAGE_LIMITS, type ImageLimits } from './image-limits.js';
 import { Puller, type PullOptions } from './pull.js';
 import { formatReference, parseReference } from './reference.js';
@@ -97,7 +98,7 @@ export class ImageStore {
 
   /** Frees blobs no image needs and partial downloads left by interrupted pulls; returns the bytes freed. */
   collect(): Promise<number> {
-    return withLock(this.content.gcLockPath, 'ex', () => this.content.collect(this.images.referenced()));
+    return withLock(this.content.gcLockPath, 'ex', () => this.content.collect(lazyChunkDigests(this.content, this.images.all(), this.images.referenced())));
   }
 
   /** Evicts least recently used images (never `keep`) until the store's blobs fit in `quota` bytes. */

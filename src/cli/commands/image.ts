@@ -2,7 +2,7 @@ import * as Args from '@oclif/core/args';
 import { Command } from '@oclif/core/command';
 import * as Flags from '@oclif/core/flags';
 import type { ImageRecord } from '../../image/image-index.js';
-import { openStore, platformFlag, pullFlags, storeFlags } from '../image-options.js';
+import { lazyFlags, openStore, platformFlag, pullFlags, storeFlags } from '../image-options.js';
 import { formatBytes, PullProgress } from '../pull-progress.js';
 
 const SUBCOMMANDS = ['pull', 'ls', 'rm', 'prune'] as const;
@@ -21,6 +21,7 @@ export default class Image extends Command {
   static flags = {
     ...storeFlags,
     ...pullFlags,
+    lazy: lazyFlags.lazy,
     format: Flags.string({ description: 'output format', options: ['table', 'json'], default: 'table' }),
   };
 
@@ -39,7 +40,7 @@ export default class Image extends Command {
           for (const ref of refs) {
             const progress = json ? undefined : PullProgress.forTerminal(flags.quiet);
             try {
-              pulled.push(await store.pull(ref, { ...(platform ? { platform } : {}), ...(progress ? { onEvent: progress.onEvent } : {}) }));
+              pulled.push(await store.pull(ref, { ...(platform ? { platform } : {}), ...(progress ? { onEvent: progress.onEvent } : {}), ...(flags.lazy ? { lazy: true } : {}) }));
             } finally {
               progress?.finish();
             }

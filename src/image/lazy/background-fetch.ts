@@ -26,7 +26,8 @@ export class BackgroundFetch {
   constructor(private readonly fetcher: ChunkFetcher, chunks: Chunk[], private readonly bytesPerSecond: number, private readonly onProgress?: (progress: BackgroundProgress) => void) {
     const all = spans(chunks, fetcher.maxSpan);
     this.progress.total = all.reduce((sum, span) => sum + spanBytes(span), 0);
-    this.finished = this.run(all);
+    // A rate of 0: no background fetch, every chunk on demand.
+    this.finished = bytesPerSecond > 0 ? this.run(all) : Promise.resolve();
   }
 
   stop(): void {
