@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { PrivateContainerd } from './helpers/containerd.js';
 import { layoutWithFiles, pushEstargz, seededBytes } from './helpers/estargz.js';
 import { unmountUnder } from '../src/host/mounts.js';
-import { loaderGone, stopLoader } from './helpers/lazy.js';
+import { loaderGone, loaderProcesses, stopLoader } from './helpers/lazy.js';
 import { FIXTURE_OCI, push, startFaultProxy, startRegistry, type Registry } from './helpers/registry.js';
 import { TestEnv, processesMarked } from './helpers/runbox.js';
 import { cleanupList } from './helpers/teardown.js';
@@ -79,4 +79,86 @@ test('image pull --lazy fetches the TOCs only; a read of a file not yet fetched 
   t.is(read.code, 0, read.stderr);
   t.is(read.stdout, `${BIG_MD5}  /data/big\n`);
   await env.run(['delete', '-f', id]);
+});
+
+/** A container of `image` (lazily, no background fetch) that sleeps, in a bundle under the test's directory. */
+async function sleeper(t: { teardown(f: () => unknown): void }, env: TestEnv, store: string, image: string): Promise<string> {
+  const bundle = join(env.dir, `bundle-${env.id('b')}`);
+  t.teardown(() => unmountUnder(bundle));
+  const made = await env.run(['bundle', '--image', image, '--lazy', '--lazy-background-rate', '0', '--store', store, bundle, '--', 'sleep', '1000']);
+  if (made.code !== 0) throw new Error(made.stderr);
+  const id = env.id();
+  const started = await env.run(['run', '-d', '--bundle', bundle, id]);
+  if (started.code !== 0) throw new Error(started.stderr);
+  return id;
+}
+
+test('the lazy loader\'s server killed with SIGKILL during a read is restarted and the read completes', async (t) => {
+  const env = new TestEnv(t);
+  const store = storeFor(t);
+  const proxy = await startFaultProxy(t, registry.host);
+  const image = `${proxy.host}/lazy/app:1`;
+  const id = await sleeper(t, env, store, image);
+  const [server] = loaderProcesses(store).server;
+  t.truthy(server);
+  let release!: () => void;
+  proxy.gate = new Promise((resolve) => (release = resolve));
+  const reading = env.run(['exec', id, 'md5sum', '/data/big']);
+  for (let i = 0; i < 200 && proxy.held === 0; i++) await sleep(50);
+  t.true(proxy.held > 0, 'the read waits for the registry');
+  process.kill(server!, 'SIGKILL');
+  for (let i = 0; i < 100 && !loaderProcesses(store).server.some((pid) => pid !== server); i++) await sleep(50);
+  t.true(loaderProcesses(store).server.some((pid) => pid !== server), 'a new server runs');
+  release();
+  const read = await reading;
+  t.is(read.code, 0, read.stderr);
+  t.is(read.stdout, `${BIG_MD5}  /data/big\n`);
+  // And later reads too.
+  const again = await env.run(['exec', id, 'cat', '/data/small.txt']);
+  t.is(again.stdout, 'small file\n');
+  t.regex(readFileSync(join(store, 'lazy', 'loader.log'), 'utf8'), /took over the connection/);
+  await env.run(['delete', '-f', id]);
+});
+
+test('two containers of one image share one cache: the second reads what the first fetched without asking the registry', async (t) => {
+  const env = new TestEnv(t);
+  const store = storeFor(t);
+  const proxy = await startFaultProxy(t, registry.host);
+  const image = `${proxy.host}/lazy/app:1`;
+  const first = await sleeper(t, env, store, image);
+  const second = await sleeper(t, env, store, image);
+  t.is(loaderProcesses(store).server.length, 1, 'one loader for the store');
+  const one = await env.run(['exec', first, 'md5sum', '/data/big']);
+  t.is(one.stdout, `${BIG_MD5}  /data/big\n`);
+  const before = proxy.requests.length;
+  const two = await env.run(['exec', second, 'md5sum', '/data/big']);
+  t.is(two.stdout, `${BIG_MD5}  /data/big\n`);
+  t.is(proxy.requests.length, before, 'no request for the second container');
+  await env.run(['delete', '-f', first]);
+  await env.run(['delete', '-f', second]);
+});
+
+test('registry stopped after start: what is local keeps working, a missing chunk is EIO after the retries, never a hang', async (t) => {
+  const env = new TestEnv(t);
+  const store = storeFor(t);
+  const own = await startRegistry(t, { storage: registry.storage });
+  const id = await sleeper(t, env, store, `${own.host}/lazy/app:1`);
+  t.is((await env.run(['exec', id, 'cat', '/data/small.txt'])).stdout, 'small file\n');
+  const { execFileSync } = await import('node:child_process');
+  execFileSync('fuser', ['-k', '-KILL', `${own.host.split(':')[1]}/tcp`], { stdio: 'ignore' });
+  t.is((await env.run(['exec', id, 'cat', '/data/small.txt'])).stdout, 'small file\n', 'local data still reads');
+  const missing = await env.run(['exec', id, 'md5sum', '/data/big'], { timeout: 90_000 });
+  t.not(missing.code, 0, JSON.stringify(missing));
+  t.regex(missing.stderr + missing.stdout, /Input\/output error/, JSON.stringify(missing));
+  await env.run(['delete', '-f', id]);
+});
+
+test('a layer that is not eStargz is pulled whole and served from the same lazy rootfs', async (t) => {
+  const env = new TestEnv(t);
+  const store = storeFor(t);
+  const id = env.id();
+  const result = await env.run(['run', '--image', `${registry.host}/plain/busybox:1`, '--lazy', '--store', store, '--rm', id, '--', 'sh', '-c', 'cat /etc/hostname; ls -l /bin/sh']);
+  t.is(result.code, 0, result.stderr);
+  t.regex(result.stdout, /^runbox\n.*\/bin\/sh -> \/bin\/busybox\n$/s);
+  t.deepEqual(await loaderGone(store), { processes: [], mounts: [], loops: [] });
 });

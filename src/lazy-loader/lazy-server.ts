@@ -114,7 +114,7 @@ export class LazyServer {
     if (!record?.lazy || record.manifest !== served.manifest) throw new Error(`image ${served.name} is not lazily pulled in this store`);
     const ref = parseReference(served.name);
     const client = new RegistryClient({ ...served.registry });
-    const fetcher = new ChunkFetcher(this.store.content, new BlobFetcher(client, client.endpoints(ref.registry), ref.repository), { retries: client.retries, backoff: (attempt) => client.backoff(attempt) });
+    const fetcher = new ChunkFetcher(this.store.content, new BlobFetcher(client, client.endpoints(ref.registry), ref.repository), { retries: 2, backoff: (attempt) => client.backoff(attempt) });
     const image = new LazyImage(this.store.content, fetcher, record.manifest, record.lazy);
     return { served, image, fetcher, client, layers: record.lazy.map((layer) => ({ digest: layer.digest, size: layer.size, lazy: layer.toc !== undefined })), prefetch: undefined, background: undefined };
   }

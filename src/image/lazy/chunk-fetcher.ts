@@ -50,6 +50,11 @@ export interface ChunkFetcherOptions {
   parallel?: number;
   /** Longest span one request covers, in compressed bytes (prefetch and background). */
   maxSpan?: number;
+  /**
+   * How long, after a layer's chunk was given up on, other reads of that layer fail at once instead of being
+   * retried again: the kernel reads a failed range page by page, and each would otherwise wait its retries.
+   */
+  failHoldMs?: number;
 }
 
 export class ChunkFetcher {
@@ -61,6 +66,7 @@ export class ChunkFetcher {
   readonly stats = new Map<string, LayerStats>();
   private readonly retries: number;
   private readonly parallel: number;
+  private readonly givenUp = new Map<string, { until: number; message: string }>();
   readonly maxSpan: number;
 
   constructor(private readonly store: ContentStore, private readonly reader: RangeReader, private readonly options: ChunkFetcherOptions = {}) {
@@ -125,6 +131,8 @@ export class ChunkFetcher {
       stats.misses++;
     }
     if (missing.length > 0) {
+      const held = this.givenUp.get(missing[0]!.layer);
+      if (held && held.until > Date.now()) throw new LazyReadError(held.message);
       const fetched = this.fetch(missing, kind);
       for (const chunk of missing) this.inFlight.set(chunk.digest, fetched.get(chunk.digest)!);
       waits.push(...fetched.values());
@@ -179,6 +187,8 @@ export class ChunkFetcher {
       failures = left.length < pending.length ? 1 : failures + 1;
       pending = left;
       if (failures > this.retries) {
+        const message = `chunk ${pending[0]!.digest} of layer ${pending[0]!.layer}: ${lastError} (tried ${failures} times)`;
+        this.givenUp.set(pending[0]!.layer, { until: Date.now() + (this.options.failHoldMs ?? 5000), message });
         for (const chunk of pending) settle.get(chunk.digest)!.reject(new LazyReadError(`chunk ${chunk.digest} of layer ${chunk.layer}: ${lastError} (tried ${failures} times)`));
         return;
       }
