@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { PrivateContainerd } from './helpers/containerd.js';
 import { layoutWithFiles, pushEstargz, seededBytes } from './helpers/estargz.js';
 import { unmountUnder } from '../src/host/mounts.js';
-import { loaderGone, loaderProcesses, stopLoader } from './helpers/lazy.js';
+import { loaderGone, loaderProcesses, loopDevicesOf, stopLoader } from './helpers/lazy.js';
 import { FIXTURE_OCI, push, startFaultProxy, startRegistry, type Registry } from './helpers/registry.js';
 import { TestEnv, processesMarked } from './helpers/runbox.js';
 import { cleanupList } from './helpers/teardown.js';
@@ -160,5 +160,33 @@ test('a layer that is not eStargz is pulled whole and served from the same lazy 
   const result = await env.run(['run', '--image', `${registry.host}/plain/busybox:1`, '--lazy', '--store', store, '--rm', id, '--', 'sh', '-c', 'cat /etc/hostname; ls -l /bin/sh']);
   t.is(result.code, 0, result.stderr);
   t.regex(result.stdout, /^runbox\n.*\/bin\/sh -> \/bin\/busybox\n$/s);
+  t.deepEqual(await loaderGone(store), { processes: [], mounts: [], loops: [] });
+});
+
+test('a CLI killed with SIGKILL while it made a lazy bundle leaves nothing that the next bundle does not take down', async (t) => {
+  const env = new TestEnv(t);
+  const store = storeFor(t);
+  const proxy = await startFaultProxy(t, registry.host);
+  const image = `${proxy.host}/lazy/app:1`;
+  t.is((await env.run(['image', 'pull', '--lazy', '-q', '--store', store, image])).code, 0);
+  // The bundle's config.json needs /etc/passwd from the image: held, the CLI waits there with its mounts made.
+  let release!: () => void;
+  proxy.gate = new Promise((resolve) => (release = resolve));
+  const parent = join(env.dir, 'bundles');
+  const { spawn } = await import('node:child_process');
+  const cli = spawn('bin/runbox', ['bundle', '--image', image, '--lazy', '--lazy-background-rate', '0', '--store', store, join(parent, 'first')], { stdio: 'ignore' });
+  for (let i = 0; i < 300 && proxy.held === 0; i++) await sleep(50);
+  t.true(proxy.held > 0);
+  cli.kill('SIGKILL');
+  await new Promise((resolve) => cli.once('exit', resolve));
+  release();
+  proxy.gate = undefined;
+  t.true(loopDevicesOf(store).length > 0, 'its rootfs is still mounted, in its partial bundle');
+  const second = join(parent, 'second');
+  t.teardown(() => unmountUnder(second));
+  const made = await env.run(['bundle', '--image', image, '--lazy', '--store', store, second]);
+  t.is(made.code, 0, made.stderr);
+  t.deepEqual(readdirSync(parent), ['second'], 'the partial bundle was taken down and removed');
+  unmountUnder(second);
   t.deepEqual(await loaderGone(store), { processes: [], mounts: [], loops: [] });
 });
