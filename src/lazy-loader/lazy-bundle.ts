@@ -16,6 +16,7 @@ import type { ImageStore } from '../image/image-store.js';
 import { PartialBundle } from '../image/partial-bundle.js';
 import type { PullOptions } from '../image/pull.js';
 import { connectLoader } from './loader-client.js';
+import { recordLazyDisk } from './lazy-disk.js';
 import type { RegistrySettings } from './loader-protocol.js';
 
 export interface LazyBundleOptions {
@@ -81,6 +82,7 @@ export async function lazyBundleFromImage(store: ImageStore, reference: string, 
       if (!reply.ok) throw new Error(reply.error);
       if (!('path' in reply)) throw new Error('the lazy loader answered without an image');
       await mountRootfs(reply.path, partial.path);
+      recordLazyDisk(partial.path, { store: store.dir, image: image.name, manifest: image.manifest, registry: options.registry });
     } finally {
       loader!.close();
     }

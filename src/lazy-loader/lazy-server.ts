@@ -16,6 +16,7 @@ import { LazyImage } from '../image/lazy/lazy-image.js';
 import { parseReference } from '../image/reference.js';
 import { RegistryClient } from '../image/registry-client.js';
 import { FuseSession } from '../fuse/fuse-session.js';
+import { NbdServer } from '../nbd/nbd-server.js';
 import { unmount } from '../fuse/fuse-mount.js';
 import { ImageFiles } from './image-files.js';
 import { imageFileName, loaderPaths, type LoaderPaths } from './loader-paths.js';
@@ -39,6 +40,15 @@ interface Loaded {
 }
 
 export const DEFAULT_BACKGROUND_RATE = 8 * 1024 * 1024;
+
+/** The size of a lazy disk over NBD: that of any microVM's rootfs disk (templates are restored with it). */
+export const LAZY_DISK_BYTES = 2 ** 40;
+
+async function readPadded(image: LazyImage, offset: number, length: number): Promise<Buffer> {
+  if (offset >= image.size) return Buffer.alloc(length);
+  const data = await image.read(offset, length);
+  return data.length === length ? data : Buffer.concat([data, Buffer.alloc(length - data.length)]);
+}
 
 function log(message: string): void {
   process.stderr.write(`${new Date().toISOString()} ${message}\n`);
@@ -67,6 +77,12 @@ export class LazyServer {
   private connections = 0;
   private idleSince = Date.now();
   private socketInode = 0;
+  private nbdInode = 0;
+  /** Exports by file name, as large as a microVM's rootfs disk: zeros past the image. */
+  private readonly nbd = new NbdServer((name) => {
+    const loaded = [...this.loaded.values()].find((image) => imageFileName(image.served.manifest) === name);
+    return loaded && { size: LAZY_DISK_BYTES, read: (offset, length) => readPadded(loaded.image, offset, length) };
+  }, () => (this.idleSince = Date.now()));
   private stopping = false;
   private lastStats = new Map<string, string>();
 
@@ -88,6 +104,10 @@ export class LazyServer {
     this.socketInode = await bindUnixSocket(this.paths.socket, (path) => new Promise((resolve, reject) => {
       server.once('error', reject);
       server.listen(path, () => resolve());
+    }));
+    this.nbdInode = await bindUnixSocket(this.paths.nbd, (path) => new Promise((resolve, reject) => {
+      this.nbd.server.once('error', reject);
+      this.nbd.server.listen(path, () => resolve());
     }));
     log(`serving ${this.served.length} images${takeOver ? ' (took over the connection)' : ''}`);
     setInterval(() => this.tick(), 500);
@@ -203,7 +223,7 @@ export class LazyServer {
 
   private tick(): void {
     void this.saveStats().catch(() => {});
-    if (this.connections > 0 || loopUsers(this.paths.mount) > 0) {
+    if (this.connections > 0 || this.nbd.connections > 0 || loopUsers(this.paths.mount) > 0) {
       this.idleSince = Date.now();
       return;
     }
@@ -215,6 +235,8 @@ export class LazyServer {
     this.stopping = true;
     log(`stopping: ${why}`);
     unlinkSocket(this.paths.socket, this.socketInode);
+    unlinkSocket(this.paths.nbd, this.nbdInode);
+    this.nbd.close();
     for (const loaded of this.loaded.values()) {
       loaded.background?.stop();
       loaded.client.close();

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 export interface LoaderPaths {
   dir: string;
   socket: string;
+  /** The NBD server microVMs read their lazy disks from (one export per image, by file name). */
+  nbd: string;
   lock: string;
   mount: string;
   images: string;
@@ -19,6 +21,7 @@ export function loaderPaths(storeDir: string): LoaderPaths {
   return {
     dir,
     socket: join(dir, 'loader.sock'),
+    nbd: join(dir, 'nbd.sock'),
     lock: join(dir, 'loader.lock'),
     mount: join(dir, 'images'),
     images: join(dir, 'served.json'),
