@@ -25,6 +25,8 @@ export interface LazyBundleOptions {
   registry: RegistrySettings;
   /** Bytes per second the background fetch may take. */
   backgroundRate?: number;
+  /** The loader records what is read of the image (image optimize). */
+  record?: boolean;
 }
 
 function run(command: string, args: string[]): Promise<void> {
@@ -78,7 +80,7 @@ export async function lazyBundleFromImage(store: ImageStore, reference: string, 
     mkdirSync(rootfs, { mode: 0o755 });
     const loader = await connectLoader(store.dir);
     try {
-      const reply = await loader!.ask({ op: 'open', image: image.name, registry: options.registry, ...(options.backgroundRate !== undefined ? { backgroundRate: options.backgroundRate } : {}) });
+      const reply = await loader!.ask({ op: 'open', image: image.name, registry: options.registry, ...(options.backgroundRate !== undefined ? { backgroundRate: options.backgroundRate } : {}), ...(options.record ? { record: true } : {}) });
       if (!reply.ok) throw new Error(reply.error);
       if (!('path' in reply)) throw new Error('the lazy loader answered without an image');
       await mountRootfs(reply.path, partial.path);

@@ -12,7 +12,7 @@ import { BlobFetcher } from '../image/blob-fetcher.js';
 import { ImageStore } from '../image/image-store.js';
 import { BackgroundFetch } from '../image/lazy/background-fetch.js';
 import { ChunkFetcher } from '../image/lazy/chunk-fetcher.js';
-import { LazyImage } from '../image/lazy/lazy-image.js';
+import { AccessRecorder, LazyImage } from '../image/lazy/lazy-image.js';
 import { parseReference } from '../image/reference.js';
 import { RegistryClient } from '../image/registry-client.js';
 import { FuseSession } from '../fuse/fuse-session.js';
@@ -162,7 +162,13 @@ export class LazyServer {
       const request = JSON.parse(line) as LoaderRequest;
       if (request.op === 'ping') return { ok: true };
       if (request.op === 'stats') return { ok: true, stats: await this.allStats() };
-      if (request.op === 'open') return await this.open(request.image, request.registry, request.backgroundRate ?? DEFAULT_BACKGROUND_RATE);
+      if (request.op === 'open') return await this.open(request.image, request.registry, request.backgroundRate ?? DEFAULT_BACKGROUND_RATE, request.record === true);
+      if (request.op === 'accesses') {
+        const record = this.store.images.get(request.image);
+        const recorder = record && this.loaded.get(record.manifest)?.image.recorder;
+        if (!recorder) throw new Error(`image ${request.image} is not being recorded`);
+        return { ok: true, accesses: recorder.report() };
+      }
       return { ok: false, error: 'unknown request' };
     } catch (error) {
       return { ok: false, error: (error as Error).message };
@@ -170,12 +176,12 @@ export class LazyServer {
   }
 
   /** Serves the image (from now on, also after a restart), prefetches its prioritised chunks, starts the rest. */
-  private async open(name: string, registry: RegistrySettings, backgroundRate: number): Promise<LoaderReply> {
-    const record = this.store.images.get(name);
-    if (!record?.lazy) throw new Error(`image ${name} is not lazily pulled in store ${this.store.dir}`);
-    let index = this.served.findIndex((served) => served.manifest === record.manifest);
+  private async open(name: string, registry: RegistrySettings, backgroundRate: number, record: boolean): Promise<LoaderReply> {
+    const stored = this.store.images.get(name);
+    if (!stored?.lazy) throw new Error(`image ${name} is not lazily pulled in store ${this.store.dir}`);
+    let index = this.served.findIndex((served) => served.manifest === stored.manifest);
     if (index < 0) {
-      this.served.push({ name, manifest: record.manifest, registry, backgroundRate });
+      this.served.push({ name, manifest: stored.manifest, registry, backgroundRate });
       index = this.served.length - 1;
       if (!this.serve(this.served[index]!, index)) {
         this.served.pop();
@@ -183,14 +189,15 @@ export class LazyServer {
       }
       writeFileAtomic(this.paths.images, JSON.stringify(this.served, null, 2));
     }
-    const loaded = this.loaded.get(record.manifest)!;
+    const loaded = this.loaded.get(stored.manifest)!;
+    if (record) loaded.image.recorder ??= new AccessRecorder();
     loaded.prefetch ??= loaded.fetcher.ensure(loaded.image.prefetch, 'prefetch').then(() => loaded.image.prefetch.reduce((sum, chunk) => sum + chunk.size, 0));
     const prefetched = await loaded.prefetch.catch((error: Error) => {
       loaded.prefetch = undefined;
       throw error;
     });
     loaded.background ??= new BackgroundFetch(loaded.fetcher, loaded.image.chunks, loaded.served.backgroundRate);
-    return { ok: true, path: join(this.paths.mount, imageFileName(record.manifest)), size: loaded.image.size, prefetched };
+    return { ok: true, path: join(this.paths.mount, imageFileName(stored.manifest)), size: loaded.image.size, prefetched };
   }
 
   private statsOf(loaded: Loaded): ImageStats {

@@ -10,7 +10,8 @@ export interface RegistrySettings {
 }
 
 export type LoaderRequest =
-  | { op: 'open'; image: string; registry: RegistrySettings; backgroundRate?: number }
+  | { op: 'open'; image: string; registry: RegistrySettings; backgroundRate?: number; record?: boolean }
+  | { op: 'accesses'; image: string }
   | { op: 'stats' }
   | { op: 'ping' };
 
@@ -27,5 +28,6 @@ export interface ImageStats {
 export type LoaderReply =
   | { ok: true; path: string; size: number; prefetched: number }
   | { ok: true; stats: ImageStats[] }
+  | { ok: true; accesses: Array<{ path: string; size: number; ranges: Array<[number, number]> }> }
   | { ok: true }
   | { ok: false; error: string };

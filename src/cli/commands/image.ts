@@ -2,10 +2,12 @@ import * as Args from '@oclif/core/args';
 import { Command } from '@oclif/core/command';
 import * as Flags from '@oclif/core/flags';
 import type { ImageRecord } from '../../image/image-index.js';
-import { lazyFlags, openStore, platformFlag, pullFlags, storeFlags } from '../image-options.js';
+import { convertToEstargz } from '../../image/lazy/estargz-convert.js';
+import { lazyFlags, openStore, platformFlag, pullFlags, registrySettings, storeFlags } from '../image-options.js';
+import { optimizeImage } from '../../lazy-loader/lazy-optimize.js';
 import { formatBytes, PullProgress } from '../pull-progress.js';
 
-const SUBCOMMANDS = ['pull', 'ls', 'rm', 'prune'] as const;
+const SUBCOMMANDS = ['pull', 'ls', 'rm', 'prune', 'convert', 'optimize'] as const;
 type Subcommand = (typeof SUBCOMMANDS)[number];
 
 function summary(record: ImageRecord): Record<string, unknown> {
@@ -13,15 +15,17 @@ function summary(record: ImageRecord): Record<string, unknown> {
 }
 
 export default class Image extends Command {
-  static summary = 'Manage images: pull REF…, ls, rm REF…, prune.';
+  static summary = 'Manage images: pull REF…, ls, rm REF…, prune, convert --estargz SRC DST, optimize SRC DST [-- ARGS].';
   static strict = false;
   static args = {
-    command: Args.string({ description: 'pull | ls | rm | prune', required: true, options: [...SUBCOMMANDS] }),
+    command: Args.string({ description: 'pull | ls | rm | prune | convert | optimize', required: true, options: [...SUBCOMMANDS] }),
   };
   static flags = {
     ...storeFlags,
     ...pullFlags,
     lazy: lazyFlags.lazy,
+    period: Flags.integer({ description: 'optimize: seconds the workload may run before it is stopped', default: 10, min: 1 }),
+    estargz: Flags.boolean({ description: 'convert: write the layers as eStargz (lazily loadable, still gzip tar layers)' }),
     format: Flags.string({ description: 'output format', options: ['table', 'json'], default: 'table' }),
   };
 
@@ -63,6 +67,26 @@ export default class Image extends Command {
           const removed = await store.remove(refs);
           if (json) this.log(JSON.stringify(removed.map(summary)));
           else if (!flags.quiet) for (const record of removed) this.log(`removed ${record.name}`);
+          break;
+        }
+        case 'convert': {
+          if (refs.length !== 2) throw new Error('image convert needs SRC and DST');
+          if (!flags.estargz) throw new Error('image convert needs the format to convert to: --estargz');
+          const converted = await convertToEstargz(store, refs[0]!, refs[1]!);
+          if (json) this.log(JSON.stringify(summary(converted)));
+          else if (!flags.quiet) this.log(`${converted.name}: ${converted.digest}`);
+          break;
+        }
+        case 'optimize': {
+          if (refs.length < 2) throw new Error('image optimize needs SRC and DST (then -- ARGS for the workload)');
+          const { image } = await optimizeImage(store, refs[0]!, refs[1]!, {
+            args: refs.slice(2),
+            periodMs: flags.period * 1000,
+            registry: registrySettings(flags),
+            scratchStore: (dir) => openStore({ ...flags, store: dir, quota: undefined }),
+          });
+          if (json) this.log(JSON.stringify(summary(image)));
+          else if (!flags.quiet) this.log(`${image.name}: ${image.digest}`);
           break;
         }
         case 'prune': {

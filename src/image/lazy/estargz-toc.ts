@@ -8,6 +8,8 @@ export const TOC_DIGEST_ANNOTATION = 'containerd.io/snapshot/stargz/toc.digest';
 export const UNCOMPRESSED_SIZE_ANNOTATION = 'io.containers.estargz.uncompressed-size';
 export const PREFETCH_LANDMARK = '.prefetch.landmark';
 export const NO_PREFETCH_LANDMARK = '.no.prefetch.landmark';
+/** runbox's own layer annotation: chunks (file name, chunkOffset) to prefetch besides those before the landmark. */
+export const PREFETCH_CHUNKS_ANNOTATION = 'io.runbox.estargz.prefetch-chunks';
 /** A TOC larger than this, uncompressed, is refused (upstream's own limit is smaller). */
 export const MAX_TOC_BYTES = 128 * 1024 * 1024;
 

@@ -17,9 +17,40 @@ export interface LazyLayerRecord {
   size: number;
   diffId: string;
   toc?: { digest: string; offset: number };
+  /** Chunks to prefetch besides those before the landmark, as (file name, chunkOffset): parts of large files. */
+  prefetchChunks?: Array<[string, number]>;
+}
+
+/** What a workload read, file by file in the order it first read each, with the byte ranges read. */
+export class AccessRecorder {
+  private readonly files = new Map<string, { size: number; ranges: Array<[number, number]> }>();
+
+  add(path: string, size: number, from: number, to: number): void {
+    let file = this.files.get(path);
+    if (!file) this.files.set(path, (file = { size, ranges: [] }));
+    file.ranges.push([from, to]);
+  }
+
+  /** Paths in first-read order, and per path the merged ranges read and the file's size. */
+  report(): Array<{ path: string; size: number; ranges: Array<[number, number]> }> {
+    return [...this.files].map(([path, { size, ranges }]) => {
+      const merged: Array<[number, number]> = [];
+      for (const [from, to] of [...ranges].sort((a, b) => a[0] - b[0])) {
+        const last = merged.at(-1);
+        if (last && from <= last[1]) last[1] = Math.max(last[1], to);
+        else merged.push([from, to]);
+      }
+      return { path, size, ranges: merged };
+    });
+  }
 }
 
 export class LazyImage {
+  /** When set, every read of file data is recorded (image optimize). */
+  recorder: AccessRecorder | undefined;
+  private paths: Map<LazyNode, string> | undefined;
+  private readonly root: LazyNode;
+
   readonly erofs: ErofsImage<FileData>;
   /** Chunks of the prioritised files (before each layer's `.prefetch.landmark`), in blob order. */
   readonly prefetch: Chunk[];
@@ -32,12 +63,17 @@ export class LazyImage {
       if (layer.toc) {
         const index = indexLayer(layer.digest, parseToc(store.read(layer.toc.digest)), layer.toc.offset);
         prioritised.push(...index.chunks.filter((chunk) => chunk.memberStart < index.prefetchEnd));
+        for (const [name, offset] of layer.prefetchChunks ?? []) {
+          const chunk = index.files.get(name.replace(/^\.?\/+/, ''))?.chunks.find((c) => c.fileOffset === offset);
+          if (chunk) prioritised.push(chunk);
+        }
         return { layer: layer.digest, entries: index.entries, data: (entry) => (index.files.has(entry.name) ? { kind: 'chunks', file: index.files.get(entry.name)! } : undefined) };
       }
       const tar = indexTar(store.blobPath(layer.diffId));
       return { layer: layer.digest, entries: tar, data: (entry) => ({ kind: 'local', blob: layer.diffId, offset: (entry as (typeof tar)[number]).dataOffset }) };
     });
     const root = mergeLayers(entries);
+    this.root = root;
     const files = regularFiles(root);
     const byChunk = new Map<Chunk, LazyNode>();
     for (const file of files) for (const chunk of fileChunks(file)) byChunk.set(chunk, file);
@@ -64,10 +100,27 @@ export class LazyImage {
     for (const extent of this.overlapping(position, end)) {
       const from = Math.max(position, extent.start);
       const to = Math.min(end, extent.start + extent.size);
+      if (this.recorder) this.recorder.add(this.pathOf(extent.node), extent.size, from - extent.start, to - extent.start);
       reads.push(this.readFile(extent, from - extent.start, to - from).then((bytes) => void bytes.copy(out, from - position)));
     }
     await Promise.all(reads);
     return out;
+  }
+
+  private pathOf(node: LazyNode): string {
+    if (!this.paths) {
+      const paths = new Map<LazyNode, string>();
+      const walk = (dir: LazyNode, prefix: string): void => {
+        for (const [name, child] of dir.children!) {
+          const path = `${prefix}${name}`;
+          if (child.type === 'dir') walk(child, `${path}/`);
+          else if (!paths.has(child)) paths.set(child, path);
+        }
+      };
+      walk(this.root, '');
+      this.paths = paths;
+    }
+    return this.paths.get(node) ?? '';
   }
 
   private overlapping(position: number, end: number): DataExtent<FileData>[] {

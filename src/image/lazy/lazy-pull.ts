@@ -11,6 +11,7 @@ import type { Descriptor } from '../image-index.js';
 import { openTarStream } from '../unpack-decompress.js';
 import type { RangeReader } from './chunk-fetcher.js';
 import { fetchLayerToc } from './layer-toc-fetch.js';
+import { PREFETCH_CHUNKS_ANNOTATION } from './estargz-toc.js';
 import type { LazyLayerRecord } from './lazy-image.js';
 
 /** A stored layer blob, decompressed into the store under its diff_id (unless there already). */
@@ -41,7 +42,16 @@ export async function storeUncompressed(store: ContentStore, layer: Descriptor, 
  */
 export async function pullLayerLazily(reader: RangeReader, store: ContentStore, layer: Descriptor, diffId: string, pullWhole: (layer: Descriptor) => Promise<void>): Promise<LazyLayerRecord> {
   const toc = await fetchLayerToc(reader, store, layer);
-  if (toc) return { digest: layer.digest, size: layer.size, diffId, toc: { digest: toc.tocDigest, offset: toc.tocOffset } };
+  if (toc) {
+    let prefetchChunks: Array<[string, number]> | undefined;
+    try {
+      const listed = JSON.parse(layer.annotations?.[PREFETCH_CHUNKS_ANNOTATION] ?? 'null') as unknown;
+      if (Array.isArray(listed) && listed.every((item) => Array.isArray(item) && typeof item[0] === 'string' && Number.isSafeInteger(item[1]))) prefetchChunks = listed as Array<[string, number]>;
+    } catch {
+      // Not runbox's: ignored, as upstream ignores it.
+    }
+    return { digest: layer.digest, size: layer.size, diffId, toc: { digest: toc.tocDigest, offset: toc.tocOffset }, ...(prefetchChunks ? { prefetchChunks } : {}) };
+  }
   await pullWhole(layer);
   await storeUncompressed(store, layer, diffId);
   return { digest: layer.digest, size: layer.size, diffId };
