@@ -124,15 +124,14 @@ export function openOut(fh: bigint, flags: number): Buffer {
   return out;
 }
 
-/** fuse_init_out for the kernel's INIT (whose major, minor, max_readahead and flags are `request`). */
-export function initOut(request: Buffer, maxPages: number): Buffer {
+/** fuse_init_out for the kernel's INIT (whose major, minor, max_readahead and flags are `request`); readahead at most `maxReadahead`. */
+export function initOut(request: Buffer, maxPages: number, maxReadahead: number): Buffer {
   const kernelMinor = request.readUInt32LE(4);
-  const maxReadahead = request.readUInt32LE(8);
   const kernelFlags = request.readUInt32LE(12);
   const out = Buffer.alloc(64);
   out.writeUInt32LE(FUSE_KERNEL_VERSION, 0);
   out.writeUInt32LE(Math.min(kernelMinor, FUSE_KERNEL_MINOR), 4);
-  out.writeUInt32LE(maxReadahead, 8);
+  out.writeUInt32LE(Math.min(maxReadahead, request.readUInt32LE(8)), 8);
   out.writeUInt32LE(kernelFlags & (InitFlags.ASYNC_READ | InitFlags.MAX_PAGES), 12);
   out.writeUInt16LE(16, 16); // max_background
   out.writeUInt16LE(12, 18); // congestion_threshold

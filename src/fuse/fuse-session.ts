@@ -42,11 +42,15 @@ export class FuseSession {
   private readonly done: Promise<void>;
   private resolveDone!: () => void;
 
+  private readonly maxReadahead: number;
+
   /**
    * Serves `fd` with `readers` reads waiting at once (each holds a thread of libuv's pool: size it with
-   * UV_THREADPOOL_SIZE). `takeOver`: the connection had a server before this one.
+   * UV_THREADPOOL_SIZE). `takeOver`: the connection had a server before this one. `maxReadahead`: how far the
+   * kernel may read ahead of what was asked (unlimited by default).
    */
-  constructor(private readonly fd: number, private readonly fs: FuseFilesystem, options: { readers?: number; takeOver?: boolean } = {}) {
+  constructor(private readonly fd: number, private readonly fs: FuseFilesystem, options: { readers?: number; takeOver?: boolean; maxReadahead?: number } = {}) {
+    this.maxReadahead = options.maxReadahead ?? 0xffffffff;
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
     if (options.takeOver) this.resend();
     for (let i = 0; i < (options.readers ?? 4); i++) this.readNext(Buffer.alloc(REQUEST_BUFFER));
@@ -107,7 +111,7 @@ export class FuseSession {
     const noEntry = Object.assign(new Error('no such node'), { code: 'ENOENT' });
     switch (header.opcode) {
       case Opcode.INIT:
-        return initOut(body, MAX_PAGES);
+        return initOut(body, MAX_PAGES, this.maxReadahead);
       case Opcode.LOOKUP: {
         const attr = this.fs.lookup(header.nodeid, body.toString('utf8', 0, body.indexOf(0) < 0 ? body.length : body.indexOf(0)));
         if (!attr) throw noEntry;

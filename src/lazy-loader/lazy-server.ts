@@ -98,7 +98,9 @@ export class LazyServer {
       this.served = [];
     }
     this.served.forEach((served, i) => this.serve(served, i));
-    const session = new FuseSession(fuseFd, this.files, { readers: 6, takeOver });
+    // No readahead on the image file: past the end of one file's data it would fetch the next file's chunks.
+    // The filesystem above reads ahead within each file.
+    const session = new FuseSession(fuseFd, this.files, { readers: 6, takeOver, maxReadahead: 0 });
     void session.ended.then(() => this.stop('the FUSE connection ended'));
     const server = createServer((socket) => this.connection(socket));
     this.socketInode = await bindUnixSocket(this.paths.socket, (path) => new Promise((resolve, reject) => {
