@@ -190,3 +190,29 @@ test('a CLI killed with SIGKILL while it made a lazy bundle leaves nothing that 
   unmountUnder(second);
   t.deepEqual(await loaderGone(store), { processes: [], mounts: [], loops: [] });
 });
+
+test('image stats tells per layer what was fetched on demand, prefetched and in the background, hits and waits; a terminal is told of the lazy start', async (t) => {
+  const env = new TestEnv(t);
+  const store = storeFor(t);
+  const image = `${registry.host}/lazy/app:1`;
+  const bundle = join(env.dir, 'bundle');
+  t.teardown(() => unmountUnder(bundle));
+  // On a terminal (script(1)), the bundle's maker says what it waited for and where to watch the rest.
+  const { runCommand, RUNBOX } = await import('./helpers/runbox.js');
+  const made = await runCommand('script', ['-qec', `'${RUNBOX}' --root '${env.root}' bundle --image ${image} --lazy --lazy-background-rate 0 --store '${store}' '${bundle}' -- md5sum /data/big`, '/dev/null']);
+  t.is(made.code, 0, made.stdout);
+  t.regex(made.stdout, /lazy\/app:1: started after prefetching 0 B of [\d.]+ MB; the rest comes on demand and in the background \(runbox image stats --follow /);
+  const ran = await env.run(['run', '--bundle', bundle, env.id()]);
+  t.is(ran.stdout, `${BIG_MD5}  /data/big\n`);
+  const json = await env.run(['image', 'stats', '--store', store, '--format', 'json', image]);
+  t.is(json.code, 0, json.stderr);
+  const stats = JSON.parse(json.stdout) as { layers: Array<{ size: number; lazy: boolean; stats: { fetched: { demand: number; prefetch: number; background: number }; hits: number; misses: number; waits: number } }> };
+  const app = stats.layers.at(-1)!;
+  t.true(app.lazy);
+  t.true(app.stats.fetched.demand >= BIG.length * 0.9 && app.stats.fetched.demand <= app.size, 'the file read, fetched on demand');
+  t.is(app.stats.fetched.background, 0);
+  t.true(app.stats.misses > 0 && app.stats.waits > 0);
+  const table = await env.run(['image', 'stats', '--store', store, image]);
+  t.regex(table.stdout, /^LAYER\s+SIZE\s+FETCHED\s+SHARE\s+ON-DEMAND\s+PREFETCH\s+BACKGROUND\s+HITS\s+MISSES\s+WAIT AVG\s+WAIT MAX\n/);
+  t.regex(table.stdout, /\n[0-9a-f]{12}\s+9\.4 MB\s+9\.4 MB\s+100%\s+9\.4 MB\s+0 B\s+0 B\s+\d+\s+\d+\s+\d+ ms\s+\d+ ms\n/);
+});

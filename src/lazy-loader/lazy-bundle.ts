@@ -27,6 +27,8 @@ export interface LazyBundleOptions {
   backgroundRate?: number;
   /** The loader records what is read of the image (image optimize). */
   record?: boolean;
+  /** Told once the rootfs is served: bytes prefetched, and the image's compressed size. */
+  onServed?: (served: { prefetched: number; size: number }) => void;
 }
 
 function run(command: string, args: string[]): Promise<void> {
@@ -83,6 +85,7 @@ export async function lazyBundleFromImage(store: ImageStore, reference: string, 
       const reply = await loader!.ask({ op: 'open', image: image.name, registry: options.registry, ...(options.backgroundRate !== undefined ? { backgroundRate: options.backgroundRate } : {}), ...(options.record ? { record: true } : {}) });
       if (!reply.ok) throw new Error(reply.error);
       if (!('path' in reply)) throw new Error('the lazy loader answered without an image');
+      options.onServed?.({ prefetched: reply.prefetched, size: image.layers.reduce((sum, layer) => sum + layer.size, 0) });
       await mountRootfs(reply.path, partial.path);
       recordLazyDisk(partial.path, { store: store.dir, image: image.name, manifest: image.manifest, registry: options.registry });
     } finally {

@@ -7,7 +7,7 @@ import { lazyBundleFromImage, removeBundle } from '../../lazy-loader/lazy-bundle
 import { parseSize } from '../parse-size.js';
 import { imageError, lazyFlags, openStore, platformFlag, pullFlags, registrySettings, storeFlags } from '../image-options.js';
 import { cleanlyInterruptible } from '../interrupt.js';
-import { PullProgress } from '../pull-progress.js';
+import { lazyStartLine, PullProgress } from '../pull-progress.js';
 import { runContainer } from '../run-container.js';
 
 export default class Run extends Command {
@@ -35,15 +35,19 @@ export default class Run extends Command {
     try {
       const dir = join(store.bundlesDir(), id);
       const pull = { ...(platform ? { platform } : {}), ...(progress ? { onEvent: progress.onEvent } : {}) };
+      let served: { prefetched: number; size: number } | undefined;
       const overrides = args.length ? { overrides: { args } } : {};
       const rate = flags['lazy-background-rate'] !== undefined ? { backgroundRate: parseSize(flags['lazy-background-rate']) } : {};
       await cleanlyInterruptible((signal) => (flags.lazy
-        ? lazyBundleFromImage(store, flags.image!, dir, { pull, ...overrides, registry: registrySettings(flags), ...rate })
+        ? lazyBundleFromImage(store, flags.image!, dir, { pull, ...overrides, registry: registrySettings(flags), ...rate, onServed: (value: { prefetched: number; size: number }) => void (served = value) })
         : bundleFromImage(store, flags.image!, dir, { pull, ...overrides, signal })))
         .catch((error: Error) => {
           throw imageError(flags.image!, error);
         })
-        .finally(() => progress?.finish());
+        .finally(() => {
+          progress?.finish();
+          if (progress && served) process.stderr.write(lazyStartLine(flags.image!, served));
+        });
       return dir;
     } finally {
       store.close();
