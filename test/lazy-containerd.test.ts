@@ -3,13 +3,11 @@
 // layers are local, under the emulated driver and in a microVM (which gets the image over NBD).
 import test from 'ava';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { unmountUnder } from '../src/host/mounts.js';
 import { PrivateContainerd } from './helpers/containerd.js';
 import { layoutWithFiles, pushEstargz, seededBytes } from './helpers/estargz.js';
-import { stopLoader } from './helpers/lazy.js';
+import { lazyScratch } from './helpers/lazy.js';
 import { startRegistry } from './helpers/registry.js';
 import { TestEnv } from './helpers/runbox.js';
 
@@ -19,14 +17,8 @@ const UNREAD = seededBytes(1024 * 1024, 42);
 
 for (const driver of ['emulated', 'qemu'] as const) {
   test(`ctr run --rootfs of a lazy bundle with the runbox shim (${driver}): the container reads what was never fetched before it started`, async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'runbox-lazy-ctd-'));
-    const store = join(dir, 'store');
+    const { dir, store } = lazyScratch(t);
     const bundle = join(dir, 'bundle');
-    t.teardown(async () => {
-      unmountUnder(bundle);
-      await stopLoader(store);
-      rmSync(dir, { recursive: true, force: true });
-    });
     const registry = await startRegistry(t);
     const builder = await PrivateContainerd.start(t);
     const image = await pushEstargz(builder, registry, layoutWithFiles(t, { 'data/big': BIG, 'data/unread': UNREAD }), 'lazy/ctd:1');

@@ -2,14 +2,13 @@
 // tools and runbox's own lazy loading make of the result.
 import test from 'ava';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { unmountUnder } from '../src/host/mounts.js';
 import { PrivateContainerd } from './helpers/containerd.js';
 import { layoutWithFiles, seededBytes } from './helpers/estargz.js';
-import { stopLoader } from './helpers/lazy.js';
+import { lazyScratch, stopLoader } from './helpers/lazy.js';
 import { push, startFaultProxy, startRegistry, type Registry } from './helpers/registry.js';
 import { TestEnv } from './helpers/runbox.js';
 import { cleanupList } from './helpers/teardown.js';
@@ -27,13 +26,7 @@ test.before(async () => {
 test.after.always(() => setup.run());
 
 function scratch(t: { teardown(f: () => unknown): void }): string {
-  const dir = mkdtempSync(join(tmpdir(), 'runbox-convert-'));
-  t.teardown(async () => {
-    unmountUnder(dir);
-    await stopLoader(join(dir, 'store'));
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return dir;
+  return lazyScratch(t).dir;
 }
 
 interface StoredImage {

@@ -2,14 +2,13 @@
 // --lazy` on eStargz images written by ctr-remote, served by the store's lazy loader over FUSE and an overlay.
 import test from 'ava';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PrivateContainerd } from './helpers/containerd.js';
 import { layoutWithFiles, pushEstargz, seededBytes } from './helpers/estargz.js';
 import { unmountUnder } from '../src/host/mounts.js';
-import { loaderGone, loaderProcesses, loopDevicesOf, stopLoader } from './helpers/lazy.js';
+import { lazyScratch, loaderGone, loaderProcesses, loopDevicesOf } from './helpers/lazy.js';
 import { FIXTURE_OCI, push, startFaultProxy, startRegistry, type Registry } from './helpers/registry.js';
 import { TestEnv, processesMarked } from './helpers/runbox.js';
 import { cleanupList } from './helpers/teardown.js';
@@ -28,13 +27,7 @@ test.before(async () => {
 test.after.always(() => setup.run());
 
 function storeFor(t: { teardown(f: () => unknown): void }): string {
-  const dir = mkdtempSync(join(tmpdir(), 'runbox-lazy-'));
-  const store = join(dir, 'store');
-  t.teardown(async () => {
-    await stopLoader(store);
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return store;
+  return lazyScratch(t).store;
 }
 
 test('run --image --lazy --rm runs a ctr-remote eStargz image, and leaves nothing once it is done', async (t) => {

@@ -3,14 +3,13 @@
 // template. Real QEMU under TCG, through the CLI.
 import test from 'ava';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { unmountUnder } from '../src/host/mounts.js';
 import { PrivateContainerd } from './helpers/containerd.js';
 import { layoutWithFiles, pushEstargz, seededBytes } from './helpers/estargz.js';
-import { loaderGone, loaderProcesses, stopLoader } from './helpers/lazy.js';
+import { lazyScratch, loaderGone, loaderProcesses } from './helpers/lazy.js';
 import { startFaultProxy, startRegistry, type Registry } from './helpers/registry.js';
 import { TestEnv } from './helpers/runbox.js';
 import { cleanupList } from './helpers/teardown.js';
@@ -33,14 +32,8 @@ function vmEnv(env: TestEnv): NodeJS.ProcessEnv {
 }
 
 async function lazyBundle(t: { teardown(f: () => unknown): void }, env: TestEnv, image: string, args: string[]): Promise<{ bundle: string; store: string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'runbox-lazy-vm-'));
-  const store = join(dir, 'store');
+  const { dir, store } = lazyScratch(t);
   const bundle = join(dir, 'bundle');
-  t.teardown(async () => {
-    unmountUnder(bundle);
-    await stopLoader(store);
-    rmSync(dir, { recursive: true, force: true });
-  });
   const made = await env.run(['bundle', '--image', image, '--lazy', '--lazy-background-rate', '0', '--store', store, bundle, '--', ...args]);
   if (made.code !== 0) throw new Error(made.stderr);
   return { bundle, store };

@@ -1,6 +1,7 @@
 // What the lazy-loading tests look at: the loader's processes of a store, loop devices backed by its files, and a
 // teardown that takes down what a test's bundles left mounted, then waits for the loader to end by itself.
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { mountPointsUnder, unmountUnder } from '../../src/host/mounts.js';
@@ -49,4 +50,20 @@ export async function stopLoader(store: string): Promise<void> {
     }
   }
   unmountUnder(store);
+}
+
+/**
+ * A directory for a test's lazy store (DIR/store) and bundles: at teardown, whatever is mounted in it is taken
+ * down, the store's loader is waited for (or killed), and the directory removed.
+ */
+export function lazyScratch(owner: { teardown(cleanup: () => unknown): void }): { dir: string; store: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'runbox-lazy-'));
+  const store = join(dir, 'store');
+  owner.teardown(async () => {
+    unmountUnder(join(dir, 'bundle'));
+    for (const point of mountPointsUnder(dir)) if (!point.startsWith(store)) unmountUnder(point);
+    await stopLoader(store);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { dir, store };
 }

@@ -188,7 +188,8 @@ export class ChunkFetcher {
       pending = left;
       if (failures > this.retries) {
         const message = `chunk ${pending[0]!.digest} of layer ${pending[0]!.layer}: ${lastError} (tried ${failures} times)`;
-        this.givenUp.set(pending[0]!.layer, { until: Date.now() + (this.options.failHoldMs ?? 5000), message });
+        // Only a registry that cannot be reached holds the layer's other reads; a refused chunk is its own matter.
+        if (!lastError.startsWith('refused:')) this.givenUp.set(pending[0]!.layer, { until: Date.now() + (this.options.failHoldMs ?? 5000), message });
         for (const chunk of pending) settle.get(chunk.digest)!.reject(new LazyReadError(`chunk ${chunk.digest} of layer ${chunk.layer}: ${lastError} (tried ${failures} times)`));
         return;
       }
