@@ -31,6 +31,10 @@ declare -A wanted=(
   [mkfs.erofs]=erofs-utils
   [mkfs.ext4]=e2fsprogs
   [qemu-system-x86_64]=qemu-system-x86
+  # upstream's eStargz writer (ctr-remote images convert/optimize): the reference the lazy-loading tests read
+  [ctr-remote]=stargz-snapshotter
+  # lazy loading serves images over FUSE on /dev/fuse (no libfuse): fuse3 brings /etc/fuse.conf and fusermount3
+  [fusermount3]=fuse3
 )
 missing=()
 for what in "${!wanted[@]}"; do

@@ -247,6 +247,9 @@ export interface FaultProxy {
   only?: string;
   /** When set, Range headers are dropped: the registry answers as one without Range support, with the whole blob. */
   ignoreRange?: boolean;
+  /** When set, blob GETs (those `only` names) wait for it before they are forwarded; `held` counts those waiting. */
+  gate?: Promise<void>;
+  held: number;
   /** Every request it saw: method, path, whether it carried Authorization, its Range, the status answered. */
   requests: { method: string; path: string; authorization: boolean; range?: string; status?: number }[];
   /** The last WWW-Authenticate the registry sent. */
@@ -256,8 +259,14 @@ export interface FaultProxy {
 /** An HTTP proxy in front of `upstream` (host:port) that applies `fault` to blob downloads. */
 export async function startFaultProxy(t: ExecutionContext, upstream: string): Promise<FaultProxy> {
   const sockets = new Set<import('node:net').Socket>();
-  const proxy: FaultProxy = { host: '', fault: undefined, requests: [] };
-  const server = http.createServer((request, response) => {
+  const proxy: FaultProxy = { host: '', fault: undefined, requests: [], held: 0 };
+  const server = http.createServer(async (request, response) => {
+    const gated = proxy.gate && /\/blobs\/sha256:/.test(request.url ?? '') && request.method === 'GET' && (!proxy.only || (request.url ?? '').endsWith(proxy.only));
+    if (gated) {
+      proxy.held++;
+      await proxy.gate;
+      proxy.held--;
+    }
     const record: FaultProxy['requests'][number] = {
       method: request.method ?? 'GET',
       path: request.url ?? '/',

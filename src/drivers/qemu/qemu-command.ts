@@ -80,8 +80,8 @@ export interface QemuCommand {
   cmdline: string[];
   agentPorts: number;
   stdio: InheritedStdio;
-  /** A read-only raw disk image: the container's rootfs. */
-  image?: string;
+  /** The container's rootfs, read-only: a raw disk image, or an NBD export (a lazily loaded image). */
+  image?: string | { nbd: string; export: string };
   /**
    * The guest's RAM in a file: shared (a template being built: what the guest writes goes to the file) or
    * private (a clone: the file mapped copy-on-write). Without it, anonymous memory.
@@ -137,8 +137,12 @@ export function qemuArgs(command: QemuCommand): string[] {
   const maxPorts = 1 + ports.filter((arg) => arg.startsWith('virtserialport,')).length;
   args.push('-device', `virtio-serial-device,max_ports=${maxPorts}`, ...ports);
   if (command.image) {
+    // An NBD server that restarts is reconnected to, its requests retried meanwhile.
+    const source = typeof command.image === 'string'
+      ? `file=${value(command.image)},format=raw`
+      : `driver=nbd,server.type=unix,server.path=${value(command.image.nbd)},export=${value(command.image.export)},reconnect-delay=60`;
     args.push(
-      '-drive', `file=${value(command.image)},format=raw,if=none,id=rootfs,readonly=on`,
+      '-drive', `${source},if=none,id=rootfs,readonly=on`,
       '-device', 'virtio-blk-device,drive=rootfs',
     );
   }

@@ -27,6 +27,7 @@ import { ExitedSandbox, QemuSandbox, type QemuHandle } from './qemu-sandbox.js';
 import { restoreSnapshot, saveSnapshot, stopWhenQuiet } from './qemu-snapshot.js';
 import { TEMPLATE_ANNOTATION, TemplateStore, templatesEnabled, type VmTemplate } from './qemu-template.js';
 import { createEmptyDisk, createRootfsDisk, fillRootfsDisk } from './rootfs-image.js';
+import { lazyDiskOf, type LazyDisk } from '../../lazy-loader/lazy-disk.js';
 import { untilListening } from '../../host/until-listening.js';
 import { refuseHostResources } from './vm-host-resources.js';
 import { AGENT_GREETING_TIMEOUT_MS } from '../../generated/facts.js';
@@ -103,18 +104,22 @@ export class QemuDriver implements Driver {
     };
     const timeout = bootTimeoutSeconds(config);
     const disk = vmFiles(config.dir).image;
+    // A lazily served rootfs is attached over NBD as it is: nothing to build.
+    const lazy = await lazyDiskOf(config.spec.root!.path).catch((error: Error) => {
+      throw new SandboxError(error.message);
+    });
     let image: Promise<void> | undefined;
     // Built while the guest boots (or is restored), which reads the disk only when the container is created;
     // started once QEMU is: starting mkfs forks this process, which would hold QEMU's own start back by as long.
     const buildImage = (): Promise<void> => {
       if (!image) {
-        image = fillRootfsDisk(config.spec.root!.path, disk);
+        image = lazy ? Promise.resolve() : fillRootfsDisk(config.spec.root!.path, disk);
         image.catch(() => {}); // a launch that fails first leaves it unawaited
       }
       return image;
     };
     try {
-      createRootfsDisk(config.spec.root!.path, disk);
+      if (!lazy) createRootfsDisk(config.spec.root!.path, disk);
       let accel = plan.accel;
       if (plan.probe) {
         // The probe boots this VM, never a template: a template is built only with an acceleration seen to work.
@@ -123,7 +128,7 @@ export class QemuDriver implements Driver {
         else {
           try {
             return await this.launch(config, guest, buildImage, 'kvm', deadlineIn(timeout), {
-              probe: { greetBy: deadlineIn(probeSeconds), kvm: probe },
+              probe: { greetBy: deadlineIn(probeSeconds), kvm: probe }, disk: lazy,
             });
           } catch (error) {
             if (!kvmFailed(error)) throw error;
@@ -141,7 +146,7 @@ export class QemuDriver implements Driver {
       const deadline = deadlineIn(timeout);
       if (template) {
         try {
-          return await this.launch(config, guest, buildImage, accel, deadline, { template });
+          return await this.launch(config, guest, buildImage, accel, deadline, { template, disk: lazy });
         } catch (error) {
           if (!(error instanceof CloneFailureError)) throw error;
           // A template this QEMU cannot restore (or whose guest cannot take the host's time and entropy):
@@ -149,7 +154,7 @@ export class QemuDriver implements Driver {
           this.templates.discard(template.key);
         }
       }
-      return await this.launch(config, guest, buildImage, accel, deadline);
+      return await this.launch(config, guest, buildImage, accel, deadline, { disk: lazy });
     } catch (error) {
       await image?.catch(() => {}); // it removes its own files when it ends, whatever the outcome
       rmSync(disk, { force: true });
@@ -213,7 +218,7 @@ export class QemuDriver implements Driver {
    */
   private async launch(
     config: SandboxConfig, guest: Guest, buildImage: () => Promise<void>, accel: Accel, deadline: Deadline,
-    { template, probe }: { template?: VmTemplate; probe?: VmStart['probe'] } = {},
+    { template, probe, disk }: { template?: VmTemplate; probe?: VmStart['probe']; disk?: LazyDisk | undefined } = {},
   ): Promise<Sandbox> {
     const files = vmFiles(config.dir);
     let image: Promise<void> | undefined;
@@ -234,7 +239,7 @@ export class QemuDriver implements Driver {
         inheritStdio: config.stdio === 'inherit',
         snapshotFd: stateFd,
         args: (stdio) => qemuArgs({
-          ...guest, dir: config.dir, accel, agentPorts: AGENT_PORTS, stdio, image: files.image,
+          ...guest, dir: config.dir, accel, agentPorts: AGENT_PORTS, stdio, image: disk ?? files.image,
           ...(template && { everyStdioPort: true, incoming: true, memory: { path: template.ram, shared: false } }),
         }),
         spawned: (signal) => {
