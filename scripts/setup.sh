@@ -25,6 +25,8 @@ declare -A wanted=(
   [skopeo]=skopeo
   [docker-registry]=docker-registry
   [containerd]=containerd
+  # CNI's bridge and host-local plugins, for the pods of the CRI tests (test/helpers/cri.ts)
+  [/usr/lib/cni/bridge]=containernetworking-plugins
   [openssl]=openssl
   [python3]=python3
   [lz4]=lz4
