@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import test, { type ExecutionContext } from 'ava';
+import avaTest, { type ExecutionContext } from 'ava';
 import { shimSocketPath, shimStateDir } from '../../src/shim/shim-socket.js';
 import { pidsWith } from './containerd.js';
 import { CriEnv, POD_MARKER, type CriOptions, type Handler, type Pod } from './cri.js';
@@ -19,7 +19,7 @@ const STAYS = (name: string) => ['sh', '-c', `echo started-${name}; exec sleep 1
 export function sharedCriEnv(options: CriOptions = {}): () => Promise<CriEnv> {
   const cleanups = cleanupList();
   let env: Promise<CriEnv> | undefined;
-  test.after.always(() => cleanups.run());
+  avaTest.after.always(() => cleanups.run());
   return () => (env ??= CriEnv.start(cleanups, options));
 }
 
@@ -81,8 +81,11 @@ function podShims(pod: Pod): number[] {
   return pidsWith('containerd-shim-runbox-v2', pod.id);
 }
 
-export function podTests(handler: Handler, env: () => Promise<CriEnv>, options: { timeoutMs?: number } = {}): void {
+export function podTests(handler: Handler, env: () => Promise<CriEnv>, options: { timeoutMs?: number; only?: RegExp } = {}): void {
   const timeout = (t: ExecutionContext, factor = 1) => t.timeout((options.timeoutMs ?? 120_000) * factor);
+  const test = (title: string, body: (t: ExecutionContext) => Promise<void>) => {
+    if (!options.only || options.only.test(title)) avaTest(title, body);
+  };
 
   test(`${handler}: a pod of two containers from different images, each with its own image's files, ExecSync and CRI's logs`, async (t) => {
     timeout(t);

@@ -59,6 +59,8 @@ export interface VmFiles {
   console: string;
   log: string;
   image: string;
+  /** Where the next image appended to the disk goes (rootfs-image.ts). */
+  diskEnd: string;
 }
 
 export function vmFiles(dir: string): VmFiles {
@@ -68,6 +70,7 @@ export function vmFiles(dir: string): VmFiles {
     console: join(dir, 'console.log'),
     log: join(dir, 'qemu.log'),
     image: join(dir, 'rootfs.img'),
+    diskEnd: join(dir, 'disk.end'),
   };
 }
 

@@ -26,8 +26,9 @@ import { QmpClient, quitQemu } from './qemu-qmp.js';
 import { ExitedSandbox, QemuSandbox, type QemuHandle } from './qemu-sandbox.js';
 import { restoreSnapshot, saveSnapshot, stopWhenQuiet } from './qemu-snapshot.js';
 import { TEMPLATE_ANNOTATION, TemplateStore, templatesEnabled, type VmTemplate } from './qemu-template.js';
-import { createEmptyDisk, createRootfsDisk, fillRootfsDisk } from './rootfs-image.js';
+import { createEmptyDisk, createRootfsDisk, fillRootfsDisk, nextImageOffset, recordDiskEnd } from './rootfs-image.js';
 import { untilListening } from '../../host/until-listening.js';
+import { guestPodSpec, podMember } from './pod-in-vm.js';
 import { refuseHostResources } from './vm-host-resources.js';
 
 /** The annotation (else RUNBOX_QEMU_BOOT_TIMEOUT) that sets how long a guest may take to report ready, in seconds. */
@@ -78,8 +79,10 @@ export class QemuDriver implements Driver {
   private readonly templates = new TemplateStore(basename(QEMU_BINARY));
 
   async boot(config: SandboxConfig): Promise<Sandbox> {
-    refuseHostResources(config.id, config.spec);
-    if (config.stdio === 'inherit') refuseReadWriteOutput(config.id);
+    // What the first container cannot be given is refused before a VM starts (its create checks it again).
+    const pod = podMember(config.spec);
+    if (pod) guestPodSpec(config.id, config.spec, pod, { vmPid: 0 });
+    else refuseHostResources(config.id, config.spec);
     if (config.stdio === 'inherit') refuseReadWriteOutput(config.id);
     let assets: GuestAssets;
     let plan: { accel: Accel; probe: boolean };
@@ -109,7 +112,7 @@ export class QemuDriver implements Driver {
     // started once QEMU is: starting mkfs forks this process, which would hold QEMU's own start back by as long.
     const buildImage = (): Promise<void> => {
       if (!image) {
-        image = fillRootfsDisk(config.spec.root!.path, disk);
+        image = fillRootfsDisk(config.spec.root!.path, disk).then((size) => recordDiskEnd(config.dir, nextImageOffset(0, size)));
         image.catch(() => {}); // a launch that fails first leaves it unawaited
       }
       return image;
@@ -259,7 +262,7 @@ export class QemuDriver implements Driver {
     }
     vm.child.unref();
     const handle: QemuHandle = template ? { ...vm.handle, template: template.key } : vm.handle;
-    return new QemuSandbox(handle, vm.client, () => this.cleanup(handle), () => this.vmGone(handle));
+    return new QemuSandbox(handle, vm.client, () => this.cleanup(handle), () => this.vmGone(handle), true);
   }
 
   /** Restores the template's snapshot (QEMU inherited it as SNAPSHOT_FD) into a clone that has just started. */

@@ -157,7 +157,7 @@ function tail(path: string, lines: number): string {
 export function removeVmFiles(handle: Pick<QemuHandle, 'dir' | 'agentPorts'>, keepDisk = false): void {
   const files = vmFiles(handle.dir);
   for (const path of [files.qmp, files.exit, files.console, files.log]) rmSync(path, { force: true });
-  if (!keepDisk) rmSync(files.image, { force: true });
+  if (!keepDisk) for (const path of [files.image, files.diskEnd]) rmSync(path, { force: true });
   for (let i = 0; i < handle.agentPorts; i++) {
     rmSync(agentPortSocket(handle.dir, i), { force: true });
     rmSync(`${handle.dir}/agent-${i}.lock`, { force: true });
