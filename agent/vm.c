@@ -137,7 +137,7 @@ static int write_guest_files(const struct records *rec, char *err, size_t errlen
 
 int vm_prepare_rootfs(const struct records *rec, char *err, size_t errlen)
 {
-	if (write_guest_files(rec, err, errlen) < 0)
+	if (write_guest_files(rec, err, errlen) < 0 || guest_net_configure(rec, err, errlen) < 0)
 		return -1;
 	const char *image = records_get(rec, "rootfs_image"), *rootfs = records_get(rec, "rootfs");
 	if (!image)

@@ -33,6 +33,9 @@ declare -A wanted=(
   [mkfs.erofs]=erofs-utils
   [mkfs.ext4]=e2fsprogs
   [qemu-system-x86_64]=qemu-system-x86
+  # a pod's microVM: its tap and tc redirects in the pod's network namespace (src/drivers/qemu/pod-network.ts)
+  [tc]=iproute2
+  [nsenter]=util-linux
 )
 missing=()
 for what in "${!wanted[@]}"; do

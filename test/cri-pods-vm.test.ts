@@ -14,7 +14,7 @@ avaTest.after.always(() => rmSync(templates, { recursive: true, force: true }));
 const env = sharedCriEnv({ env: { RUNBOX_QEMU_TEMPLATE_DIR: templates, RUNBOX_QEMU_ACCEL: 'tcg' } });
 podTests('runbox-vm', env, {
   timeoutMs: 240_000,
-  only: /two containers|streaming Exec|stopped and removed|NamespaceOption|10 pods|nothing is left|kill -9/,
+  only: /two containers|streaming Exec|stopped and removed|IP is reachable|NamespaceOption|10 pods|nothing is left|kill -9/,
 });
 
 avaTest('runbox-vm: a pod is one microVM: all its containers run under the guest kernel, in one QEMU', async (t) => {

@@ -11,7 +11,7 @@ import { guestAssets } from '../src/drivers/qemu/guest-assets.js';
 import { bootToPowerOff, buildInitramfs, compileStaticInit } from '../bench/guest-bare-boot.js';
 import { buildRootfsImage, type RootfsFsType } from '../src/drivers/qemu/rootfs-image.js';
 
-const MODULES = ['virtio_ring', 'virtio', 'virtio_mmio', 'virtio_console', 'virtio_blk', 'libcrc32c', 'erofs', 'overlay', 'loop'];
+const MODULES = ['virtio_ring', 'virtio', 'virtio_mmio', 'virtio_console', 'virtio_blk', 'libcrc32c', 'erofs', 'overlay', 'loop', 'failover', 'net_failover', 'virtio_net'];
 
 function tempDir(t: import('ava').ExecutionContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'runbox-guest-test-'));

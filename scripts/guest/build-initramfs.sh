@@ -14,7 +14,7 @@ compress=cat
 if [ "${1:-}" = --gzip ]; then compress="gzip -6 -n"; shift; fi
 init=${1:-$root/agent/build/runbox-agent}
 out=${2:-$guest/initrd.img}
-wanted=(virtio_mmio virtio_console virtio_blk erofs overlay loop)
+wanted=(virtio_mmio virtio_console virtio_blk erofs overlay loop virtio_net)
 
 if [ ! -f "$guest/kernel-version" ]; then
   echo "build-initramfs: no guest kernel yet (npm run setup fetches it): no initramfs, no microVMs" >&2

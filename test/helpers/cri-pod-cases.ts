@@ -156,6 +156,10 @@ export function podTests(handler: Handler, env: () => Promise<CriEnv>, options: 
     t.is(local.stdout, 'served by first\n', local.stderr);
     const addresses = await cri.execSync(client, ['ip', '-o', '-4', 'addr', 'show']);
     t.true(addresses.stdout.includes(` ${ip}/`), addresses.stdout);
+    t.regex((await cri.execSync(client, ['ip', 'route'])).stdout, /^default via 10\.88\.0\.1 /m);
+    t.regex((await cri.execSync(client, ['cat', '/etc/resolv.conf'])).stdout, /^nameserver 10\.88\.0\.53$/m);
+    t.is((await cri.execSync(client, ['hostname'])).stdout, `${pod.name}\n`);
+    t.regex((await cri.execSync(client, ['cat', '/etc/hosts'])).stdout, /localhost/);
   });
 
   test(`${handler}: a hostPath volume written from both sides, and a read-only one`, async (t) => {

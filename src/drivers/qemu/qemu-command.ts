@@ -5,6 +5,7 @@ import { basename, join } from 'node:path';
 import type { Accel } from './qemu-accel.js';
 import { agentPortName, agentPortSocket } from './qemu-agent-port.js';
 import type { VmResources } from './qemu-resources.js';
+import { POD_TAP } from './pod-network.js';
 
 export const QEMU_BINARY = process.env.RUNBOX_QEMU ?? 'qemu-system-x86_64';
 
@@ -97,6 +98,11 @@ export interface QemuCommand {
    * the same devices, whatever stdio each clone's caller has.
    */
   everyStdioPort?: boolean;
+  /**
+   * A virtio-net NIC on the tap POD_TAP of the network namespace QEMU runs in (a pod's, or a template's own
+   * throwaway one), with this MAC when given (a clone keeps its template's: the guest sets the pod's).
+   */
+  nic?: { mac?: string };
 }
 
 /** QEMU option values end at a comma; a comma inside one is written twice. */
@@ -143,6 +149,13 @@ export function qemuArgs(command: QemuCommand): string[] {
     args.push(
       '-drive', `file=${value(command.image)},format=raw,if=none,id=rootfs,readonly=on`,
       '-device', 'virtio-blk-device,drive=rootfs',
+    );
+  }
+  if (command.nic) {
+    // vnet_hdr=on always: a snapshot made with it restores only onto a tap that has it (docs/kubernetes.md).
+    args.push(
+      '-netdev', `tap,id=net0,ifname=${POD_TAP},script=no,downscript=no,vnet_hdr=on`,
+      '-device', `virtio-net-device,netdev=net0${command.nic.mac ? `,mac=${command.nic.mac}` : ''}`,
     );
   }
   if (command.memory) {

@@ -29,6 +29,7 @@ import { TEMPLATE_ANNOTATION, TemplateStore, templatesEnabled, type VmTemplate }
 import { createEmptyDisk, createRootfsDisk, fillRootfsDisk, nextImageOffset, recordDiskEnd } from './rootfs-image.js';
 import { untilListening } from '../../host/until-listening.js';
 import { guestPodSpec, podMember } from './pod-in-vm.js';
+import { plugPodNetwork, podNetnsPath, unplugPodNetwork, type PodNetwork } from './pod-network.js';
 import { refuseHostResources } from './vm-host-resources.js';
 
 /** The annotation (else RUNBOX_QEMU_BOOT_TIMEOUT) that sets how long a guest may take to report ready, in seconds. */
@@ -46,6 +47,14 @@ interface Guest {
   initrd: string;
   cmdline: string[];
   resources: VmResources;
+  /** A NIC on a tap (a pod's network): a template's device layout, so part of its key. */
+  network: boolean;
+}
+
+/** A pod sandbox's network: the namespace CNI set up, and what its veth holds. */
+interface PodNet {
+  netns: string;
+  network: PodNetwork;
 }
 
 function asQemu(handle: SandboxHandle): QemuHandle {
@@ -98,13 +107,16 @@ export class QemuDriver implements Driver {
     } catch (error) {
       throw new SandboxError((error as Error).message);
     }
+    const netns = pod?.isSandbox ? podNetnsPath(config.spec) : undefined;
     const guest: Guest = {
       // Absolute: QEMU runs in the VM's directory.
       kernel: resolve(process.env.RUNBOX_QEMU_KERNEL ?? assets.kernel),
       initrd: resolve(process.env.RUNBOX_QEMU_INITRD ?? assets.initrd),
       cmdline: assets.cmdline,
       resources,
+      network: netns !== undefined,
     };
+    let podNet: PodNet | undefined;
     const timeout = bootTimeoutSeconds(config);
     const disk = vmFiles(config.dir).image;
     let image: Promise<void> | undefined;
@@ -118,6 +130,7 @@ export class QemuDriver implements Driver {
       return image;
     };
     try {
+      if (netns) podNet = { netns, network: plugPodNetwork(netns) };
       createRootfsDisk(config.spec.root!.path, disk);
       let accel = plan.accel;
       if (plan.probe) {
@@ -127,7 +140,7 @@ export class QemuDriver implements Driver {
         else {
           try {
             return await this.launch(config, guest, buildImage, 'kvm', deadlineIn(timeout), {
-              probe: { greetBy: deadlineIn(probeSeconds), kvm: probe },
+              probe: { greetBy: deadlineIn(probeSeconds), kvm: probe }, podNet,
             });
           } catch (error) {
             if (!kvmFailed(error)) throw error;
@@ -145,7 +158,7 @@ export class QemuDriver implements Driver {
       const deadline = deadlineIn(timeout);
       if (template) {
         try {
-          return await this.launch(config, guest, buildImage, accel, deadline, { template });
+          return await this.launch(config, guest, buildImage, accel, deadline, { template, podNet });
         } catch (error) {
           if (!(error instanceof CloneFailureError)) throw error;
           // A template this QEMU cannot restore (or whose guest cannot take the host's time and entropy):
@@ -153,10 +166,11 @@ export class QemuDriver implements Driver {
           this.templates.discard(template.key);
         }
       }
-      return await this.launch(config, guest, buildImage, accel, deadline);
+      return await this.launch(config, guest, buildImage, accel, deadline, { podNet });
     } catch (error) {
       await image?.catch(() => {}); // it removes its own files when it ends, whatever the outcome
       rmSync(disk, { force: true });
+      if (podNet) unplugPodNetwork(podNet.netns);
       throw error instanceof SandboxError ? error : new SandboxError((error as Error).message);
     }
   }
@@ -185,9 +199,11 @@ export class QemuDriver implements Driver {
       accel,
       deadline,
       inheritStdio: false,
+      // A NIC's tap in a network namespace of its own, which goes with the template's QEMU.
+      ...(guest.network && { netns: 'private' }),
       args: () => qemuArgs({
         ...guest, dir, accel, agentPorts: AGENT_PORTS, stdio: {}, image: files.image, everyStdioPort: true,
-        memory: { path: join(dir, 'ram'), shared: true },
+        memory: { path: join(dir, 'ram'), shared: true }, ...(guest.network && { nic: {} }),
       }),
     });
     vm.client.close();
@@ -217,7 +233,7 @@ export class QemuDriver implements Driver {
    */
   private async launch(
     config: SandboxConfig, guest: Guest, buildImage: () => Promise<void>, accel: Accel, deadline: Deadline,
-    { template, probe }: { template?: VmTemplate; probe?: VmStart['probe'] } = {},
+    { template, probe, podNet }: { template?: VmTemplate; probe?: VmStart['probe']; podNet?: PodNet } = {},
   ): Promise<Sandbox> {
     const files = vmFiles(config.dir);
     let image: Promise<void> | undefined;
@@ -237,9 +253,11 @@ export class QemuDriver implements Driver {
         deadline,
         inheritStdio: config.stdio === 'inherit',
         snapshotFd: stateFd,
+        ...(podNet && { netns: podNet.netns }),
         args: (stdio) => qemuArgs({
           ...guest, dir: config.dir, accel, agentPorts: AGENT_PORTS, stdio, image: files.image,
           ...(template && { everyStdioPort: true, incoming: true, memory: { path: template.ram, shared: false } }),
+          ...(podNet && { nic: { mac: podNet.network.mac } }),
         }),
         spawned: (signal) => {
           image = buildImage();
@@ -261,8 +279,10 @@ export class QemuDriver implements Driver {
       throw error;
     }
     vm.child.unref();
-    const handle: QemuHandle = template ? { ...vm.handle, template: template.key } : vm.handle;
-    return new QemuSandbox(handle, vm.client, () => this.cleanup(handle), () => this.vmGone(handle), true);
+    const handle: QemuHandle = { ...vm.handle, ...(template && { template: template.key }), ...(podNet && { podNetns: podNet.netns }) };
+    return new QemuSandbox(handle, vm.client, () => this.cleanup(handle), () => this.vmGone(handle), {
+      bootImage: true, ...(podNet && { network: podNet.network }),
+    });
   }
 
   /** Restores the template's snapshot (QEMU inherited it as SNAPSHOT_FD) into a clone that has just started. */
@@ -360,6 +380,7 @@ export class QemuDriver implements Driver {
       }
       await this.vmGone(vm, 1000);
     }
+    if (vm.podNetns) unplugPodNetwork(vm.podNetns);
     removeVmFiles(vm);
   }
 }

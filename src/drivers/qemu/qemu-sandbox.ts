@@ -17,6 +17,7 @@ import {
 import { vmFiles } from './qemu-command.js';
 import { guestPodSpec, podMember } from './pod-in-vm.js';
 import { appendToDisk } from './rootfs-image.js';
+import { podNetworkRecords, type PodNetwork } from './pod-network.js';
 import { refuseHostResources } from './vm-host-resources.js';
 
 export interface QemuHandle extends SandboxHandle {
@@ -30,6 +31,16 @@ export interface QemuHandle extends SandboxHandle {
   rootfsFstype: string;
   /** The template (qemu-template.ts) the VM was restored from; absent when it booted its kernel. */
   template?: string;
+  /** A pod's network namespace, where the VM's tap is (pod-network.ts). */
+  podNetns?: string;
+}
+
+/** What the VM holds for the first container created in it, in the process that booted it. */
+export interface FirstContainer {
+  /** The disk's first image (the bundle the VM was booted for). */
+  bootImage: boolean;
+  /** The pod's network, which the first container's create configures in the guest. */
+  network?: PodNetwork;
 }
 
 /** Where the container's rootfs is in the guest (the overlay the agent mounts over the disk). */
@@ -74,8 +85,7 @@ export class QemuSandbox extends AgentSandbox {
     onDestroy: () => Promise<void>,
     /** Resolves once QEMU has exited (or a short while has passed). */
     private readonly vmGone: () => Promise<void>,
-    /** The disk's first image (the bundle the VM was booted for) is for the first container created. */
-    private bootImageFree = false,
+    private first: FirstContainer = { bootImage: false },
   ) {
     // The guest agent applies linux.resources in the guest's cgroup v1 hierarchies (guest-init.c mounts them).
     super(handle, client, onDestroy, 'v1');
@@ -105,8 +115,8 @@ export class QemuSandbox extends AgentSandbox {
    */
   private async rootfsImage(rootfsDir: string): Promise<string> {
     const device = `${ROOTFS_DEVICE}${UNIT_SEPARATOR}${this.handle.rootfsFstype}`;
-    if (this.bootImageFree) {
-      this.bootImageFree = false;
+    if (this.first.bootImage) {
+      this.first = { bootImage: false };
       return device;
     }
     const appended = this.appending.then(() => appendToDisk(this.handle.dir, rootfsDir));
@@ -154,6 +164,7 @@ export class QemuSandbox extends AgentSandbox {
     } else {
       refuseHostResources(config.id, config.spec);
     }
+    if (this.first.network) records.push(...podNetworkRecords(this.first.network));
     try {
       records.push(['rootfs_image', await this.rootfsImage(config.spec.root!.path)]);
     } catch (error) {
