@@ -135,9 +135,29 @@ static int write_guest_files(const struct records *rec, char *err, size_t errlen
 	return 0;
 }
 
+/* Where `volumes=TAG` mounts the host's 9p export of a pod's volumes, once (the host binds each volume into it). */
+#define GUEST_VOLUMES "/run/runbox-volumes"
+
+static int mount_volumes(const struct records *rec, char *err, size_t errlen)
+{
+	static bool mounted;
+	const char *tag = records_get(rec, "volumes");
+	if (!tag || mounted)
+		return 0;
+	/* cache=none: what either side writes is seen by the other at once. */
+	if (mkdir_all(GUEST_VOLUMES, 0700) < 0 ||
+	    mount(tag, GUEST_VOLUMES, "9p", MS_NOSUID | MS_NODEV, "trans=virtio,version=9p2000.L,msize=262144,cache=none") < 0) {
+		snprintf(err, errlen, "mount the host's volumes (9p %s) at " GUEST_VOLUMES ": %s", tag, errtext(errno));
+		return -1;
+	}
+	mounted = true;
+	return 0;
+}
+
 int vm_prepare_rootfs(const struct records *rec, char *err, size_t errlen)
 {
-	if (write_guest_files(rec, err, errlen) < 0 || guest_net_configure(rec, err, errlen) < 0)
+	if (write_guest_files(rec, err, errlen) < 0 || guest_net_configure(rec, err, errlen) < 0 ||
+	    mount_volumes(rec, err, errlen) < 0)
 		return -1;
 	const char *image = records_get(rec, "rootfs_image"), *rootfs = records_get(rec, "rootfs");
 	if (!image)

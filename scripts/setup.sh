@@ -36,6 +36,10 @@ declare -A wanted=(
   # a pod's microVM: its tap and tc redirects in the pod's network namespace (src/drivers/qemu/pod-network.ts)
   [tc]=iproute2
   [nsenter]=util-linux
+  # the guest's 9p modules, built against the exact guest kernel (scripts/guest/build-9p-modules.sh): a pod's
+  # host directories in its microVM; the revision of the source matches the pinned kernel's
+  [/usr/src/linux-headers-6.1.0-56-cloud-amd64]=linux-headers-6.1.0-56-cloud-amd64
+  [/usr/src/linux-source-6.1.tar.xz]=linux-source-6.1=6.1.192-2
 )
 missing=()
 for what in "${!wanted[@]}"; do

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import avaTest, { type ExecutionContext } from 'ava';
-import { shimSocketPath, shimStateDir } from '../../src/shim/shim-socket.js';
+import { volumesExport } from '../../src/drivers/qemu/pod-volumes.js';
+import { sandboxDir, shimSocketPath, shimStateDir } from '../../src/shim/shim-socket.js';
 import { pidsWith } from './containerd.js';
 import { CriEnv, POD_MARKER, type CriOptions, type Handler, type Pod } from './cri.js';
 import { procFile } from './qemu.js';
@@ -32,7 +33,7 @@ export function podLeftovers(cri: CriEnv, pod: Pod, containerIds: string[]): str
   const described = (pid: number) => `process ${pid} (${procFile(pid, 'cmdline').replaceAll('\0', ' ').trim()})`;
   for (const needle of [...ids, stateDir]) for (const pid of pidsWith(needle)) left.push(described(pid));
   for (const pid of processesWithEnvironment(`${POD_MARKER}=${pod.config.metadata.uid}`)) left.push(described(pid));
-  for (const path of [socket, stateDir]) if (existsSync(path)) left.push(`shim file ${path}`);
+  for (const path of [socket, stateDir, volumesExport(sandboxDir(stateDir))]) if (existsSync(path)) left.push(`shim file ${path}`);
   for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
     const point = line.split(' ')[4] ?? '';
     if (ids.some((id) => point.includes(id))) left.push(`mount ${point}`);

@@ -1,14 +1,17 @@
 // A Kubernetes pod in one microVM: what the host paths in a pod container's config.json mean in the guest.
 // containerd's CRI names the pod's namespaces by host paths (the sandbox task's /proc/PID/ns/…, which is QEMU's
 // pid, and the network namespace file CNI set up) and gives every container CRI's files (/etc/hosts,
-// /etc/resolv.conf, /etc/hostname) and the pod's /dev/shm as bind mounts of host paths. In the VM the pod's
-// sandbox container holds the pod's ipc, uts and pid namespaces, the guest's own network namespace is the pod's
-// network, CRI's files are written into the guest, and /dev/shm is the sandbox's.
+// /etc/resolv.conf, /etc/hostname), the pod's /dev/shm and its volumes as bind mounts of host paths. In the VM
+// the pod's sandbox container holds the pod's ipc, uts and pid namespaces, the guest's own network namespace is
+// the pod's network, CRI's files are written into the guest, /dev/shm is a guest directory of the pod's, and host
+// directories come over the VM's 9p export (pod-volumes.ts).
 import { readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
 import { SandboxError } from '../../errors/errors.js';
 import type { Mount, Spec } from '../../oci/spec.js';
 import { UNIT_SEPARATOR, type RecordList } from '../../agent-client/agent-records.js';
+import { MS, parseMountOptions } from '../../oci/mount-options.js';
+import { GUEST_VOLUMES, VOLUMES_TAG, volumePath } from './pod-volumes.js';
 import { isBindMount, refuseSeccompNotify } from './vm-host-resources.js';
 
 export const SANDBOX_ID_ANNOTATION = 'io.kubernetes.cri.sandbox-id';
@@ -40,12 +43,19 @@ export interface GuestPod {
   sandboxGuestPid?: number;
 }
 
+/** A host directory a container mounts, to be bound into the VM's 9p export as its volume `index`. */
+export interface PodVolume {
+  index: number;
+  source: string;
+  readonly: boolean;
+}
+
 /**
- * The spec as the guest's agent takes it, and the records of the files to write in the guest first; a host
- * resource the VM cannot give (a namespace outside the pod, the host's network, a host directory) is refused,
- * naming it.
+ * The spec as the guest's agent takes it, the records of what the guest makes first (files, the pod's /dev/shm,
+ * the 9p mount) and the host directories to bind into the VM's export; a host resource the VM cannot give (a
+ * namespace outside the pod, the host's network, a file too large) is refused, naming it.
  */
-export function guestPodSpec(id: string, spec: Spec, pod: PodMember, guest: GuestPod): { spec: Spec; records: RecordList } {
+export function guestPodSpec(id: string, spec: Spec, pod: PodMember, guest: GuestPod): { spec: Spec; records: RecordList; volumes: PodVolume[] } {
   const refuse = (what: string): never => {
     throw new SandboxError(what, { containerId: id });
   };
@@ -65,6 +75,7 @@ export function guestPodSpec(id: string, spec: Spec, pod: PodMember, guest: Gues
     return [{ ...ns, path: `/proc/${guest.sandboxGuestPid}/ns/${NS_FILES[ns.type]}` }];
   });
   const records: RecordList = [];
+  const volumes: PodVolume[] = [];
   const shm = `/sandboxes/${pod.sandboxId}/shm`;
   const mounts = (spec.mounts ?? []).map((mount, index): Mount => {
     if (!isBindMount(mount) || !mount.source) return mount;
@@ -78,8 +89,12 @@ export function guestPodSpec(id: string, spec: Spec, pod: PodMember, guest: Gues
     let size: number;
     try {
       const stat = statSync(mount.source);
+      if (stat.isDirectory()) {
+        volumes.push({ index, source: mount.source, readonly: (parseMountOptions(mount.options).flags & MS.RDONLY) !== 0 });
+        return { ...mount, source: `${GUEST_VOLUMES}/${volumePath(id, index)}` };
+      }
       if (!stat.isFile()) {
-        return refuse(`the qemu driver cannot bind-mount the host directory ${mount.source} on ${mount.destination} in a microVM`);
+        return refuse(`the qemu driver cannot bind-mount ${mount.source} on ${mount.destination} in a microVM: neither a file nor a directory`);
       }
       size = stat.size;
     } catch (error) {
@@ -94,5 +109,6 @@ export function guestPodSpec(id: string, spec: Spec, pod: PodMember, guest: Gues
     records.push(['guest_file', `${path}${UNIT_SEPARATOR}${readFileSync(mount.source).toString('hex')}`]);
     return { ...mount, source: path };
   });
-  return { spec: { ...spec, mounts, linux: { ...spec.linux, namespaces: mapped } }, records };
+  if (volumes.length) records.push(['volumes', VOLUMES_TAG]);
+  return { spec: { ...spec, mounts, linux: { ...spec.linux, namespaces: mapped } }, records, volumes };
 }

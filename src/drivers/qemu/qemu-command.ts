@@ -6,6 +6,7 @@ import type { Accel } from './qemu-accel.js';
 import { agentPortName, agentPortSocket } from './qemu-agent-port.js';
 import type { VmResources } from './qemu-resources.js';
 import { POD_TAP } from './pod-network.js';
+import { VOLUMES_TAG } from './pod-volumes.js';
 
 export const QEMU_BINARY = process.env.RUNBOX_QEMU ?? 'qemu-system-x86_64';
 
@@ -103,6 +104,8 @@ export interface QemuCommand {
    * throwaway one), with this MAC when given (a clone keeps its template's: the guest sets the pod's).
    */
   nic?: { mac?: string };
+  /** A host directory exported over virtio-9p with the tag VOLUMES_TAG: a pod's volumes (pod-volumes.ts). */
+  volumes?: string;
 }
 
 /** QEMU option values end at a comma; a comma inside one is written twice. */
@@ -156,6 +159,13 @@ export function qemuArgs(command: QemuCommand): string[] {
     args.push(
       '-netdev', `tap,id=net0,ifname=${POD_TAP},script=no,downscript=no,vnet_hdr=on`,
       '-device', `virtio-net-device,netdev=net0${command.nic.mac ? `,mac=${command.nic.mac}` : ''}`,
+    );
+  }
+  if (command.volumes) {
+    // multidevs=remap: the export holds bind mounts of other filesystems, whose inode numbers may collide.
+    args.push(
+      '-fsdev', `local,id=volumes,path=${value(command.volumes)},security_model=passthrough,multidevs=remap`,
+      '-device', `virtio-9p-device,fsdev=volumes,mount_tag=${VOLUMES_TAG}`,
     );
   }
   if (command.memory) {

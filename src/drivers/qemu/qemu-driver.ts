@@ -3,7 +3,7 @@
 // powers it off) or until delete; QEMU itself holds the caller's stdio for the container, so a runc-style
 // `create` needs nothing else on the host to outlive the CLI.
 import { randomBytes } from 'node:crypto';
-import { openSync, rmSync } from 'node:fs';
+import { mkdirSync, openSync, rmSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CloneFailureError, RunboxError, SandboxError, VmStartError } from '../../errors/errors.js';
@@ -29,6 +29,7 @@ import { TEMPLATE_ANNOTATION, TemplateStore, templatesEnabled, type VmTemplate }
 import { createEmptyDisk, createRootfsDisk, fillRootfsDisk, nextImageOffset, recordDiskEnd } from './rootfs-image.js';
 import { untilListening } from '../../host/until-listening.js';
 import { guestPodSpec, podMember } from './pod-in-vm.js';
+import { createVolumesExport, unbindVolumes } from './pod-volumes.js';
 import { plugPodNetwork, podNetnsPath, unplugPodNetwork, type PodNetwork } from './pod-network.js';
 import { refuseHostResources } from './vm-host-resources.js';
 
@@ -47,14 +48,21 @@ interface Guest {
   initrd: string;
   cmdline: string[];
   resources: VmResources;
-  /** A NIC on a tap (a pod's network): a template's device layout, so part of its key. */
-  network: boolean;
+  /** A pod's: a NIC on a tap (its network) and a 9p export (its volumes); a template's device layout, so part of its key. */
+  pod: boolean;
 }
 
 /** A pod sandbox's network: the namespace CNI set up, and what its veth holds. */
 interface PodNet {
   netns: string;
   network: PodNetwork;
+}
+
+/** A template's 9p export: an empty directory of its own, in which nothing is ever mounted. */
+function templateExport(dir: string): string {
+  const path = join(dir, 'volumes');
+  mkdirSync(path, { mode: 0o700, recursive: true });
+  return path;
 }
 
 function asQemu(handle: SandboxHandle): QemuHandle {
@@ -114,7 +122,7 @@ export class QemuDriver implements Driver {
       initrd: resolve(process.env.RUNBOX_QEMU_INITRD ?? assets.initrd),
       cmdline: assets.cmdline,
       resources,
-      network: netns !== undefined,
+      pod: netns !== undefined,
     };
     let podNet: PodNet | undefined;
     const timeout = bootTimeoutSeconds(config);
@@ -171,6 +179,7 @@ export class QemuDriver implements Driver {
       await image?.catch(() => {}); // it removes its own files when it ends, whatever the outcome
       rmSync(disk, { force: true });
       if (podNet) unplugPodNetwork(podNet.netns);
+      unbindVolumes(config.dir);
       throw error instanceof SandboxError ? error : new SandboxError((error as Error).message);
     }
   }
@@ -199,11 +208,12 @@ export class QemuDriver implements Driver {
       accel,
       deadline,
       inheritStdio: false,
-      // A NIC's tap in a network namespace of its own, which goes with the template's QEMU.
-      ...(guest.network && { netns: 'private' }),
+      // A NIC's tap in a network namespace of its own, which goes with the template's QEMU, and an empty export
+      // (a clone's is its own: a 9p device not yet mounted restores onto another path).
+      ...(guest.pod && { netns: 'private' }),
       args: () => qemuArgs({
         ...guest, dir, accel, agentPorts: AGENT_PORTS, stdio: {}, image: files.image, everyStdioPort: true,
-        memory: { path: join(dir, 'ram'), shared: true }, ...(guest.network && { nic: {} }),
+        memory: { path: join(dir, 'ram'), shared: true }, ...(guest.pod && { nic: {}, volumes: templateExport(dir) }),
       }),
     });
     vm.client.close();
@@ -257,7 +267,7 @@ export class QemuDriver implements Driver {
         args: (stdio) => qemuArgs({
           ...guest, dir: config.dir, accel, agentPorts: AGENT_PORTS, stdio, image: files.image,
           ...(template && { everyStdioPort: true, incoming: true, memory: { path: template.ram, shared: false } }),
-          ...(podNet && { nic: { mac: podNet.network.mac } }),
+          ...(podNet && { nic: { mac: podNet.network.mac }, volumes: createVolumesExport(config.dir) }),
         }),
         spawned: (signal) => {
           image = buildImage();
@@ -352,6 +362,7 @@ export class QemuDriver implements Driver {
   async abandonedBoot(dir: string): Promise<void> {
     const pids = killProcessesUnder(basename(QEMU_BINARY), dir);
     for (const until = Date.now() + 2000; pids.some((pid) => processStartTime(pid)) && Date.now() < until;) await sleep(10);
+    unbindVolumes(dir);
     removeVmFiles({ dir, agentPorts: AGENT_PORTS });
   }
 
@@ -381,6 +392,7 @@ export class QemuDriver implements Driver {
       await this.vmGone(vm, 1000);
     }
     if (vm.podNetns) unplugPodNetwork(vm.podNetns);
+    unbindVolumes(vm.dir);
     removeVmFiles(vm);
   }
 }

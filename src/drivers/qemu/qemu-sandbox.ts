@@ -15,7 +15,8 @@ import {
   type Sandbox, type SandboxHandle, type Stats,
 } from '../../sandbox/driver.js';
 import { vmFiles } from './qemu-command.js';
-import { guestPodSpec, podMember } from './pod-in-vm.js';
+import { guestPodSpec, podMember, type PodVolume } from './pod-in-vm.js';
+import { bindVolume, unbindVolumes } from './pod-volumes.js';
 import { appendToDisk } from './rootfs-image.js';
 import { podNetworkRecords, type PodNetwork } from './pod-network.js';
 import { refuseHostResources } from './vm-host-resources.js';
@@ -155,12 +156,14 @@ export class QemuSandbox extends AgentSandbox {
   override async createContainer(config: ContainerConfig, output?: ProcessOutput): Promise<RunningProcess> {
     let guest = config;
     const records: RecordList = [];
+    let volumes: PodVolume[] = [];
     const pod = podMember(config.spec);
     if (pod) {
       const sandboxGuestPid = pod.isSandbox ? undefined : await this.guestInitPid(pod.sandboxId);
       const mapped = guestPodSpec(config.id, config.spec, pod, { vmPid: this.handle.pid, sandboxGuestPid });
       guest = { ...config, spec: mapped.spec };
       records.push(...mapped.records);
+      volumes = mapped.volumes;
     } else {
       refuseHostResources(config.id, config.spec);
     }
@@ -172,10 +175,20 @@ export class QemuSandbox extends AgentSandbox {
     }
     this.guestRecords.set(config.id, records);
     try {
+      for (const volume of volumes) bindVolume(this.handle.dir, config.id, volume.index, volume.source, volume.readonly);
       return { ...(await super.createContainer(guest, output)), pid: this.handle.pid };
+    } catch (error) {
+      unbindVolumes(this.handle.dir, config.id);
+      if (error instanceof SandboxError) throw error;
+      throw new SandboxError((error as Error).message, { containerId: config.id });
     } finally {
       this.guestRecords.delete(config.id);
     }
+  }
+
+  override async deleteContainer(id: string): Promise<void> {
+    await super.deleteContainer(id);
+    unbindVolumes(this.handle.dir, id);
   }
 
   override async wait(id: string, execId?: string): Promise<ExitStatus> {
