@@ -61,7 +61,7 @@ async function removePod(cri: CriEnv, pod: Pod): Promise<void> {
 }
 
 /** A pod whose two containers, from the two images, have both started. */
-async function runningPair(cri: CriEnv, handler: Handler): Promise<{ pod: Pod; ids: string[] }> {
+export async function runningPair(cri: CriEnv, handler: Handler): Promise<{ pod: Pod; ids: string[] }> {
   const pod = await cri.runPod({ handler });
   const ids = [
     await cri.startContainer(pod, { name: 'first', image: 'first', args: STAYS('first') }),
@@ -72,7 +72,7 @@ async function runningPair(cri: CriEnv, handler: Handler): Promise<{ pod: Pod; i
 }
 
 /** Fails the test with whatever the pod still has on the host once its removal has had a while to finish. */
-async function nothingLeft(t: ExecutionContext, cri: CriEnv, pod: Pod, ids: string[]): Promise<void> {
+export async function nothingLeft(t: ExecutionContext, cri: CriEnv, pod: Pod, ids: string[]): Promise<void> {
   await until(() => podLeftovers(cri, pod, ids).length === 0, 'the pod to leave nothing', 30_000).catch(() => {});
   t.deepEqual(podLeftovers(cri, pod, ids), []);
 }
