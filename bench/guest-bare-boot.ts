@@ -12,7 +12,7 @@ const PROJECT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** Compiles C sources (paths relative to the project) into a static binary that can be a VM's /init. */
 export async function compileStaticInit(sources: string[], out: string): Promise<void> {
-  await run('gcc', ['-static', '-O2', '-std=gnu11', '-Wall', '-Wextra', '-o', out, ...sources], { cwd: PROJECT });
+  await run('gcc', ['-static', '-O2', '-std=gnu11', '-Wall', '-Wextra', '-Inative/common', '-o', out, ...sources], { cwd: PROJECT });
 }
 
 /** An initramfs with INIT as /init and the guest's kernel modules (scripts/guest/build-initramfs.sh). */

@@ -11,7 +11,7 @@ import { buildRootfsImage, type RootfsFsType } from '../src/drivers/qemu/rootfs-
 import { median } from './stats.js';
 
 const PROJECT = fileURLToPath(new URL('../../', import.meta.url));
-const PROBE_SOURCES = ['scripts/guest/guest-probe.c', 'agent/guest-init.c', 'agent/guest-port.c', 'agent/guest-rootfs.c', 'agent/util.c', 'agent/log.c'];
+const PROBE_SOURCES = ['native/probes/guest-probe.c', 'native/agent/guest-init.c', 'native/agent/guest-port.c', 'native/agent/guest-rootfs.c', 'native/common/util.c', 'native/agent/log.c'];
 const LARGE_EXTRA = ['/usr/lib/python3.11', '/usr/lib/python3'];
 
 

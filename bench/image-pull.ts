@@ -17,7 +17,7 @@ import { verdict } from './verdict.js';
 const ROUNDS = Number(process.env.BENCH_PULL_ROUNDS ?? 3);
 const project = fileURLToPath(new URL('../../', import.meta.url));
 
-function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv } = {}): void {
+export function run(command: string, args: string[], options: { env?: NodeJS.ProcessEnv } = {}): void {
   const result = spawnSync(command, args, { encoding: 'utf8', env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
   if (result.status !== 0) throw new Error(`${command} ${args.join(' ')}: ${result.stderr || result.stdout}`);
 }
@@ -30,7 +30,7 @@ function timed(command: string, args: string[], env?: NodeJS.ProcessEnv): number
 
 
 /** Deterministic pseudo-random bytes: the AES-256-CTR keystream for a seed. */
-function seeded(seed: string, size: number): Buffer {
+export function seeded(seed: string, size: number): Buffer {
   const key = Buffer.alloc(32);
   key.write(seed);
   return createCipheriv('aes-256-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(size));

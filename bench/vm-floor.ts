@@ -1,5 +1,5 @@
 // The floor of a microVM: QEMU booting the guest kernel (same kernel, same parameters) into an initramfs whose
-// /init (scripts/guest/floor-init.c) says it is up on the console and powers the VM off at once. Nothing runbox
+// /init (native/probes/floor-init.c) says it is up on the console and powers the VM off at once. Nothing runbox
 // does can be faster than this; bench/vm.ts compares runbox against it.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,7 +19,7 @@ export async function prepareVmFloor(): Promise<VmFloor> {
   const initrd = join(dir, 'initrd.img');
   try {
     const init = join(dir, 'init');
-    await compileStaticInit(['scripts/guest/floor-init.c'], init);
+    await compileStaticInit(['native/probes/floor-init.c'], init);
     await buildInitramfs(init, initrd);
   } catch (error) {
     rmSync(dir, { recursive: true, force: true });

@@ -7,11 +7,12 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 export const LAYERS = [
-  ['errors'],
+  ['errors', 'generated'],
   ['host'],
   ['oci'],
-  ['rpc', 'image', 'sandbox', 'attestation'],
-  ['agent-client'],
+  ['rpc', 'fuse', 'nbd', 'erofs', 'attestation'],
+  ['image', 'sandbox'],
+  ['lazy-loader', 'agent-client'],
   ['drivers'],
   ['runtime'],
   ['shim'],

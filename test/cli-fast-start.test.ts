@@ -1,4 +1,4 @@
-// `runbox start` runs in C (dist/runbox-start, src/cli/launcher/runbox-start.c) for a created container without
+// `runbox start` runs in C (dist/runbox-start, native/cli/runbox-start.c) for a created container without
 // start hooks, and in Node for everything else. Run with a PATH that has no node, bin/runbox can only succeed
 // through the C path; the Node path is bin/runbox.cjs run by node directly. Both must give the same container,
 // the same state.json, the same errors.

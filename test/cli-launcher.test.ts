@@ -1,5 +1,5 @@
 // For `create`, bin/runbox runs Node through dist/runbox-launcher, which forks the sandbox agent before Node
-// starts (src/cli/launcher/); without the launcher, Node spawns the agent itself. Both must give the same
+// starts (native/cli/); without the launcher, Node spawns the agent itself. Both must give the same
 // container.
 import test from 'ava';
 import { readFileSync } from 'node:fs';

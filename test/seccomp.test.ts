@@ -76,9 +76,9 @@ test('emulated: an exec\'d process gets the container\'s filter too', async (t) 
   t.is(exec.stdout, "mkdir: can't create directory '/in-exec': Operation not permitted\nSeccomp:\t2\n");
 });
 
-/** test/helpers/syscall-probe.c built into the bundle's rootfs as /probe. */
+/** native/probes/syscall-probe.c built into the bundle's rootfs as /probe. */
 function withProbe(bundle: string): void {
-  const built = spawnSync('gcc', ['-static', '-O2', '-o', join(bundle, 'rootfs', 'probe'), join(PROJECT, 'test', 'helpers', 'syscall-probe.c')], { encoding: 'utf8' });
+  const built = spawnSync('gcc', ['-static', '-O2', '-o', join(bundle, 'rootfs', 'probe'), join(PROJECT, 'native', 'probes', 'syscall-probe.c')], { encoding: 'utf8' });
   if (built.status !== 0) throw new Error(`gcc: ${built.stderr}`);
 }
 

@@ -1,7 +1,7 @@
 // What containerd sees from `containerd-shim-runbox-v2 start` and `delete` without a containerd: the address
 // (/run/containerd/s/<sha256(containerd address/namespace/group)>, the group being the pod's annotation when
 // config.json has one, however it is spelled in JSON), a shim serving it with mode 0600, one shim per group, and
-// a DeleteResponse from `delete`. Most of these runs are served by the C launcher (src/shim/launcher/); the odd
+// a DeleteResponse from `delete`. Most of these runs are served by the C launcher (native/shim/); the odd
 // ones fall back to the TypeScript and must give the same answers.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';

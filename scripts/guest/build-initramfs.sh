@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Builds a microVM initramfs: INIT as /init, and the guest kernel's modules the VM needs as plain .ko files in
 # /lib/modules/runbox with their load order (each after its dependencies) in /lib/modules/runbox/order, which
-# the agent's guest_init() loads (agent/guest.h).
+# the agent's guest_init() loads (native/agent/guest.h).
 #   build-initramfs.sh [--gzip] [--enclave] [INIT [OUT]]
-# Defaults: the agent (agent/build/runbox-agent) into build/guest/initrd.img. Uncompressed unless --gzip: under
+# Defaults: the agent (dist/runbox-agent) into build/guest/initrd.img. Uncompressed unless --gzip: under
 # TCG the kernel unpacks a plain cpio faster than it inflates a gzip one (docs/microvm.md, "The guest").
-# --enclave: the enclave driver's, into build/guest/enclave-initrd.img: the attester (agent/build/runbox-attester)
+# --enclave: the enclave driver's, into build/guest/enclave-initrd.img: the attester (dist/runbox-attester)
 # as /bin/runbox-attester, whose presence makes the agent an enclave's, and the kernel crypto API's AF_ALG sockets
 # with the SHA-256, AES key wrap and AES-GCM it uses, and dm-verity for the rootfs (docs/enclave.md).
 # Needs the kernel fetched first (scripts/guest/fetch-kernel.sh).
@@ -17,11 +17,11 @@ compress=cat
 enclave=
 if [ "${1:-}" = --gzip ]; then compress="gzip -6 -n"; shift; fi
 if [ "${1:-}" = --enclave ]; then enclave=1; shift; fi
-init=${1:-$root/agent/build/runbox-agent}
+init=${1:-$root/dist/runbox-agent}
 out=${2:-$guest/${enclave:+enclave-}initrd.img}
-wanted=(virtio_mmio virtio_console virtio_blk erofs overlay)
+wanted=(virtio_mmio virtio_console virtio_blk erofs overlay loop virtio_net)
 # gcm asks the crypto API for ctr(aes) and ghash, soft dependencies depends= does not list
-# dm-verity: an enclave's rootfs image is read through one, its root hash measured (agent/guest-verity.c)
+# dm-verity: an enclave's rootfs image is read through one, its root hash measured (native/agent/guest-verity.c)
 if [ -n "$enclave" ]; then wanted+=(af_alg algif_hash algif_skcipher algif_aead keywrap ctr ghash-generic gcm dm-verity); fi
 
 if [ ! -f "$guest/kernel-version" ]; then
@@ -36,12 +36,15 @@ modules="$guest/kernel/lib/modules/$release/kernel"
 # kernel has it as a module, the cloud kernel built in.
 if grep -q '^CONFIG_CRYPTO_CRC32C=m' "$guest/kernel/boot/config-$release"; then wanted=(crc32c_generic "${wanted[@]}"); fi
 
-# module name → .ko path (names use _ where file names may use -)
+# module name → .ko path (names use _ where file names may use -); the 9p modules the cloud kernel lacks, built
+# by scripts/guest/build-9p-modules.sh, when they are there (a pod's host directories need them).
 declare -A ko=()
+extra=()
+if [ -f "$guest/9p-modules/9p.ko" ]; then extra=("$guest/9p-modules"); wanted+=(9pnet_virtio 9p); fi
 while read -r name path; do
   name=${name%.ko}
   ko[${name//-/_}]=$path
-done < <(find "$modules" -name '*.ko' -printf '%f %p\n')
+done < <(find "$modules" "${extra[@]}" -name '*.ko' -printf '%f %p\n')
 
 depends_of() {
   tr '\0' '\n' < "${ko[$1]}" | sed -n 's/^depends=//p' | tr ',' ' '
@@ -75,8 +78,8 @@ mkdir -p "$tree"/{dev,proc,sys,run,tmp,lib/modules/runbox}
 mknod -m 600 "$tree/dev/console" c 5 1
 cp "$init" "$tree/init"
 if [ -n "$enclave" ]; then
-  attester=$root/agent/build/runbox-attester
-  [ -x "$attester" ] || { echo "build-initramfs: $attester is not an executable (make -C agent)" >&2; exit 1; }
+  attester=$root/dist/runbox-attester
+  [ -x "$attester" ] || { echo "build-initramfs: $attester is not an executable (make -C native)" >&2; exit 1; }
   mkdir -p "$tree/bin"
   cp "$attester" "$tree/bin/runbox-attester"
 fi

@@ -1,17 +1,20 @@
-// Framing of the agent protocol (agent/PROTOCOL.md): a 10-byte header — payload length u32 BE, id u32 BE,
+// Framing of the agent protocol (native/agent/PROTOCOL.md): a 10-byte header — payload length u32 BE, id u32 BE,
 // type u8, flags u8 — then the payload.
 import { AgentFrameTooLargeError } from '../errors/errors.js';
+import {
+  FRAME_EVENT, FRAME_HEADER_LENGTH, FRAME_MAX_PAYLOAD, FRAME_REQUEST, FRAME_RESPONSE, FRAME_STDERR, FRAME_STDIN, FRAME_STDOUT,
+} from '../generated/facts.js';
 
-export const HEADER_LENGTH = 10;
-export const MAX_PAYLOAD = 4 * 1024 * 1024;
+export const HEADER_LENGTH = FRAME_HEADER_LENGTH;
+export const MAX_PAYLOAD = FRAME_MAX_PAYLOAD;
 
 export enum FrameType {
-  Request = 1,
-  Response = 2,
-  Event = 3,
-  Stdin = 4,
-  Stdout = 5,
-  Stderr = 6,
+  Request = FRAME_REQUEST,
+  Response = FRAME_RESPONSE,
+  Event = FRAME_EVENT,
+  Stdin = FRAME_STDIN,
+  Stdout = FRAME_STDOUT,
+  Stderr = FRAME_STDERR,
 }
 
 export interface Frame {

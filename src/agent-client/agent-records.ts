@@ -1,6 +1,6 @@
 // Records of the agent protocol: `key=value` NUL-terminated, keys may repeat (lists keep their order).
 
-export const UNIT_SEPARATOR = '\x1f';
+export { UNIT_SEPARATOR } from '../generated/facts.js';
 
 export type RecordList = Array<[string, string]>;
 

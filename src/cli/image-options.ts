@@ -5,6 +5,7 @@ import { DEFAULT_IMAGE_LIMITS, type ImageLimits } from '../image/image-limits.js
 import { DEFAULT_STORE, ImageStore } from '../image/image-store.js';
 import { parsePlatform, type Platform } from '../image/platform.js';
 import { ImageError } from '../errors/errors.js';
+import type { RegistrySettings } from '../lazy-loader/loader-protocol.js';
 import { context } from './context.js';
 import { parseSize } from './parse-size.js';
 
@@ -26,6 +27,20 @@ export const pullFlags = {
   'max-image-size': Flags.string({ description: 'largest image, all its layers as downloaded and as unpacked (default 128G)' }),
   'max-layer-entries': Flags.integer({ description: `most entries (files, directories, links…) in one layer (default ${DEFAULT_IMAGE_LIMITS.layerEntries})`, min: 1 }),
 };
+
+export const lazyFlags = {
+  lazy: Flags.boolean({ description: 'lazy loading: eStargz layers are fetched on demand and in the background, the rest whole (docs/lazy-loading.md)' }),
+  'lazy-background-rate': Flags.string({ description: 'with --lazy: bytes per second the background fetch may take (default 8M; 0: none, every chunk on demand)' }),
+};
+
+/** The registry settings a lazy loader fetches with: those of the command (credentials it reads itself). */
+export function registrySettings(flags: StoreFlagValues): RegistrySettings {
+  return {
+    insecureRegistries: flags['insecure-registry'] ?? [],
+    mirrors: mirrors(flags['registry-mirror'] ?? []),
+    ...(flags['registry-timeout'] ? { timeoutMs: flags['registry-timeout'] * 1000 } : {}),
+  };
+}
 
 interface StoreFlagValues {
   store?: string | undefined;

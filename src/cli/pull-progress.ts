@@ -71,3 +71,8 @@ export class PullProgress {
     this.drawn = lines.length;
   }
 }
+
+/** The line a lazy start leaves on the terminal: what it waited for, and where to watch the rest arrive. */
+export function lazyStartLine(image: string, served: { prefetched: number; size: number }): string {
+  return `${image}: started after prefetching ${formatBytes(served.prefetched)} of ${formatBytes(served.size)}; the rest comes on demand and in the background (runbox image stats --follow ${image})\n`;
+}

@@ -1,4 +1,4 @@
-// The errno values the agent puts in its error responses and the host acts on, by name (agent/PROTOCOL.md,
+// The errno values the agent puts in its error responses and the host acts on, by name (native/agent/PROTOCOL.md,
 // "Errnos worth acting on"). They are Linux's, wherever the agent runs: a unit test holds them against the
 // protocol's text and the host's os.constants.errno (which lacks ESHUTDOWN).
 export const Errno = {

@@ -27,6 +27,9 @@ export const ErrorCode = {
   REGISTRY: 'RUNBOX_ERR_REGISTRY',
   UNPACK: 'RUNBOX_ERR_UNPACK',
   UNPACK_ENTRY_REFUSED: 'RUNBOX_ERR_UNPACK_ENTRY_REFUSED',
+  LAZY_TOC: 'RUNBOX_ERR_LAZY_TOC',
+  LAZY_TREE: 'RUNBOX_ERR_LAZY_TREE',
+  LAZY_READ: 'RUNBOX_ERR_LAZY_READ',
   TPM: 'RUNBOX_ERR_TPM',
   ATTESTATION: 'RUNBOX_ERR_ATTESTATION',
   KBS: 'RUNBOX_ERR_KBS',
@@ -174,7 +177,7 @@ export class CloneFailureError extends SandboxError {
 }
 
 /**
- * The agent's error response (agent/PROTOCOL.md: `error=MESSAGE`, `errno=N`). Its messages name the container
+ * The agent's error response (native/agent/PROTOCOL.md: `error=MESSAGE`, `errno=N`). Its messages name the container
  * they are about: when that is the container the request was for, the id becomes `containerId`.
  */
 export class AgentError extends RunboxError {
@@ -233,6 +236,25 @@ export class ImageError extends RunboxError {
   constructor(readonly image: string, override readonly cause: Error) {
     super(`image ${image}: ${cause.message}`, { cause });
   }
+}
+
+/** An eStargz layer's table of contents that cannot be used: unverifiable, malformed, or naming an unsafe entry. */
+export class TocError extends RunboxError {
+  override readonly code = ErrorCode.LAZY_TOC;
+  override name = 'TocError';
+}
+
+/** An image's layers that do not make one tree (the lazy image's, built from their tables of contents). */
+export class LazyTreeError extends RunboxError {
+  override readonly code = ErrorCode.LAZY_TREE;
+  override name = 'LazyTreeError';
+}
+
+/** Image data that could not be fetched, after the retries: a reader of the lazy image gets EIO. */
+export class LazyReadError extends RunboxError {
+  override readonly code = ErrorCode.LAZY_READ;
+  override name = 'LazyReadError';
+  readonly errno = 'EIO';
 }
 
 /** An image reference that docker and containerd would not read either. */

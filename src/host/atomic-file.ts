@@ -1,4 +1,5 @@
 import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { ATOMIC_TEMPORARY } from '../generated/facts.js';
 
 /**
  * Writes a file so that readers see either the old content or the new, never a part. With `durable` (the
@@ -6,7 +7,7 @@ import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } fro
  * no disk flush, which suits state that a reboot ends anyway (a runtime root under /run, as runc keeps its own).
  */
 export function writeFileAtomic(path: string, data: string | Buffer, mode = 0o600, durable = true): void {
-  const temporary = `${path}.tmp-${process.pid}`;
+  const temporary = ATOMIC_TEMPORARY(path, process.pid);
   const fd = openSync(temporary, 'w', mode);
   try {
     writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);

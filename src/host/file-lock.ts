@@ -87,6 +87,11 @@ export class FileLock {
     return new FileLock(fd);
   }
 
+  /** The locked descriptor, for a child process to hold the lock with this one (a spawn's stdio). */
+  get descriptor(): number | undefined {
+    return this.fd;
+  }
+
   release(): void {
     if (this.fd === undefined) return;
     closeSync(this.fd);

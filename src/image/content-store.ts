@@ -80,6 +80,17 @@ export class ContentStore {
     this.publish(partial, digest);
   }
 
+  /** A file in ingest/ for content written outside `ingest` (the lazy loader's chunks), unique to the caller. */
+  ingestPath(digest: string, suffix: string): string {
+    const { algorithm, hex } = parseDigest(digest);
+    return join(this.dir, 'ingest', `${algorithm}-${hex}.${process.pid}.${suffix}`);
+  }
+
+  /** Moves a file from `ingestPath`, whose bytes the caller verified against `digest`, into the store. */
+  adopt(partial: string, digest: string): void {
+    this.publish(partial, digest);
+  }
+
   private publish(partial: string, digest: string): void {
     const target = this.blobPath(digest);
     mkdirSync(join(target, '..'), { recursive: true, mode: 0o700 });

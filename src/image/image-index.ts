@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../host/atomic-file.js';
 import { withLock } from '../host/file-lock.js';
+import type { LazyLayerRecord } from './lazy/lazy-image.js';
 
 export interface Descriptor {
   mediaType: string;
@@ -25,6 +26,8 @@ export interface ImageRecord {
   size: number;
   pulled: string;
   lastUsed: string;
+  /** Pulled lazily: how each layer is had (lazy/lazy-image.ts). */
+  lazy?: LazyLayerRecord[];
 }
 
 type Records = Record<string, ImageRecord>;
@@ -64,6 +67,7 @@ export class ImageIndex {
     const keep = new Set<string>();
     for (const record of this.all()) {
       for (const digest of [record.digest, record.manifest, record.config.digest, ...record.layers.map((layer) => layer.digest)]) keep.add(digest);
+      for (const layer of record.lazy ?? []) keep.add(layer.toc ? layer.toc.digest : layer.diffId);
     }
     return keep;
   }

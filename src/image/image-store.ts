@@ -4,8 +4,10 @@ import { join } from 'node:path';
 import { ContentStore } from './content-store.js';
 import { withLock } from '../host/file-lock.js';
 import { ImageIndex, type ImageRecord } from './image-index.js';
+import { lazyChunkDigests } from './lazy/lazy-references.js';
 import { DEFAULT_IMAGE_LIMITS, type ImageLimits } from './image-limits.js';
 import { Puller, type PullOptions } from './pull.js';
+import { pushImage, type PushBlob } from './push.js';
 import { formatReference, parseReference } from './reference.js';
 import { RegistryClient, type RegistryClientOptions } from './registry-client.js';
 
@@ -48,6 +50,23 @@ export class ImageStore {
   /** Pulls without enforcing the quota: for callers that hold the store in use (see `using`). */
   pullOnly(reference: string, options: PullOptions = {}): Promise<ImageRecord> {
     return new Puller(this.client, this.content, this.images, this.limits).pull(reference, options);
+  }
+
+  /** Pushes a manifest and the blobs it needs (those the registry lacks) as `reference`. */
+  push(reference: string, manifest: { mediaType: string; bytes: Buffer }, blobs: PushBlob[]): Promise<void> {
+    return pushImage(this.client, reference, manifest, blobs);
+  }
+
+  /** Records an image whose blobs are all in the store (made here, as by `image convert`) under `reference`. */
+  async record(reference: string, image: Pick<ImageRecord, 'digest' | 'manifest' | 'config' | 'layers' | 'platform'>): Promise<ImageRecord> {
+    const name = formatReference(parseReference(reference));
+    const now = new Date().toISOString();
+    const size = [image.manifest, image.config.digest, ...image.layers.map((layer) => layer.digest)].reduce((sum, digest) => sum + this.content.size(digest), 0);
+    const record: ImageRecord = { name, ...image, size, pulled: now, lastUsed: now };
+    await this.images.update((records) => {
+      records[name] = record;
+    });
+    return record;
   }
 
   /** Runs `body` with the blobs protected from garbage collection (and so from eviction). */
@@ -97,7 +116,7 @@ export class ImageStore {
 
   /** Frees blobs no image needs and partial downloads left by interrupted pulls; returns the bytes freed. */
   collect(): Promise<number> {
-    return withLock(this.content.gcLockPath, 'ex', () => this.content.collect(this.images.referenced()));
+    return withLock(this.content.gcLockPath, 'ex', () => this.content.collect(lazyChunkDigests(this.content, this.images.all(), this.images.referenced())));
   }
 
   /** Evicts least recently used images (never `keep`) until the store's blobs fit in `quota` bytes. */

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, realpathSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { FileLock } from '../host/file-lock.js';
+import { unmountUnder } from '../host/mounts.js';
 import { lstatOrNull } from './unpack-paths.js';
 
 const PARTIAL = /^\..*\.runbox-partial-[0-9a-f]{12}(\.lock)?$/;
@@ -25,6 +26,8 @@ function removeStale(parent: string): void {
     const lock = FileLock.tryAcquire(lockPath);
     if (!lock) continue;
     try {
+      // A lazily loaded rootfs is a mount: taken down first, never removed file by file.
+      unmountUnder(path);
       rmSync(path, { recursive: true, force: true });
       rmSync(lockPath, { force: true });
     } finally {
@@ -82,7 +85,10 @@ export class PartialBundle {
     const was = this.state;
     if (was === 'published' || was === 'removed') return;
     this.state = 'removed';
-    if (was === 'open') rmSync(this.partial, { recursive: true, force: true });
+    if (was === 'open') {
+      unmountUnder(this.partial);
+      rmSync(this.partial, { recursive: true, force: true });
+    }
     this.unlock();
   }
 

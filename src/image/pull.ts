@@ -13,6 +13,8 @@ import { isConfigMediaType, isIndexMediaType, isLayerMediaType } from './media-t
 import { formatPlatform, hostPlatform, platformMatches, type Platform } from './platform.js';
 import type { Endpoint, RegistryClient } from './registry-client.js';
 import { DigestMismatchError, ImageError, RegistryError } from '../errors/errors.js';
+import type { LazyLayerRecord } from './lazy/lazy-image.js';
+import { pullLayerLazily } from './lazy/lazy-pull.js';
 
 export type PullEvent =
   | { type: 'resolved'; name: string; digest: string; config: Descriptor; layers: Descriptor[] }
@@ -24,6 +26,8 @@ export interface PullOptions {
   onEvent?: (event: PullEvent) => void;
   /** Layers downloaded at once. */
   parallel?: number;
+  /** Only the TOCs of eStargz layers (lazy loading); other layers whole, kept uncompressed too. */
+  lazy?: boolean;
 }
 
 async function mapLimit<T>(items: T[], limit: number, run: (item: T) => Promise<void>): Promise<void> {
@@ -112,14 +116,20 @@ export class Puller {
     if (config.rootfs.diff_ids.length !== document.layers.length) {
       throw new RegistryError('protocol', `config of ${name} has ${config.rootfs.diff_ids.length} diff_ids for ${document.layers.length} layers`);
     }
-    await mapLimit(document.layers, options.parallel ?? 4, fetchBlob);
+    const lazy: LazyLayerRecord[] = [];
+    if (options.lazy) {
+      await mapLimit(document.layers.map((layer, i) => ({ layer, i })), options.parallel ?? 4, async ({ layer, i }) => {
+        lazy[i] = await pullLayerLazily(fetcher, this.store, layer, config.rootfs.diff_ids[i]!, fetchBlob);
+        if (lazy[i]!.toc) options.onEvent?.({ type: 'stored', digest: layer.digest, cached: false });
+      });
+    } else await mapLimit(document.layers, options.parallel ?? 4, fetchBlob);
 
     // Stored last, so that a failed pull leaves nothing an image record could point at.
     this.store.put(top.digest, top.bytes);
     this.store.put(manifest.digest, manifest.bytes);
     const now = new Date().toISOString();
     const digests = new Set([top.digest, manifest.digest, document.config.digest, ...document.layers.map((layer) => layer.digest)]);
-    const size = [...digests].reduce((sum, digest) => sum + this.store.size(digest), 0);
+    const size = [...digests].reduce((sum, digest) => sum + (this.store.has(digest) ? this.store.size(digest) : 0), 0);
     const imagePlatform: Platform = { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) };
     const platform = formatPlatform(imagePlatform);
     if (options.platform && !isIndexMediaType(top.mediaType) && !platformMatches(imagePlatform, options.platform)) {
@@ -135,6 +145,7 @@ export class Puller {
       size,
       pulled: now,
       lastUsed: now,
+      ...(options.lazy ? { lazy } : {}),
     };
     await this.images.update((records) => {
       records[name] = record;

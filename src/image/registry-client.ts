@@ -30,6 +30,13 @@ export interface RegistryClientOptions {
   backoffMs?: number;
 }
 
+export interface RequestOptions {
+  method?: string;
+  headers?: Record<string, string>;
+  /** A request body, made anew for each attempt (an upload's). */
+  body?: () => Buffer | Readable;
+}
+
 export interface Endpoint {
   /** The registry this endpoint serves (as in the reference). */
   registry: string;
@@ -117,7 +124,7 @@ export class RegistryClient {
    * One request to the distribution API with auth and redirects handled; retried with backoff while it fails
    * transiently. The caller consumes or discards the body.
    */
-  async request(endpoint: Endpoint, path: string, scope: string, init: { method?: string; headers?: Record<string, string> } = {}): Promise<Response> {
+  async request(endpoint: Endpoint, path: string, scope: string, init: RequestOptions = {}): Promise<Response> {
     return this.retrying(() => this.requestOnce(endpoint, path, scope, init));
   }
 
@@ -134,7 +141,7 @@ export class RegistryClient {
     }
   }
 
-  private async requestOnce(endpoint: Endpoint, path: string, scope: string, init: { method?: string; headers?: Record<string, string> }): Promise<Response> {
+  private async requestOnce(endpoint: Endpoint, path: string, scope: string, init: RequestOptions): Promise<Response> {
     const url = new URL(`v2/${path}`, endpoint.base);
     let response = await this.send(url, init, await this.authorization(url.host, scope, endpoint));
     if (response.status === 401) {
@@ -160,14 +167,14 @@ export class RegistryClient {
   }
 
   /** A GET/HEAD following redirects by hand: Authorization goes to the registry, never to where it redirects. */
-  private async send(url: URL, init: { method?: string; headers?: Record<string, string> }, authorization: string | undefined): Promise<Response> {
+  private async send(url: URL, init: RequestOptions, authorization: string | undefined): Promise<Response> {
     let target = url;
     let headers: Record<string, string> = { ...init.headers, ...(authorization ? { authorization } : {}) };
     for (let hop = 0; ; hop++) {
       if (target.protocol === 'http:' && !this.plainHttpAllowed(target)) {
         throw new RegistryError('insecure', `refusing plain HTTP to ${target.host}: name it with --insecure-registry`);
       }
-      const response = await this.fetchWithTimeout(target, { method: init.method ?? 'GET', headers, redirect: 'manual' });
+      const response = await this.fetchWithTimeout(target, { method: init.method ?? 'GET', headers, redirect: 'manual', ...(init.body ? { body: init.body() } : {}) });
       const location = response.headers.get('location');
       if (response.status < 300 || response.status >= 400 || !location) return response;
       response.discard();

@@ -1,7 +1,6 @@
 import { RuntimeError } from '../errors/errors.js';
+import { MAX_ID_LENGTH } from '../generated/facts.js';
 
-/** The longest file name (NAME_MAX): the id names the container's state directory. runc takes these, and fails longer ones. */
-export const MAX_ID_LENGTH = 255;
 /**
  * runc 1.1's rule (libcontainer's idRegex `^[\w+-\.]+$`, whose `+-\.` is the range + , - .): ASCII letters, digits and
  * `_ + , - .`, anywhere; less `.` and `..`, which are not a directory of their own (runc: "/"+id must be a clean path).

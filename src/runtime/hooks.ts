@@ -4,7 +4,7 @@ import type { Hook, HookName, Hooks } from '../oci/spec.js';
 const OUTPUT_LIMIT = 4096;
 
 /**
- * Whether a create must stop at the hook point (agent/PROTOCOL.md, `create` then `finish_create`): a hook runs
+ * Whether a create must stop at the hook point (native/agent/PROTOCOL.md, `create` then `finish_create`): a hook runs
  * there, or poststop hooks would have to run for a create that fails after it. Otherwise the agent finishes the
  * create at once, a round trip less.
  */

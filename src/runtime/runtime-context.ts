@@ -10,8 +10,9 @@ import type { Driver, DriverRegistry, Sandbox } from '../sandbox/driver.js';
 import { runHooksReportingFailures } from './hooks.js';
 import { stateReport } from './state-report.js';
 import { StateStore, type ContainerRecord } from './state-store.js';
+import { DEFAULT_ROOT } from '../generated/facts.js';
 
-export const DEFAULT_ROOT = '/run/runbox';
+export { DEFAULT_ROOT };
 
 export interface RuntimeOptions {
   root?: string;

@@ -6,6 +6,7 @@ import { writeFileAtomic } from '../host/atomic-file.js';
 import { FileLock } from '../host/file-lock.js';
 import { ContainerExistsError, StateDamageError } from '../errors/errors.js';
 import { parseContainerRecord } from './state-damage.js';
+import { CONTAINER_LOCK_FILE, CONTAINER_STATE_FILE } from '../generated/facts.js';
 
 /** What runbox remembers about a container between invocations (state.json in its state directory). */
 export interface ContainerRecord {
@@ -38,7 +39,7 @@ export class StateStore {
   }
 
   private statePath(id: string): string {
-    return join(this.root, id, 'state.json');
+    return join(this.root, id, CONTAINER_STATE_FILE);
   }
 
   /** Claims an id for a new container: its directory is created exclusively and locked. */
@@ -50,7 +51,7 @@ export class StateStore {
       if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw new ContainerExistsError(id);
       throw error;
     }
-    return FileLock.acquire(join(this.dir(id), 'lock'));
+    return FileLock.acquire(join(this.dir(id), CONTAINER_LOCK_FILE));
   }
 
   /**
@@ -58,7 +59,7 @@ export class StateStore {
    * cannot be read still makes a container: one that delete --force can end).
    */
   async lock(id: string): Promise<FileLock | undefined> {
-    const lock = await FileLock.acquireExisting(join(this.dir(id), 'lock'));
+    const lock = await FileLock.acquireExisting(join(this.dir(id), CONTAINER_LOCK_FILE));
     if (lock && !existsSync(this.statePath(id))) {
       lock.release();
       return undefined;

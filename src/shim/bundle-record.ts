@@ -5,6 +5,7 @@ import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SandboxHandle } from '../sandbox/driver.js';
 import { writeFileAtomic } from '../host/atomic-file.js';
+import { BUNDLE_ADDRESS_FILE, BUNDLE_RECORD_FILE, SHIM_PID_FILE } from '../generated/facts.js';
 
 export interface BundleRecord {
   sandbox: SandboxHandle;
@@ -14,27 +15,25 @@ export interface BundleRecord {
   pidStartTime?: string;
 }
 
-const RECORD_FILE = 'runbox-shim.json';
-
 export function writeBundleRecord(bundle: string, record: BundleRecord): void {
-  writeFileAtomic(join(bundle, RECORD_FILE), JSON.stringify(record));
+  writeFileAtomic(join(bundle, BUNDLE_RECORD_FILE), JSON.stringify(record));
 }
 
 export function readBundleRecord(bundle: string): BundleRecord | undefined {
   try {
-    return JSON.parse(readFileSync(join(bundle, RECORD_FILE), 'utf8')) as BundleRecord;
+    return JSON.parse(readFileSync(join(bundle, BUNDLE_RECORD_FILE), 'utf8')) as BundleRecord;
   } catch {
     return undefined;
   }
 }
 
 export function removeBundleRecord(bundle: string): void {
-  rmSync(join(bundle, RECORD_FILE), { force: true });
+  rmSync(join(bundle, BUNDLE_RECORD_FILE), { force: true });
 }
 
 export function writeShimFiles(bundle: string, address: string, pid: number | undefined): void {
-  writeFileAtomic(join(bundle, 'address'), address, 0o644);
-  if (pid) writeFileAtomic(join(bundle, 'shim.pid'), String(pid), 0o644);
+  writeFileAtomic(join(bundle, BUNDLE_ADDRESS_FILE), address, 0o644);
+  if (pid) writeFileAtomic(join(bundle, SHIM_PID_FILE), String(pid), 0o644);
 }
 
 /**
@@ -44,13 +43,13 @@ export function writeShimFiles(bundle: string, address: string, pid: number | un
  */
 export function writeServingShimPid(stateDir: string, pid: number): void {
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  writeFileAtomic(join(stateDir, 'shim.pid'), String(pid));
+  writeFileAtomic(join(stateDir, SHIM_PID_FILE), String(pid));
 }
 
 /** The pid of the shim that owns a state directory (see shimStateDir), if it wrote one. */
 export function readShimPid(stateDir: string): number | undefined {
   try {
-    return Number(readFileSync(join(stateDir, 'shim.pid'), 'utf8')) || undefined;
+    return Number(readFileSync(join(stateDir, SHIM_PID_FILE), 'utf8')) || undefined;
   } catch {
     return undefined;
   }
@@ -58,7 +57,7 @@ export function readShimPid(stateDir: string): number | undefined {
 
 export function readShimAddress(bundle: string): string | undefined {
   try {
-    return readFileSync(join(bundle, 'address'), 'utf8').trim();
+    return readFileSync(join(bundle, BUNDLE_ADDRESS_FILE), 'utf8').trim();
   } catch {
     return undefined;
   }

@@ -13,6 +13,7 @@ import { timestamp } from './event-forwarder.js';
 import type { ShimFlags } from './shim-flags.js';
 import { sandboxDir, shimStateDir } from './shim-socket.js';
 import { unmountRootfs } from './rootfs-mounts.js';
+import { KILLED_EXIT_STATUS } from '../generated/facts.js';
 
 /** Asks every driver to end what a boot left in the sandbox directory of a shim that died during it. */
 async function endAbandonedBoot(dir: string, warn: (message: string) => void): Promise<void> {
@@ -20,9 +21,6 @@ async function endAbandonedBoot(dir: string, warn: (message: string) => void): P
   const { endAbandonedSandboxes } = await import('../drivers/drivers.js');
   await endAbandonedSandboxes(dir, warn);
 }
-
-/** A container killed with the shim: as if by SIGKILL. */
-const KILLED_STATUS = 128 + 9;
 
 export async function deleteAfterShim(flags: ShimFlags, warn: (message: string) => void): Promise<Buffer> {
   const record = readBundleRecord(flags.bundle);
@@ -60,7 +58,7 @@ export async function deleteAfterShim(flags: ShimFlags, warn: (message: string) 
   }
   return encodeMessage('containerd.task.v2.DeleteResponse', {
     pid: record?.pid ?? 0,
-    exitStatus: KILLED_STATUS,
+    exitStatus: KILLED_EXIT_STATUS,
     exitedAt: timestamp(new Date()),
   });
 }

@@ -9,9 +9,8 @@ import { EventForwarder } from './event-forwarder.js';
 import type { ShimFlags } from './shim-flags.js';
 import { groupId, shimProtocol, shimSocketPath, shimStateDir } from './shim-socket.js';
 import { TaskService } from './task-service.js';
+import { SHIM_INHERITED_FD } from '../generated/facts.js';
 
-/** fd 3 of the long-running shim: the listening socket (ttrpc), or a pipe to report readiness on (gRPC). */
-export const INHERITED_FD = 3;
 const EVENT_FLUSH_MS = 5000;
 
 function log(message: string): void {
@@ -46,11 +45,11 @@ export async function serve(flags: ShimFlags): Promise<void> {
       await server.close();
       await finish(service, events);
     });
-    writeSync(INHERITED_FD, 'ready\n');
+    writeSync(SHIM_INHERITED_FD, 'ready\n');
   } else {
     const server = new TtrpcServer();
     server.addService('containerd.task.v2.Task', service.implementation());
-    await server.listen({ fd: INHERITED_FD });
+    await server.listen({ fd: SHIM_INHERITED_FD });
     stop = once(async () => {
       await server.close();
       // The socket was bound by `start`; with it served no more, its file goes too.

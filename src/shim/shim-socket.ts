@@ -3,11 +3,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-
-export const SOCKET_DIRECTORY = '/run/containerd/s';
-
-/** Annotations that put containers in one group, served by one shim process and one sandbox. */
-export const GROUP_ANNOTATIONS = ['io.kubernetes.cri.sandbox-id', 'io.runbox.group'];
+import { ENV_SHIM_PROTOCOL, GROUP_ANNOTATIONS, SHIM_SOCKET_DIRECTORY, SHIM_STATE_DIR_NAME_LENGTH, SHIM_STATE_ROOT } from '../generated/facts.js';
 
 /** The group a bundle's container belongs to, from its config.json annotations; its own id otherwise. */
 export function groupId(bundle: string, id: string): string {
@@ -26,7 +22,7 @@ export function groupId(bundle: string, id: string): string {
 
 export function shimSocketPath(containerdAddress: string, namespace: string, group: string): string {
   const digest = createHash('sha256').update(`${containerdAddress}/${namespace}/${group}`).digest('hex');
-  return join(SOCKET_DIRECTORY, digest);
+  return join(SHIM_SOCKET_DIRECTORY, digest);
 }
 
 /**
@@ -34,7 +30,7 @@ export function shimSocketPath(containerdAddress: string, namespace: string, gro
  * sandbox's socket paths, and named after the shim's socket so that `start` and `delete` find it.
  */
 export function shimStateDir(socketPath: string): string {
-  return join('/run/runbox-shim', socketPath.slice(-16));
+  return join(SHIM_STATE_ROOT, socketPath.slice(-SHIM_STATE_DIR_NAME_LENGTH));
 }
 
 /** Where a shim's sandbox lives, under its private state directory. */
@@ -52,7 +48,7 @@ export type ShimProtocol = 'ttrpc' | 'grpc';
 
 /** The protocol the shim serves: ttrpc unless RUNBOX_SHIM_PROTOCOL=grpc (containerd 2.x's task.v3 over gRPC). */
 export function shimProtocol(env: NodeJS.ProcessEnv = process.env): ShimProtocol {
-  const wanted = env.RUNBOX_SHIM_PROTOCOL ?? 'ttrpc';
-  if (wanted !== 'ttrpc' && wanted !== 'grpc') throw new Error(`RUNBOX_SHIM_PROTOCOL must be ttrpc or grpc, not "${wanted}"`);
+  const wanted = env[ENV_SHIM_PROTOCOL] ?? 'ttrpc';
+  if (wanted !== 'ttrpc' && wanted !== 'grpc') throw new Error(`${ENV_SHIM_PROTOCOL} must be ttrpc or grpc, not "${wanted}"`);
   return wanted;
 }

@@ -10,6 +10,7 @@ import { bindUnixSocket, isServed } from '../host/unix-socket.js';
 import { readShimPid, writeServingShimPid, writeShimFiles } from './bundle-record.js';
 import { serveArguments, type ShimFlags } from './shim-flags.js';
 import { bootstrapLine, groupId, shimProtocol, shimSocketPath, shimStateDir } from './shim-socket.js';
+import { BUNDLE_LOG_FIFO } from '../generated/facts.js';
 
 const GRPC_READY_TIMEOUT_MS = 10_000;
 
@@ -28,7 +29,7 @@ function consumeRuntimeOptions(): void {
 /** The bundle's log FIFO for the shim's stderr; read-write so that opening it never waits for a reader. */
 function openLog(bundle: string): number | 'ignore' {
   try {
-    return openSync(join(bundle, 'log'), constants.O_RDWR | constants.O_NONBLOCK | constants.O_APPEND);
+    return openSync(join(bundle, BUNDLE_LOG_FIFO), constants.O_RDWR | constants.O_NONBLOCK | constants.O_APPEND);
   } catch {
     return 'ignore';
   }

@@ -7,9 +7,9 @@ import { removeBundleRecord } from './bundle-record.js';
 import { timestamp } from './event-forwarder.js';
 import { unmountRootfs } from './rootfs-mounts.js';
 import type { TaskProcess, TaskTable } from './task-table.js';
+import { KILLED_EXIT_STATUS } from '../generated/facts.js';
 
 /** The exit status containerd is told for a task deleted before it ran or before its exit was seen: SIGKILL's. */
-const KILLED_STATUS = 137;
 
 export async function deleteTask(tasks: TaskTable, request: { id: string; execId: string }): Promise<object> {
   const { events, log } = tasks.options;
@@ -27,7 +27,7 @@ export async function deleteTask(tasks: TaskTable, request: { id: string; execId
   tasks.containers.delete(container.id);
   await sandbox.deleteContainer(container.id).catch((error) => log(`container ${container.id}: ${describe(error)}`));
   // A task deleted before it ran (or whose exit is not reported yet) ends now.
-  if (!process.exit) process.markExited({ exitStatus: KILLED_STATUS, exitedAt: new Date() });
+  if (!process.exit) process.markExited({ exitStatus: KILLED_EXIT_STATUS, exitedAt: new Date() });
   for (const exec of container.execs.values()) exec.io.close();
   process.io.close();
   await runHooksReportingFailures('poststop', container.spec.hooks?.poststop, tasks.stateJson(container, 'stopped'),

@@ -135,9 +135,11 @@ export async function startTinyRegistry(t: TeardownOwner): Promise<TinyRegistry>
       await serve(response, bytes, request);
       return true;
     }
-    const from = Number(/^bytes=(\d+)-$/.exec(request.headers.range ?? '')?.[1] ?? 0);
-    if (from > 0) {
-      response.writeHead(206, { 'content-length': bytes.length - from, 'content-range': `bytes ${from}-${bytes.length - 1}/${bytes.length}` }).end(bytes.subarray(from));
+    const range = /^bytes=(\d+)-(\d*)$/.exec(request.headers.range ?? '');
+    const from = Number(range?.[1] ?? 0);
+    const to = range?.[2] ? Math.min(Number(range[2]), bytes.length - 1) : bytes.length - 1;
+    if (range && (from > 0 || to < bytes.length - 1)) {
+      response.writeHead(206, { 'content-length': to + 1 - from, 'content-range': `bytes ${from}-${to}/${bytes.length}` }).end(bytes.subarray(from, to + 1));
     } else {
       response.writeHead(200, { 'content-length': bytes.length }).end(bytes);
     }

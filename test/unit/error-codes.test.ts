@@ -1,5 +1,5 @@
 // The error module: one code per class, every class a RunboxError, the container named once, and the agent's
-// errnos as agent/PROTOCOL.md and the kernel number them.
+// errnos as native/agent/PROTOCOL.md and the kernel number them.
 import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
@@ -43,8 +43,8 @@ test('the agent\'s messages name the container asked about: its id becomes a fie
   t.is(other.message, 'container aXb: exec: "/x": no such file');
 });
 
-test('the errnos acted on are the ones agent/PROTOCOL.md names, with the kernel\'s numbers', (t) => {
-  const protocol = readFileSync(new URL('../../../agent/PROTOCOL.md', import.meta.url), 'utf8');
+test('the errnos acted on are the ones native/agent/PROTOCOL.md names, with the kernel\'s numbers', (t) => {
+  const protocol = readFileSync(new URL('../../../native/agent/PROTOCOL.md', import.meta.url), 'utf8');
   const paragraph = /Errnos worth acting\s+on:([^]*?)\n\n/.exec(protocol)?.[1];
   t.truthy(paragraph, 'PROTOCOL.md lists the errnos worth acting on');
   const documented = Object.fromEntries([...paragraph!.matchAll(/(\d+) \((E[A-Z]+)/g)].map(([, number, name]) => [name, Number(number)]));

@@ -61,13 +61,13 @@ test('a cycle, a sideways import within one layer and a file outside the layers 
   const dir = tree(t, {
     'oci/a.ts': ['./b.js'],
     'oci/b.ts': ['./a.js'],
-    'rpc/server.ts': ['../image/pull.js'],
-    'image/pull.ts': [],
+    'image/pull.ts': ['../sandbox/driver.js'],
+    'sandbox/driver.ts': [],
     'misc/thing.ts': [],
   });
   const { code, stderr } = await check(dir);
   t.is(code, 1);
   t.regex(stderr, /import cycle: oci\/a\.ts → oci\/b\.ts → oci\/a\.ts/);
-  t.regex(stderr, /sideways import: rpc\/server\.ts → image\/pull\.ts/);
+  t.regex(stderr, /sideways import: image\/pull\.ts → sandbox\/driver\.ts/);
   t.regex(stderr, /misc\/thing\.ts is in no layer/);
 });

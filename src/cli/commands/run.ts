@@ -1,12 +1,13 @@
 import * as Args from '@oclif/core/args';
 import { Command } from '@oclif/core/command';
 import * as Flags from '@oclif/core/flags';
-import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { bundleFromImage } from '../../image/image-bundle.js';
-import { imageError, openStore, platformFlag, pullFlags, storeFlags } from '../image-options.js';
+import { lazyBundleFromImage, removeBundle } from '../../lazy-loader/lazy-bundle.js';
+import { parseSize } from '../parse-size.js';
+import { imageError, lazyFlags, openStore, platformFlag, pullFlags, registrySettings, storeFlags } from '../image-options.js';
 import { cleanlyInterruptible } from '../interrupt.js';
-import { PullProgress } from '../pull-progress.js';
+import { lazyStartLine, PullProgress } from '../pull-progress.js';
 import { runContainer } from '../run-container.js';
 
 export default class Run extends Command {
@@ -23,6 +24,7 @@ export default class Run extends Command {
     rm: Flags.boolean({ description: 'with --image: remove the bundle made for the container when it has exited' }),
     ...storeFlags,
     ...pullFlags,
+    ...lazyFlags,
   };
 
   /** With --image: the bundle made for `id` under the store (the image pulled first when missing). */
@@ -33,11 +35,19 @@ export default class Run extends Command {
     try {
       const dir = join(store.bundlesDir(), id);
       const pull = { ...(platform ? { platform } : {}), ...(progress ? { onEvent: progress.onEvent } : {}) };
-      await cleanlyInterruptible((signal) => bundleFromImage(store, flags.image!, dir, { pull, ...(args.length ? { overrides: { args } } : {}), signal }))
+      let served: { prefetched: number; size: number } | undefined;
+      const overrides = args.length ? { overrides: { args } } : {};
+      const rate = flags['lazy-background-rate'] !== undefined ? { backgroundRate: parseSize(flags['lazy-background-rate']) } : {};
+      await cleanlyInterruptible((signal) => (flags.lazy
+        ? lazyBundleFromImage(store, flags.image!, dir, { pull, ...overrides, registry: registrySettings(flags), ...rate, onServed: (value: { prefetched: number; size: number }) => void (served = value) })
+        : bundleFromImage(store, flags.image!, dir, { pull, ...overrides, signal })))
         .catch((error: Error) => {
           throw imageError(flags.image!, error);
         })
-        .finally(() => progress?.finish());
+        .finally(() => {
+          progress?.finish();
+          if (progress && served) process.stderr.write(lazyStartLine(flags.image!, served));
+        });
       return dir;
     } finally {
       store.close();
@@ -61,7 +71,7 @@ export default class Run extends Command {
       ...(flags.keep ? { keep: true } : {}),
       ...(flags['pid-file'] ? { pidFile: flags['pid-file'] } : {}),
       ...(flags['console-socket'] ? { consoleSocket: flags['console-socket'] } : {}),
-      ...(flags.image && flags.rm ? { onGone: () => rmSync(bundle, { recursive: true, force: true }) } : {}),
+      ...(flags.image && flags.rm ? { onGone: () => removeBundle(bundle) } : {}),
     });
   }
 }

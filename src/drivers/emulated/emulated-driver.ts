@@ -13,9 +13,9 @@ import { endProcesses, isProcessAlive, processesIn, processStartTime } from '../
 import { takePreforkedAgent } from './preforked-agent.js';
 import { removeRecordedCgroups } from './recorded-cgroups.js';
 import { projectPath } from '../../host/install-paths.js';
+import { AGENT_FLAG_CALLER_REAPS, AGENT_FLAG_LOG, AGENT_FLAG_SOCKET, AGENT_FLAG_STDIO_NULL, AGENT_READY, ENV_AGENT_BINARY } from '../../generated/facts.js';
 
-export const AGENT_BINARY = process.env.RUNBOX_AGENT
-  ?? projectPath('agent', 'build', 'runbox-agent');
+export const AGENT_BINARY = process.env[ENV_AGENT_BINARY] ?? projectPath('dist', 'runbox-agent');
 
 /** How long an agent told to stop (SIGTERM: it kills its containers first) gets before SIGKILL. */
 const AGENT_STOP_MS = 1000;
@@ -73,17 +73,16 @@ async function spawnAgent(args: string[], stdio: 'inherit' | 'ignore'): Promise<
  * agent's start-up error.
  */
 function awaitReady(agent: StartingAgent, logFile: string): Promise<Duplex> {
-  const READY = 'ready\n';
   const { stream } = agent;
   return new Promise((resolve, reject) => {
     let text = '';
     const onData = (chunk: Buffer) => {
       text += chunk.toString('latin1');
-      if (!text.startsWith(READY)) return;
+      if (!text.startsWith(AGENT_READY)) return;
       stream.removeListener('data', onData);
       stream.removeListener('end', onEnd);
       stream.pause();
-      const rest = Buffer.from(text.slice(READY.length), 'latin1');
+      const rest = Buffer.from(text.slice(AGENT_READY.length), 'latin1');
       if (rest.length) stream.unshift(rest);
       resolve(stream);
     };
@@ -120,8 +119,11 @@ export class EmulatedDriver implements Driver {
     const socket = join(config.dir, 'agent.sock');
     const logFile = join(config.dir, 'agent.log');
     const stdio = config.stdio === 'inherit' ? 'inherit' : 'ignore';
-    // agent/main.c: --stdio-null for containers whose stdio is not the caller's, --caller-reaps as in caller_reaps.h
-    const args = ['--socket', socket, '--log', logFile, ...(stdio === 'ignore' ? ['--stdio-null'] : []), ...(config.callerReaps ? ['--caller-reaps'] : [])];
+    // native/agent/main.c: --stdio-null for containers whose stdio is not the caller's, --caller-reaps as in caller_reaps.h
+    const args = [
+      AGENT_FLAG_SOCKET, socket, AGENT_FLAG_LOG, logFile,
+      ...(stdio === 'ignore' ? [AGENT_FLAG_STDIO_NULL] : []), ...(config.callerReaps ? [AGENT_FLAG_CALLER_REAPS] : []),
+    ];
     const preforked = takePreforkedAgent(args);
     const agent: StartingAgent = preforked
       ? { ...preforked, failed: new Promise(() => {}), detach: () => {} }
@@ -173,7 +175,7 @@ export class EmulatedDriver implements Driver {
   /**
    * The agent of a sandbox whose handle was never recorded (its caller died first; the agent dies with such a
    * caller, but one may be stopping) or can no longer be read: the runbox-agent whose working directory is the
-   * sandbox's (agent/main.c), ended as cleanup ends a recorded one.
+   * sandbox's (native/agent/main.c), ended as cleanup ends a recorded one.
    */
   async abandonedBoot(dir: string): Promise<void> {
     const agents = processesIn(basename(AGENT_BINARY), dir).map((pid) => ({ pid, startTime: processStartTime(pid) }));

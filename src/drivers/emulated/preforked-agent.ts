@@ -1,11 +1,10 @@
-// The sandbox agent that bin/runbox's launcher forks for `create` before Node starts (src/cli/launcher/), so that
+// The sandbox agent that bin/runbox's launcher forks for `create` before Node starts (native/cli/), so that
 // it starts while Node does. It waits on a socketpair for its arguments; the emulated driver's first boot in this
 // process takes it. Unused, it dies with this process (the launcher set its PR_SET_PDEATHSIG).
 import { fstatSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { parentPid } from '../../host/host-process.js';
-
-const VARIABLE = 'RUNBOX_PREFORKED_AGENT';
+import { ENV_PREFORKED_AGENT } from '../../generated/facts.js';
 
 interface Offer {
   fd: number;
@@ -26,13 +25,13 @@ function readOffer(value: string | undefined): Offer | undefined {
   return parentPid(pid) === process.pid ? { fd, pid } : undefined;
 }
 
-let offer = readOffer(process.env[VARIABLE]);
+let offer = readOffer(process.env[ENV_PREFORKED_AGENT]);
 // Not for anything this process starts.
-delete process.env[VARIABLE];
+delete process.env[ENV_PREFORKED_AGENT];
 
 export interface PreforkedAgent {
   pid: number;
-  /** The agent's fd 3: it answers there as a spawned agent does on its fd 3 (agent/PROTOCOL.md). */
+  /** The agent's fd 3: it answers there as a spawned agent does on its fd 3 (native/agent/PROTOCOL.md). */
   stream: Socket;
 }
 

@@ -1,11 +1,11 @@
-// The cgroups a host agent recorded in its sandbox directory (agent/cgroup_record.h), removed by the host once the
+// The cgroups a host agent recorded in its sandbox directory (native/agent/cgroup_record.h), removed by the host once the
 // agent is gone without removing them itself (killed with SIGKILL): their processes killed, the directories and
 // the parents the agent made for them removed.
 import { existsSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, posix } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { CGROUP_RECORD_DIR } from '../../generated/facts.js';
 
-const RECORD_DIR = 'cgroups';
 const CGROUP_ROOT = '/sys/fs/cgroup/';
 /** How long the last processes of a cgroup get to be killed and reaped before its removal is given up. */
 const REMOVAL_MS = 3000;
@@ -78,7 +78,7 @@ function removed(cgroup: RecordedCgroup): boolean {
  * directories that could not be removed in time.
  */
 export async function removeRecordedCgroups(sandboxDir: string): Promise<string[]> {
-  const recordDir = join(sandboxDir, RECORD_DIR);
+  const recordDir = join(sandboxDir, CGROUP_RECORD_DIR);
   let names: string[];
   try {
     names = readdirSync(recordDir).filter((name) => !name.startsWith('.'));

@@ -15,7 +15,9 @@ import { QemuDriver, type Guest, type VmAdditions } from '../qemu/qemu-driver.js
 import { value } from '../qemu/qemu-command.js';
 import { EXTRA_FD_BASE } from '../qemu/qemu-process.js';
 import { vmResources } from '../qemu/qemu-resources.js';
-import type { QemuHandle, QemuSandbox } from '../qemu/qemu-sandbox.js';
+import type { FirstContainer, QemuHandle, QemuSandbox } from '../qemu/qemu-sandbox.js';
+import { podMember } from '../qemu/pod-in-vm.js';
+import { isLazyRootfs } from '../../lazy-loader/lazy-disk.js';
 import { TEMPLATE_ANNOTATION } from '../qemu/qemu-template.js';
 import { enclaveLaunch } from './enclave-guest.js';
 import { containerPolicy } from './enclave-policy.js';
@@ -61,6 +63,14 @@ export class EnclaveDriver extends QemuDriver {
 
   override async boot(config: SandboxConfig) {
     // What the container asks of the enclave is checked before anything starts.
+    if (podMember(config.spec)) {
+      throw new SandboxError('an enclave VM runs one container: a pod\'s containers cannot share one (the enclave driver takes no '
+        + 'Kubernetes pod sandbox or pod member)', { containerId: config.id });
+    }
+    if (isLazyRootfs(config.spec.root!.path)) {
+      throw new SandboxError('an enclave\'s rootfs is built into a disk with its dm-verity tree, whose root hash is measured: a lazily '
+        + 'served rootfs cannot be; pull the image in full', { containerId: config.id });
+    }
     const tee = chosenTee(config.spec);
     const availability = teeAvailability(tee);
     if (!availability.available) throw new SandboxError(`${TEE_ANNOTATION}=${tee}: this host cannot launch it: ${availability.why}`, { containerId: config.id });
@@ -82,11 +92,11 @@ export class EnclaveDriver extends QemuDriver {
   }
 
   /** The rootfs image with its dm-verity hash tree, whose root hash the create request carries (rootfs-verity.ts). */
-  protected override fillRootfs(config: SandboxConfig, disk: string): Promise<void> {
+  protected override fillRootfs(config: SandboxConfig, disk: string): Promise<number> {
     return fillVerityRootfs(config.spec.root!.path, disk, config.dir);
   }
 
-  protected override guest(config: SandboxConfig): Guest {
+  protected override guest(config: SandboxConfig): Omit<Guest, 'pod'> {
     return { ...enclaveLaunch(config.spec), resources: vmResources(config.spec) };
   }
 
@@ -133,8 +143,10 @@ export class EnclaveDriver extends QemuDriver {
     };
   }
 
-  protected override sandboxOver(handle: QemuHandle, client: AgentClient, destroy: () => Promise<void>, gone: () => Promise<void>): QemuSandbox {
-    return new EnclaveSandbox(handle, client, destroy, gone);
+  protected override sandboxOver(
+    handle: QemuHandle, client: AgentClient, destroy: () => Promise<void>, gone: () => Promise<void>, first?: FirstContainer,
+  ): QemuSandbox {
+    return new EnclaveSandbox(handle, client, destroy, gone, first);
   }
 
   /** Which TEEs this host gives (`io.runbox.driver.enclave.tees`), and for each, what it has or lacks. */

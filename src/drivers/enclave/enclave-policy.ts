@@ -57,7 +57,7 @@ export function parsePolicy(text: string, path: string): EnclavePolicy {
   return policy;
 }
 
-/** The policy as the agent takes it (agent/PROTOCOL.md, "Enclaves"): one `enclave_allow` per permission. */
+/** The policy as the agent takes it (native/agent/PROTOCOL.md, "Enclaves"): one `enclave_allow` per permission. */
 export function policyRecords(policy: EnclavePolicy): RecordList {
   return KEYS.filter((key) => policy[key]).map((key) => ['enclave_allow', key]);
 }

@@ -2,11 +2,11 @@
 // policy, the secrets to fetch) and its rootfs at a path that names no container id, so that the request the guest
 // measures is the same for every run of a bundle (initdata.ts).
 import type { AgentClient } from '../../agent-client/agent-client.js';
-import type { RecordList } from '../../agent-client/agent-records.js';
+import { UNIT_SEPARATOR, type RecordList } from '../../agent-client/agent-records.js';
 import type { Spec } from '../../oci/spec.js';
 import type { ContainerConfig } from '../../sandbox/driver.js';
 import { ROOTFS_FSTYPE } from '../qemu/rootfs-image.js';
-import { QemuSandbox, type QemuHandle } from '../qemu/qemu-sandbox.js';
+import { QemuSandbox, ROOTFS_DEVICE, type QemuHandle } from '../qemu/qemu-sandbox.js';
 import { containerPolicy, policyRecords } from './enclave-policy.js';
 import { requestedSecrets, secretRecords } from './enclave-secrets.js';
 import { readVerity, verityRecord, type RootfsVerity } from './rootfs-verity.js';
@@ -40,6 +40,8 @@ export class EnclaveSandbox extends QemuSandbox {
     const unused = async () => {};
     const sandbox = new EnclaveSandbox(handle, undefined as unknown as AgentClient, unused, unused);
     sandbox.verity = verity;
+    // What createContainer adds for the VM's first (and, in an enclave, only) container: its boot image.
+    sandbox.guestRecords.set('measured', [['rootfs_image', `${ROOTFS_DEVICE}${UNIT_SEPARATOR}${ROOTFS_FSTYPE}`]]);
     return sandbox.createRequest({ id: 'measured', bundle, spec, stdio: 'null' });
   }
 }

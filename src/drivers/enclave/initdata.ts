@@ -2,7 +2,7 @@
 // create request as the guest receives it (config.json resolved to the agent's records, the policy, the secrets
 // asked for), less the records that name this one invocation: the op, the container id, where its stdio goes
 // (which the policy rules on), whether hooks follow, and the name of its cgroup (containerd puts the container id
-// in it; in the guest the container is the only one). The agent computes the same bytes (agent/enclave.c).
+// in it; in the guest the container is the only one). The agent computes the same bytes (native/agent/enclave.c).
 import { encodeRecords, type RecordList } from '../../agent-client/agent-records.js';
 import { sha256 } from '../../attestation/pcr-bank.js';
 

@@ -1,6 +1,6 @@
 // An enclave's rootfs image with a dm-verity hash tree after it (format 1, SHA-256, 4 KiB blocks, no salt), whose
 // root hash goes into the create request (the `rootfs_verity` record), so into the measured initdata: the guest
-// reads the image through a verity device (agent/guest-verity.c), which refuses any block that is not the one
+// reads the image through a verity device (native/agent/guest-verity.c), which refuses any block that is not the one
 // measured, however the host changes the disk afterwards. The image is built reproducibly, so that
 // `runbox enclave measure` computes the same root hash from the bundle.
 import { createHash } from 'node:crypto';
@@ -20,7 +20,7 @@ export interface RootfsVerity {
   hashStartBlock: number;
 }
 
-/** The `rootfs_verity` record's value (agent/PROTOCOL.md). */
+/** The `rootfs_verity` record's value (native/agent/PROTOCOL.md). */
 export function verityRecord(verity: RootfsVerity): string {
   return [verity.rootHash, verity.dataBlocks, verity.hashStartBlock].join(UNIT_SEPARATOR);
 }
@@ -66,9 +66,9 @@ export function verityFile(sandboxDir: string): string {
   return join(sandboxDir, 'rootfs.verity.json');
 }
 
-/** The driver's image build: reproducible, with its hash tree, the parameters kept in the VM's directory. */
-export async function fillVerityRootfs(rootfsDir: string, disk: string, sandboxDir: string): Promise<void> {
-  await fillRootfsDisk(rootfsDir, disk, 'erofs', {
+/** The driver's image build: reproducible, with its hash tree, the parameters kept in the VM's directory; its size. */
+export function fillVerityRootfs(rootfsDir: string, disk: string, sandboxDir: string): Promise<number> {
+  return fillRootfsDisk(rootfsDir, disk, 0, 'erofs', {
     reproducible: true,
     appended: async (image) => writeFileSync(verityFile(sandboxDir), JSON.stringify(appendHashTree(image)), { mode: 0o600 }),
   });

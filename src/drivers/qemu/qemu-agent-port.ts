@@ -8,16 +8,20 @@ import { connectUnix } from '../../host/unix-socket.js';
 import { FileLock } from '../../host/file-lock.js';
 import { AgentClient } from '../../agent-client/agent-client.js';
 import { encodeFrame, FrameType } from '../../agent-client/agent-frame.js';
-import { encodeRecords } from '../../agent-client/agent-records.js';
+import { AGENT_GREETING, AGENT_PORT_LOCK, AGENT_PORT_NAME, AGENT_PORT_SOCKET } from '../../generated/facts.js';
 
-export const GREETING = encodeFrame(0, FrameType.Event, encodeRecords([['event', 'ready']]));
+export const GREETING = encodeFrame(0, FrameType.Event, Buffer.from(`${AGENT_GREETING}\0`));
 
 export function agentPortName(index: number): string {
-  return `agent.${index}`;
+  return AGENT_PORT_NAME(index);
 }
 
 export function agentPortSocket(dir: string, index: number): string {
-  return join(dir, `agent-${index}.sock`);
+  return join(dir, AGENT_PORT_SOCKET(index));
+}
+
+export function agentPortLock(dir: string, index: number): string {
+  return join(dir, AGENT_PORT_LOCK(index));
 }
 
 /** A port this process holds: its socket, and the lock that keeps other clients off it. */
@@ -30,13 +34,12 @@ export interface PortLease {
 export async function leasePort(dir: string, ports: number): Promise<PortLease> {
   // Start at a different port each time: a port just released may still carry its old session for a moment.
   const first = Math.floor(Math.random() * ports);
-  const lockPath = (index: number) => join(dir, `agent-${index}.lock`);
   for (let i = 0; i < ports; i++) {
     const index = (first + i) % ports;
-    const lock = FileLock.tryAcquire(lockPath(index));
+    const lock = FileLock.tryAcquire(agentPortLock(dir, index));
     if (lock) return { index, release: () => lock.release() };
   }
-  const lock = await FileLock.acquire(lockPath(first));
+  const lock = await FileLock.acquire(agentPortLock(dir, first));
   return { index: first, release: () => lock.release() };
 }
 

@@ -5,6 +5,8 @@ import { basename, join } from 'node:path';
 import type { Accel } from './qemu-accel.js';
 import { agentPortName, agentPortSocket } from './qemu-agent-port.js';
 import type { VmResources } from './qemu-resources.js';
+import { POD_TAP } from './pod-network.js';
+import { VOLUMES_TAG } from './pod-volumes.js';
 
 export const QEMU_BINARY = process.env.RUNBOX_QEMU ?? 'qemu-system-x86_64';
 
@@ -59,6 +61,8 @@ export interface VmFiles {
   console: string;
   log: string;
   image: string;
+  /** Where the next image appended to the disk goes (rootfs-image.ts). */
+  diskEnd: string;
 }
 
 export function vmFiles(dir: string): VmFiles {
@@ -68,6 +72,7 @@ export function vmFiles(dir: string): VmFiles {
     console: join(dir, 'console.log'),
     log: join(dir, 'qemu.log'),
     image: join(dir, 'rootfs.img'),
+    diskEnd: join(dir, 'disk.end'),
   };
 }
 
@@ -80,8 +85,8 @@ export interface QemuCommand {
   cmdline: string[];
   agentPorts: number;
   stdio: InheritedStdio;
-  /** A read-only raw disk image: the container's rootfs. */
-  image?: string;
+  /** The container's rootfs, read-only: a raw disk image, or an NBD export (a lazily loaded image). */
+  image?: string | { nbd: string; export: string };
   /**
    * The guest's RAM in a file: shared (a template being built: what the guest writes goes to the file) or
    * private (a clone: the file mapped copy-on-write). Without it, anonymous memory.
@@ -94,6 +99,13 @@ export interface QemuCommand {
    * the same devices, whatever stdio each clone's caller has.
    */
   everyStdioPort?: boolean;
+  /**
+   * A virtio-net NIC on the tap POD_TAP of the network namespace QEMU runs in (a pod's, or a template's own
+   * throwaway one), with this MAC when given (a clone keeps its template's: the guest sets the pod's).
+   */
+  nic?: { mac?: string };
+  /** A host directory exported over virtio-9p with the tag VOLUMES_TAG: a pod's volumes (pod-volumes.ts). */
+  volumes?: string;
   /** Devices a driver built on this one adds (the enclave driver's TPM and key broker port). */
   devices?: VmDevices;
 }
@@ -146,9 +158,27 @@ export function qemuArgs(command: QemuCommand): string[] {
   const maxPorts = 1 + ports.filter((arg) => arg.startsWith('virtserialport,')).length;
   args.push('-device', `virtio-serial-device,max_ports=${maxPorts}`, ...ports);
   if (command.image) {
+    // An NBD server that restarts is reconnected to, its requests retried meanwhile.
+    const source = typeof command.image === 'string'
+      ? `file=${value(command.image)},format=raw`
+      : `driver=nbd,server.type=unix,server.path=${value(command.image.nbd)},export=${value(command.image.export)},reconnect-delay=60`;
     args.push(
-      '-drive', `file=${value(command.image)},format=raw,if=none,id=rootfs,readonly=on`,
+      '-drive', `${source},if=none,id=rootfs,readonly=on`,
       '-device', 'virtio-blk-device,drive=rootfs',
+    );
+  }
+  if (command.nic) {
+    // vnet_hdr=on always: a snapshot made with it restores only onto a tap that has it (docs/kubernetes.md).
+    args.push(
+      '-netdev', `tap,id=net0,ifname=${POD_TAP},script=no,downscript=no,vnet_hdr=on`,
+      '-device', `virtio-net-device,netdev=net0${command.nic.mac ? `,mac=${command.nic.mac}` : ''}`,
+    );
+  }
+  if (command.volumes) {
+    // multidevs=remap: the export holds bind mounts of other filesystems, whose inode numbers may collide.
+    args.push(
+      '-fsdev', `local,id=volumes,path=${value(command.volumes)},security_model=passthrough,multidevs=remap`,
+      '-device', `virtio-9p-device,fsdev=volumes,mount_tag=${VOLUMES_TAG}`,
     );
   }
   args.push(...(command.devices?.args ?? []));

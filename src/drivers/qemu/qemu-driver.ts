@@ -3,7 +3,7 @@
 // powers it off) or until delete; QEMU itself holds the caller's stdio for the container, so a runc-style
 // `create` needs nothing else on the host to outlive the CLI.
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, rmSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { basename, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -24,18 +24,21 @@ import {
   AGENT_PORTS, deadlineIn, kvmFailed, refuseReadWriteOutput, removeVmFiles, SNAPSHOT_FD, startVm, type Deadline, type StartedVm, type VmStart,
 } from './qemu-process.js';
 import { QmpClient, quitQemu } from './qemu-qmp.js';
-import { ExitedSandbox, QemuSandbox, type QemuHandle } from './qemu-sandbox.js';
+import { ExitedSandbox, QemuSandbox, type FirstContainer, type QemuHandle } from './qemu-sandbox.js';
 import { restoreSnapshot, saveSnapshot, stopWhenQuiet } from './qemu-snapshot.js';
 import { TEMPLATE_ANNOTATION, TemplateStore, templatesEnabled, type VmTemplate } from './qemu-template.js';
-import { createEmptyDisk, createRootfsDisk, fillRootfsDisk } from './rootfs-image.js';
+import { createEmptyDisk, createRootfsDisk, fillRootfsDisk, nextImageOffset, recordDiskEnd } from './rootfs-image.js';
+import { lazyDiskOf, type LazyDisk } from '../../lazy-loader/lazy-disk.js';
 import { untilListening } from '../../host/until-listening.js';
+import { guestPodSpec, podMember } from './pod-in-vm.js';
+import { createVolumesExport, unbindVolumes } from './pod-volumes.js';
+import { plugPodNetwork, podNetnsPath, unplugPodNetwork, type PodNetwork } from './pod-network.js';
 import { refuseHostResources } from './vm-host-resources.js';
+import { AGENT_GREETING_TIMEOUT_MS } from '../../generated/facts.js';
 
 /** The annotation (else RUNBOX_QEMU_BOOT_TIMEOUT) that sets how long a guest may take to report ready, in seconds. */
 export const BOOT_TIMEOUT_ANNOTATION = 'io.runbox.qemu.boot-timeout';
 const DEFAULT_BOOT_TIMEOUT_S = 30;
-/** A later invocation waits this long for the agent's greeting on a port before it tries again. */
-const GREETING_TIMEOUT_MS = 3000;
 const CONNECT_TIMEOUT_MS = 30_000;
 /** What a clone's kernel is reseeded with: as much as its CRNG's key, twice. */
 const CLONE_ENTROPY_BYTES = 64;
@@ -46,6 +49,21 @@ export interface Guest {
   initrd: string;
   cmdline: string[];
   resources: VmResources;
+  /** A pod's: a NIC on a tap (its network) and a 9p export (its volumes); a template's device layout, so part of its key. */
+  pod: boolean;
+}
+
+/** A pod sandbox's network: the namespace CNI set up, and what its veth holds. */
+interface PodNet {
+  netns: string;
+  network: PodNetwork;
+}
+
+/** A template's 9p export: an empty directory of its own, in which nothing is ever mounted. */
+function templateExport(dir: string): string {
+  const path = join(dir, 'volumes');
+  mkdirSync(path, { mode: 0o700, recursive: true });
+  return path;
 }
 
 /**
@@ -89,8 +107,8 @@ export class QemuDriver implements Driver {
     return handle as QemuHandle;
   }
 
-  /** What the VM boots (throws when something is missing). */
-  protected guest(config: SandboxConfig): Guest {
+  /** What the VM boots (throws when something is missing); whether it is a pod's, boot adds. */
+  protected guest(config: SandboxConfig): Omit<Guest, 'pod'> {
     const assets = guestAssets();
     return {
       // Absolute: QEMU runs in the VM's directory.
@@ -101,8 +119,8 @@ export class QemuDriver implements Driver {
     };
   }
 
-  /** Builds the container's rootfs image into the VM's disk (while the guest boots). */
-  protected fillRootfs(config: SandboxConfig, disk: string): Promise<void> {
+  /** Builds the container's rootfs image into the VM's disk (while the guest boots); its size. */
+  protected fillRootfs(config: SandboxConfig, disk: string): Promise<number> {
     return fillRootfsDisk(config.spec.root!.path, disk);
   }
 
@@ -117,39 +135,53 @@ export class QemuDriver implements Driver {
   }
 
   /** The Sandbox over a VM's agent. */
-  protected sandboxOver(handle: QemuHandle, client: AgentClient, destroy: () => Promise<void>, gone: () => Promise<void>): QemuSandbox {
-    return new QemuSandbox(handle, client, destroy, gone);
+  protected sandboxOver(
+    handle: QemuHandle, client: AgentClient, destroy: () => Promise<void>, gone: () => Promise<void>, first?: FirstContainer,
+  ): QemuSandbox {
+    return new QemuSandbox(handle, client, destroy, gone, first);
   }
 
   async boot(config: SandboxConfig): Promise<Sandbox> {
-    refuseHostResources(config.id, config.spec);
+    // What the first container cannot be given is refused before a VM starts (its create checks it again).
+    const pod = podMember(config.spec);
+    if (pod) guestPodSpec(config.id, config.spec, pod, { vmPid: 0 });
+    else refuseHostResources(config.id, config.spec);
     if (config.stdio === 'inherit') refuseReadWriteOutput(config.id);
+    const netns = pod?.isSandbox ? podNetnsPath(config.spec) : undefined;
     let guest: Guest;
     let plan: { accel: Accel; probe: boolean };
     let probeSeconds: number;
     let useTemplate: boolean;
     try {
-      guest = this.guest(config);
+      guest = { ...this.guest(config), pod: netns !== undefined };
       plan = planAccel(parseAccelChoice(config.spec.annotations?.[ACCEL_ANNOTATION] ?? process.env.RUNBOX_QEMU_ACCEL));
       probeSeconds = kvmProbeTimeoutSeconds();
       useTemplate = this.templatesFor(config);
     } catch (error) {
       throw error instanceof RunboxError ? error : new SandboxError((error as Error).message);
     }
+    let podNet: PodNet | undefined;
     const timeout = bootTimeoutSeconds(config);
     const disk = vmFiles(config.dir).image;
+    // A lazily served rootfs is attached over NBD as it is: nothing to build.
+    const lazy = await lazyDiskOf(config.spec.root!.path).catch((error: Error) => {
+      throw new SandboxError(error.message);
+    });
+    // A pod's later containers are added to its VM's one disk, which a lazily served disk (NBD) is not.
+    if (lazy && pod) throw new SandboxError('a lazily served rootfs cannot start a pod\'s microVM: pull the pod\'s sandbox image in full', { containerId: config.id });
     let image: Promise<void> | undefined;
     // Built while the guest boots (or is restored), which reads the disk only when the container is created;
     // started once QEMU is: starting mkfs forks this process, which would hold QEMU's own start back by as long.
     const buildImage = (): Promise<void> => {
       if (!image) {
-        image = this.fillRootfs(config, disk);
+        image = lazy ? Promise.resolve() : this.fillRootfs(config, disk).then((size) => recordDiskEnd(config.dir, nextImageOffset(0, size)));
         image.catch(() => {}); // a launch that fails first leaves it unawaited
       }
       return image;
     };
     try {
-      createRootfsDisk(config.spec.root!.path, disk);
+      if (netns) podNet = { netns, network: plugPodNetwork(netns) };
+      if (!lazy) createRootfsDisk(config.spec.root!.path, disk);
       let accel = plan.accel;
       if (plan.probe) {
         // The probe boots this VM, never a template: a template is built only with an acceleration seen to work.
@@ -158,7 +190,7 @@ export class QemuDriver implements Driver {
         else {
           try {
             return await this.launch(config, guest, buildImage, 'kvm', deadlineIn(timeout), {
-              probe: { greetBy: deadlineIn(probeSeconds), kvm: probe },
+              probe: { greetBy: deadlineIn(probeSeconds), kvm: probe }, disk: lazy, podNet,
             });
           } catch (error) {
             if (!kvmFailed(error)) throw error;
@@ -176,7 +208,7 @@ export class QemuDriver implements Driver {
       const deadline = deadlineIn(timeout);
       if (template) {
         try {
-          return await this.launch(config, guest, buildImage, accel, deadline, { template });
+          return await this.launch(config, guest, buildImage, accel, deadline, { template, disk: lazy, podNet });
         } catch (error) {
           if (!(error instanceof CloneFailureError)) throw error;
           // A template this QEMU cannot restore (or whose guest cannot take the host's time and entropy):
@@ -184,10 +216,12 @@ export class QemuDriver implements Driver {
           this.templates.discard(template.key);
         }
       }
-      return await this.launch(config, guest, buildImage, accel, deadline);
+      return await this.launch(config, guest, buildImage, accel, deadline, { disk: lazy, podNet });
     } catch (error) {
       await image?.catch(() => {}); // it removes its own files when it ends, whatever the outcome
       rmSync(disk, { force: true });
+      if (podNet) unplugPodNetwork(podNet.netns);
+      unbindVolumes(config.dir);
       throw error instanceof SandboxError ? error : new SandboxError((error as Error).message);
     }
   }
@@ -216,9 +250,12 @@ export class QemuDriver implements Driver {
       accel,
       deadline,
       inheritStdio: false,
+      // A NIC's tap in a network namespace of its own, which goes with the template's QEMU, and an empty export
+      // (a clone's is its own: a 9p device not yet mounted restores onto another path).
+      ...(guest.pod && { netns: 'private' }),
       args: () => qemuArgs({
         ...guest, dir, accel, agentPorts: AGENT_PORTS, stdio: {}, image: files.image, everyStdioPort: true,
-        memory: { path: join(dir, 'ram'), shared: true },
+        memory: { path: join(dir, 'ram'), shared: true }, ...(guest.pod && { nic: {}, volumes: templateExport(dir) }),
       }),
     });
     vm.client.close();
@@ -248,7 +285,7 @@ export class QemuDriver implements Driver {
    */
   private async launch(
     config: SandboxConfig, guest: Guest, buildImage: () => Promise<void>, accel: Accel, deadline: Deadline,
-    { template, probe }: { template?: VmTemplate; probe?: VmStart['probe'] } = {},
+    { template, probe, disk, podNet }: { template?: VmTemplate; probe?: VmStart['probe']; disk?: LazyDisk | undefined; podNet?: PodNet } = {},
   ): Promise<Sandbox> {
     const files = vmFiles(config.dir);
     let image: Promise<void> | undefined;
@@ -270,9 +307,11 @@ export class QemuDriver implements Driver {
         deadline,
         inheritStdio: config.stdio === 'inherit',
         snapshotFd: stateFd,
+        ...(podNet && { netns: podNet.netns }),
         args: (stdio) => qemuArgs({
-          ...guest, dir: config.dir, accel, agentPorts: AGENT_PORTS, stdio, image: files.image,
+          ...guest, dir: config.dir, accel, agentPorts: AGENT_PORTS, stdio, image: disk ?? files.image,
           ...(template && { everyStdioPort: true, incoming: true, memory: { path: template.ram, shared: false } }),
+          ...(podNet && { nic: { mac: podNet.network.mac }, volumes: createVolumesExport(config.dir) }),
           ...(additions?.devices && { devices: additions.devices }),
         }),
         ...(additions.inherit && { inherit: additions.inherit }),
@@ -300,8 +339,12 @@ export class QemuDriver implements Driver {
       additions?.release();
     }
     vm.child.unref();
-    const handle: QemuHandle = { ...vm.handle, driver: this.name, ...(template && { template: template.key }) };
-    return this.sandboxOver(handle, vm.client, () => this.cleanup(handle), () => this.vmGone(handle));
+    const handle: QemuHandle = {
+      ...vm.handle, driver: this.name, ...(template && { template: template.key }), ...(podNet && { podNetns: podNet.netns }),
+    };
+    return this.sandboxOver(handle, vm.client, () => this.cleanup(handle), () => this.vmGone(handle), {
+      bootImage: true, ...(podNet && { network: podNet.network }),
+    });
   }
 
   /** Restores the template's snapshot (QEMU inherited it as SNAPSHOT_FD) into a clone that has just started. */
@@ -341,7 +384,7 @@ export class QemuDriver implements Driver {
     const deadline = Date.now() + CONNECT_TIMEOUT_MS;
     for (;;) {
       try {
-        const socket = await openSession(agentPortSocket(vm.dir, lease.index), AbortSignal.timeout(GREETING_TIMEOUT_MS));
+        const socket = await openSession(agentPortSocket(vm.dir, lease.index), AbortSignal.timeout(AGENT_GREETING_TIMEOUT_MS));
         return this.sandboxOver(vm, clientOnSession(socket, lease), () => this.cleanup(vm), () => this.vmGone(vm));
       } catch (error) {
         // No greeting: the VM is going (it powers off after its container), or the port still held an old
@@ -371,6 +414,7 @@ export class QemuDriver implements Driver {
   async abandonedBoot(dir: string): Promise<void> {
     const pids = killProcessesUnder(basename(QEMU_BINARY), dir);
     for (const until = Date.now() + 2000; pids.some((pid) => processStartTime(pid)) && Date.now() < until;) await sleep(10);
+    unbindVolumes(dir);
     removeVmFiles({ dir, agentPorts: AGENT_PORTS });
   }
 
@@ -399,6 +443,8 @@ export class QemuDriver implements Driver {
       }
       await this.vmGone(vm, 1000);
     }
+    if (vm.podNetns) unplugPodNetwork(vm.podNetns);
+    unbindVolumes(vm.dir);
     removeVmFiles(vm);
   }
 }

@@ -13,7 +13,7 @@ import { processStartTime } from '../../host/host-process.js';
 import { untilListening } from '../../host/until-listening.js';
 import type { KvmProbe } from './kvm-probe.js';
 import type { Accel } from './qemu-accel.js';
-import { agentPortSocket, clientOnSession, leasePort, openSession } from './qemu-agent-port.js';
+import { agentPortLock, agentPortSocket, clientOnSession, leasePort, openSession } from './qemu-agent-port.js';
 import { QEMU_BINARY, vmFiles, type InheritedStdio } from './qemu-command.js';
 import { queryRunState } from './qemu-qmp.js';
 import type { QemuHandle } from './qemu-sandbox.js';
@@ -47,6 +47,11 @@ export interface VmStart {
   inheritStdio: boolean;
   /** QEMU's command line, given the stdio it holds. */
   args(stdio: InheritedStdio): string[];
+  /**
+   * The network namespace QEMU runs in, for its NIC's tap: a pod's (its file), a throwaway one of its own
+   * (`private`: a template's, whose tap goes with it), or runbox's own when absent.
+   */
+  netns?: string;
   /** The template's snapshot, which QEMU inherits as SNAPSHOT_FD (closed here once spawned). */
   snapshotFd?: number;
   /** Runs once QEMU is spawned, alongside the wait for the greeting: a rejection ends the start. */
@@ -164,10 +169,10 @@ function tail(path: string, lines: number): string {
 export function removeVmFiles(handle: Pick<QemuHandle, 'dir' | 'agentPorts'>, keepDisk = false): void {
   const files = vmFiles(handle.dir);
   for (const path of [files.qmp, files.exit, files.console, files.log]) rmSync(path, { force: true });
-  if (!keepDisk) rmSync(files.image, { force: true });
+  if (!keepDisk) for (const path of [files.image, files.diskEnd]) rmSync(path, { force: true });
   for (let i = 0; i < handle.agentPorts; i++) {
     rmSync(agentPortSocket(handle.dir, i), { force: true });
-    rmSync(`${handle.dir}/agent-${i}.lock`, { force: true });
+    rmSync(agentPortLock(handle.dir, i), { force: true });
   }
 }
 
@@ -196,7 +201,12 @@ export async function startVm(start: VmStart): Promise<StartedVm> {
     while (fds.length < EXTRA_FD_BASE) fds.push('ignore');
     fds.push(...start.inherit);
   }
-  const argv = [QEMU_BINARY, ...start.args(inherited.stdio)];
+  const qemu = [QEMU_BINARY, ...start.args(inherited.stdio)];
+  // unshare and nsenter exec QEMU in the namespace, as a driver's launcher does after its own work: the child's
+  // pid is QEMU's.
+  const argv = start.netns === undefined ? qemu
+    : start.netns === 'private' ? ['unshare', '--net', ...qemu]
+    : ['nsenter', `--net=${start.netns}`, ...qemu];
   const [command, ...args] = start.launcher ? start.launcher(argv) : argv;
   const umask = process.umask(0o177); // QEMU's sockets (and files) are made 0600 from the start
   let child: ChildProcess;
