@@ -1,6 +1,8 @@
 // containerd → containerd-shim-runbox-v2 → the enclave driver: an enclave container run by ctr attests to the key
-// broker and gets its secret, as through the CLI; the reference values are those of the bundle containerd makes.
+// broker and gets its secret, as through the CLI; the reference values are those of the bundle containerd makes
+// (its config.json, and the image's rootfs).
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -30,8 +32,18 @@ test('ctr run with the enclave driver: the guest attests and the container reads
   const spec = JSON.parse(readFileSync(join(containerd.dir, 'state', 'io.containerd.runtime.v2.task', 'default', copy, 'config.json'), 'utf8'));
   await containerd.ctr(['task', 'kill', '-s', 'KILL', copy]);
   for (let i = 0; i < 50 && (await containerd.ctr(['task', 'delete', copy])).code !== 0; i++) await sleep(100);
+  // And the image's rootfs as containerd's snapshotter makes it (its dm-verity root hash is part of the initdata).
   const bundle = join(env.dir, 'ctr-bundle');
   mkdirSync(join(bundle, 'rootfs'), { recursive: true });
+  const view = join(env.dir, 'image-view');
+  mkdirSync(view);
+  const mounted = await containerd.ctr(['images', 'mount', 'docker.io/library/busybox:latest', view]);
+  t.is(mounted.code, 0, mounted.stderr);
+  try {
+    execFileSync('cp', ['-a', `${view}/.`, join(bundle, 'rootfs')]);
+  } finally {
+    await containerd.ctr(['images', 'unmount', '--rm', view]);
+  }
   delete spec.annotations[DRIVER_ANNOTATION];
   writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec));
   await kbs.register(t, 'ctr-db', bundle);
