@@ -85,7 +85,10 @@ export function qemuWithKvmThat(kvm: 'aborts' | 'hangs' | 'works', dir: string):
   return qemu;
 }
 
-/** The calls of a qemuWithKvmThat so far, in order: the acceleration each asked for, and its whole argv. */
+/**
+ * The VMs a qemuWithKvmThat started so far, in order: the acceleration each asked for, and its whole argv (not the
+ * queries that start no VM: `--version`, `-machine none -object help`, which runbox features asks for its TEEs).
+ */
 export function qemuCalls(dir: string): Array<{ accel: string; argv: string }> {
   let text: string;
   try {
@@ -93,5 +96,5 @@ export function qemuCalls(dir: string): Array<{ accel: string; argv: string }> {
   } catch {
     return [];
   }
-  return text.split('\n').filter(Boolean).map((argv) => ({ accel: /-accel (\w+)/.exec(argv)?.[1] ?? '', argv }));
+  return text.split('\n').filter((argv) => argv && !/^(--version|-machine none)\b/.test(argv)).map((argv) => ({ accel: /-accel (\w+)/.exec(argv)?.[1] ?? '', argv }));
 }
