@@ -1,9 +1,10 @@
 // The enclave driver's measured launch, end to end with real swtpm and QEMU under TCG: the vTPM of each enclave VM
 // holds the launch (kernel, initramfs, command line) and the initdata as `runbox enclave measure` computes them from
-// the same files; an enclave is never restored from a template; its swtpm ends with its VM, whoever is killed.
+// the same files; an enclave is never restored from a template; its swtpm ends with its VM, whoever is killed; it
+// takes no pod and no lazily served rootfs.
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RUNBOX, TestEnv, errorMessage, processesMentioning } from './helpers/runbox.js';
@@ -97,5 +98,23 @@ test('runbox features names the TEEs this host gives; an enclave on one it does 
     const measured = await env.run(['enclave', 'measure', bundle], { env: enclaveEnv(env) });
     t.is(measured.code, 1);
     t.regex(errorMessage(measured.stderr), new RegExp(`io\\.runbox\\.enclave\\.tee=${tee}: this host cannot launch it`));
+  }
+});
+
+test('an enclave VM runs one container: a pod\'s container and a lazily served rootfs are refused before anything starts', async (t) => {
+  const env = new TestEnv(t);
+  const pod = enclaveBundle(env, { args: ['true'], annotations: { 'io.kubernetes.cri.sandbox-id': 'pod-1', 'io.kubernetes.cri.container-type': 'sandbox' } });
+  // What `runbox pull --lazy` leaves beside a lazily served rootfs.
+  const lazy = enclaveBundle(env, { args: ['true'] });
+  mkdirSync(join(lazy, '.lazy'));
+  writeFileSync(join(lazy, '.lazy', 'disk.json'), '{}');
+  for (const [bundle, cause] of [[pod, /an enclave VM runs one container: a pod's containers cannot share one/], [lazy, /a lazily served rootfs cannot be; pull the image in full/]] as const) {
+    const id = env.id();
+    const result = await env.run(['run', '--bundle', bundle, id], { env: enclaveEnv(env) });
+    t.is(result.code, 1);
+    t.is(result.stdout, '');
+    t.regex(errorMessage(result.stderr), new RegExp(`container ${id}: .*${cause.source}`));
+    t.false(existsSync(join(env.root, id)), 'nothing is left');
+    t.deepEqual(processesMentioning(join(env.root, id)), []);
   }
 });
