@@ -234,6 +234,19 @@ test('blockIO throttles and device rules are applied where the host has their co
   t.is(exec.stdout, 'head: /dev/kmsg: Operation not permitted\nnull-ok\n', 'a device the rules deny cannot be opened; /dev/null can');
 });
 
+test('a config.json without device rules gets runc\'s always-allowed devices and no other', async (t) => {
+  const env = new TestEnv(t);
+  const { id } = await env.running(['sleep', '1000'], (spec) => {
+    // Reading /dev/kmsg needs CAP_SYSLOG: without it the capabilities, not the rules, would deny.
+    for (const set of ['bounding', 'effective', 'permitted'] as const) spec.process!.capabilities![set]!.push('CAP_SYSLOG');
+    spec.linux!.devices = [...(spec.linux!.devices ?? []), { path: '/dev/kmsg', type: 'c', major: 1, minor: 11, fileMode: 0o644 }];
+    delete spec.linux!.resources;
+  });
+  if (!UNIFIED) t.false(cgroupValue(await pidOf(env, id), 'devices', 'devices.list').split('\n').includes('a *:* rwm'), 'not every device is allowed');
+  const exec = await env.run(['exec', id, 'sh', '-c', 'head -c 1 /dev/kmsg 2>&1; head -c 1 /dev/zero | wc -c; echo > /dev/null && echo null-ok']);
+  t.is(exec.stdout, 'head: /dev/kmsg: Operation not permitted\n1\nnull-ok\n', 'a device no rule allows cannot be opened; the default ones can');
+});
+
 /** A hybrid host's cgroup2 hierarchy (systemd's hybrid mode, this development machine), beside the v1 controllers. */
 const HYBRID_CGROUP2 = '/sys/fs/cgroup/unified';
 const CGROUP2_SUPER_MAGIC = 0x63677270;

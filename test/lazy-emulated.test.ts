@@ -2,7 +2,7 @@
 // --lazy` on eStargz images written by ctr-remote, served by the store's lazy loader over FUSE and an overlay.
 import test from 'ava';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PrivateContainerd } from './helpers/containerd.js';
@@ -208,4 +208,75 @@ test('image stats tells per layer what was fetched on demand, prefetched and in 
   const table = await env.run(['image', 'stats', '--store', store, image]);
   t.regex(table.stdout, /^LAYER\s+SIZE\s+FETCHED\s+SHARE\s+ON-DEMAND\s+PREFETCH\s+BACKGROUND\s+HITS\s+MISSES\s+WAIT AVG\s+WAIT MAX\n/);
   t.regex(table.stdout, /\n[0-9a-f]{12}\s+9\.4 MB\s+9\.4 MB\s+100%\s+9\.4 MB\s+0 B\s+0 B\s+\d+\s+\d+\s+\d+ ms\s+\d+ ms\n/);
+});
+
+/** The background fetch's progress in the loader's statistics file of the store's only image. */
+function backgroundOf(store: string): { done: number; total: number; failed: number; paused?: string } | undefined {
+  const dir = join(store, 'lazy', 'stats');
+  const [file] = existsSync(dir) ? readdirSync(dir) : [];
+  if (!file) return undefined;
+  try {
+    return (JSON.parse(readFileSync(join(dir, file), 'utf8')) as { background?: { done: number; total: number; failed: number; paused?: string } }).background;
+  } catch {
+    return undefined; // being replaced
+  }
+}
+
+function blobBytes(store: string): number {
+  let sum = 0;
+  const root = join(store, 'blobs');
+  for (const algorithm of readdirSync(root)) for (const hex of readdirSync(join(root, algorithm))) sum += statSync(join(root, algorithm, hex)).size;
+  return sum;
+}
+
+test('the background fetch stays within the store\'s quota and pauses there; what it left is read on demand', async (t) => {
+  const env = new TestEnv(t);
+  const store = storeFor(t);
+  const image = `${registry.host}/lazy/app:1`;
+  t.is((await env.run(['image', 'pull', '--lazy', '-q', '--store', store, image])).code, 0);
+  const quota = blobBytes(store) + 3 * 1024 * 1024;
+  const bundle = join(env.dir, 'bundle');
+  t.teardown(() => unmountUnder(bundle));
+  const made = await env.run(['bundle', '--image', image, '--lazy', '--quota', String(quota), '--store', store, bundle, '--', 'sleep', '1000']);
+  t.is(made.code, 0, made.stderr);
+  const id = env.id();
+  t.is((await env.run(['run', '-d', '--bundle', bundle, id])).code, 0);
+  let background = backgroundOf(store);
+  for (let i = 0; i < 300 && !background?.paused; i++, background = backgroundOf(store)) await sleep(100);
+  t.regex(background?.paused ?? JSON.stringify(background), new RegExp(`the store's quota of ${quota} bytes is reached`));
+  t.true(background!.done < background!.total, 'the rest is not fetched');
+  t.true(blobBytes(store) <= quota, `${blobBytes(store)} bytes stored, quota ${quota}`);
+  const table = await env.run(['image', 'stats', '--store', store, image]);
+  t.regex(table.stdout, /paused: the store's quota of \d+ bytes is reached; the rest comes on demand/);
+  const read = await env.run(['exec', id, 'md5sum', '/data/big']);
+  t.is(read.stdout, `${BIG_MD5}  /data/big\n`, read.stderr);
+  await env.run(['delete', '-f', id]);
+});
+
+test('a restarted lazy loader goes on with the background fetch where the killed one left it', async (t) => {
+  const env = new TestEnv(t);
+  const store = storeFor(t);
+  const image = `${registry.host}/lazy/app:1`;
+  const bundle = join(env.dir, 'bundle');
+  t.teardown(() => unmountUnder(bundle));
+  // About 9 s for the big file at this rate: the server is killed well before the end.
+  const made = await env.run(['bundle', '--image', image, '--lazy', '--lazy-background-rate', '1M', '--store', store, bundle, '--', 'sleep', '1000']);
+  t.is(made.code, 0, made.stderr);
+  const id = env.id();
+  t.is((await env.run(['run', '-d', '--bundle', bundle, id])).code, 0);
+  let background = backgroundOf(store);
+  for (let i = 0; i < 300 && !(background && background.done > 0); i++, background = backgroundOf(store)) await sleep(100);
+  t.true(background !== undefined && background.done > 0 && background.done < background.total, JSON.stringify(background));
+  const [server] = loaderProcesses(store).server;
+  process.kill(server!, 'SIGKILL');
+  for (let i = 0; i < 100 && !loaderProcesses(store).server.some((pid) => pid !== server); i++) await sleep(50);
+  t.true(loaderProcesses(store).server.some((pid) => pid !== server), 'a new server runs');
+  for (let i = 0; i < 600 && !(background && background.done >= background.total && background.total > 0 && loaderProcesses(store).server[0] !== server); i++, background = backgroundOf(store)) await sleep(100);
+  t.is(background?.done, background?.total, JSON.stringify(background));
+  t.is(background?.failed, 0);
+  const read = await env.run(['exec', id, 'md5sum', '/data/big']);
+  t.is(read.stdout, `${BIG_MD5}  /data/big\n`, read.stderr);
+  const json = JSON.parse((await env.run(['image', 'stats', '--store', store, '--format', 'json', image])).stdout) as { layers: Array<{ stats: { fetched: { demand: number } } }> };
+  t.is(json.layers.at(-1)!.stats.fetched.demand, 0, 'every chunk came in the background');
+  await env.run(['delete', '-f', id]);
 });

@@ -241,3 +241,13 @@ test('qemu: SCMP_ACT_NOTIFY is refused before a VM starts: the listener cannot l
   t.deepEqual(processesMentioning(id), []);
   t.is((await env.run(['list', '-q'])).stdout, '');
 });
+
+test('features says per driver whether SCMP_ACT_NOTIFY reaches a host listener', async (t) => {
+  const env = new TestEnv(t);
+  const result = await env.run(['features']);
+  t.is(result.code, 0, result.stderr);
+  const { annotations, linux } = JSON.parse(result.stdout) as { annotations: Record<string, string>; linux: { seccomp: { actions: string[] } } };
+  t.true(linux.seccomp.actions.includes('SCMP_ACT_NOTIFY'));
+  t.regex(annotations['io.runbox.driver.emulated.seccomp.notify']!, /^SCMP_ACT_NOTIFY: the listener fd is sent to linux\.seccomp\.listenerPath/);
+  t.regex(annotations['io.runbox.driver.qemu.seccomp.notify']!, /^SCMP_ACT_NOTIFY refused: /);
+});

@@ -67,7 +67,9 @@ export class AgentSandbox implements Sandbox {
     ];
     if (!this.cgroups) return records;
     const linux = config.spec.linux;
-    return [...records, ...cgroupPathRecords(linux?.cgroupsPath), ...this.resourceRecords(linux?.resources, this.cgroups)];
+    // Every container's cgroup gets device rules, as runc gives it: without any in config.json, the always-allowed ones.
+    const resources = { ...linux?.resources, devices: linux?.resources?.devices ?? [] };
+    return [...records, ...cgroupPathRecords(linux?.cgroupsPath), ...this.resourceRecords(resources, this.cgroups)];
   }
 
   /** The security modules the agent's kernel enforces (the host's, for an agent on the host). */
@@ -77,7 +79,7 @@ export class AgentSandbox implements Sandbox {
 
   /** linux.resources as `cgroup_set` records; a driver whose agent sees other CPUs adapts them. */
   protected resourceRecords(resources: LinuxResources | undefined, mode: CgroupMode): RecordList {
-    const cgroup2Devices = this.onThisHost && resources?.devices?.length ? devicesCgroup2(mode) : undefined;
+    const cgroup2Devices = this.onThisHost && resources?.devices ? devicesCgroup2(mode) : undefined;
     return cgroupResourceRecords(resources, mode, cgroup2Devices);
   }
 

@@ -158,7 +158,7 @@ function v1Records(resources: LinuxResources, cgroup2Devices?: string): RecordLi
   for (const { name, priority } of network?.priorities ?? []) records.push(set('net_prio', 'net_prio.ifpriomap', `${name} ${priority}`, 'network.priorities'));
   records.push(...rdmaRecords(resources));
   if (Object.keys(resources.unified ?? {}).length) throw new SpecError('linux.resources.unified needs cgroup v2: this host\'s cgroups are v1 (runc: cannot use unified on cgroup v1)');
-  if (resources.devices?.length) records.push(...(cgroup2Devices ? ebpfDeviceRecords(resources.devices, cgroup2Devices) : v1DeviceRecords(resources.devices)));
+  if (resources.devices) records.push(...(cgroup2Devices ? ebpfDeviceRecords(resources.devices, cgroup2Devices) : v1DeviceRecords(resources.devices)));
   return records;
 }
 
@@ -197,7 +197,7 @@ function v2Records(resources: LinuxResources): RecordList {
   }
   records.push(...rdmaRecords(resources));
   for (const [file, value] of Object.entries(resources.unified ?? {})) records.push(set(file.slice(0, file.indexOf('.')), file, value, `unified.${file}`));
-  if (resources.devices?.length) records.push(...ebpfDeviceRecords(resources.devices));
+  if (resources.devices) records.push(...ebpfDeviceRecords(resources.devices));
   return records;
 }
 
@@ -210,7 +210,8 @@ function rdmaRecords(resources: LinuxResources): RecordList {
 }
 
 /**
- * The `cgroup_set` records for resources (already validated: validateResources), and the device rules' records;
+ * The `cgroup_set` records for resources (already validated: validateResources), and the device rules' records
+ * where `devices` is given (an empty list too: runc's always-allowed devices and nothing else);
  * cgroup2Devices: devicesCgroup2's mount, for the device rules of a v1 host.
  */
 export function cgroupResourceRecords(resources: LinuxResources | undefined, mode: CgroupMode, cgroup2Devices?: string): RecordList {

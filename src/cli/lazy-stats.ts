@@ -49,7 +49,7 @@ export function statsTable(stats: ImageStats): string[] {
   const lines = rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
   const background = stats.background;
   lines.push(background
-    ? `background: ${formatBytes(background.done)} / ${formatBytes(background.total)}${background.done >= background.total ? ' (done)' : ''}${background.failed ? `, ${background.failed} spans failed` : ''}`
+    ? `background: ${formatBytes(background.done)} / ${formatBytes(background.total)}${background.done >= background.total ? ' (done)' : ''}${background.failed ? `, ${background.failed} spans failed` : ''}${background.paused ? ` (paused: ${background.paused}; the rest comes on demand)` : ''}`
     : 'background: not started');
   return lines;
 }
@@ -64,7 +64,7 @@ export async function followStats(storeDir: string, image: ImageRecord, out: Nod
     out.write(`${drawn ? `\x1b[${drawn}A` : ''}${lines.map((line) => `\x1b[2K${line}`).join('\n')}\n`);
     drawn = lines.length;
     const background = stats.background;
-    if ((background && background.done >= background.total) || !(await connectLoader(storeDir, false).then((c) => (c?.close(), c !== undefined)))) return;
+    if ((background && (background.done >= background.total || background.paused)) || !(await connectLoader(storeDir, false).then((c) => (c?.close(), c !== undefined)))) return;
     await sleep(500);
   }
 }

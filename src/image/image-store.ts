@@ -37,6 +37,16 @@ export class ImageStore {
     return this.clientInstance;
   }
 
+  /** The bytes the store may hold, when it has a quota. */
+  get quota(): number | undefined {
+    return this.options.quota;
+  }
+
+  /** Bytes the store's blobs take. */
+  used(): number {
+    return this.content.blobs().reduce((sum, blob) => sum + blob.size, 0);
+  }
+
   close(): void {
     this.clientInstance?.close();
   }
@@ -119,13 +129,13 @@ export class ImageStore {
     return withLock(this.content.gcLockPath, 'ex', () => this.content.collect(lazyChunkDigests(this.content, this.images.all(), this.images.referenced())));
   }
 
-  /** Evicts least recently used images (never `keep`) until the store's blobs fit in `quota` bytes. */
-  async enforceQuota(quota: number, keep?: string): Promise<ImageRecord[]> {
+  /** Evicts least recently used images (never those in `keep`) until the store's blobs fit in `quota` bytes. */
+  async enforceQuota(quota: number, keep?: string | ReadonlySet<string>): Promise<ImageRecord[]> {
     const evicted: ImageRecord[] = [];
-    const used = (): number => this.content.blobs().reduce((sum, blob) => sum + blob.size, 0);
+    const kept = (name: string): boolean => (typeof keep === 'string' ? name === keep : keep?.has(name) === true);
     await this.collect();
-    while (used() > quota) {
-      const victim = this.images.all().filter((record) => record.name !== keep).sort((a, b) => a.lastUsed.localeCompare(b.lastUsed))[0];
+    while (this.used() > quota) {
+      const victim = this.images.all().filter((record) => !kept(record.name)).sort((a, b) => a.lastUsed.localeCompare(b.lastUsed))[0];
       if (!victim) break;
       await this.images.update((records) => {
         delete records[victim.name];

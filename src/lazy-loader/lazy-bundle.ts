@@ -92,7 +92,7 @@ export async function lazyBundleFromImage(store: ImageStore, reference: string, 
     mkdirSync(rootfs, { mode: 0o755 });
     const loader = await connectLoader(store.dir);
     try {
-      const reply = await loader!.ask({ op: 'open', image: image.name, registry: options.registry, ...(options.backgroundRate !== undefined ? { backgroundRate: options.backgroundRate } : {}), ...(options.record ? { record: true } : {}) });
+      const reply = await loader!.ask({ op: 'open', image: image.name, registry: options.registry, ...(options.backgroundRate !== undefined ? { backgroundRate: options.backgroundRate } : {}), ...(options.record ? { record: true } : {}), ...(store.quota !== undefined ? { quota: store.quota } : {}) });
       if (!reply.ok) throw new Error(reply.error);
       if (!('path' in reply)) throw new Error('the lazy loader answered without an image');
       options.onServed?.({ prefetched: reply.prefetched, size: image.layers.reduce((sum, layer) => sum + layer.size, 0) });

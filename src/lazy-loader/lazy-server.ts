@@ -27,6 +27,10 @@ interface ServedImage {
   manifest: string;
   registry: RegistrySettings;
   backgroundRate: number;
+  /** The store's quota as the last CLI that opened the image gave it: the background fetch stays within it. */
+  quota?: number;
+  /** Every chunk is local: a restarted server has no background fetch to resume. */
+  complete?: boolean;
 }
 
 interface Loaded {
@@ -97,7 +101,10 @@ export class LazyServer {
     } catch {
       this.served = [];
     }
-    this.served.forEach((served, i) => this.serve(served, i));
+    this.served.forEach((served, i) => {
+      // The background fetch of an image not yet complete goes on where the last server left it.
+      if (this.serve(served, i) && !served.complete) this.startBackground(this.loaded.get(served.manifest)!);
+    });
     // No readahead on the image file: past the end of one file's data it would fetch the next file's chunks.
     // The filesystem above reads ahead within each file.
     const session = new FuseSession(fuseFd, this.files, { readers: 6, takeOver, maxReadahead: 0 });
@@ -164,7 +171,7 @@ export class LazyServer {
       const request = JSON.parse(line) as LoaderRequest;
       if (request.op === 'ping') return { ok: true };
       if (request.op === 'stats') return { ok: true, stats: await this.allStats() };
-      if (request.op === 'open') return await this.open(request.image, request.registry, request.backgroundRate ?? DEFAULT_BACKGROUND_RATE, request.record === true);
+      if (request.op === 'open') return await this.open(request.image, request.registry, request.backgroundRate ?? DEFAULT_BACKGROUND_RATE, request.record === true, request.quota);
       if (request.op === 'accesses') {
         const record = this.store.images.get(request.image);
         const recorder = record && this.loaded.get(record.manifest)?.image.recorder;
@@ -178,18 +185,21 @@ export class LazyServer {
   }
 
   /** Serves the image (from now on, also after a restart), prefetches its prioritised chunks, starts the rest. */
-  private async open(name: string, registry: RegistrySettings, backgroundRate: number, record: boolean): Promise<LoaderReply> {
+  private async open(name: string, registry: RegistrySettings, backgroundRate: number, record: boolean, quota: number | undefined): Promise<LoaderReply> {
     const stored = this.store.images.get(name);
     if (!stored?.lazy) throw new Error(`image ${name} is not lazily pulled in store ${this.store.dir}`);
     let index = this.served.findIndex((served) => served.manifest === stored.manifest);
     if (index < 0) {
-      this.served.push({ name, manifest: stored.manifest, registry, backgroundRate });
+      this.served.push({ name, manifest: stored.manifest, registry, backgroundRate, ...(quota !== undefined ? { quota } : {}) });
       index = this.served.length - 1;
       if (!this.serve(this.served[index]!, index)) {
         this.served.pop();
         throw new Error(`image ${name} cannot be served (see ${this.paths.log})`);
       }
-      writeFileAtomic(this.paths.images, JSON.stringify(this.served, null, 2));
+      this.saveServed();
+    } else if (quota !== undefined && this.served[index]!.quota !== quota) {
+      this.served[index]!.quota = quota;
+      this.saveServed();
     }
     const loaded = this.loaded.get(stored.manifest)!;
     if (record) loaded.image.recorder ??= new AccessRecorder();
@@ -198,8 +208,39 @@ export class LazyServer {
       loaded.prefetch = undefined;
       throw error;
     });
-    loaded.background ??= new BackgroundFetch(loaded.fetcher, loaded.image.chunks, loaded.served.backgroundRate);
+    if (!loaded.background && !loaded.served.complete) this.startBackground(loaded);
     return { ok: true, path: join(this.paths.mount, imageFileName(stored.manifest)), size: loaded.image.size, prefetched };
+  }
+
+  private saveServed(): void {
+    writeFileAtomic(this.paths.images, JSON.stringify(this.served, null, 2));
+  }
+
+  private startBackground(loaded: Loaded): void {
+    const background = new BackgroundFetch(loaded.fetcher, loaded.image.chunks, loaded.served.backgroundRate, { room: (bytes) => this.room(loaded.served, bytes) });
+    loaded.background = background;
+    void background.finished.then(() => {
+      const { done, total, failed, paused } = background.progress;
+      if (this.stopping || done < total || failed > 0 || paused !== undefined || loaded.served.backgroundRate === 0) return;
+      loaded.served.complete = true;
+      this.saveServed();
+    });
+  }
+
+  /**
+   * Whether `bytes` more fit within the store's quota (given by the CLI that opened `served`), after evicting the
+   * least recently used images this server does not serve; the reason to pause when they do not.
+   */
+  private async room(served: ServedImage, bytes: number): Promise<true | string> {
+    const quota = served.quota;
+    if (quota === undefined || this.store.used() + bytes <= quota) return true;
+    if (bytes <= quota) {
+      const evicted = await this.store.enforceQuota(quota - bytes, new Set(this.served.map((image) => image.name)));
+      for (const image of evicted) log(`image ${image.name}: evicted for the background fetch of ${served.name} (quota ${quota} bytes)`);
+      if (this.store.used() + bytes <= quota) return true;
+    }
+    log(`image ${served.name}: background fetch paused: the store's quota of ${quota} bytes is reached`);
+    return `the store's quota of ${quota} bytes is reached`;
   }
 
   private statsOf(loaded: Loaded): ImageStats {

@@ -10,7 +10,7 @@ export interface RegistrySettings {
 }
 
 export type LoaderRequest =
-  | { op: 'open'; image: string; registry: RegistrySettings; backgroundRate?: number; record?: boolean }
+  | { op: 'open'; image: string; registry: RegistrySettings; backgroundRate?: number; record?: boolean; quota?: number }
   | { op: 'accesses'; image: string }
   | { op: 'stats' }
   | { op: 'ping' };

@@ -13,12 +13,15 @@ const CGROUPS_APPLIED = 'cgroupfs (v1, or v2 where unified): linux.cgroupsPath; 
   + 'unified (v2); device rules (v1 devices controller, v2 eBPF device program); OOM events; update';
 
 /** The runtime-spec features document (features.md), with what each driver isolates stated as annotations. */
-export function features(version: string, drivers: Array<{ name: string; isolation: string; description: string; cgroups?: boolean }>) {
+export function features(version: string, drivers: Array<{ name: string; isolation: string; description: string; cgroups?: boolean; seccompNotify?: boolean }>) {
   const annotations: Record<string, string> = { 'io.runbox.version': version };
   for (const driver of drivers) {
     annotations[`io.runbox.driver.${driver.name}.isolation`] = driver.isolation;
     annotations[`io.runbox.driver.${driver.name}.description`] = driver.description;
     annotations[`io.runbox.driver.${driver.name}.cgroups`] = driver.cgroups ? CGROUPS_APPLIED : 'not applied as cgroups';
+    annotations[`io.runbox.driver.${driver.name}.seccomp.notify`] = driver.seccompNotify
+      ? 'SCMP_ACT_NOTIFY: the listener fd is sent to linux.seccomp.listenerPath on the host'
+      : 'SCMP_ACT_NOTIFY refused: the filter is in a kernel whose notifications cannot reach a host process';
   }
   return {
     ociVersionMin: '1.0.0',

@@ -16,6 +16,8 @@ export interface DriverCapabilities {
   ownKernel: boolean;
   /** linux.cgroupsPath and linux.resources become the container's cgroups (and `update` changes them). */
   cgroups?: boolean;
+  /** seccomp's SCMP_ACT_NOTIFY reaches a host process (the spec's listenerPath). */
+  seccompNotify?: boolean;
   /** The largest state JSON (bytes) the sandbox can hand a container's createContainer and startContainer hooks. */
   hookStateLimit: number;
 }

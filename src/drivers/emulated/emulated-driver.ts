@@ -112,6 +112,7 @@ export class EmulatedDriver implements Driver {
     ownKernel: false,
     cgroups: this.cgroupMode !== undefined,
     hookStateLimit: HOOK_STATE_LIMIT,
+    seccompNotify: true,
   };
 
   async boot(config: SandboxConfig): Promise<Sandbox> {

@@ -1,7 +1,8 @@
 // The rest of a lazily loaded image, fetched in the background once the container runs: spans of chunks in blob
 // order (the prioritised ones first), at most `bytesPerSecond` on average, and only while no on-demand read waits
 // for the network, so that a reader never queues behind it. A chunk it cannot fetch is left for a reader to ask
-// for again.
+// for again. Where the store has no room for the next span (its quota), the fetch pauses for good: the chunks
+// left come on demand only.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spans, type ChunkFetcher } from './chunk-fetcher.js';
 import type { Chunk } from './layer-index.js';
@@ -11,6 +12,14 @@ export interface BackgroundProgress {
   done: number;
   total: number;
   failed: number;
+  /** Why the fetch stopped before the end (the store's quota). */
+  paused?: string;
+}
+
+export interface BackgroundOptions {
+  onProgress?: (progress: BackgroundProgress) => void;
+  /** Whether `bytes` more fit in the store; a reason when they do not. Asked before each span is fetched. */
+  room?: (bytes: number) => Promise<true | string>;
 }
 
 function spanBytes(span: Chunk[]): number {
@@ -23,7 +32,7 @@ export class BackgroundFetch {
   /** Settles once every chunk was tried (or `stop` was called). */
   readonly finished: Promise<void>;
 
-  constructor(private readonly fetcher: ChunkFetcher, chunks: Chunk[], private readonly bytesPerSecond: number, private readonly onProgress?: (progress: BackgroundProgress) => void) {
+  constructor(private readonly fetcher: ChunkFetcher, chunks: Chunk[], private readonly bytesPerSecond: number, private readonly options: BackgroundOptions = {}) {
     const all = spans(chunks, fetcher.maxSpan);
     this.progress.total = all.reduce((sum, span) => sum + spanBytes(span), 0);
     // A rate of 0: no background fetch, every chunk on demand.
@@ -47,6 +56,12 @@ export class BackgroundFetch {
         if (due > 0) await sleep(due);
         await this.fetcher.idle();
         if (this.stopped) return;
+        const room = await this.options.room?.(missing.reduce((sum, chunk) => sum + chunk.size, 0)) ?? true;
+        if (room !== true) {
+          this.progress.paused = room;
+          this.options.onProgress?.(this.progress);
+          return;
+        }
         try {
           await this.fetcher.ensure(missing, 'background');
           sent += bytes;
@@ -55,7 +70,7 @@ export class BackgroundFetch {
         }
       }
       this.progress.done += bytes;
-      this.onProgress?.(this.progress);
+      this.options.onProgress?.(this.progress);
     }
   }
 }
