@@ -58,9 +58,21 @@ test('swtpm ends with its VM: after kill -9 of the CLI while it provisions the T
   // The CLI killed while its provisioning swtpm runs (before QEMU exists): that swtpm dies with it.
   const id = env.id();
   const bundle = enclaveBundle(env, { args: ['sleep', '1000'] });
-  const cli = spawn(RUNBOX, ['--root', env.root, 'create', '--bundle', bundle, id], { stdio: 'ignore', env: enclaveEnv(env) });
+  // The provisioning swtpm (the one with a --server) says it has started, and waits 3 s before it runs (a builtin
+  // read: no child process), so that the kill falls while it runs, however fast the provisioning is.
+  const [started, fifo, slowSwtpm] = ['swtpm-started', 'swtpm-wait', 'swtpm'].map((name) => join(env.dir, name));
+  writeFileSync(slowSwtpm, [
+    '#!/bin/bash',
+    'case " $* " in *" --server "*)',
+    `  : > '${started}'; mkfifo '${fifo}' 2>/dev/null; read -r -t 3 <> '${fifo}'`,
+    'esac',
+    'exec swtpm "$@"',
+    '',
+  ].join('\n'), { mode: 0o755 });
+  const cli = spawn(RUNBOX, ['--root', env.root, 'create', '--bundle', bundle, id], { stdio: 'ignore', env: enclaveEnv(env, { RUNBOX_SWTPM: slowSwtpm }) });
   const exited = new Promise((resolve) => cli.once('exit', resolve));
-  t.true(await until(() => existsSync(join(env.root, id, 'vtpm', 'data.sock')), 20_000), 'the CLI provisions the vTPM');
+  t.true(await until(() => existsSync(started), 20_000), 'the CLI provisions the vTPM');
+  t.true(processesMentioning(join(env.root, id)).length > 0, 'its swtpm runs');
   cli.kill('SIGKILL');
   await exited;
   t.true(await until(() => processesMentioning(join(env.root, id)).length === 0, 5000), 'the provisioning swtpm died with the CLI');
