@@ -1,10 +1,11 @@
 // The enclave driver's measured launch, end to end with real swtpm and QEMU under TCG: the vTPM of each enclave VM
 // holds the launch (kernel, initramfs, command line) and the initdata as `runbox enclave measure` computes them from
 // the same files; an enclave is never restored from a template; its swtpm ends with its VM, whoever is killed; it
-// takes no pod and no lazily served rootfs.
+// takes no pod and no lazily served rootfs; it reads its rootfs through dm-verity.
 import test from 'ava';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RUNBOX, TestEnv, errorMessage, processesMentioning } from './helpers/runbox.js';
@@ -129,4 +130,36 @@ test('an enclave VM runs one container: a pod\'s container and a lazily served r
     t.false(existsSync(join(env.root, id)), 'nothing is left');
     t.deepEqual(processesMentioning(join(env.root, id)), []);
   }
+});
+
+test('the guest reads its rootfs through dm-verity: a block the host changes on the VM\'s disk after the launch is an I/O error in the container', async (t) => {
+  const env = new TestEnv(t);
+  const id = env.id();
+  const bundle = enclaveBundle(env, { args: ['sleep', '1000'], policy: { exec: true, output: true } });
+  // Two files of their own bytes, large enough that the guest's read-ahead at boot does not reach their ends.
+  const [kept, changed] = [randomBytes(4 << 20), randomBytes(4 << 20)];
+  mkdirSync(join(bundle, 'rootfs', 'zz'));
+  writeFileSync(join(bundle, 'rootfs', 'zz', 'kept.bin'), kept);
+  writeFileSync(join(bundle, 'rootfs', 'zz', 'changed.bin'), changed);
+  const made = await env.run(['run', '-d', '--bundle', bundle, id], { env: enclaveEnv(env) });
+  t.is(made.code, 0, made.stderr);
+
+  // The host flips one byte of the last block of changed.bin in the VM's disk, under the running guest.
+  const disk = join(env.root, id, 'rootfs.img');
+  const tail = changed.subarray(changed.length - 4096);
+  const fd = openSync(disk, 'r+');
+  const image = Buffer.alloc(32 << 20); // the disk is sparse; its image (and hash tree) is at its start
+  readSync(fd, image, 0, image.length, 0);
+  const offset = image.indexOf(tail);
+  t.true(offset > 0, 'the file\'s last block is in the disk');
+  writeSync(fd, Buffer.from([tail[100]! ^ 0xff]), 0, 1, offset + 100);
+  closeSync(fd);
+
+  const good = await env.run(['exec', id, 'sha256sum', '/zz/kept.bin']);
+  t.is(good.code, 0, good.stderr);
+  t.is(good.stdout.split(' ')[0], createHash('sha256').update(kept).digest('hex'), 'an unchanged file reads as it was measured');
+  const bad = await env.run(['exec', id, 'sha256sum', '/zz/changed.bin']);
+  t.not(bad.code, 0, 'the changed file cannot be read');
+  t.regex(bad.stderr, /Input\/output error/);
+  t.is((await env.run(['delete', '--force', id])).code, 0);
 });
