@@ -4,6 +4,17 @@ import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, re
 import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../../host/atomic-file.js';
 import { projectPath } from '../../host/install-paths.js';
+import type { VmResources } from './qemu-resources.js';
+
+/** What a VM boots, or was booted from when it is a clone. */
+export interface Guest {
+  kernel: string;
+  initrd: string;
+  cmdline: string[];
+  resources: VmResources;
+  /** A pod's: a NIC on a tap (its network) and a 9p export (its volumes); a template's device layout, so part of its key. */
+  pod: boolean;
+}
 
 export interface GuestAssets {
   /** Absolute path of the uncompressed vmlinux (PVH entry) to boot. */

@@ -2,10 +2,9 @@
 // runbox agent as the guest's init. The VM lives from create until the container's init exits (the agent then
 // powers it off) or until delete; QEMU itself holds the caller's stdio for the container, so a runc-style
 // `create` needs nothing else on the host to outlive the CLI.
-import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, rmSync } from 'node:fs';
+import { closeSync, openSync, rmSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { basename, join, resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CloneFailureError, RunboxError, SandboxError, VmStartError } from '../../errors/errors.js';
 import {
@@ -13,23 +12,22 @@ import {
 } from '../../sandbox/driver.js';
 import type { AgentClient } from '../../agent-client/agent-client.js';
 import { HOOK_STATE_LIMIT } from '../../agent-client/agent-sandbox.js';
-import { guestAssets } from './guest-assets.js';
+import { guestAssets, type Guest } from './guest-assets.js';
+import { buildTemplate, restoreClone, wakeClone } from './template-vm.js';
 import { isProcessAlive, killProcessesUnder, processStartTime } from '../../host/host-process.js';
 import { KvmProbe } from './kvm-probe.js';
 import { accelOutlook, ACCEL_ANNOTATION, KVM_VERDICT_FILE, kvmProbeTimeoutSeconds, parseAccelChoice, planAccel, type Accel } from './qemu-accel.js';
 import { agentPortSocket, clientOnSession, leasePort, openSession } from './qemu-agent-port.js';
-import { QEMU_BINARY, qemuArgs, vmFiles, type InheritedStdio, type VmDevices } from './qemu-command.js';
-import { vmResources, type VmResources } from './qemu-resources.js';
+import { QEMU_BINARY, qemuArgs, vmFiles, type VmDevices } from './qemu-command.js';
+import { vmResources } from './qemu-resources.js';
 import {
-  AGENT_PORTS, deadlineIn, kvmFailed, refuseReadWriteOutput, removeVmFiles, SNAPSHOT_FD, startVm, type Deadline, type StartedVm, type VmStart,
+  AGENT_PORTS, deadlineIn, kvmFailed, refuseReadWriteOutput, removeVmFiles, startVm, type Deadline, type StartedVm, type VmStart,
 } from './qemu-process.js';
-import { QmpClient, quitQemu } from './qemu-qmp.js';
+import { quitQemu } from './qemu-qmp.js';
 import { ExitedSandbox, QemuSandbox, type FirstContainer, type QemuHandle } from './qemu-sandbox.js';
-import { restoreSnapshot, saveSnapshot, stopWhenQuiet } from './qemu-snapshot.js';
 import { TEMPLATE_ANNOTATION, TemplateStore, templatesEnabled, type VmTemplate } from './qemu-template.js';
-import { createEmptyDisk, createRootfsDisk, fillRootfsDisk, nextImageOffset, recordDiskEnd } from './rootfs-image.js';
+import { createRootfsDisk, fillRootfsDisk, nextImageOffset, recordDiskEnd } from './rootfs-image.js';
 import { lazyDiskOf, type LazyDisk } from '../../lazy-loader/lazy-disk.js';
-import { untilListening } from '../../host/until-listening.js';
 import { guestPodSpec, podMember } from './pod-in-vm.js';
 import { createVolumesExport, unbindVolumes } from './pod-volumes.js';
 import { plugPodNetwork, podNetnsPath, unplugPodNetwork, type PodNetwork } from './pod-network.js';
@@ -40,30 +38,11 @@ import { AGENT_GREETING_TIMEOUT_MS } from '../../generated/facts.js';
 export const BOOT_TIMEOUT_ANNOTATION = 'io.runbox.qemu.boot-timeout';
 const DEFAULT_BOOT_TIMEOUT_S = 30;
 const CONNECT_TIMEOUT_MS = 30_000;
-/** What a clone's kernel is reseeded with: as much as its CRNG's key, twice. */
-const CLONE_ENTROPY_BYTES = 64;
-
-/** What a VM boots, or was booted from when it is a clone. */
-export interface Guest {
-  kernel: string;
-  initrd: string;
-  cmdline: string[];
-  resources: VmResources;
-  /** A pod's: a NIC on a tap (its network) and a 9p export (its volumes); a template's device layout, so part of its key. */
-  pod: boolean;
-}
 
 /** A pod sandbox's network: the namespace CNI set up, and what its veth holds. */
 interface PodNet {
   netns: string;
   network: PodNetwork;
-}
-
-/** A template's 9p export: an empty directory of its own, in which nothing is ever mounted. */
-function templateExport(dir: string): string {
-  const path = join(dir, 'volumes');
-  mkdirSync(path, { mode: 0o700, recursive: true });
-  return path;
 }
 
 /**
@@ -233,49 +212,11 @@ export class QemuDriver implements Driver {
   private async template(guest: Guest, accel: Accel, deadline: Deadline): Promise<VmTemplate | undefined> {
     const inputs = { qemu: QEMU_BINARY, ...guest, accel, agentPorts: AGENT_PORTS };
     try {
-      return await this.templates.obtain(inputs, (dir) => this.buildTemplate(dir, guest, accel, deadline));
+      return await this.templates.obtain(inputs, (dir) => buildTemplate(dir, guest, accel, deadline));
     } catch (error) {
       // No template can be kept here (no room, no writable directory): the store says so with an errno.
       if (error instanceof RunboxError || (error as NodeJS.ErrnoException).code === undefined) throw error;
       return undefined;
-    }
-  }
-
-  /** Boots a template VM in `dir` with its RAM in `dir/ram`, snapshots it once its agent has greeted, ends it. */
-  private async buildTemplate(dir: string, guest: Guest, accel: Accel, deadline: Deadline): Promise<void> {
-    const files = vmFiles(dir);
-    createEmptyDisk(files.image);
-    const vm = await startVm({
-      dir,
-      accel,
-      deadline,
-      inheritStdio: false,
-      // A NIC's tap in a network namespace of its own, which goes with the template's QEMU, and an empty export
-      // (a clone's is its own: a 9p device not yet mounted restores onto another path).
-      ...(guest.pod && { netns: 'private' }),
-      args: () => qemuArgs({
-        ...guest, dir, accel, agentPorts: AGENT_PORTS, stdio: {}, image: files.image, everyStdioPort: true,
-        memory: { path: join(dir, 'ram'), shared: true }, ...(guest.pod && { nic: {}, volumes: templateExport(dir) }),
-      }),
-    });
-    vm.client.close();
-    let qmp: QmpClient | undefined;
-    try {
-      qmp = await QmpClient.connect(files.qmp);
-      await stopWhenQuiet(qmp, 'agent');
-      await saveSnapshot(qmp, join(dir, 'state'));
-      await qmp.execute('quit').catch(() => {}); // QEMU may close before it answers
-    } catch (error) {
-      throw new SandboxError(
-        `cannot snapshot the template microVM (accel ${accel}): ${(error as Error).message} (${TEMPLATE_ANNOTATION}=off boots without one)`,
-      );
-    } finally {
-      qmp?.close();
-      if (!(await Promise.race([vm.exited.then(() => true), sleep(3000).then(() => false)]))) {
-        vm.child.kill('SIGKILL');
-        await vm.exited;
-      }
-      removeVmFiles(vm.handle);
     }
   }
 
@@ -318,10 +259,10 @@ export class QemuDriver implements Driver {
         ...(additions.launcher && { launcher: additions.launcher }),
         spawned: (signal) => {
           image = buildImage();
-          return template ? Promise.all([image, this.restore(files.qmp, signal)]) : image;
+          return template ? Promise.all([image, restoreClone(files.qmp, signal)]) : image;
         },
         ready: async (client, stdio) => {
-          if (template) await this.woken(client, stdio);
+          if (template) await wakeClone(client, stdio);
           await image;
         },
         probe,
@@ -345,35 +286,6 @@ export class QemuDriver implements Driver {
     return this.sandboxOver(handle, vm.client, () => this.cleanup(handle), () => this.vmGone(handle), {
       bootImage: true, ...(podNet && { network: podNet.network }),
     });
-  }
-
-  /** Restores the template's snapshot (QEMU inherited it as SNAPSHOT_FD) into a clone that has just started. */
-  private async restore(qmpPath: string, signal: AbortSignal): Promise<void> {
-    let qmp: QmpClient | undefined;
-    try {
-      qmp = await untilListening(() => QmpClient.connect(qmpPath), signal);
-      await restoreSnapshot(qmp, SNAPSHOT_FD);
-    } catch (error) {
-      if (signal.aborted) return;
-      throw new CloneFailureError(`cannot restore the template's snapshot: ${(error as Error).message}`);
-    } finally {
-      qmp?.close();
-    }
-  }
-
-  /** What a clone takes from its host before anything else: the time, fresh entropy, which stdio it lacks. */
-  private async woken(client: AgentClient, stdio: InheritedStdio): Promise<void> {
-    const absent = (['stdin', 'stdout', 'stderr'] as const).filter((name) => !stdio[name]);
-    try {
-      await client.request([
-        ['op', 'vm_restored'],
-        ['realtime_ns', String(BigInt(Date.now()) * 1_000_000n)],
-        ['entropy', randomBytes(CLONE_ENTROPY_BYTES).toString('hex')],
-        ...absent.map((name): [string, string] => ['stdio_absent', name]),
-      ]);
-    } catch (error) {
-      throw new CloneFailureError(`the restored guest refused the host's time and entropy: ${(error as Error).message}`);
-    }
   }
 
   async connect(handle: SandboxHandle): Promise<Sandbox> {
