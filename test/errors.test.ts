@@ -123,7 +123,7 @@ test('an unknown driver is refused clearly, and nothing is left', async (t) => {
   const env = new TestEnv(t);
   const bundle = env.bundle();
   const id = env.id();
-  assertFailure(t, await markedCreate(env, bundle, id, ['--driver', 'hyperv']), /unknown driver "hyperv" \(expected one of emulated, qemu, auto\)/);
+  assertFailure(t, await markedCreate(env, bundle, id, ['--driver', 'hyperv']), /unknown driver "hyperv" \(expected one of emulated, qemu, enclave, auto\)/);
   await assertNothingLeft(t, env, id, bundle);
   const viaEnv = await env.run(['create', '--bundle', bundle, id], { env: { ...process.env, RUNBOX_DRIVER: 'bogus' } });
   assertFailure(t, viaEnv, /unknown driver "bogus"/);

@@ -86,7 +86,7 @@ test('a runtime config file (--runtime-config-path) that is wrong fails the run 
   const id = containerd.id();
   const result = await containerd.run(id, ['true'], ['--rm', '--runtime-config-path', config]);
   t.not(result.code, 0);
-  t.true(result.stderr.includes(`runtime config ${config}: driver must be one of emulated, qemu, auto`), result.stderr);
+  t.true(result.stderr.includes(`runtime config ${config}: driver must be one of emulated, qemu, enclave, auto`), result.stderr);
   writeFileSync(config, JSON.stringify({ driver: 'emulated', annotations: { 'io.runbox.example': 'default' } }));
   const good = await containerd.run(containerd.id(), ['echo', 'configured'], ['--rm', '--runtime-config-path', config]);
   t.is(good.code, 0, good.stderr);
