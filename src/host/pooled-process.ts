@@ -84,9 +84,10 @@ function becomeWorker(records: Array<[string, string]>, fds: number[]): Omit<Wor
 
 /**
  * Puts this process in the pool at dir as a member of kind and waits for its work; exits after idleSeconds
- * without any, or once the code installed is no longer the code it runs.
+ * without any, or once the code installed is no longer the code it runs. The process takes title(args) as its
+ * title before it tells the launcher it has the work (ps shows it as what it has become from then on).
  */
-export async function waitForWork(kind: PoolKind, idleSeconds: number, dir: string): Promise<Work> {
+export async function waitForWork(kind: PoolKind, idleSeconds: number, dir: string, title: (args: string[]) => string): Promise<Work> {
   const build = buildId(kind);
   const startTime = processStartTime(process.pid);
   if (!build || !startTime) process.exit(1);
@@ -124,6 +125,7 @@ export async function waitForWork(kind: PoolKind, idleSeconds: number, dir: stri
         const { data, fds } = handoffAddon().receive(fd, POOL_HANDOFF_TIMEOUT_MS);
         if (buildId(kind) !== build) throw new Error('the installed code changed since this process loaded it');
         work = becomeWorker(parseRecords(data), fds);
+        process.title = title(work.args);
         writeSync(fd, POOL_TAKEN);
       } catch {
         // The launcher falls back to a fresh Node, which does the work.

@@ -6,9 +6,8 @@ import { parseShimFlags } from './shim-flags.js';
 
 export async function shimPoolWorker(idleSeconds: number, dir: string, entry: string): Promise<void> {
   const { serve } = await import('./shim-serve.js');
-  const work = await waitForWork('shim', idleSeconds, dir);
-  // As a spawned shim's command line reads (ps, and whoever looks for a pod's shim by it).
-  process.title = ['node', entry, ...work.args].join(' ');
+  // Titled as a spawned shim's command line reads (ps, and whoever looks for a pod's shim by it).
+  const work = await waitForWork('shim', idleSeconds, dir, (args) => ['node', entry, ...args].join(' '));
   const listener = work.fds[0];
   if (listener === undefined) throw new Error('the handoff brought no listening socket');
   await serve(parseShimFlags(work.args, process.cwd()), listener);
