@@ -12,7 +12,10 @@ process.title = `runbox pool ${kind}`;
 const dist = join(__dirname, '..', 'dist');
 const entries = {
   shim: () => loadBundle(join(dist, 'containerd-shim-runbox-v2.cjs')).poolWorker(Number(idle), dir, join(__dirname, 'containerd-shim-runbox-v2.cjs')),
-  cli: () => loadBundle(join(dist, 'runbox-lifecycle.cjs')).lifecyclePoolWorker(Number(idle), dir),
+  cli: () => {
+    const lifecycle = loadBundle(join(dist, 'runbox-lifecycle.cjs'));
+    return lifecycle.lifecyclePoolWorker(Number(idle), dir).then((argv) => require('./runbox.cjs').runCli(argv, lifecycle));
+  },
 };
 if (!entries[kind] || !(Number(idle) > 0) || !dir) {
   process.stderr.write('usage: pool-worker.cjs shim|cli IDLE_SECONDS POOL_DIR [ROOM]\n');

@@ -28,6 +28,8 @@ export interface Work {
   connection: Socket;
   /** The launcher's pid, when it said (a CLI launcher: the parent of its preforked agent). */
   launcherPid: number | undefined;
+  /** The handoff's other records (the first of each key), for the kind's own. */
+  records: Map<string, string>;
 }
 
 let launcher: number | undefined;
@@ -79,7 +81,7 @@ function becomeWorker(records: Array<[string, string]>, fds: number[]): Omit<Wor
   Object.assign(process.env, env);
   addon.renice(nice !== undefined ? Number(nice) : 0);
   launcher = launcherPid !== undefined ? Number(launcherPid) : undefined;
-  return { args: values('arg'), fds: fds.slice(3), launcherPid: launcher };
+  return { args: values('arg'), fds: fds.slice(3), launcherPid: launcher, records: new Map(records.slice().reverse()) };
 }
 
 /**
