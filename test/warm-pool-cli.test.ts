@@ -1,0 +1,120 @@
+// The warm pool's CLI workers (docs/warm-pool.md): `runbox create` and `run` handed by bin/runbox's launcher to a
+// pre-started worker give what a fresh Node gives (output, exit status, errors, runc's process tree under a
+// subreaper), and a kill -9 of the launcher or of the worker mid-call ends the other and leaves nothing behind.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import test from 'ava';
+import { processStartTime } from '../src/host/host-process.js';
+import { poolMembers, type PoolMemberState } from '../src/host/warm-pool.js';
+import { processesMentioning, RUNBOX, runCommand, TestEnv } from './helpers/runbox.js';
+
+const SUBREAPER = fileURLToPath(new URL('../../test/helpers/subreaper.py', import.meta.url));
+
+function pool(t: { teardown(fn: () => void): void }, size = '1'): { dir: string; env: NodeJS.ProcessEnv } {
+  const dir = mkdtempSync('/tmp/rbx-pool-');
+  t.teardown(() => {
+    for (const member of poolMembers(dir)) {
+      try {
+        if (member.alive) process.kill(member.pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { dir, env: { ...process.env, RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: size } };
+}
+
+async function idleWorker(dir: string): Promise<PoolMemberState> {
+  for (let i = 0; i < 600; i++) {
+    const [member] = poolMembers(dir).filter((m) => m.kind === 'cli' && m.usable);
+    if (member) return member;
+    await sleep(100);
+  }
+  throw new Error(`no CLI worker in the pool at ${dir}: ${JSON.stringify(poolMembers(dir))}`);
+}
+
+const gone = (member: PoolMemberState) => processStartTime(member.pid) !== member.startTime;
+
+async function until(condition: () => boolean): Promise<boolean> {
+  for (let i = 0; i < 100 && !condition(); i++) await sleep(100);
+  return condition();
+}
+
+test('run and create handed to a pooled worker give the output, status and errors a fresh Node gives', async (t) => {
+  const env = new TestEnv(t);
+  const { dir, env: pooled } = pool(t);
+  const bundle = env.bundle((spec) => {
+    spec.process!.args = ['sh', '-c', 'echo out; echo err >&2; exit 7'];
+  });
+  t.is((await env.run(['run', '--bundle', bundle, env.id()], { env: pooled })).code, 7);
+  const worker = await idleWorker(dir);
+  const run = await env.run(['run', '--bundle', bundle, env.id()], { env: pooled });
+  t.deepEqual(run, { code: 7, stdout: 'out\n', stderr: 'err\n' });
+  t.true(await until(() => gone(worker)), 'the worker took the call and ended with it');
+  t.not((await idleWorker(dir)).pid, worker.pid, 'the pool refilled');
+
+  const missing = join(env.dir, 'no-such-bundle');
+  const plain = await env.run(['create', '--bundle', missing, 'x'], { env: { ...process.env, RUNBOX_POOL_SIZE: '0' } });
+  const next = await idleWorker(dir);
+  const failed = await env.run(['create', '--bundle', missing, 'x'], { env: pooled });
+  t.true(await until(() => gone(next)), 'the failed create was the pooled worker\'s');
+  t.is(failed.code, 1);
+  t.is(failed.stdout, '');
+  const message = (text: string) => text.replace(/^time="[^"]*" /, '');
+  t.is(message(failed.stderr), message(plain.stderr));
+  t.regex(failed.stderr, /level=error msg=.*config\.json not found/);
+});
+
+test('a pooled create under a subreaper keeps runc\'s process tree: the subreaper reaps the init', async (t) => {
+  const env = new TestEnv(t);
+  const { dir, env: pooled } = pool(t);
+  const bundle = env.bundle((spec) => {
+    spec.process!.args = ['sh', '-c', 'exit 5'];
+  });
+  t.is((await env.run(['run', '--bundle', bundle, env.id()], { env: pooled })).code, 5);
+  const worker = await idleWorker(dir);
+  const id = env.id();
+  const pidFile = join(env.dir, 'init.pid');
+  const steps = [
+    { run: [RUNBOX, '--root', env.root, 'create', '--bundle', bundle, '--pid-file', pidFile, id] },
+    { run: [RUNBOX, '--root', env.root, 'start', id] },
+    { reap: pidFile },
+  ];
+  const result = await runCommand('python3', [SUBREAPER, JSON.stringify(steps)], { env: pooled, timeout: 90_000 });
+  t.is(result.code, 0, result.stderr);
+  t.deepEqual(JSON.parse(result.stdout), [5]);
+  t.true(await until(() => gone(worker)), 'the create was the pooled worker\'s');
+  t.is((await env.state(id)).status, 'stopped');
+});
+
+for (const victim of ['launcher', 'worker'] as const) {
+  test(`kill -9 of the ${victim} during a pooled run ends the other, and delete --force leaves nothing`, async (t) => {
+    const env = new TestEnv(t);
+    const { dir, env: pooled } = pool(t);
+    const marker = `${4000 + Math.floor(Math.random() * 1000)}.${process.pid}`;
+    const bundle = env.bundle((spec) => {
+      spec.process!.args = ['sleep', marker];
+    });
+    const warm = env.bundle((spec) => {
+      spec.process!.args = ['true'];
+    });
+    t.is((await env.run(['run', '--bundle', warm, env.id()], { env: pooled })).code, 0);
+    const worker = await idleWorker(dir);
+    const id = env.id();
+    const launcher = spawn(RUNBOX, ['--root', env.root, 'run', '--bundle', bundle, id], { env: pooled, stdio: 'ignore' });
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => launcher.once('exit', (_code, signal) => resolve(signal)));
+    t.true(await until(() => processesMentioning(`sleep ${marker}`).length > 0), 'the container runs');
+    t.false(existsSync(worker.socket), 'the worker has the call');
+    t.false(gone(worker));
+    process.kill(victim === 'launcher' ? launcher.pid! : worker.pid, 'SIGKILL');
+    t.is(await exited, 'SIGKILL', 'the caller sees its runbox killed');
+    t.true(await until(() => gone(worker)), 'the worker does not outlive the call');
+    const deleted = await env.run(['delete', '--force', id]);
+    t.is(deleted.code, 0, deleted.stderr);
+    t.true(await until(() => processesMentioning(`sleep ${marker}`).length === 0));
+  });
+}
