@@ -86,16 +86,21 @@ test('a start through containerd takes a pooled shim, started before it, and the
   t.false(existsSync(`/proc/${shim}`), 'the pooled shim ends with its pod');
 });
 
-test('with the pool disabled (size 0) a start works and no process is pooled', async (t) => {
+test('with the pool disabled (size 0) a start works, and leaves the pool\'s idle shims alone', async (t) => {
   const dir = poolDir(t);
+  const filling = await PrivateContainerd.start(t, { RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: '1' });
+  t.is((await filling.run(filling.id(), ['true'], ['--rm'])).code, 0);
+  const [member] = await waitForMembers(dir, 1);
   const containerd = await PrivateContainerd.start(t, { RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: '0' });
   for (let i = 0; i < 2; i++) {
-    const run = await containerd.run(containerd.id(), ['echo', 'hello'], ['--rm']);
+    const id = containerd.id();
+    const run = await containerd.run(id, ['echo', 'hello'], ['-d']);
     t.is(run.code, 0, run.stderr);
-    t.is(run.stdout, 'hello\n');
+    t.not(shimPidOf(containerd, id), member!.pid, 'no pod is handed to the pool');
+    await stopTask(containerd, id);
   }
-  await sleep(1000);
-  t.deepEqual(poolMembers(dir), []);
+  await sleep(500);
+  t.deepEqual(poolMembers(dir).map((m) => m.pid), [member!.pid], 'nor is it refilled');
 });
 
 test('the pool\'s size and idle time come from the runtime config file, and an idle member exits after its idle time', async (t) => {
