@@ -118,3 +118,18 @@ for (const victim of ['launcher', 'worker'] as const) {
     t.true(await until(() => processesMentioning(`sleep ${marker}`).length === 0));
   });
 }
+
+test('a call whose environment sets what a worker read as it loaded (NODE_OPTIONS) is left to a fresh Node', async (t) => {
+  const env = new TestEnv(t);
+  const { dir, env: pooled } = pool(t);
+  const bundle = env.bundle((spec) => {
+    spec.process!.args = ['true'];
+  });
+  t.is((await env.run(['run', '--bundle', bundle, env.id()], { env: pooled })).code, 0);
+  const worker = await idleWorker(dir);
+  const run = await env.run(['run', '--bundle', bundle, env.id()], { env: { ...pooled, NODE_OPTIONS: '--max-old-space-size=300' } });
+  t.is(run.code, 0, run.stderr);
+  await sleep(300);
+  t.false(gone(worker), 'the idle worker was not taken');
+  t.true(existsSync(worker.socket));
+});

@@ -29,6 +29,7 @@
 static const char *const kind_names[] = POOL_KIND_NAMES;
 static const char *const shim_code[] = POOL_SHIM_CODE;
 static const char *const cli_code[] = POOL_CLI_CODE;
+static const char *const load_time_env[] = POOL_LOAD_TIME_ENV;
 
 static uint64_t fnv1a(uint64_t hash, const char *text)
 {
@@ -197,6 +198,10 @@ int pool_take(const struct pool *pool, const struct buf *records, const int *fds
 {
 	if (pool->size <= 0 || records->len > PAYLOAD_MAX)
 		return -1;
+	/* A member read these as it loaded, with PATH alone in its environment: work that sets one is Node's. */
+	for (size_t i = 0; i < POOL_LOAD_TIME_ENV_COUNT; i++)
+		if (getenv(load_time_env[i]))
+			return -1;
 	DIR *dir = opendir(pool->dir);
 	if (!dir)
 		return -1;

@@ -39,7 +39,8 @@ bool pool_valid_idle(long long seconds);
  * Hands the work to an idle pooled process of this build: the records (frame.h's record_add) after their length
  * (4 bytes, big-endian), and nfds fds (0, 1 and 2 first, then the kind's own). Candidates are tried in turn until
  * one answers POOL_TAKEN within POOL_HANDOFF_TIMEOUT_MS. Returns the connection to it (close-on-exec) and its pid
- * in *pid, or -1 when none took the work (dead members' sockets are removed on the way).
+ * in *pid, or -1 when none took the work (dead members' sockets are removed on the way) or when this process's
+ * environment sets one of POOL_LOAD_TIME_ENV.
  */
 int pool_take(const struct pool *pool, const struct buf *records, const int *fds, size_t nfds, pid_t *pid);
 

@@ -9,16 +9,11 @@ import { handoffAddon } from './handoff-addon.js';
 import { processStartTime } from './host-process.js';
 import { bindUnixSocket, unlinkSocket } from './unix-socket.js';
 import { buildId, memberSocketName, type PoolKind } from './warm-pool.js';
-import { POOL_HANDOFF_TIMEOUT_MS, POOL_READY, POOL_TAKEN } from '../generated/facts.js';
+import { POOL_HANDOFF_TIMEOUT_MS, POOL_LOAD_TIME_ENV, POOL_READY, POOL_TAKEN } from '../generated/facts.js';
 
 /** fd 3 of a new pooled process: the refill's pipe, told POOL_READY once the process is in the pool. */
 const READY_FD = 3;
 
-/**
- * Variables some of runbox's modules read once, as they load (a pooled process loaded them before its work came):
- * work whose environment sets one differently than the pooled process's own is refused, and a fresh Node does it.
- */
-const READ_AT_LOAD = ['RUNBOX_QEMU', 'RUNBOX_QEMU_KVM_DEVICE', 'RUNBOX_QEMU_KVM_VERDICT', 'RUNBOX_AGENT', 'NODE_OPTIONS', 'NODE_PATH'];
 
 export interface Work {
   args: string[];
@@ -63,7 +58,8 @@ function environmentOf(entries: string[]): Record<string, string> {
 function becomeWorker(records: Array<[string, string]>, fds: number[]): Omit<Work, 'connection'> {
   const values = (key: string) => records.filter(([name]) => name === key).map(([, value]) => value);
   const env = environmentOf(values('env'));
-  for (const name of READ_AT_LOAD) {
+  // The launchers do not offer such work (pool_take); this process refuses it all the same.
+  for (const name of POOL_LOAD_TIME_ENV) {
     if (env[name] !== process.env[name]) throw new Error(`the work sets ${name}, which this process read as it loaded`);
   }
   if (fds.length < 3) throw new Error('the handoff brought no stdio');
