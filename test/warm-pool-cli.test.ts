@@ -133,3 +133,26 @@ test('a call whose environment sets what a worker read as it loaded (NODE_OPTION
   t.false(gone(worker), 'the idle worker was not taken');
   t.true(existsSync(worker.socket));
 });
+
+test('runbox pool shows each pooled process with its kind, state and memory, and --drain ends the idle ones', async (t) => {
+  const env = new TestEnv(t);
+  const { dir, env: pooled } = pool(t);
+  const bundle = env.bundle((spec) => {
+    spec.process!.args = ['true'];
+  });
+  t.is((await env.run(['run', '--bundle', bundle, env.id()], { env: pooled })).code, 0);
+  const worker = await idleWorker(dir);
+  const shown = await runCommand(RUNBOX, ['pool', '--format', 'json'], { env: pooled });
+  t.is(shown.code, 0, shown.stderr);
+  const state = JSON.parse(shown.stdout) as { directory: string; size: number; members: Array<Record<string, unknown>> };
+  t.is(state.directory, dir);
+  t.is(state.size, 1);
+  const member = state.members.find((m) => m.pid === worker.pid);
+  t.like(member, { kind: 'cli', state: 'idle', build: worker.build });
+  t.true((member!.rssKib as number) > 0);
+  const table = await runCommand(RUNBOX, ['pool'], { env: pooled });
+  t.regex(table.stdout, new RegExp(`^cli\\s+${worker.pid}\\s+idle\\s`, 'm'));
+  t.is((await runCommand(RUNBOX, ['pool', '--drain'], { env: pooled })).code, 0);
+  t.true(await until(() => gone(worker)));
+  t.false(existsSync(worker.socket), 'a drained member takes its socket with it');
+});

@@ -202,3 +202,21 @@ test('after an upgrade (a rebuilt shim bundle) the old build\'s pooled shims are
   t.false(existsSync(old!.socket));
   await stopTask(containerd, id);
 });
+
+test('a pod served by a pooled shim survives a containerd restart, and the pool serves the next pod', async (t) => {
+  const dir = poolDir(t);
+  const containerd = await PrivateContainerd.start(t, { RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: '1' });
+  t.is((await containerd.run(containerd.id(), ['true'], ['--rm'])).code, 0);
+  const [member] = await waitForMembers(dir, 1);
+  const id = containerd.id();
+  t.is((await containerd.run(id, ['sleep', '1000'], ['-d'])).code, 0);
+  t.is(shimPidOf(containerd, id), member!.pid);
+  const [idle] = await waitForMembers(dir, 1);
+  await containerd.restartDaemon();
+  t.is((await containerd.tasks()).get(id)?.status, 'RUNNING');
+  const next = containerd.id();
+  t.is((await containerd.run(next, ['sleep', '1000'], ['-d'])).code, 0);
+  t.is(shimPidOf(containerd, next), idle!.pid, 'the member that waited through the restart serves the next pod');
+  await stopTask(containerd, id);
+  await stopTask(containerd, next);
+});
