@@ -9,6 +9,7 @@ import { cgroupsBench } from './cgroups.js';
 import { imagePullBench } from './image-pull.js';
 import { lazyBench } from './lazy.js';
 import { lifecycleBench } from './lifecycle.js';
+import { podsBench } from './pods-bench.js';
 import { load, section, writeReport, type Part } from './report.js';
 import { rpcBench } from './rpc-bench.js';
 import { shimBench } from './shim-bench.js';
@@ -44,6 +45,7 @@ const PARTS: Runnable[] = [
   { name: 'rpc', title: 'rpc layer (ttrpc, gRPC)', about: 'Loading the protocol types, and round trips between two processes on a unix socket.', run: () => rpcBench() },
   { name: 'shim', title: 'containerd shim: runbox vs runc shim', about: '`ctr run --rm` through a private containerd 1.6 with runbox\'s shim and containerd\'s runc shim.', run: () => shimBench() },
   { name: 'lazy', title: 'Lazy loading: time to first output over a slow link', about: 'A ~300 MB image started by a full pull + unpack and lazily (eStargz, unoptimised and optimised), with each driver, through a modelled 100 Mbit/s, 20 ms link.', run: () => lazyBench() },
+  { name: 'pods', title: 'Kubernetes pods through CRI: runc vs runbox vs runbox microVMs', about: 'Pods through containerd 1.6\'s own CRI plugin with runc\'s handler, runbox\'s emulated driver and runbox\'s microVMs (one VM per pod).', run: ({ work }) => podsBench(work) },
   { name: 'cgroups', title: 'Resource limits', about: '`runbox run` of /bin/true with and without cgroup limits (emulated driver), and `runbox update`.', run: () => cgroupsBench() },
 ];
 

@@ -1,5 +1,6 @@
 // Compiles proto/ (plus containerd.task.v3, derived below) into one JSON descriptor, dist/proto/containerd.json, which src/rpc/protos.ts loads with
-// protobufjs/light: the shim then pays neither the .proto parser nor parsing at each start.
+// protobufjs/light: the shim then pays neither the .proto parser nor parsing at each start. Kubernetes' CRI
+// (proto/k8s.io/, which only the tests and the bench speak, to containerd) goes apart into dist/proto/cri.json.
 import { mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,6 +9,8 @@ import protobuf from 'protobufjs';
 const project = join(dirname(fileURLToPath(import.meta.url)), '..');
 const protoDir = join(project, 'proto');
 const output = join(project, 'dist', 'proto', 'containerd.json');
+const criOutput = join(project, 'dist', 'proto', 'cri.json');
+const CRI_DIR = 'k8s.io';
 
 function protoFiles(dir) {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
@@ -20,7 +23,7 @@ function protoFiles(dir) {
 const root = new protobuf.Root();
 // Imports are relative to proto/; google/protobuf/* are the well-known types protobufjs carries itself.
 root.resolvePath = (_origin, target) => (target.startsWith('google/protobuf/') ? target : join(protoDir, target));
-root.loadSync(protoFiles(protoDir).sort(), { keepCase: false });
+root.loadSync(protoFiles(protoDir).filter((file) => !file.startsWith(`${CRI_DIR}/`)).sort(), { keepCase: false });
 
 // containerd.task.v3 (containerd 2.x) is task.v2's service and messages, field for field, in their own package,
 // plus an event stream containerd uses only when a shim announces it (runbox does not). It is derived here
@@ -41,7 +44,15 @@ function camelCaseFields(namespace) {
   return namespace;
 }
 
-mkdirSync(dirname(output), { recursive: true });
-const temporary = `${output}.tmp-${process.pid}`;
-writeFileSync(temporary, JSON.stringify(camelCaseFields(root.toJSON())));
-renameSync(temporary, output);
+function writeDescriptor(path, descriptor) {
+  mkdirSync(dirname(path), { recursive: true });
+  const temporary = `${path}.tmp-${process.pid}`;
+  writeFileSync(temporary, JSON.stringify(camelCaseFields(descriptor.toJSON())));
+  renameSync(temporary, path);
+}
+
+writeDescriptor(output, root);
+const cri = new protobuf.Root();
+cri.loadSync(protoFiles(join(protoDir, CRI_DIR)).map((file) => join(protoDir, file)), { keepCase: false });
+cri.resolveAll();
+writeDescriptor(criOutput, cri);

@@ -27,6 +27,8 @@ declare -A wanted=(
   [skopeo]=skopeo
   [docker-registry]=docker-registry
   [containerd]=containerd
+  # CNI's bridge and host-local plugins, for the pods of the CRI tests (test/helpers/cri.ts)
+  [/usr/lib/cni/bridge]=containernetworking-plugins
   [openssl]=openssl
   [python3]=python3
   [lz4]=lz4
@@ -37,6 +39,13 @@ declare -A wanted=(
   [ctr-remote]=stargz-snapshotter
   # lazy loading serves images over FUSE on /dev/fuse (no libfuse): fuse3 brings /etc/fuse.conf and fusermount3
   [fusermount3]=fuse3
+  # a pod's microVM: its tap and tc redirects in the pod's network namespace (src/drivers/qemu/pod-network.ts)
+  [tc]=iproute2
+  [nsenter]=util-linux
+  # the guest's 9p modules, built against the exact guest kernel (scripts/guest/build-9p-modules.sh): a pod's
+  # host directories in its microVM; the revision of the source matches the pinned kernel's
+  [/usr/src/linux-headers-6.1.0-56-cloud-amd64]=linux-headers-6.1.0-56-cloud-amd64
+  [/usr/src/linux-source-6.1.tar.xz]=linux-source-6.1=6.1.192-2
 )
 missing=()
 for what in "${!wanted[@]}"; do

@@ -93,7 +93,8 @@ test('a template follows its files: a rebuilt initramfs gets a new one, and the 
   const before = templates(env);
   t.is(before.length, 1);
   utimesSync(initrd, new Date(), new Date(Date.now() + 60_000));
-  t.is((await env.run(['run', '--bundle', bundle, env.id()], { env: vmEnv })).code, 0);
+  const rebuilt = await env.run(['run', '--bundle', bundle, env.id()], { env: vmEnv });
+  t.is(rebuilt.code, 0, rebuilt.stderr);
   const after = templates(env);
   t.is(after.length, 1, `one template is left: ${after.join(', ')}`);
   t.not(after[0], before[0], 'it is a new one');

@@ -343,6 +343,8 @@ void op_create(struct request *r)
 		goto fail;
 	}
 	struct container *c = ctr_add(id);
+	if (vm_mode && records_get(&r->rec, "rootfs_image"))
+		c->guest_rootfs = xstrdup(s.rootfs);
 	c->cgroups = cgroups;
 	c->freezer = cgroups_freezer(cgroups);
 	c->seccomp = seccomp;

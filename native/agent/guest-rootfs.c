@@ -88,5 +88,12 @@ int guest_mount_rootfs(const char *device, const char *fstype, const char *targe
 		unmount_keeping_errno(lower);
 		return -1;
 	}
+	/* overlayfs holds private clones of its layers' mounts: the image and the tmpfs now live as long as the
+	 * overlay, and go (the image's loop device with them) when the container's rootfs is unmounted. */
+	umount2(rw, MNT_DETACH);
+	umount2(lower, MNT_DETACH);
+	rmdir(rw);
+	rmdir(lower);
+	rmdir(dir);
 	return 0;
 }

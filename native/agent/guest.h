@@ -6,6 +6,7 @@
  */
 #pragma once
 #include <stddef.h>
+#include <stdint.h>
 
 #define GUEST_MODULE_DIR "/lib/modules/runbox"
 #define GUEST_MODULE_ORDER GUEST_MODULE_DIR "/order"
@@ -20,3 +21,10 @@ int guest_find_port(const char *name, char *path, size_t len);
 /* Mounts DEVICE (a read-only block device, e.g. /dev/vda) and a writable overlay over it (upper and work dirs
  * on a tmpfs) at TARGET: 0, or -1 with errno. */
 int guest_mount_rootfs(const char *device, const char *fstype, const char *target);
+/* A read-only loop device (its path into loop) over SIZE bytes of DEVICE from OFFSET, released once the
+ * returned fd is closed and its last mount gone (guest-loop.c): that fd, or -1 with errno. */
+struct records;
+/* A create's `net_link=MAC␟MTU`, `net_addr=ADDRESS/PREFIX` and `net_route=DESTINATION/PREFIX[␟GATEWAY]` records
+ * applied to the VM's NIC (guest-net.c); nothing without net_link. 0, or -1 with err and errno. */
+int guest_net_configure(const struct records *rec, char *err, size_t errlen);
+int guest_loop_attach(const char *device, uint64_t offset, uint64_t size, char *loop, size_t len);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/mount.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -85,6 +86,9 @@ void ctr_forget(struct container *c)
 	seccomp_listener_free(c->seccomp_listener);
 	if (c->shared_mntns_rootfs)
 		rootfs_release(c->shared_mntns_rootfs);
+	if (c->guest_rootfs)
+		umount2(c->guest_rootfs, MNT_DETACH);
+	free(c->guest_rootfs);
 	free(c->shared_mntns_rootfs);
 	free(c->uid_map);
 	free(c->gid_map);

@@ -64,6 +64,8 @@ struct container {
 	struct seccomp_listener *seccomp_listener; /* where the filter's listeners go (SCMP_ACT_NOTIFY); NULL: none */
 	/* Without a mount namespace of its own: the rootfs, whose bind (mounts and all) the agent detaches at the end. */
 	char *shared_mntns_rootfs;
+	/* Guest mode: the overlay mounted as its rootfs from a disk image (vm.h), unmounted when it is forgotten. */
+	char *guest_rootfs;
 	const char *freezer;	 /* its freezer directory, or NULL */
 	struct watch *oom_watch;
 	bool create_failed; /* forgotten once reaped */

@@ -26,6 +26,8 @@ static int exit_fd = -1;
 static int console_fd = -1;
 static uint64_t unattached_since;
 
+static int hex_value(char c);
+
 static int open_port(const char *name, int flags)
 {
 	char path[64];
@@ -71,19 +73,125 @@ int vm_log_fd(void)
 	return console_fd;
 }
 
+/*
+ * `guest_dir=PATH`: a directory (mode 1777) in the guest's /run, which a pod's containers bind (its /dev/shm).
+ * `guest_file=PATH␟HEX`: a host file's content (CRI's /etc/hosts, resolv.conf, hostname) written at a guest path.
+ */
+static int write_guest_files(const struct records *rec, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < rec->n; i++) {
+		if (!strcmp(rec->v[i].key, "guest_dir")) {
+			const char *dir = rec->v[i].value;
+			if (dir[0] != '/' || mkdir_all(dir, 0755) < 0 || chmod(dir, 01777) < 0) {
+				snprintf(err, errlen, "guest_dir %s: %s", dir, dir[0] == '/' ? errtext(errno) : "not absolute");
+				return -1;
+			}
+			continue;
+		}
+		if (strcmp(rec->v[i].key, "guest_file"))
+			continue;
+		const char *value = rec->v[i].value, *sep = strchr(value, '\x1f');
+		char path[256];
+		if (!sep || value[0] != '/' || (size_t)(sep - value) >= sizeof path || strlen(sep + 1) % 2) {
+			snprintf(err, errlen, "guest_file: expected an absolute PATH\x1f" "HEX");
+			errno = EINVAL;
+			return -1;
+		}
+		memcpy(path, value, (size_t)(sep - value));
+		path[sep - value] = '\0';
+		char *slash = strrchr(path, '/');
+		*slash = '\0';
+		int rc = slash == path ? 0 : mkdir_all(path, 0755);
+		*slash = '/';
+		int fd = rc < 0 ? -1 : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0) {
+			snprintf(err, errlen, "guest_file %s: %s", path, errtext(errno));
+			return -1;
+		}
+		unsigned char chunk[4096];
+		size_t n = 0;
+		rc = 0;
+		for (const char *hex = sep + 1; *hex && rc == 0; hex += 2) {
+			int hi = hex_value(hex[0]), lo = hex_value(hex[1]);
+			if (hi < 0 || lo < 0) {
+				errno = EINVAL;
+				rc = -1;
+			} else if (n == sizeof chunk) {
+				rc = write_all(fd, chunk, n);
+				n = 0;
+			}
+			chunk[n++] = (unsigned char)(hi << 4 | lo);
+		}
+		if (rc == 0)
+			rc = write_all(fd, chunk, n);
+		int saved = errno;
+		close(fd);
+		if (rc < 0) {
+			snprintf(err, errlen, "guest_file %s: %s", path, saved == EINVAL ? "not hex" : errtext(saved));
+			errno = saved;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Where `volumes=TAG` mounts the host's 9p export of a pod's volumes, once (the host binds each volume into it). */
+#define GUEST_VOLUMES "/run/runbox-volumes"
+
+static int mount_volumes(const struct records *rec, char *err, size_t errlen)
+{
+	static bool mounted;
+	const char *tag = records_get(rec, "volumes");
+	if (!tag || mounted)
+		return 0;
+	/* cache=none: what either side writes is seen by the other at once. */
+	if (mkdir_all(GUEST_VOLUMES, 0700) < 0 ||
+	    mount(tag, GUEST_VOLUMES, "9p", MS_NOSUID | MS_NODEV, "trans=virtio,version=9p2000.L,msize=262144,cache=none") < 0) {
+		snprintf(err, errlen, "mount the host's volumes (9p %s) at " GUEST_VOLUMES ": %s", tag, errtext(errno));
+		return -1;
+	}
+	mounted = true;
+	return 0;
+}
+
 int vm_prepare_rootfs(const struct records *rec, char *err, size_t errlen)
 {
+	if (write_guest_files(rec, err, errlen) < 0 || guest_net_configure(rec, err, errlen) < 0 ||
+	    mount_volumes(rec, err, errlen) < 0)
+		return -1;
 	const char *image = records_get(rec, "rootfs_image"), *rootfs = records_get(rec, "rootfs");
 	if (!image)
 		return 0;
-	char copy[256], *f[2];
+	char copy[256], *f[4];
 	snprintf(copy, sizeof copy, "%s", image);
-	if (split_fields(copy, '\x1f', f, 2) != 2 || !rootfs || rootfs[0] != '/') {
-		snprintf(err, errlen, "rootfs_image %s: expected DEVICE\x1f" "FSTYPE and an absolute rootfs", image);
+	size_t n = split_fields(copy, '\x1f', f, 4);
+	uint64_t offset = 0, size = 0;
+	if ((n != 2 && n != 4) || (n == 4 && (!parse_u64(f[2], &offset) || !parse_u64(f[3], &size))) || !rootfs ||
+	    rootfs[0] != '/') {
+		snprintf(err, errlen, "rootfs_image %s: expected DEVICE\x1f" "FSTYPE[\x1f" "OFFSET\x1f" "SIZE] and an absolute rootfs", image);
+		errno = EINVAL;
 		return -1;
 	}
-	if (mkdir_all(rootfs, 0755) < 0 || guest_mount_rootfs(f[0], f[1], rootfs) < 0) {
-		snprintf(err, errlen, "mount the rootfs image %s (%s) at %s: %s", f[0], f[1], rootfs, errtext(errno));
+	/* An image further into the disk (a pod's later container) is mounted through a loop device over its range,
+	 * held open until it is mounted (it goes with the last of both). */
+	char loop[32];
+	const char *device = f[0];
+	int loop_fd = -1;
+	if (n == 4) {
+		loop_fd = guest_loop_attach(f[0], offset, size, loop, sizeof loop);
+		if (loop_fd < 0) {
+			snprintf(err, errlen, "attach a loop device to %s at %llu: %s", f[0], (unsigned long long)offset, errtext(errno));
+			return -1;
+		}
+		device = loop;
+	}
+	int rc = mkdir_all(rootfs, 0755) < 0 || guest_mount_rootfs(device, f[1], rootfs) < 0 ? -1 : 0;
+	int saved = errno;
+	if (loop_fd >= 0)
+		close(loop_fd);
+	if (rc < 0) {
+		snprintf(err, errlen, "mount the rootfs image %s (%s) at %s: %s", device, f[1], rootfs, errtext(saved));
+		errno = saved;
 		return -1;
 	}
 	return 0;
@@ -171,8 +279,8 @@ void vm_init_exited(const struct proc *p)
 {
 	if (exit_fd < 0 || p->exec_id || p->error)
 		return;
-	char line[64];
-	int n = snprintf(line, sizeof line, "%d %llu\n", p->exit_status, (unsigned long long)p->exited_at);
+	char line[320];
+	int n = snprintf(line, sizeof line, "%d %llu %s\n", p->exit_status, (unsigned long long)p->exited_at, p->ctr->id);
 	if (write_all(exit_fd, line, (size_t)n) < 0)
 		log_msg("exit port: %s", errtext(errno));
 }

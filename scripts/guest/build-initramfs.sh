@@ -14,7 +14,7 @@ compress=cat
 if [ "${1:-}" = --gzip ]; then compress="gzip -6 -n"; shift; fi
 init=${1:-$root/dist/runbox-agent}
 out=${2:-$guest/initrd.img}
-wanted=(virtio_mmio virtio_console virtio_blk erofs overlay)
+wanted=(virtio_mmio virtio_console virtio_blk erofs overlay loop virtio_net)
 
 if [ ! -f "$guest/kernel-version" ]; then
   echo "build-initramfs: no guest kernel yet (npm run setup fetches it): no initramfs, no microVMs" >&2
@@ -28,12 +28,15 @@ modules="$guest/kernel/lib/modules/$release/kernel"
 # kernel has it as a module, the cloud kernel built in.
 if grep -q '^CONFIG_CRYPTO_CRC32C=m' "$guest/kernel/boot/config-$release"; then wanted=(crc32c_generic "${wanted[@]}"); fi
 
-# module name → .ko path (names use _ where file names may use -)
+# module name → .ko path (names use _ where file names may use -); the 9p modules the cloud kernel lacks, built
+# by scripts/guest/build-9p-modules.sh, when they are there (a pod's host directories need them).
 declare -A ko=()
+extra=()
+if [ -f "$guest/9p-modules/9p.ko" ]; then extra=("$guest/9p-modules"); wanted+=(9pnet_virtio 9p); fi
 while read -r name path; do
   name=${name%.ko}
   ko[${name//-/_}]=$path
-done < <(find "$modules" -name '*.ko' -printf '%f %p\n')
+done < <(find "$modules" "${extra[@]}" -name '*.ko' -printf '%f %p\n')
 
 depends_of() {
   tr '\0' '\n' < "${ko[$1]}" | sed -n 's/^depends=//p' | tr ',' ' '

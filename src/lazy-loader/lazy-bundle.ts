@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../host/atomic-file.js';
+import { setReadahead } from '../host/block-readahead.js';
 import { unmountUnder } from '../host/mounts.js';
 import { specFromImageConfig, type SpecOverrides } from '../image/bundle-spec.js';
 import { bundleFromImage } from '../image/image-bundle.js';
@@ -48,6 +49,14 @@ async function lazyImage(store: ImageStore, reference: string, pull: PullOptions
   return store.pullOnly(reference, { ...pull, lazy: true });
 }
 
+/**
+ * The read-ahead of the loop device under a lazy rootfs (the kernel's default). A loop device keeps the largest
+ * read-ahead any earlier user gave it (2560 KiB after a file on a disk with a large optimal I/O size): left as
+ * found, how far a file is read ahead, and so what `image optimize` records and what a later start fetches on
+ * demand, would depend on which loop device the mount got.
+ */
+const LAZY_READAHEAD_KIB = 128;
+
 /** Mounts the loader's image file read-only at a lower directory, and the rootfs overlay over it. */
 async function mountRootfs(imageFile: string, bundle: string): Promise<void> {
   const lazy = join(bundle, '.lazy');
@@ -55,6 +64,7 @@ async function mountRootfs(imageFile: string, bundle: string): Promise<void> {
   for (const dir of [lower, join(lazy, 'upper'), join(lazy, 'work')]) mkdirSync(dir, { recursive: true, mode: 0o700 });
   await run('mount', ['-t', 'erofs', '-o', 'ro,loop', imageFile, lower]);
   try {
+    setReadahead(lower, LAZY_READAHEAD_KIB);
     // The overlay's root takes the upper directory's mode and owner: the image's root's.
     const root = statSync(lower);
     chownSync(join(lazy, 'upper'), root.uid, root.gid);

@@ -1,10 +1,12 @@
 // A private containerd for the shim tests: config, root, state and sockets under a temporary directory, CRI
-// disabled, the project's bin/ first on its PATH (so `--runtime io.containerd.runbox.v2` finds our shim), the
-// busybox fixture imported with `ctr images import`. Stopped, and everything it started removed, at teardown.
+// disabled (or enabled, with the settings test/helpers/cri.ts gives, in a network namespace of the test's), the
+// project's bin/ first on its PATH (so `--runtime io.containerd.runbox.v2` finds our shim), the busybox fixture
+// imported with `ctr images import`. Stopped, and everything it started removed, at teardown.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { inNetns, type NetNamespace } from './netns.js';
 import { PROJECT, runCommand, type Result } from './runbox.js';
 import type { TeardownOwner } from './teardown.js';
 
@@ -21,41 +23,55 @@ export function pidsWith(...needles: string[]): number[] {
     .map((line) => Number(line.trim().split(/\s+/)[0]));
 }
 
+export interface ContainerdOptions {
+  /** More environment for containerd, and so for the shims it starts. */
+  env?: NodeJS.ProcessEnv;
+  /** config.toml lines for the CRI plugin, which is enabled only when they are given. */
+  cri?: (dir: string) => string[];
+  /** The network namespace containerd runs in (and so CNI and every pod network): the test's own by default. */
+  netns?: NetNamespace;
+  /** Whether the busybox fixture is imported into the default namespace (default true). */
+  busybox?: boolean;
+}
+
 export class PrivateContainerd {
   readonly dir: string;
   readonly address: string;
   readonly fifoDir: string;
   private daemon: ChildProcess | undefined;
   private count = 0;
-  /** More environment for containerd, and so for the shims it starts. */
-  private env: NodeJS.ProcessEnv = {};
+  private readonly env: NodeJS.ProcessEnv;
+  private readonly netns: NetNamespace | undefined;
 
-  private constructor() {
+  private constructor(options: ContainerdOptions) {
     // Short: shim and agent socket paths are built from it.
     this.dir = mkdtempSync('/tmp/rbx-ctd-');
     this.address = join(this.dir, 'containerd.sock');
     this.fifoDir = join(this.dir, 'fifo');
+    this.env = options.env ?? {};
+    this.netns = options.netns;
     writeFileSync(join(this.dir, 'config.toml'), [
       'version = 2',
       `root = "${this.dir}/root"`,
       `state = "${this.dir}/state"`,
-      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+      ...(options.cri ? [] : ['disabled_plugins = ["io.containerd.grpc.v1.cri"]']),
       '[grpc]',
       `  address = "${this.address}"`,
       '[debug]',
       `  address = "${this.dir}/debug.sock"`,
       '[plugins."io.containerd.internal.v1.opt"]',
       `  path = "${this.dir}/opt"`,
+      ...(options.cri?.(this.dir) ?? []),
       '',
     ].join('\n'));
   }
 
   /** Starts a private containerd with the busybox fixture imported; torn down with the test (or bench) owner. */
-  static async start(owner: TeardownOwner, env: NodeJS.ProcessEnv = {}): Promise<PrivateContainerd> {
-    const containerd = new PrivateContainerd();
-    containerd.env = env;
+  static async start(owner: TeardownOwner, env: NodeJS.ProcessEnv = {}, options: Omit<ContainerdOptions, 'env'> = {}): Promise<PrivateContainerd> {
+    const containerd = new PrivateContainerd({ ...options, env });
     owner.teardown(() => containerd.destroy());
     await containerd.startDaemon();
+    if (options.busybox === false) return containerd;
     const archive = join(containerd.dir, 'busybox.tar');
     spawnSync('tar', ['-C', FIXTURE_OCI, '-cf', archive, '.']);
     const imported = await containerd.ctr(['images', 'import', '--base-name', 'docker.io/library/busybox', archive]);
@@ -66,7 +82,8 @@ export class PrivateContainerd {
 
   async startDaemon(): Promise<void> {
     const log = openSync(join(this.dir, 'containerd.log'), 'a');
-    this.daemon = spawn('setsid', ['containerd', '--config', join(this.dir, 'config.toml')], {
+    const [command, args] = inNetns(this.netns, 'containerd', ['--config', join(this.dir, 'config.toml')]);
+    this.daemon = spawn('setsid', [command, ...args], {
       stdio: ['ignore', log, log],
       env: { ...process.env, ...this.env, PATH: `${join(PROJECT, 'bin')}:${process.env.PATH}` },
     });
@@ -110,14 +127,19 @@ export class PrivateContainerd {
     return runCommand('ctr', ['-a', this.address, ...args], options);
   }
 
+  /** `ctr -n NAMESPACE …` */
+  ctrIn(namespace: string, args: string[]): Promise<Result> {
+    return this.ctr(['-n', namespace, ...args]);
+  }
+
   /** `ctr run --runtime io.containerd.runbox.v2 IMAGE ID ARGS…` with extra run flags before the image. */
   run(id: string, args: string[], flags: string[] = [], runtime = RUNBOX_RUNTIME): Promise<Result> {
     return this.ctr(['run', '--fifo-dir', this.fifoDir, '--runtime', runtime, ...flags, IMAGE, id, ...args]);
   }
 
   /** The tasks `ctr task ls` shows, by id: their pid and status. */
-  async tasks(): Promise<Map<string, { pid: number; status: string }>> {
-    const listed = await this.ctr(['task', 'ls']);
+  async tasks(namespace = 'default'): Promise<Map<string, { pid: number; status: string }>> {
+    const listed = await this.ctrIn(namespace, ['task', 'ls']);
     const tasks = new Map<string, { pid: number; status: string }>();
     for (const line of listed.stdout.trim().split('\n').slice(1)) {
       const [id, pid, status] = line.trim().split(/\s+/);
@@ -154,12 +176,15 @@ export class PrivateContainerd {
 
   private async destroy(): Promise<void> {
     if (this.daemon?.exitCode === null) {
-      for (const id of (await this.tasks()).keys()) {
-        await this.ctr(['task', 'kill', '-s', 'KILL', id]);
-        await this.ctr(['task', 'delete', '-f', id]);
+      const namespaces = (await this.ctr(['namespaces', 'ls', '-q'])).stdout.split('\n').filter(Boolean);
+      for (const namespace of namespaces) {
+        for (const id of (await this.tasks(namespace)).keys()) {
+          await this.ctrIn(namespace, ['task', 'kill', '-s', 'KILL', id]);
+          await this.ctrIn(namespace, ['task', 'delete', '-f', id]);
+        }
+        const containers = await this.ctrIn(namespace, ['containers', 'ls', '-q']);
+        for (const id of containers.stdout.split('\n').filter(Boolean)) await this.ctrIn(namespace, ['containers', 'rm', id]);
       }
-      const containers = await this.ctr(['containers', 'ls', '-q']);
-      for (const id of containers.stdout.split('\n').filter(Boolean)) await this.ctr(['containers', 'rm', id]);
     }
     await this.stopDaemon();
     for (const pid of this.shimPids()) {

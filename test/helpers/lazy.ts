@@ -1,6 +1,6 @@
 // What the lazy-loading tests look at: the loader's processes of a store, loop devices backed by its files, and a
 // teardown that takes down what a test's bundles left mounted, then waits for the loader to end by itself.
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -22,6 +22,22 @@ export function loopDevicesOf(store: string): string[] {
       return false;
     }
   });
+}
+
+/**
+ * Sets the read-ahead of every loop device not bound to a file. A loop device keeps the largest read-ahead any
+ * earlier user gave it (2560 KiB once it was bound to a file on a disk with a large optimal I/O size, as this
+ * host's is), so which one a mount gets decides how far the kernel reads ahead unless runbox sets it.
+ */
+export function setFreeLoopReadahead(kib: number): void {
+  for (const name of readdirSync('/sys/block')) {
+    if (!name.startsWith('loop') || existsSync(`/sys/block/${name}/loop/backing_file`)) continue;
+    try {
+      writeFileSync(`/sys/block/${name}/queue/read_ahead_kb`, `${kib}\n`);
+    } catch {
+      // bound meanwhile, or gone
+    }
+  }
 }
 
 /** Waits (up to `ms`) until the loader of `store` has ended and left no mount nor loop device. */

@@ -11,6 +11,7 @@ import type { ExecutionContext } from 'ava';
 import type { TeardownOwner } from './teardown.js';
 import { PROJECT } from './runbox.js';
 import { freePort } from './ports.js';
+import { inNetns, type NetNamespace } from './netns.js';
 
 export const FIXTURE_OCI = join(PROJECT, 'fixtures', 'busybox', 'build', 'oci');
 
@@ -20,6 +21,8 @@ export interface Registry {
   storage: string;
   /** With TLS: the PEM of its self-signed certificate (for 127.0.0.1), the one CA that can vouch for it. */
   certificate?: string;
+  /** The network namespace it listens in (its 127.0.0.1 is that namespace's), when not the test's own. */
+  netns?: NetNamespace;
 }
 
 function tempDir(t: TeardownOwner, prefix: string): string {
@@ -34,10 +37,21 @@ function stopOnTeardown(t: TeardownOwner, child: ChildProcess): void {
   });
 }
 
-async function waitForHttp(url: string, child: ChildProcess, log: () => string): Promise<void> {
+/** Whether anything answers HTTP at url, from inside netns (any answer, an error status too). */
+function answersInNetns(netns: NetNamespace, url: string): boolean {
+  const probe = `fetch(${JSON.stringify(url)}).then(() => process.exit(0), () => process.exit(1))`;
+  const [command, args] = inNetns(netns, process.execPath, ['-e', probe]);
+  return spawnSync(command, args).status === 0;
+}
+
+async function waitForHttp(url: string, child: ChildProcess, log: () => string, netns?: NetNamespace): Promise<void> {
   for (let i = 0; i < 200; i++) {
     if (child.exitCode !== null) throw new Error(`docker-registry exited: ${log()}`);
     try {
+      if (netns) {
+        if (answersInNetns(netns, url)) return;
+        throw new Error('no answer yet');
+      }
       const response = await fetch(url);
       await response.arrayBuffer();
       return;
@@ -54,7 +68,9 @@ export interface RegistryAuth {
 }
 
 /** docker-registry serving `storage` (a new empty one when omitted), stopped when the test ends. */
-export async function startRegistry(t: TeardownOwner, options: { storage?: string; auth?: RegistryAuth; tls?: boolean } = {}): Promise<Registry> {
+export async function startRegistry(
+  t: TeardownOwner, options: { storage?: string; auth?: RegistryAuth; tls?: boolean; netns?: NetNamespace } = {},
+): Promise<Registry> {
   const dir = tempDir(t, 'runbox-registry-');
   const storage = options.storage ?? join(dir, 'storage');
   const port = await freePort();
@@ -80,15 +96,16 @@ export async function startRegistry(t: TeardownOwner, options: { storage?: strin
     `version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: ${storage}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n${tls}${auth}`,
   );
   const logPath = join(dir, 'log');
-  const child = spawn('docker-registry', ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const [command, args] = inNetns(options.netns, 'docker-registry', ['serve', join(dir, 'config.yml')]);
+  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   child.stderr!.on('data', (chunk: Buffer) => {
     log += chunk.toString();
   });
   stopOnTeardown(t, child);
   // Over TLS too: Go's server answers a plain HTTP request with a 400, which is an answer.
-  await waitForHttp(`http://127.0.0.1:${port}/v2/`, child, () => log || logPath);
-  return { host: `127.0.0.1:${port}`, storage, ...(certificate ? { certificate } : {}) };
+  await waitForHttp(`http://127.0.0.1:${port}/v2/`, child, () => log || logPath, options.netns);
+  return { host: `127.0.0.1:${port}`, storage, ...(certificate ? { certificate } : {}), ...(options.netns ? { netns: options.netns } : {}) };
 }
 
 export function selfSignedCertificate(keyPath: string, certificatePath: string, subject: string, extra: string[] = []): void {
@@ -112,11 +129,10 @@ export function fixtureLayer(): string {
 
 /** skopeo copy of an OCI layout's tag into the registry. */
 export function push(registry: Registry, layout: string, tag: string, target: string, options: { all?: boolean } = {}): void {
-  const result = spawnSync(
-    'skopeo',
-    ['copy', '--quiet', '--dest-tls-verify=false', ...(options.all ? ['--multi-arch', 'all'] : []), `oci:${layout}:${tag}`, `docker://${registry.host}/${target}`],
-    { encoding: 'utf8' },
-  );
+  const [command, args] = inNetns(registry.netns, 'skopeo', [
+    'copy', '--quiet', '--dest-tls-verify=false', ...(options.all ? ['--multi-arch', 'all'] : []), `oci:${layout}:${tag}`, `docker://${registry.host}/${target}`,
+  ]);
+  const result = spawnSync(command, args, { encoding: 'utf8' });
   if (result.status !== 0) throw new Error(`skopeo copy to ${target} failed: ${result.stderr}`);
 }
 

@@ -5,6 +5,8 @@ import { basename, join } from 'node:path';
 import type { Accel } from './qemu-accel.js';
 import { agentPortName, agentPortSocket } from './qemu-agent-port.js';
 import type { VmResources } from './qemu-resources.js';
+import { POD_TAP } from './pod-network.js';
+import { VOLUMES_TAG } from './pod-volumes.js';
 
 export const QEMU_BINARY = process.env.RUNBOX_QEMU ?? 'qemu-system-x86_64';
 
@@ -59,6 +61,8 @@ export interface VmFiles {
   console: string;
   log: string;
   image: string;
+  /** Where the next image appended to the disk goes (rootfs-image.ts). */
+  diskEnd: string;
 }
 
 export function vmFiles(dir: string): VmFiles {
@@ -68,6 +72,7 @@ export function vmFiles(dir: string): VmFiles {
     console: join(dir, 'console.log'),
     log: join(dir, 'qemu.log'),
     image: join(dir, 'rootfs.img'),
+    diskEnd: join(dir, 'disk.end'),
   };
 }
 
@@ -94,6 +99,13 @@ export interface QemuCommand {
    * the same devices, whatever stdio each clone's caller has.
    */
   everyStdioPort?: boolean;
+  /**
+   * A virtio-net NIC on the tap POD_TAP of the network namespace QEMU runs in (a pod's, or a template's own
+   * throwaway one), with this MAC when given (a clone keeps its template's: the guest sets the pod's).
+   */
+  nic?: { mac?: string };
+  /** A host directory exported over virtio-9p with the tag VOLUMES_TAG: a pod's volumes (pod-volumes.ts). */
+  volumes?: string;
 }
 
 /** QEMU option values end at a comma; a comma inside one is written twice. */
@@ -144,6 +156,20 @@ export function qemuArgs(command: QemuCommand): string[] {
     args.push(
       '-drive', `${source},if=none,id=rootfs,readonly=on`,
       '-device', 'virtio-blk-device,drive=rootfs',
+    );
+  }
+  if (command.nic) {
+    // vnet_hdr=on always: a snapshot made with it restores only onto a tap that has it (docs/kubernetes.md).
+    args.push(
+      '-netdev', `tap,id=net0,ifname=${POD_TAP},script=no,downscript=no,vnet_hdr=on`,
+      '-device', `virtio-net-device,netdev=net0${command.nic.mac ? `,mac=${command.nic.mac}` : ''}`,
+    );
+  }
+  if (command.volumes) {
+    // multidevs=remap: the export holds bind mounts of other filesystems, whose inode numbers may collide.
+    args.push(
+      '-fsdev', `local,id=volumes,path=${value(command.volumes)},security_model=passthrough,multidevs=remap`,
+      '-device', `virtio-9p-device,fsdev=volumes,mount_tag=${VOLUMES_TAG}`,
     );
   }
   if (command.memory) {

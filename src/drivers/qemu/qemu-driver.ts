@@ -3,7 +3,7 @@
 // powers it off) or until delete; QEMU itself holds the caller's stdio for the container, so a runc-style
 // `create` needs nothing else on the host to outlive the CLI.
 import { randomBytes } from 'node:crypto';
-import { openSync, rmSync } from 'node:fs';
+import { mkdirSync, openSync, rmSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CloneFailureError, RunboxError, SandboxError, VmStartError } from '../../errors/errors.js';
@@ -26,9 +26,12 @@ import { QmpClient, quitQemu } from './qemu-qmp.js';
 import { ExitedSandbox, QemuSandbox, type QemuHandle } from './qemu-sandbox.js';
 import { restoreSnapshot, saveSnapshot, stopWhenQuiet } from './qemu-snapshot.js';
 import { TEMPLATE_ANNOTATION, TemplateStore, templatesEnabled, type VmTemplate } from './qemu-template.js';
-import { createEmptyDisk, createRootfsDisk, fillRootfsDisk } from './rootfs-image.js';
+import { createEmptyDisk, createRootfsDisk, fillRootfsDisk, nextImageOffset, recordDiskEnd } from './rootfs-image.js';
 import { lazyDiskOf, type LazyDisk } from '../../lazy-loader/lazy-disk.js';
 import { untilListening } from '../../host/until-listening.js';
+import { guestPodSpec, podMember } from './pod-in-vm.js';
+import { createVolumesExport, unbindVolumes } from './pod-volumes.js';
+import { plugPodNetwork, podNetnsPath, unplugPodNetwork, type PodNetwork } from './pod-network.js';
 import { refuseHostResources } from './vm-host-resources.js';
 import { AGENT_GREETING_TIMEOUT_MS } from '../../generated/facts.js';
 
@@ -45,6 +48,21 @@ interface Guest {
   initrd: string;
   cmdline: string[];
   resources: VmResources;
+  /** A pod's: a NIC on a tap (its network) and a 9p export (its volumes); a template's device layout, so part of its key. */
+  pod: boolean;
+}
+
+/** A pod sandbox's network: the namespace CNI set up, and what its veth holds. */
+interface PodNet {
+  netns: string;
+  network: PodNetwork;
+}
+
+/** A template's 9p export: an empty directory of its own, in which nothing is ever mounted. */
+function templateExport(dir: string): string {
+  const path = join(dir, 'volumes');
+  mkdirSync(path, { mode: 0o700, recursive: true });
+  return path;
 }
 
 function asQemu(handle: SandboxHandle): QemuHandle {
@@ -78,8 +96,10 @@ export class QemuDriver implements Driver {
   private readonly templates = new TemplateStore(basename(QEMU_BINARY));
 
   async boot(config: SandboxConfig): Promise<Sandbox> {
-    refuseHostResources(config.id, config.spec);
-    if (config.stdio === 'inherit') refuseReadWriteOutput(config.id);
+    // What the first container cannot be given is refused before a VM starts (its create checks it again).
+    const pod = podMember(config.spec);
+    if (pod) guestPodSpec(config.id, config.spec, pod, { vmPid: 0 });
+    else refuseHostResources(config.id, config.spec);
     if (config.stdio === 'inherit') refuseReadWriteOutput(config.id);
     let assets: GuestAssets;
     let plan: { accel: Accel; probe: boolean };
@@ -95,30 +115,36 @@ export class QemuDriver implements Driver {
     } catch (error) {
       throw new SandboxError((error as Error).message);
     }
+    const netns = pod?.isSandbox ? podNetnsPath(config.spec) : undefined;
     const guest: Guest = {
       // Absolute: QEMU runs in the VM's directory.
       kernel: resolve(process.env.RUNBOX_QEMU_KERNEL ?? assets.kernel),
       initrd: resolve(process.env.RUNBOX_QEMU_INITRD ?? assets.initrd),
       cmdline: assets.cmdline,
       resources,
+      pod: netns !== undefined,
     };
+    let podNet: PodNet | undefined;
     const timeout = bootTimeoutSeconds(config);
     const disk = vmFiles(config.dir).image;
     // A lazily served rootfs is attached over NBD as it is: nothing to build.
     const lazy = await lazyDiskOf(config.spec.root!.path).catch((error: Error) => {
       throw new SandboxError(error.message);
     });
+    // A pod's later containers are added to its VM's one disk, which a lazily served disk (NBD) is not.
+    if (lazy && pod) throw new SandboxError('a lazily served rootfs cannot start a pod\'s microVM: pull the pod\'s sandbox image in full', { containerId: config.id });
     let image: Promise<void> | undefined;
     // Built while the guest boots (or is restored), which reads the disk only when the container is created;
     // started once QEMU is: starting mkfs forks this process, which would hold QEMU's own start back by as long.
     const buildImage = (): Promise<void> => {
       if (!image) {
-        image = lazy ? Promise.resolve() : fillRootfsDisk(config.spec.root!.path, disk);
+        image = lazy ? Promise.resolve() : fillRootfsDisk(config.spec.root!.path, disk).then((size) => recordDiskEnd(config.dir, nextImageOffset(0, size)));
         image.catch(() => {}); // a launch that fails first leaves it unawaited
       }
       return image;
     };
     try {
+      if (netns) podNet = { netns, network: plugPodNetwork(netns) };
       if (!lazy) createRootfsDisk(config.spec.root!.path, disk);
       let accel = plan.accel;
       if (plan.probe) {
@@ -128,7 +154,7 @@ export class QemuDriver implements Driver {
         else {
           try {
             return await this.launch(config, guest, buildImage, 'kvm', deadlineIn(timeout), {
-              probe: { greetBy: deadlineIn(probeSeconds), kvm: probe }, disk: lazy,
+              probe: { greetBy: deadlineIn(probeSeconds), kvm: probe }, disk: lazy, podNet,
             });
           } catch (error) {
             if (!kvmFailed(error)) throw error;
@@ -146,7 +172,7 @@ export class QemuDriver implements Driver {
       const deadline = deadlineIn(timeout);
       if (template) {
         try {
-          return await this.launch(config, guest, buildImage, accel, deadline, { template, disk: lazy });
+          return await this.launch(config, guest, buildImage, accel, deadline, { template, disk: lazy, podNet });
         } catch (error) {
           if (!(error instanceof CloneFailureError)) throw error;
           // A template this QEMU cannot restore (or whose guest cannot take the host's time and entropy):
@@ -154,10 +180,12 @@ export class QemuDriver implements Driver {
           this.templates.discard(template.key);
         }
       }
-      return await this.launch(config, guest, buildImage, accel, deadline, { disk: lazy });
+      return await this.launch(config, guest, buildImage, accel, deadline, { disk: lazy, podNet });
     } catch (error) {
       await image?.catch(() => {}); // it removes its own files when it ends, whatever the outcome
       rmSync(disk, { force: true });
+      if (podNet) unplugPodNetwork(podNet.netns);
+      unbindVolumes(config.dir);
       throw error instanceof SandboxError ? error : new SandboxError((error as Error).message);
     }
   }
@@ -186,9 +214,12 @@ export class QemuDriver implements Driver {
       accel,
       deadline,
       inheritStdio: false,
+      // A NIC's tap in a network namespace of its own, which goes with the template's QEMU, and an empty export
+      // (a clone's is its own: a 9p device not yet mounted restores onto another path).
+      ...(guest.pod && { netns: 'private' }),
       args: () => qemuArgs({
         ...guest, dir, accel, agentPorts: AGENT_PORTS, stdio: {}, image: files.image, everyStdioPort: true,
-        memory: { path: join(dir, 'ram'), shared: true },
+        memory: { path: join(dir, 'ram'), shared: true }, ...(guest.pod && { nic: {}, volumes: templateExport(dir) }),
       }),
     });
     vm.client.close();
@@ -218,7 +249,7 @@ export class QemuDriver implements Driver {
    */
   private async launch(
     config: SandboxConfig, guest: Guest, buildImage: () => Promise<void>, accel: Accel, deadline: Deadline,
-    { template, probe, disk }: { template?: VmTemplate; probe?: VmStart['probe']; disk?: LazyDisk | undefined } = {},
+    { template, probe, disk, podNet }: { template?: VmTemplate; probe?: VmStart['probe']; disk?: LazyDisk | undefined; podNet?: PodNet } = {},
   ): Promise<Sandbox> {
     const files = vmFiles(config.dir);
     let image: Promise<void> | undefined;
@@ -238,9 +269,11 @@ export class QemuDriver implements Driver {
         deadline,
         inheritStdio: config.stdio === 'inherit',
         snapshotFd: stateFd,
+        ...(podNet && { netns: podNet.netns }),
         args: (stdio) => qemuArgs({
           ...guest, dir: config.dir, accel, agentPorts: AGENT_PORTS, stdio, image: disk ?? files.image,
           ...(template && { everyStdioPort: true, incoming: true, memory: { path: template.ram, shared: false } }),
+          ...(podNet && { nic: { mac: podNet.network.mac }, volumes: createVolumesExport(config.dir) }),
         }),
         spawned: (signal) => {
           image = buildImage();
@@ -262,8 +295,10 @@ export class QemuDriver implements Driver {
       throw error;
     }
     vm.child.unref();
-    const handle: QemuHandle = template ? { ...vm.handle, template: template.key } : vm.handle;
-    return new QemuSandbox(handle, vm.client, () => this.cleanup(handle), () => this.vmGone(handle));
+    const handle: QemuHandle = { ...vm.handle, ...(template && { template: template.key }), ...(podNet && { podNetns: podNet.netns }) };
+    return new QemuSandbox(handle, vm.client, () => this.cleanup(handle), () => this.vmGone(handle), {
+      bootImage: true, ...(podNet && { network: podNet.network }),
+    });
   }
 
   /** Restores the template's snapshot (QEMU inherited it as SNAPSHOT_FD) into a clone that has just started. */
@@ -333,6 +368,7 @@ export class QemuDriver implements Driver {
   async abandonedBoot(dir: string): Promise<void> {
     const pids = killProcessesUnder(basename(QEMU_BINARY), dir);
     for (const until = Date.now() + 2000; pids.some((pid) => processStartTime(pid)) && Date.now() < until;) await sleep(10);
+    unbindVolumes(dir);
     removeVmFiles({ dir, agentPorts: AGENT_PORTS });
   }
 
@@ -361,6 +397,8 @@ export class QemuDriver implements Driver {
       }
       await this.vmGone(vm, 1000);
     }
+    if (vm.podNetns) unplugPodNetwork(vm.podNetns);
+    unbindVolumes(vm.dir);
     removeVmFiles(vm);
   }
 }

@@ -44,6 +44,11 @@ export interface VmStart {
   inheritStdio: boolean;
   /** QEMU's command line, given the stdio it holds. */
   args(stdio: InheritedStdio): string[];
+  /**
+   * The network namespace QEMU runs in, for its NIC's tap: a pod's (its file), a throwaway one of its own
+   * (`private`: a template's, whose tap goes with it), or runbox's own when absent.
+   */
+  netns?: string;
   /** The template's snapshot, which QEMU inherits as SNAPSHOT_FD (closed here once spawned). */
   snapshotFd?: number;
   /** Runs once QEMU is spawned, alongside the wait for the greeting: a rejection ends the start. */
@@ -157,7 +162,7 @@ function tail(path: string, lines: number): string {
 export function removeVmFiles(handle: Pick<QemuHandle, 'dir' | 'agentPorts'>, keepDisk = false): void {
   const files = vmFiles(handle.dir);
   for (const path of [files.qmp, files.exit, files.console, files.log]) rmSync(path, { force: true });
-  if (!keepDisk) rmSync(files.image, { force: true });
+  if (!keepDisk) for (const path of [files.image, files.diskEnd]) rmSync(path, { force: true });
   for (let i = 0; i < handle.agentPorts; i++) {
     rmSync(agentPortSocket(handle.dir, i), { force: true });
     rmSync(agentPortLock(handle.dir, i), { force: true });
@@ -190,7 +195,11 @@ export async function startVm(start: VmStart): Promise<StartedVm> {
   let child: ChildProcess;
   try {
     // In the VM's directory: QEMU binds its sockets there by name (qemu-command.ts).
-    child = spawn(QEMU_BINARY, args, { detached: true, stdio: fds, cwd: dir });
+    // unshare and nsenter exec QEMU in the namespace: the child's pid is QEMU's.
+    const [command, argv] = start.netns === undefined ? [QEMU_BINARY, args]
+      : start.netns === 'private' ? ['unshare', ['--net', QEMU_BINARY, ...args]]
+      : ['nsenter', [`--net=${start.netns}`, QEMU_BINARY, ...args]];
+    child = spawn(command, argv, { detached: true, stdio: fds, cwd: dir });
   } finally {
     process.umask(umask);
     closeSync(log);

@@ -1,5 +1,7 @@
 // The size of a microVM from config.json's linux.resources: vCPUs from the CPU quota (or the cpuset), memory
-// from the memory limit plus what the guest kernel keeps for itself.
+// from the memory limit plus what the guest kernel keeps for itself. A pod's VM is sized from the pod: the sum of
+// its containers' limits, which containerd's CRI gives the sandbox's config.json as annotations (kubelet sends
+// it in the PodSandboxConfig since Kubernetes 1.23).
 import { availableParallelism } from 'node:os';
 import type { Spec } from '../../oci/spec.js';
 
@@ -36,8 +38,28 @@ function positive(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isFinite(value) && value > 0 ? value : undefined;
 }
 
+/** CRI's annotations of a pod sandbox's config.json with the sum of the pod's containers' resources. */
+export const POD_RESOURCE_ANNOTATIONS = {
+  memory: 'io.kubernetes.cri.sandbox-memory',
+  cpuQuota: 'io.kubernetes.cri.sandbox-cpu-quota',
+  cpuPeriod: 'io.kubernetes.cri.sandbox-cpu-period',
+} as const;
+
+function annotatedNumber(spec: Spec, name: string): number | undefined {
+  const value = spec.annotations?.[name];
+  return value === undefined ? undefined : positive(Number(value));
+}
+
+/** A pod's resources as the CRI annotations give them, in linux.resources' shape; undefined without them. */
+function podResources(spec: Spec): { cpu?: { quota?: number; period?: number }; memory?: { limit?: number } } | undefined {
+  const memory = annotatedNumber(spec, POD_RESOURCE_ANNOTATIONS.memory);
+  const quota = annotatedNumber(spec, POD_RESOURCE_ANNOTATIONS.cpuQuota);
+  if (memory === undefined && quota === undefined) return undefined;
+  return { cpu: { quota, period: annotatedNumber(spec, POD_RESOURCE_ANNOTATIONS.cpuPeriod) }, memory: { limit: memory } };
+}
+
 export function vmResources(spec: Spec): VmResources {
-  const resources = spec.linux?.resources as
+  const resources = (podResources(spec) ?? spec.linux?.resources) as
     | { cpu?: { quota?: unknown; period?: unknown; cpus?: unknown }; memory?: { limit?: unknown } }
     | undefined;
   let vcpus = DEFAULT_VCPUS;

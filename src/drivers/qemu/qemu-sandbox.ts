@@ -15,6 +15,10 @@ import {
   type Sandbox, type SandboxHandle, type Stats,
 } from '../../sandbox/driver.js';
 import { vmFiles } from './qemu-command.js';
+import { guestPodSpec, podMember, type PodVolume } from './pod-in-vm.js';
+import { bindVolume, unbindVolumes } from './pod-volumes.js';
+import { appendToDisk } from './rootfs-image.js';
+import { podNetworkRecords, type PodNetwork } from './pod-network.js';
 import { refuseHostResources } from './vm-host-resources.js';
 
 export interface QemuHandle extends SandboxHandle {
@@ -28,6 +32,16 @@ export interface QemuHandle extends SandboxHandle {
   rootfsFstype: string;
   /** The template (qemu-template.ts) the VM was restored from; absent when it booted its kernel. */
   template?: string;
+  /** A pod's network namespace, where the VM's tap is (pod-network.ts). */
+  podNetns?: string;
+}
+
+/** What the VM holds for the first container created in it, in the process that booted it. */
+export interface FirstContainer {
+  /** The disk's first image (the bundle the VM was booted for). */
+  bootImage: boolean;
+  /** The pod's network, which the first container's create configures in the guest. */
+  network?: PodNetwork;
 }
 
 /** Where the container's rootfs is in the guest (the overlay the agent mounts over the disk). */
@@ -38,17 +52,21 @@ export function guestRootfs(id: string): string {
 /** The guest's block device of the rootfs disk: the only virtio-blk device. */
 const ROOTFS_DEVICE = '/dev/vda';
 
-/** The exit status the agent left in the exit file, if the container's init has exited. */
-export function recordedExit(handle: QemuHandle): ExitStatus | undefined {
+/**
+ * The exit status the agent left in the exit file (a line `STATUS EXITED_AT_NS ID` per container init that
+ * exited) for container `id`, if its init has exited.
+ */
+export function recordedExit(handle: QemuHandle, id: string): ExitStatus | undefined {
   let text: string;
   try {
     text = readFileSync(vmFiles(handle.dir).exit, 'utf8');
   } catch {
     return undefined;
   }
-  const match = /^(\d+) (\d+)\n/.exec(text);
-  if (!match) return undefined;
-  return { exitStatus: Number(match[1]), exitedAt: new Date(Number(BigInt(match[2]!) / 1_000_000n)) };
+  for (const match of text.matchAll(/^(\d+) (\d+) (.+)\n/gm)) {
+    if (match[3] === id) return { exitStatus: Number(match[1]), exitedAt: new Date(Number(BigInt(match[2]!) / 1_000_000n)) };
+  }
+  return undefined;
 }
 
 /** A pty made in the guest cannot be handed to a host process: only a relayed one (a foreground -t) works. */
@@ -57,12 +75,18 @@ function refuseConsoleSocket(id: string): never {
 }
 
 export class QemuSandbox extends AgentSandbox {
+  /** What a create adds to the agent's request beyond the spec's: the rootfs image, the files a pod copies in. */
+  private readonly guestRecords = new Map<string, RecordList>();
+  /** Appends to the disk, one at a time. */
+  private appending: Promise<unknown> = Promise.resolve();
+
   constructor(
     override readonly handle: QemuHandle,
     client: AgentClient,
     onDestroy: () => Promise<void>,
     /** Resolves once QEMU has exited (or a short while has passed). */
     private readonly vmGone: () => Promise<void>,
+    private first: FirstContainer = { bootImage: false },
   ) {
     // The guest agent applies linux.resources in the guest's cgroup v1 hierarchies (guest-init.c mounts them).
     super(handle, client, onDestroy, 'v1');
@@ -80,12 +104,33 @@ export class QemuSandbox extends AgentSandbox {
 
   protected override createRequest(config: ContainerConfig): RecordList {
     if (config.consoleSocket) refuseConsoleSocket(config.id);
-    refuseHostResources(config.id, config.spec);
+    if (!podMember(config.spec)) refuseHostResources(config.id, config.spec);
     const root = { ...config.spec.root!, path: guestRootfs(config.id) };
-    return [
-      ...super.createRequest({ ...config, spec: { ...config.spec, root } }),
-      ['rootfs_image', `${ROOTFS_DEVICE}${UNIT_SEPARATOR}${this.handle.rootfsFstype}`],
-    ];
+    return [...super.createRequest({ ...config, spec: { ...config.spec, root } }), ...(this.guestRecords.get(config.id) ?? [])];
+  }
+
+  /**
+   * Where the container's rootfs image is in the disk: the first container's is the one the VM was booted with;
+   * each later one (a pod's containers) is built now and appended to the disk, which the guest reads through a
+   * loop device over its range.
+   */
+  private async rootfsImage(rootfsDir: string): Promise<string> {
+    const device = `${ROOTFS_DEVICE}${UNIT_SEPARATOR}${this.handle.rootfsFstype}`;
+    if (this.first.bootImage) {
+      this.first = { bootImage: false };
+      return device;
+    }
+    const appended = this.appending.then(() => appendToDisk(this.handle.dir, rootfsDir));
+    this.appending = appended.catch(() => {});
+    const { offset, size } = await appended;
+    return [device, offset, size].join(UNIT_SEPARATOR);
+  }
+
+  /** The guest pid of a container's init (a pod's sandbox, whose namespaces its other containers join). */
+  private async guestInitPid(id: string): Promise<number> {
+    const init = (await super.processes(id)).find((process) => !process.execId && process.status !== 'stopped');
+    if (!init) throw new SandboxError(`the pod's sandbox container ${id} is not running in this microVM`);
+    return init.pid;
   }
 
   /** The guest's agent cannot reach a host process: an exec's `inherit` is the guest agent's own stdio. */
@@ -104,9 +149,46 @@ export class QemuSandbox extends AgentSandbox {
    */
   override async recorded(): Promise<void> {}
 
-  /** The host sees the VM, not the processes in it: the container's pid is QEMU's, which lives as long as it. */
+  /**
+   * The host sees the VM, not the processes in it: the container's pid is QEMU's, which lives as long as it. A
+   * pod's container has its host paths mapped onto the VM first (pod-in-vm.ts).
+   */
   override async createContainer(config: ContainerConfig, output?: ProcessOutput): Promise<RunningProcess> {
-    return { ...(await super.createContainer(config, output)), pid: this.handle.pid };
+    let guest = config;
+    const records: RecordList = [];
+    let volumes: PodVolume[] = [];
+    const pod = podMember(config.spec);
+    if (pod) {
+      const sandboxGuestPid = pod.isSandbox ? undefined : await this.guestInitPid(pod.sandboxId);
+      const mapped = guestPodSpec(config.id, config.spec, pod, { vmPid: this.handle.pid, sandboxGuestPid });
+      guest = { ...config, spec: mapped.spec };
+      records.push(...mapped.records);
+      volumes = mapped.volumes;
+    } else {
+      refuseHostResources(config.id, config.spec);
+    }
+    if (this.first.network) records.push(...podNetworkRecords(this.first.network));
+    try {
+      records.push(['rootfs_image', await this.rootfsImage(config.spec.root!.path)]);
+    } catch (error) {
+      throw new SandboxError(`cannot add the container's rootfs to the microVM: ${(error as Error).message}`, { containerId: config.id });
+    }
+    this.guestRecords.set(config.id, records);
+    try {
+      for (const volume of volumes) bindVolume(this.handle.dir, config.id, volume.index, volume.source, volume.readonly);
+      return { ...(await super.createContainer(guest, output)), pid: this.handle.pid };
+    } catch (error) {
+      unbindVolumes(this.handle.dir, config.id);
+      if (error instanceof SandboxError) throw error;
+      throw new SandboxError((error as Error).message, { containerId: config.id });
+    } finally {
+      this.guestRecords.delete(config.id);
+    }
+  }
+
+  override async deleteContainer(id: string): Promise<void> {
+    await super.deleteContainer(id);
+    unbindVolumes(this.handle.dir, id);
   }
 
   override async wait(id: string, execId?: string): Promise<ExitStatus> {
@@ -116,7 +198,7 @@ export class QemuSandbox extends AgentSandbox {
       // The VM powers off right after the init's exit: a wait that loses the race reads the exit file.
       if (error instanceof SandboxError || execId) throw error;
       await this.vmGone();
-      const exit = recordedExit(this.handle);
+      const exit = recordedExit(this.handle, id);
       if (!exit) throw error;
       return exit;
     }
@@ -152,13 +234,13 @@ export class ExitedSandbox implements Sandbox {
   }
 
   async wait(id: string, execId?: string): Promise<ExitStatus> {
-    const exit = execId ? undefined : recordedExit(this.handle);
+    const exit = execId ? undefined : recordedExit(this.handle, id);
     if (!exit) throw new SandboxError('the microVM has powered off and left no exit status', { containerId: id, errno: Errno.ENOENT });
     return exit;
   }
 
   async processes(id?: string): Promise<ProcessStatus[]> {
-    const exit = recordedExit(this.handle);
+    const exit = id === undefined ? undefined : recordedExit(this.handle, id);
     if (!exit || !id) return [];
     return [{ containerId: id, pid: this.handle.pid, status: 'stopped', exit }];
   }

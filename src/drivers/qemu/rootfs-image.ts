@@ -2,9 +2,11 @@
 // device and mounts under a writable overlay (native/agent/guest-rootfs.c). Both builders keep symlinks, hardlinks,
 // device nodes, fifos, sockets, permissions (setuid/setgid/sticky too), ownership and timestamps.
 import { execFile } from 'node:child_process';
-import { closeSync, createReadStream, createWriteStream, existsSync, ftruncateSync, openSync, rmSync, statSync } from 'node:fs';
+import { closeSync, createReadStream, createWriteStream, existsSync, ftruncateSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
+import { writeFileAtomic } from '../../host/atomic-file.js';
+import { vmFiles } from './qemu-command.js';
 
 const run = promisify(execFile);
 
@@ -84,19 +86,47 @@ export function createEmptyDisk(diskPath: string): void {
   }
 }
 
+/** Where the images in a VM's disk start: each at a multiple of this, after the one before. */
+export const DISK_IMAGE_ALIGNMENT = 2 ** 20;
+
+/** The offset just after an image of `size` bytes at `offset`, rounded up to the next image's start. */
+export function nextImageOffset(offset: number, size: number): number {
+  return Math.ceil((offset + size) / DISK_IMAGE_ALIGNMENT) * DISK_IMAGE_ALIGNMENT;
+}
+
 /**
- * Builds the image of rootfsDir into a disk from createRootfsDisk, which a VM may have open already: beside it
- * first, then copied in without truncating it (QEMU keeps the size it saw; mkfs would truncate its output).
+ * Builds the image of rootfsDir into a disk from createRootfsDisk at `offset` (0: the VM's first container), which
+ * a VM may have open already: beside it first, then copied in without truncating it (QEMU keeps the size it saw;
+ * mkfs would truncate its output). Returns the image's size.
  */
-export async function fillRootfsDisk(rootfsDir: string, diskPath: string, fstype: RootfsFsType = ROOTFS_FSTYPE): Promise<void> {
-  const staging = `${diskPath}.building`;
+export async function fillRootfsDisk(rootfsDir: string, diskPath: string, offset = 0, fstype: RootfsFsType = ROOTFS_FSTYPE): Promise<number> {
+  const staging = `${diskPath}.building-${offset}`;
   try {
     await buildRootfsImage(rootfsDir, staging, fstype);
-    if (statSync(staging).size > ROOTFS_DISK_BYTES) {
-      throw new Error(`the ${fstype} image of ${rootfsDir} is larger than a VM's rootfs disk (${ROOTFS_DISK_BYTES} bytes)`);
+    const size = statSync(staging).size;
+    if (offset + size > ROOTFS_DISK_BYTES) {
+      throw new Error(`the ${fstype} image of ${rootfsDir} does not fit in the VM's rootfs disk (${ROOTFS_DISK_BYTES} bytes, ${offset} used)`);
     }
-    await pipeline(createReadStream(staging), createWriteStream(diskPath, { flags: 'r+' }));
+    await pipeline(createReadStream(staging), createWriteStream(diskPath, { flags: 'r+', start: offset }));
+    return size;
   } finally {
     rmSync(staging, { force: true });
   }
+}
+
+/** Records that the disk of the VM in `dir` holds images up to `end` (the next goes there). */
+export function recordDiskEnd(dir: string, end: number): void {
+  writeFileAtomic(vmFiles(dir).diskEnd, `${end}\n`, 0o600, false);
+}
+
+/**
+ * Builds the image of rootfsDir into the disk of the VM in `dir` (a running VM's, which reads it at once), after
+ * the images already there. One caller at a time per VM (the process that holds the sandbox).
+ */
+export async function appendToDisk(dir: string, rootfsDir: string): Promise<{ offset: number; size: number }> {
+  const offset = Number(readFileSync(vmFiles(dir).diskEnd, 'utf8'));
+  if (!Number.isSafeInteger(offset) || offset <= 0) throw new Error(`${vmFiles(dir).diskEnd} does not hold an offset`);
+  const size = await fillRootfsDisk(rootfsDir, vmFiles(dir).image, offset);
+  recordDiskEnd(dir, nextImageOffset(offset, size));
+  return { offset, size };
 }

@@ -4,10 +4,19 @@
 // before a VM is started, saying so, instead of failing in the guest with a message about the guest (`open the
 // ipc namespace /proc/…/ns/ipc: no such file or directory`).
 import { MS, parseMountOptions } from '../../oci/mount-options.js';
-import type { Spec } from '../../oci/spec.js';
+import type { Mount, Spec } from '../../oci/spec.js';
 import { SandboxError } from '../../errors/errors.js';
 
+export function isBindMount(mount: Mount): boolean {
+  return mount.type === 'bind' || (parseMountOptions(mount.options).flags & MS.BIND) !== 0;
+}
+
+/**
+ * A pod's containers are mapped onto the VM instead (pod-in-vm.ts), which refuses what it cannot map; the
+ * seccomp listener is refused for every container.
+ */
 export function refuseHostResources(id: string, spec: Spec): void {
+  refuseSeccompNotify(id, spec);
   for (const ns of spec.linux?.namespaces ?? []) {
     if (ns.path) {
       throw new SandboxError(
@@ -17,6 +26,18 @@ export function refuseHostResources(id: string, spec: Spec): void {
       );
     }
   }
+  for (const mount of spec.mounts ?? []) {
+    if (isBindMount(mount)) {
+      throw new SandboxError(
+        `the qemu driver cannot bind-mount the host path ${mount.source ?? ''} on ${mount.destination} in a microVM: ` +
+        'it gives only mounts made in the guest, of kinds that need nothing from the host (tmpfs, proc, sysfs, devpts, mqueue, cgroup…)',
+        { containerId: id },
+      );
+    }
+  }
+}
+
+export function refuseSeccompNotify(id: string, spec: Spec): void {
   const seccomp = spec.linux?.seccomp as { syscalls?: unknown; listenerPath?: unknown } | undefined;
   if (Array.isArray(seccomp?.syscalls) && seccomp.syscalls.some((call) => (call as { action?: unknown } | null)?.action === 'SCMP_ACT_NOTIFY')) {
     throw new SandboxError(
@@ -24,14 +45,5 @@ export function refuseHostResources(id: string, spec: Spec): void {
       'the filter is in the VM\'s own kernel, whose notifications cannot reach a host process (use SCMP_ACT_NOTIFY with the emulated driver)',
       { containerId: id },
     );
-  }
-  for (const mount of spec.mounts ?? []) {
-    if (mount.type === 'bind' || parseMountOptions(mount.options).flags & MS.BIND) {
-      throw new SandboxError(
-        `the qemu driver cannot bind-mount the host path ${mount.source ?? ''} on ${mount.destination} in a microVM: ` +
-        'it gives only mounts made in the guest, of kinds that need nothing from the host (tmpfs, proc, sysfs, devpts, mqueue, cgroup…)',
-        { containerId: id },
-      );
-    }
   }
 }

@@ -45,19 +45,13 @@ function modtime(entry: TarEntry): string {
   return (entry.modtime ?? new Date(0).toISOString()).replace(/\.\d{3}Z$/, 'Z');
 }
 
-/** Room left after a range read, for the kernel's readahead, which reads further on some runs than on others. */
-const READAHEAD_MARGIN = 256 * 1024;
-
-/**
- * Chunk boundaries of a file of `size`: every `chunkSize`, and at the edges of `ranges` (64 KiB-aligned, each
- * range's end READAHEAD_MARGIN further).
- */
+/** Chunk boundaries of a file of `size`: every `chunkSize`, and at the edges of `ranges` (64 KiB-aligned). */
 function boundaries(size: number, chunkSize: number, ranges: Array<[number, number]> = []): number[] {
   const cuts = new Set<number>([0]);
   const align = 64 * 1024;
   for (const [from, to] of ranges) {
     cuts.add(Math.floor(from / align) * align);
-    cuts.add(Math.min(size, Math.ceil((to + READAHEAD_MARGIN) / align) * align));
+    cuts.add(Math.min(size, Math.ceil(to / align) * align));
   }
   const sorted = [...cuts].filter((cut) => cut < size).sort((a, b) => a - b);
   const result: number[] = [];

@@ -1,0 +1,85 @@
+// A pod's network for its microVM, as Kata Containers plumbs it: in the network namespace CNI set up (its veth
+// `eth0` holds the pod's address), a tap device `tap0` with tc redirecting every frame from the veth to the tap
+// and back, so that the VM's virtio-net device (QEMU's end of the tap) is the pod's interface; the guest gives
+// its NIC the veth's MAC, MTU, address and routes (agent/guest-net.c). QEMU runs in that namespace (nsenter
+// --net, which leaves the mount namespace alone) and opens the tap by name.
+import { spawnSync } from 'node:child_process';
+import { SandboxError } from '../../errors/errors.js';
+import { UNIT_SEPARATOR, type RecordList } from '../../agent-client/agent-records.js';
+import type { Spec } from '../../oci/spec.js';
+
+/** The tap QEMU's virtio-net device is plugged into, in the pod's network namespace (and in a template's). */
+export const POD_TAP = 'tap0';
+/** The interface CNI's plugins make in a pod's namespace. */
+const POD_INTERFACE = 'eth0';
+
+export interface PodNetwork {
+  mac: string;
+  mtu: number;
+  /** ADDRESS/PREFIX, IPv4. */
+  addresses: string[];
+  routes: Array<{ dst: string; gateway?: string }>;
+}
+
+/** The network namespace file of a pod's sandbox spec (CNI's), if it has one. */
+export function podNetnsPath(spec: Spec): string | undefined {
+  return spec.linux?.namespaces?.find((ns) => ns.type === 'network')?.path;
+}
+
+function inNetns(netns: string, command: string, args: string[]): string {
+  const result = spawnSync('nsenter', [`--net=${netns}`, command, ...args], { encoding: 'utf8' });
+  if (result.status !== 0) {
+    throw new SandboxError(`the pod's network namespace ${netns}: ${command} ${args.join(' ')}: ${(result.stderr || result.error?.message || '').trim()}`);
+  }
+  return result.stdout;
+}
+
+/**
+ * Reads what CNI gave the pod (eth0's MAC, MTU, IPv4 addresses, routes) and plugs a tap into it with tc
+ * redirects both ways. A tap left by a VM before (a retried boot) is replaced.
+ */
+export function plugPodNetwork(netns: string): PodNetwork {
+  const redirect = (from: string, to: string) => [
+    `tc qdisc add dev ${from} ingress`,
+    `tc filter add dev ${from} parent ffff: protocol all u32 match u8 0 0 action mirred egress redirect dev ${to}`,
+  ];
+  // One shell in the namespace (each process costs a few ms): eth0's link, addresses and routes as JSON lines,
+  // then the tap and the redirects, its MTU the veth's.
+  const output = inNetns(netns, 'sh', ['-ec', [
+    `ip -j link show dev ${POD_INTERFACE}`,
+    `ip -j -4 addr show dev ${POD_INTERFACE}`,
+    `ip -j -4 route show dev ${POD_INTERFACE}`,
+    `ip link del ${POD_TAP} 2>/dev/null || true`,
+    `tc qdisc del dev ${POD_INTERFACE} ingress 2>/dev/null || true`,
+    `ip tuntap add dev ${POD_TAP} mode tap vnet_hdr`,
+    `ip link set dev ${POD_TAP} mtu "$(cat /sys/class/net/${POD_INTERFACE}/mtu)" up`,
+    ...redirect(POD_INTERFACE, POD_TAP),
+    ...redirect(POD_TAP, POD_INTERFACE),
+  ].join('\n')]);
+  const [linkJson, addrJson, routesJson] = output.split('\n').filter((line) => line.startsWith('['));
+  const [link] = JSON.parse(linkJson ?? '[]') as Array<{ address: string; mtu: number }>;
+  const [addr] = JSON.parse(addrJson ?? '[]') as Array<{ addr_info: Array<{ local: string; prefixlen: number }> }>;
+  const routes = JSON.parse(routesJson ?? '[]') as Array<{ dst: string; gateway?: string }>;
+  if (!link) throw new SandboxError(`the pod's network namespace ${netns} has no ${POD_INTERFACE}`);
+  return {
+    mac: link.address,
+    mtu: link.mtu,
+    addresses: (addr?.addr_info ?? []).map((info) => `${info.local}/${info.prefixlen}`),
+    routes: routes.map(({ dst, gateway }) => ({ dst, ...(gateway && { gateway }) })),
+  };
+}
+
+/** Removes the tap (and so its redirect) from the pod's namespace, if both are still there. */
+export function unplugPodNetwork(netns: string): void {
+  spawnSync('nsenter', [`--net=${netns}`, 'ip', 'link', 'del', POD_TAP], { stdio: 'ignore' });
+  spawnSync('nsenter', [`--net=${netns}`, 'tc', 'qdisc', 'del', 'dev', POD_INTERFACE, 'ingress'], { stdio: 'ignore' });
+}
+
+/** The records that give the guest's NIC the pod's network (agent/guest-net.c). */
+export function podNetworkRecords(network: PodNetwork): RecordList {
+  return [
+    ['net_link', `${network.mac}${UNIT_SEPARATOR}${network.mtu}`],
+    ...network.addresses.map((address): [string, string] => ['net_addr', address]),
+    ...network.routes.map(({ dst, gateway }): [string, string] => ['net_route', gateway ? `${dst}${UNIT_SEPARATOR}${gateway}` : dst]),
+  ];
+}
