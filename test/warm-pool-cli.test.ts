@@ -2,29 +2,20 @@
 // pre-started worker give what a fresh Node gives (output, exit status, errors, runc's process tree under a
 // subreaper), and a kill -9 of the launcher or of the worker mid-call ends the other and leaves nothing behind.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
 import { processStartTime } from '../src/host/host-process.js';
 import { poolMembers, type PoolMemberState } from '../src/host/warm-pool.js';
-import { processesMentioning, RUNBOX, runCommand, TestEnv } from './helpers/runbox.js';
+import { privatePool } from './helpers/private-pool.js';
+import { PROJECT, processesMentioning, RUNBOX, runCommand, TestEnv } from './helpers/runbox.js';
 
 const SUBREAPER = fileURLToPath(new URL('../../test/helpers/subreaper.py', import.meta.url));
 
 function pool(t: { teardown(fn: () => void): void }, size = '1'): { dir: string; env: NodeJS.ProcessEnv } {
-  const dir = mkdtempSync('/tmp/rbx-pool-');
-  t.teardown(() => {
-    for (const member of poolMembers(dir)) {
-      try {
-        if (member.alive) process.kill(member.pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const dir = privatePool(t);
   return { dir, env: { ...process.env, RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: size } };
 }
 
@@ -155,4 +146,22 @@ test('runbox pool shows each pooled process with its kind, state and memory, and
   t.is((await runCommand(RUNBOX, ['pool', '--drain'], { env: pooled })).code, 0);
   t.true(await until(() => gone(worker)));
   t.false(existsSync(worker.socket), 'a drained member takes its socket with it');
+});
+
+test('removing the pool directory ends its idle members, and a member started after it is gone does not make it again', async (t) => {
+  const env = new TestEnv(t);
+  const { dir, env: pooled } = pool(t);
+  const bundle = env.bundle((spec) => {
+    spec.process!.args = ['true'];
+  });
+  t.is((await env.run(['run', '--bundle', bundle, env.id()], { env: pooled })).code, 0);
+  const worker = await idleWorker(dir);
+  rmSync(dir, { recursive: true, force: true });
+  t.true(await until(() => gone(worker)), 'an idle member whose socket is gone leaves');
+  // As a refill under way when the directory went would start it.
+  const late = spawn('node', [join(PROJECT, 'bin', 'pool-worker.cjs'), 'cli', '600', dir], { stdio: 'ignore' });
+  t.teardown(() => void late.kill('SIGKILL'));
+  const ended = new Promise<boolean>((resolve) => late.once('exit', () => resolve(true)));
+  t.true(await Promise.race([ended, sleep(30_000).then(() => false)]), 'the late member exits');
+  t.false(existsSync(dir), 'and the pool directory stays removed');
 });

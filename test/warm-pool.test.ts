@@ -9,24 +9,10 @@ import test from 'ava';
 import { processStartTime } from '../src/host/host-process.js';
 import { poolMembers, type PoolMemberState } from '../src/host/warm-pool.js';
 import { pidsWith, PrivateContainerd } from './helpers/containerd.js';
+import { privatePool } from './helpers/private-pool.js';
 import { mountsUnder, PROJECT } from './helpers/runbox.js';
 
 const CLOCK_TICKS = 100;
-
-function poolDir(t: { teardown(fn: () => void): void }): string {
-  const dir = mkdtempSync('/tmp/rbx-pool-');
-  t.teardown(() => {
-    for (const member of poolMembers(dir)) {
-      try {
-        if (member.alive) process.kill(member.pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return dir;
-}
 
 async function waitForMembers(dir: string, count: number, install = PROJECT.replace(/\/$/, '')): Promise<PoolMemberState[]> {
   for (let i = 0; i < 600; i++) {
@@ -58,7 +44,7 @@ async function stopTask(containerd: PrivateContainerd, id: string): Promise<void
 }
 
 test('a start through containerd takes a pooled shim, started before it, and the pool refills', async (t) => {
-  const dir = poolDir(t);
+  const dir = privatePool(t);
   const containerd = await PrivateContainerd.start(t, { RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: '1' });
   // The first start finds the pool empty: Node is started as without a pool, and the pool is filled after it.
   const first = containerd.id();
@@ -87,7 +73,7 @@ test('a start through containerd takes a pooled shim, started before it, and the
 });
 
 test('with the pool disabled (size 0) a start works, and leaves the pool\'s idle shims alone', async (t) => {
-  const dir = poolDir(t);
+  const dir = privatePool(t);
   const filling = await PrivateContainerd.start(t, { RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: '1' });
   t.is((await filling.run(filling.id(), ['true'], ['--rm'])).code, 0);
   const [member] = await waitForMembers(dir, 1);
@@ -104,7 +90,7 @@ test('with the pool disabled (size 0) a start works, and leaves the pool\'s idle
 });
 
 test('the pool\'s size and idle time come from the runtime config file, and an idle member exits after its idle time', async (t) => {
-  const dir = poolDir(t);
+  const dir = privatePool(t);
   const config = join(dir, '..', `${dir.split('/').pop()}.json`);
   appendFileSync(config, JSON.stringify({ pool: { size: 2, idleSeconds: 3 } }));
   t.teardown(() => rmSync(config, { force: true }));
@@ -120,7 +106,7 @@ test('the pool\'s size and idle time come from the runtime config file, and an i
 });
 
 test('kill -9 of the idle pool and of a just-taken shim leaves nothing behind, and the next start works', async (t) => {
-  const dir = poolDir(t);
+  const dir = privatePool(t);
   const containerd = await PrivateContainerd.start(t, { RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: '1' });
   t.is((await containerd.run(containerd.id(), ['true'], ['--rm'])).code, 0);
   const [idle] = await waitForMembers(dir, 1);
@@ -151,7 +137,7 @@ test('kill -9 of the idle pool and of a just-taken shim leaves nothing behind, a
 });
 
 test('a pooled process never serves two pods: once taken its socket is gone and nothing answers there', async (t) => {
-  const dir = poolDir(t);
+  const dir = privatePool(t);
   const containerd = await PrivateContainerd.start(t, { RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: '1' });
   t.is((await containerd.run(containerd.id(), ['true'], ['--rm'])).code, 0);
   const [member] = await waitForMembers(dir, 1);
@@ -185,7 +171,7 @@ test('after an upgrade (a rebuilt shim bundle) the old build\'s pooled shims are
   symlinkSync(join(PROJECT, 'node_modules'), join(install, 'node_modules'));
   const runtime = join(install, 'bin', 'containerd-shim-runbox-v2');
 
-  const dir = poolDir(t);
+  const dir = privatePool(t);
   const containerd = await PrivateContainerd.start(t, { RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: '1' });
   t.is((await containerd.run(containerd.id(), ['true'], ['--rm'], runtime)).code, 0);
   const [old] = await waitForMembers(dir, 1, install);
@@ -204,7 +190,7 @@ test('after an upgrade (a rebuilt shim bundle) the old build\'s pooled shims are
 });
 
 test('a pod served by a pooled shim survives a containerd restart, and the pool serves the next pod', async (t) => {
-  const dir = poolDir(t);
+  const dir = privatePool(t);
   const containerd = await PrivateContainerd.start(t, { RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: '1' });
   t.is((await containerd.run(containerd.id(), ['true'], ['--rm'])).code, 0);
   const [member] = await waitForMembers(dir, 1);

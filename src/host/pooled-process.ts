@@ -2,7 +2,7 @@
 // its socket in the pool directory for one piece of work — the arguments, environment, cwd, umask and fds a
 // launcher hands it (native/common/warm-pool.c) — takes it, and becomes what the work needs. It accepts one
 // connection and then serves no other; unused, it exits after its idle time.
-import { closeSync, writeSync } from 'node:fs';
+import { closeSync, lstatSync, watch, writeSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { handoffAddon } from './handoff-addon.js';
@@ -28,6 +28,14 @@ export interface Work {
 }
 
 let launcher: number | undefined;
+
+function socketInode(path: string): number | undefined {
+  try {
+    return lstatSync(path).ino;
+  } catch {
+    return undefined;
+  }
+}
 
 /** The pid of the process this one does the work of: the launcher's for a taken CLI worker, else this process's. */
 export function callerPid(): number {
@@ -91,9 +99,15 @@ export async function waitForWork(kind: PoolKind, idleSeconds: number, dir: stri
   if (!build || !startTime) process.exit(1);
   const path = join(dir, memberSocketName({ kind, build, pid: process.pid, startTime }));
   const server = createServer({ pauseOnConnect: true });
-  const inode = await bindUnixSocket(path, (privatePath) => new Promise((resolve, reject) => {
-    server.once('error', reject).listen(privatePath, () => resolve());
-  }));
+  let inode: number;
+  try {
+    // The launcher made the pool directory; one removed since (the pool taken away) is not made again.
+    inode = await bindUnixSocket(path, (privatePath) => new Promise((resolve, reject) => {
+      server.once('error', reject).listen(privatePath, () => resolve());
+    }), { makeDirectory: false });
+  } catch {
+    process.exit(1);
+  }
   try {
     writeSync(READY_FD, POOL_READY);
     closeSync(READY_FD);
@@ -106,12 +120,18 @@ export async function waitForWork(kind: PoolKind, idleSeconds: number, dir: stri
   };
   const idle = setTimeout(leave, idleSeconds * 1000);
   process.once('SIGTERM', leave);
+  let taken = false;
+  // A member whose socket file is removed or replaced (the pool directory removed) can no longer be taken: it leaves.
+  const watcher = watch(dir, { persistent: false }, () => {
+    if (!taken && socketInode(path) !== inode) leave();
+  }).on('error', leave);
+  if (socketInode(path) !== inode) leave();
   return new Promise((resolve) => {
-    let taken = false;
     server.on('connection', (connection: Socket) => {
       // One connection only: any other that was queued with it is dropped, and its launcher tries elsewhere.
       if (taken) return void connection.destroy();
       taken = true;
+      watcher.close();
       server.close();
       unlinkSocket(path, inode);
       clearTimeout(idle);
