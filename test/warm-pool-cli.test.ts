@@ -2,7 +2,7 @@
 // pre-started worker give what a fresh Node gives (output, exit status, errors, runc's process tree under a
 // subreaper), and a kill -9 of the launcher or of the worker mid-call ends the other and leaves nothing behind.
 import { spawn } from 'node:child_process';
-import { existsSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -164,4 +164,22 @@ test('removing the pool directory ends its idle members, and a member started af
   const ended = new Promise<boolean>((resolve) => late.once('exit', () => resolve(true)));
   t.true(await Promise.race([ended, sleep(30_000).then(() => false)]), 'the late member exits');
   t.false(existsSync(dir), 'and the pool directory stays removed');
+});
+
+test('the pool directory is 0700 and its sockets 0600, and a pool directory others can enter is not used', async (t) => {
+  const env = new TestEnv(t);
+  const { dir, env: pooled } = pool(t);
+  const bundle = env.bundle((spec) => {
+    spec.process!.args = ['true'];
+  });
+  t.is((await env.run(['run', '--bundle', bundle, env.id()], { env: pooled })).code, 0);
+  const worker = await idleWorker(dir);
+  t.is(statSync(dir).mode & 0o777, 0o700);
+  t.is(statSync(worker.socket).mode & 0o777, 0o600);
+  chmodSync(dir, 0o755);
+  const run = await env.run(['run', '--bundle', bundle, env.id()], { env: pooled });
+  t.is(run.code, 0, run.stderr);
+  await sleep(300);
+  t.false(gone(worker), 'the idle worker was not taken');
+  t.deepEqual(poolMembers(dir).map((m) => m.pid), [worker.pid], 'nor is the pool refilled');
 });
