@@ -125,7 +125,7 @@ test('a call whose environment sets what a worker read as it loaded (NODE_OPTION
   t.true(existsSync(worker.socket));
 });
 
-test('runbox pool shows each pooled process with its kind, state and memory, and --drain ends the idle ones', async (t) => {
+test('runbox pool shows each pooled process with its kind, state and memory, and --drain ends the idle ones before it shows the pool', async (t) => {
   const env = new TestEnv(t);
   const { dir, env: pooled } = pool(t);
   const bundle = env.bundle((spec) => {
@@ -143,8 +143,10 @@ test('runbox pool shows each pooled process with its kind, state and memory, and
   t.true((member!.rssKib as number) > 0);
   const table = await runCommand(RUNBOX, ['pool'], { env: pooled });
   t.regex(table.stdout, new RegExp(`^cli\\s+${worker.pid}\\s+idle\\s`, 'm'));
-  t.is((await runCommand(RUNBOX, ['pool', '--drain'], { env: pooled })).code, 0);
-  t.true(await until(() => gone(worker)));
+  const drained = await runCommand(RUNBOX, ['pool', '--drain', '--format', 'json'], { env: pooled });
+  t.is(drained.code, 0, drained.stderr);
+  t.deepEqual(JSON.parse(drained.stdout).members, [], 'the pool shown after the drain is empty');
+  t.true(gone(worker));
   t.false(existsSync(worker.socket), 'a drained member takes its socket with it');
 });
 

@@ -1,30 +1,40 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Command } from '@oclif/core/command';
 import * as Flags from '@oclif/core/flags';
-import { buildId, POOL_KINDS, poolDirectory, poolMembers, poolSettingsFromEnv } from '../../host/warm-pool.js';
+import { processStartTime } from '../../host/host-process.js';
+import { buildId, POOL_KINDS, poolDirectory, poolMembers, poolSettingsFromEnv, type PoolMemberState } from '../../host/warm-pool.js';
 
 const CLOCK_TICKS_PER_SECOND = 100;
+const DRAIN_WAIT_MS = 5000;
+
+/** Ends the pool's idle members (each removes its socket as it leaves) and removes the sockets of dead ones. */
+async function drain(dir: string): Promise<void> {
+  const members = poolMembers(dir);
+  for (const member of members.filter((m) => m.alive)) {
+    try {
+      process.kill(member.pid, 'SIGTERM');
+    } catch {
+      // gone already
+    }
+  }
+  const ended = (member: PoolMemberState) => processStartTime(member.pid) !== member.startTime;
+  for (let waited = 0; waited < DRAIN_WAIT_MS && !members.every(ended); waited += 50) await sleep(50);
+  for (const member of members.filter(ended)) rmSync(member.socket, { force: true });
+}
 
 export default class Pool extends Command {
   static summary = 'Show the warm pool of pre-started shims and CLI workers (docs/warm-pool.md): its directory, size '
-    + 'and idle time, and each pooled process with its build, age and memory; --drain ends the idle ones.';
+    + 'and idle time, and each pooled process with its build, age and memory; --drain ends the idle ones and clears the dead ones\' sockets.';
   static flags = {
     format: Flags.string({ char: 'f', options: ['table', 'json'], default: 'table', description: 'output format' }),
-    drain: Flags.boolean({ description: 'end every idle pooled process (the pool refills at the next start)' }),
+    drain: Flags.boolean({ description: 'end every idle pooled process and remove dead ones\' sockets (the pool refills at the next start)' }),
   };
 
   async run(): Promise<void> {
     const { flags } = await this.parse(Pool);
     const dir = poolDirectory();
-    if (flags.drain) {
-      for (const member of poolMembers(dir).filter((m) => m.alive)) {
-        try {
-          process.kill(member.pid, 'SIGTERM');
-        } catch {
-          // gone already
-        }
-      }
-    }
+    if (flags.drain) await drain(dir);
     const uptimeTicks = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * CLOCK_TICKS_PER_SECOND;
     const members = poolMembers(dir).map((member) => ({
       kind: member.kind,
