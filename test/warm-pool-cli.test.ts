@@ -2,7 +2,7 @@
 // pre-started worker give what a fresh Node gives (output, exit status, errors, runc's process tree under a
 // subreaper), and a kill -9 of the launcher or of the worker mid-call ends the other and leaves nothing behind.
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, rmSync, statSync } from 'node:fs';
+import { appendFileSync, chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -19,9 +19,9 @@ function pool(t: { teardown(fn: () => void): void }, size = '1'): { dir: string;
   return { dir, env: { ...process.env, RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: size } };
 }
 
-async function idleWorker(dir: string): Promise<PoolMemberState> {
+async function idleWorker(dir: string, install?: string): Promise<PoolMemberState> {
   for (let i = 0; i < 600; i++) {
-    const [member] = poolMembers(dir).filter((m) => m.kind === 'cli' && m.usable);
+    const [member] = poolMembers(dir, install).filter((m) => m.kind === 'cli' && m.usable);
     if (member) return member;
     await sleep(100);
   }
@@ -184,4 +184,43 @@ test('the pool directory is 0700 and its sockets 0600, and a pool directory othe
   await sleep(300);
   t.false(gone(worker), 'the idle worker was not taken');
   t.deepEqual(poolMembers(dir).map((m) => m.pid), [worker.pid], 'nor is the pool refilled');
+});
+
+test('after an upgrade (a rebuilt CLI bundle) the old build\'s idle worker is not handed a call, and ends', async (t) => {
+  // A copy of the install, so that its bundle can be rebuilt without touching the one the other tests use.
+  const install = mkdtempSync('/tmp/rbx-install-');
+  t.teardown(() => rmSync(install, { recursive: true, force: true }));
+  cpSync(join(PROJECT, 'bin'), join(install, 'bin'), { recursive: true });
+  mkdirSync(join(install, 'dist'));
+  for (const file of ['runbox-launcher', 'runbox-start', 'runbox-agent', 'runbox-lifecycle.cjs', 'runbox.cjs', 'handoff.node']) {
+    cpSync(join(PROJECT, 'dist', file), join(install, 'dist', file));
+  }
+  for (const file of ['package.json', 'oclif.manifest.json']) cpSync(join(PROJECT, file), join(install, file));
+  symlinkSync(join(PROJECT, 'node_modules'), join(install, 'node_modules'));
+  const runbox = join(install, 'bin', 'runbox');
+
+  const env = new TestEnv(t);
+  const { dir, env: pooled } = pool(t);
+  const warm = env.bundle((spec) => {
+    spec.process!.args = ['true'];
+  });
+  const first = await runCommand(runbox, ['--root', env.root, 'run', '--bundle', warm, env.id()], { env: pooled });
+  t.is(first.code, 0, first.stderr);
+  const old = await idleWorker(dir, install);
+  appendFileSync(join(install, 'dist', 'runbox-lifecycle.cjs'), '\n// rebuilt\n');
+
+  // A taken worker lives as long as the call it serves: the old one, not taken, is ended by the refill instead.
+  const marker = `${5000 + Math.floor(Math.random() * 1000)}.${process.pid}`;
+  const bundle = env.bundle((spec) => {
+    spec.process!.args = ['sleep', marker];
+  });
+  const id = env.id();
+  const call = spawn(runbox, ['--root', env.root, 'run', '--bundle', bundle, id], { env: pooled, stdio: 'ignore' });
+  t.teardown(() => void call.kill('SIGKILL'));
+  t.true(await until(() => processesMentioning(`sleep ${marker}`).length > 0), 'the container runs');
+  t.true(await until(() => gone(old)), 'the old build\'s worker did not take the call, and ended');
+  const fresh = await idleWorker(dir, install);
+  t.not(fresh.build, old.build);
+  const deleted = await env.run(['delete', '--force', id]);
+  t.is(deleted.code, 0, deleted.stderr);
 });
