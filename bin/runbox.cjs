@@ -2,8 +2,8 @@
 // The runbox CLI in Node (bin/runbox runs it, through dist/runbox-launcher when that is built). Runs the bundled
 // CLI with V8's code cache beside each bundle (load-bundle.cjs), or the module tree when there is no bundle: first
 // dist/runbox-lifecycle.cjs (plain lifecycle calls, no oclif), and only when it declines the argv, dist/runbox.cjs
-// (the whole CLI on oclif). This file is CommonJS (bin/package.json): the ESM loader's own
-// start-up is a cost every operation would pay.
+// (the whole CLI on oclif). A pooled CLI worker (pool-worker.cjs) runs its call through runCli too. This file is
+// CommonJS (bin/package.json): the ESM loader's own start-up is a cost every operation would pay.
 'use strict';
 const { existsSync } = require('node:fs');
 const { join } = require('node:path');
@@ -11,11 +11,9 @@ const { loadBundle } = require('./load-bundle.cjs');
 
 const dist = join(__dirname, '..', 'dist');
 
-if (!existsSync(join(dist, 'runbox-lifecycle.cjs'))) {
-  import('../dist/src/cli/entry.js');
-} else {
-  const argv = process.argv.slice(2);
-  loadBundle(join(dist, 'runbox-lifecycle.cjs')).lifecycleMain(argv).then((code) => {
+/** Runs one call of the CLI; lifecycle is the loaded dist/runbox-lifecycle.cjs. */
+function runCli(argv, lifecycle = loadBundle(join(dist, 'runbox-lifecycle.cjs'))) {
+  return lifecycle.lifecycleMain(argv).then((code) => {
     // A lifecycle call is over once it has answered: exiting at once spares it the idle-time garbage collection
     // and the event loop's teardown (2–5 ms). lifecycleMain resolves once its output is out (a pipe that was
     // full holds the rest in Node's queue until the reader takes it: src/cli/stdio-drained.ts).
@@ -24,4 +22,14 @@ if (!existsSync(join(dist, 'runbox-lifecycle.cjs'))) {
       process.exitCode = status;
     });
   });
+}
+
+module.exports = { runCli };
+
+if (require.main === module) {
+  if (!existsSync(join(dist, 'runbox-lifecycle.cjs'))) {
+    import('../dist/src/cli/entry.js');
+  } else {
+    runCli(process.argv.slice(2));
+  }
 }

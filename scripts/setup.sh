@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 # command-or-file → Debian package
 declare -A wanted=(
   [gcc]=gcc
+  # Node's headers, for the warm pool's Node-API addon (native/addon/handoff.c)
+  [/usr/include/node/node_api.h]=nodejs
   # the guest's kernel modules are rewritten without what slows their loading (scripts/guest/build-initramfs.sh)
   [objcopy]=binutils
   [make]=make

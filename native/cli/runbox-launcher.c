@@ -11,20 +11,128 @@
  * The agent's end is its fd 3 (AGENT_DRIVER_FD); Node's end and the agent's pid are in RUNBOX_PREFORKED_AGENT
  * ("FD PID"). Anything that goes wrong here falls back to running Node without the agent: the driver then spawns
  * it itself.
+ *
+ * With the agent forked, the call goes to an idle pooled CLI worker when the warm pool has one of this build
+ * (docs/warm-pool.md): it is handed argv, environment, cwd, umask, priority, fds 0-2 and Node's end of the agent's
+ * socketpair, and this process stays the agent's parent (so the container's init is still the caller's
+ * grandchild, as runc's is: native/agent/caller_reaps.h), passes signals on to the worker, and exits with the
+ * worker's exit status. The pool is refilled in the background.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "facts.h"
+#include "frame.h"
 #include "node-exec.h"
 #include "util.h"
+#include "warm-pool.h"
+
+extern char **environ;
+
+static volatile sig_atomic_t forwarded_signal;
+static pid_t worker_pid;
+
+static void forward_signal(int sig)
+{
+	forwarded_signal = sig;
+	kill(worker_pid, sig);
+}
+
+/* Waits for the worker's exit status and exits with it; a worker that died without one is died with: by the
+ * signal passed on to it, else SIGKILL. */
+static _Noreturn void relay(int connection, pid_t worker)
+{
+	worker_pid = worker;
+	const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT };
+	struct sigaction action = { .sa_handler = forward_signal, .sa_flags = SA_RESTART };
+	sigemptyset(&action.sa_mask);
+	for (size_t i = 0; i < ARRAY_LEN(forwarded); i++)
+		sigaction(forwarded[i], &action, NULL);
+	char line[64];
+	size_t len = 0;
+	for (;;) {
+		ssize_t n = read(connection, line + len, sizeof line - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		line[len] = 0;
+		char *end = strchr(line, '\n');
+		uint64_t status;
+		size_t prefix = strlen(POOL_EXIT);
+		if (end) {
+			*end = 0;
+			if (!strncmp(line, POOL_EXIT, prefix) && parse_u64(line + prefix, &status) && status <= 255)
+				exit((int)status);
+			break;
+		}
+		if (len == sizeof line - 1)
+			break;
+	}
+	int sig = forwarded_signal ? forwarded_signal : SIGKILL;
+	signal(sig, SIG_DFL);
+	raise(sig);
+	raise(SIGKILL);
+	_exit(137);
+}
+
+/* Whether fds 0-2 are open (a closed one cannot be handed over) and the call passes no others (runc's
+ * --preserve-fds, systemd's LISTEN_FDS): only then can a worker stand in for this process. */
+static bool handable(int argc, char **argv)
+{
+	for (int fd = 0; fd < 3; fd++)
+		if (fcntl(fd, F_GETFD) < 0)
+			return false;
+	for (int i = 0; i < argc; i++)
+		if (!strncmp(argv[i], "--preserve-fds", 14))
+			return false;
+	return !getenv("LISTEN_FDS");
+}
+
+/* Hands the call to a pooled worker and relays its exit status; returns only when no worker took it. */
+static void try_pool(const char *entry, int argc, char **argv, int agent_fd, pid_t agent_pid)
+{
+	struct pool pool;
+	char cwd[4096];
+	if (!pool_open(&pool, POOL_KIND_CLI, entry) || pool.size <= 0 || !handable(argc, argv) || !getcwd(cwd, sizeof cwd))
+		return;
+	struct buf records = { 0 };
+	for (int i = 0; i < argc; i++)
+		record_add(&records, "arg", argv[i]);
+	for (char **env = environ; *env; env++)
+		record_add(&records, "env", *env);
+	record_add(&records, "cwd", cwd);
+	mode_t mask = umask(0);
+	umask(mask);
+	record_addf(&records, "umask", "%o", (unsigned)mask);
+	errno = 0;
+	int nice_value = getpriority(PRIO_PROCESS, 0);
+	if (errno == 0)
+		record_addf(&records, "nice", "%d", nice_value);
+	record_addf(&records, "launcher", "%d", (int)getpid());
+	record_addf(&records, "agent-pid", "%d", (int)agent_pid);
+	const int fds[] = { 0, 1, 2, agent_fd };
+	pid_t worker;
+	int connection = pool_take(&pool, &records, fds, ARRAY_LEN(fds), &worker);
+	buf_free(&records);
+	pool_refill(&pool);
+	if (connection < 0)
+		return;
+	/* The worker holds Node's end of the agent's socketpair now. */
+	close(agent_fd);
+	relay(connection, worker);
+}
 
 /* Forks AGENT on one end of a socketpair (its AGENT_DRIVER_FD); returns the other end, or -1 (nothing left behind then). */
 static int fork_agent(const char *agent, pid_t *pid)
@@ -77,6 +185,7 @@ int main(int argc, char **argv)
 		int fd = fork_agent(agent, &pid);
 		char value[32];
 		if (fd >= 0) {
+			try_pool(entry, argc - 3, argv + 3, fd, pid);
 			snprintf(value, sizeof value, "%d %d", fd, (int)pid);
 			setenv(ENV_PREFORKED_AGENT, value, 1);
 		}

@@ -27,6 +27,7 @@
 #include "file-lock.h"
 #include "frame.h"
 #include "node-exec.h"
+#include "process-identity.h"
 #include "small-file.h"
 #include "util.h"
 
@@ -113,34 +114,6 @@ static bool plain_id(const char *id)
 			return false;
 	}
 	return true;
-}
-
-/* processStartTime (src/host/host-process.ts) compared with the one recorded: isProcessAlive. */
-static bool process_alive(int pid, const char *start_time)
-{
-	char path[64];
-	snprintf(path, sizeof path, "/proc/%d/stat", pid);
-	char *stat = read_small_file(path, 4096, NULL);
-	if (!stat)
-		return false;
-	char *close_paren = strrchr(stat, ')');
-	bool alive = false;
-	if (close_paren && close_paren[1] == ' ') {
-		char *fields = close_paren + 2, *field = fields;
-		bool live_state = fields[0] != 'Z' && fields[0] != 'X';
-		/* The state is field 3; the start time is field 22. */
-		for (int n = 0; field && n < 19; n++) {
-			field = strchr(field, ' ');
-			if (field)
-				field++;
-		}
-		if (field && live_state) {
-			size_t field_len = strcspn(field, " ");
-			alive = field_len == strlen(start_time) && strncmp(field, start_time, field_len) == 0;
-		}
-	}
-	free(stat);
-	return alive;
 }
 
 /* The message of Node's fs errors (uvException): `CODE: description, syscall 'path'`. */

@@ -307,22 +307,31 @@ size_t split_fields(char *s, char sep, char **fields, size_t max)
 	return n;
 }
 
-ssize_t send_fd(int sock, const void *data, size_t len, int fd)
+ssize_t send_fds(int sock, const void *data, size_t len, const int *fds, size_t nfds)
 {
 	union {
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(SEND_FDS_MAX * sizeof(int))];
 		struct cmsghdr align;
 	} u;
+	if (nfds == 0 || nfds > SEND_FDS_MAX) {
+		errno = EINVAL;
+		return -1;
+	}
 	struct iovec iov = { (void *)data, len };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = CMSG_SPACE(nfds * sizeof(int)) };
 	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
 	cm->cmsg_level = SOL_SOCKET;
 	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+	memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
 	ssize_t n;
 	do
 		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
 	return n;
+}
+
+ssize_t send_fd(int sock, const void *data, size_t len, int fd)
+{
+	return send_fds(sock, data, len, &fd, 1);
 }

@@ -40,6 +40,9 @@ const char *errtext(int err);
 int write_all(int fd, const void *p, size_t n);
 /* One sendmsg of data (len > 0) with fd attached (SCM_RIGHTS): the bytes sent (maybe fewer than len), or -1. */
 ssize_t send_fd(int sock, const void *data, size_t len, int fd);
+#define SEND_FDS_MAX 8
+/* send_fd with nfds (1 to SEND_FDS_MAX) fds attached, in order. */
+ssize_t send_fds(int sock, const void *data, size_t len, const int *fds, size_t nfds);
 void set_nonblock(int fd);
 /* Unblocks every signal and restores default dispositions: a child's, before it execs, as libuv's spawn leaves them. */
 void reset_signals(void);

@@ -2,8 +2,10 @@
  * `start` over ttrpc, as src/shim/shim-start.ts does it: the socket of the container's group at
  * /run/containerd/s/<sha256(address/namespace/group)>; if a shim already serves it, that shim serves this
  * container too; otherwise the socket is bound (mode 0600, renamed into place from a private directory) and
- * the long-running shim is started in Node, detached, with it as fd 3. Prints the address and nothing else.
- * Whatever goes wrong here is left to the TypeScript `start`, which tries again and reports it in its words.
+ * the long-running shim is started in Node, detached, with it as fd 3 — or, when the warm pool has an idle shim
+ * of this build, handed to that one (docs/warm-pool.md), and the pool refilled in the background. Prints the
+ * address and nothing else. Whatever goes wrong here is left to the TypeScript `start`, which tries again and
+ * reports it in its words.
  */
 #define _GNU_SOURCE
 #include "shim-launcher.h"
@@ -14,28 +16,42 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "atomic-file.h"
 #include "config-group.h"
 #include "facts.h"
+#include "frame.h"
+#include "pool-config.h"
 #include "sha256.h"
 #include "small-file.h"
 #include "unix-socket.h"
 #include "util.h"
+#include "warm-pool.h"
 
 #define CONFIG_LIMIT (16 << 20)
 #define GROUP_MAX 256
+#define OPTIONS_LIMIT 65536
 
-static void discard_runtime_options(void)
+extern char **environ;
+
+/* Takes the runtime options containerd writes on stdin (so that its write completes): their first
+ * OPTIONS_LIMIT bytes, the rest read and dropped. */
+static size_t read_runtime_options(unsigned char *options)
 {
-	char buffer[4096];
+	size_t len = 0;
 	for (;;) {
-		ssize_t n = read(0, buffer, sizeof buffer);
-		if (n > 0 || (n < 0 && errno == EINTR))
+		unsigned char rest[4096];
+		bool room = len < OPTIONS_LIMIT;
+		ssize_t n = read(0, room ? options + len : rest, room ? OPTIONS_LIMIT - len : sizeof rest);
+		if (n < 0 && errno == EINTR)
 			continue;
-		return;
+		if (n <= 0)
+			return len;
+		if (room)
+			len += (size_t)n;
 	}
 }
 
@@ -63,26 +79,74 @@ static int lift(int fd)
 	return fd < 0 ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 10);
 }
 
-/* Starts `node ENTRY -namespace … -bundle DIR` detached with the socket as SHIM_INHERITED_FD; its pid, or -1. */
-static pid_t spawn_shim(const struct launch *launch, const char *bundle, int listener)
+/* The bundle's log FIFO for the shim's stderr, read-write so that opening it never waits for a reader (or
+ * /dev/null without one). */
+static int open_log(const char *bundle)
 {
-	const struct shim_flags *flags = &launch->flags;
 	char log_path[4096];
 	int log = join_path(log_path, sizeof log_path, bundle, BUNDLE_LOG_FIFO)
 		? open(log_path, O_RDWR | O_NONBLOCK | O_APPEND | O_CLOEXEC)
 		: -1;
-	if (log < 0)
-		log = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	return log >= 0 ? log : open("/dev/null", O_WRONLY | O_CLOEXEC);
+}
+
+/* The long-running shim's arguments (serveArguments in shim-flags.ts), NULL-terminated. */
+static void serve_arguments(const struct launch *launch, const char *bundle, const char **args)
+{
+	const struct shim_flags *flags = &launch->flags;
+	const char *list[] = { "-namespace", flags->namespace, "-id", flags->id, "-address", flags->address ? flags->address : "",
+			       "-publish-binary", flags->publish_binary ? flags->publish_binary : "", "-bundle", bundle };
+	memcpy(args, list, sizeof list);
+	size_t n = ARRAY_LEN(list);
+	if (flags->debug)
+		args[n++] = "-debug";
+	args[n] = NULL;
+}
+
+/* Hands the shim's work to an idle pooled shim: the listening socket as its SHIM_INHERITED_FD, the log FIFO as its
+ * stderr, and what a spawned shim gets (arguments, environment, the bundle as cwd); its pid, or -1. */
+static pid_t hand_to_pool(const struct pool *pool, const struct launch *launch, const char *bundle, int listener)
+{
+	const char *args[16];
+	serve_arguments(launch, bundle, args);
+	struct buf records = { 0 };
+	for (size_t i = 0; args[i]; i++)
+		record_add(&records, "arg", args[i]);
+	for (char **env = environ; *env; env++)
+		record_add(&records, "env", *env);
+	record_add(&records, "cwd", bundle);
+	mode_t mask = umask(0);
+	umask(mask);
+	record_addf(&records, "umask", "%o", (unsigned)mask);
+	int log = open_log(bundle), null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	pid_t pid = -1;
+	if (log >= 0 && null >= 0) {
+		const int fds[] = { null, null, log, listener };
+		int connection = pool_take(pool, &records, fds, ARRAY_LEN(fds), &pid);
+		if (connection >= 0)
+			close(connection);
+		else
+			pid = -1;
+	}
+	if (log >= 0)
+		close(log);
+	if (null >= 0)
+		close(null);
+	buf_free(&records);
+	return pid;
+}
+
+/* Starts `node ENTRY -namespace … -bundle DIR` detached with the socket as SHIM_INHERITED_FD; its pid, or -1. */
+static pid_t spawn_shim(const struct launch *launch, const char *bundle, int listener)
+{
+	int log = open_log(bundle);
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	int report[2];
 	if (log < 0 || null < 0 || pipe2(report, O_CLOEXEC) != 0)
 		return -1;
 
-	const char *argv[16] = { "node", launch->node_entry, "-namespace", flags->namespace, "-id", flags->id,
-				 "-address", flags->address ? flags->address : "", "-publish-binary",
-				 flags->publish_binary ? flags->publish_binary : "", "-bundle", bundle };
-	if (flags->debug)
-		argv[12] = "-debug";
+	const char *argv[18] = { "node", launch->node_entry };
+	serve_arguments(launch, bundle, argv + 2);
 
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -168,7 +232,8 @@ void fast_start(const struct launch *launch)
 	const char *protocol = getenv(ENV_SHIM_PROTOCOL);
 	if (protocol && strcmp(protocol, "ttrpc") != 0)
 		return;
-	discard_runtime_options();
+	static unsigned char options[OPTIONS_LIMIT];
+	size_t options_len = read_runtime_options(options);
 
 	char cwd[4096];
 	const char *bundle = flags->bundle;
@@ -189,6 +254,8 @@ void fast_start(const struct launch *launch)
 	snprintf(socket_path, sizeof socket_path, SHIM_SOCKET_DIRECTORY "/%s", digest);
 	snprintf(address, sizeof address, "unix://%s", socket_path);
 
+	struct pool pool;
+	bool pooled = false;
 	if (unix_socket_served(socket_path)) {
 		/* Another container of the same group: its shim serves this one too. */
 		if (!write_shim_files(bundle, address, serving_shim_pid(socket_path)))
@@ -197,7 +264,12 @@ void fast_start(const struct launch *launch)
 		int listener = unix_listen_private(socket_path);
 		if (listener < 0)
 			return;
-		pid_t pid = spawn_shim(launch, bundle, listener);
+		pooled = pool_open(&pool, POOL_KIND_SHIM, launch->node_entry);
+		if (pooled)
+			pool_config_from_options(&pool, options, options_len);
+		pid_t pid = pooled ? hand_to_pool(&pool, launch, bundle, listener) : -1;
+		if (pid < 0)
+			pid = spawn_shim(launch, bundle, listener);
 		close(listener);
 		if (pid < 0 || !write_serving_shim_pid(socket_path, pid) || !write_shim_files(bundle, address, pid)) {
 			if (pid > 0)
@@ -207,5 +279,9 @@ void fast_start(const struct launch *launch)
 		}
 	}
 	fputs(address, stdout);
-	exit(fflush(stdout) == 0 ? 0 : 1);
+	int status = fflush(stdout) == 0 ? 0 : 1;
+	/* After the address: containerd goes on while the pool is topped up. */
+	if (pooled)
+		pool_refill(&pool);
+	exit(status);
 }

@@ -33,3 +33,8 @@ export async function lifecycleMain(argv: string[]): Promise<number | undefined>
   await stdioDrained();
   return status;
 }
+
+/** A pooled CLI worker (bin/pool-worker.cjs): resolves to the argv of the call it was handed, to run as bin/runbox.cjs does. */
+export async function lifecyclePoolWorker(idleSeconds: number, dir: string): Promise<string[]> {
+  return (await import('./cli-pool-worker.js')).cliPoolWorker(idleSeconds, dir);
+}

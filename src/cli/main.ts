@@ -19,6 +19,7 @@ const COMMAND_LOADERS: Record<string, () => Promise<CommandModule>> = {
   kill: () => import('./commands/kill.js'),
   list: () => import('./commands/list.js'),
   pause: () => import('./commands/pause.js'),
+  pool: () => import('./commands/pool.js'),
   ps: () => import('./commands/ps.js'),
   resume: () => import('./commands/resume.js'),
   run: () => import('./commands/run.js'),

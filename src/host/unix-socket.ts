@@ -47,13 +47,18 @@ export function isServed(path: string): Promise<boolean> {
  * Puts a listening socket at path with mode 0600, with no moment at which another user could connect to it: `bind`
  * listens at a path inside a fresh private directory beside path, then the socket is chmod'ed and renamed into
  * place, atomically replacing a stale socket file. A socket somebody still serves, or a file that is not a socket,
- * is left alone and reported. Resolves to the socket file's inode, for unlinkSocket.
+ * is left alone and reported. Resolves to the socket file's inode, for unlinkSocket. The directory is made when
+ * missing, unless makeDirectory is false (then a missing directory fails the bind with ENOENT).
  */
-export async function bindUnixSocket(path: string, bind: (privatePath: string) => Promise<void>): Promise<number> {
+export async function bindUnixSocket(
+  path: string,
+  bind: (privatePath: string) => Promise<void>,
+  { makeDirectory = true }: { makeDirectory?: boolean } = {},
+): Promise<number> {
   if (Buffer.byteLength(path) > MAX_SOCKET_PATH) throw new Error(`socket path ${path} is longer than ${MAX_SOCKET_PATH} bytes`);
   await refuseLiveOrForeign(path);
   const directory = dirname(path);
-  mkdirSync(directory, { recursive: true, mode: 0o700 });
+  if (makeDirectory) mkdirSync(directory, { recursive: true, mode: 0o700 });
   const privateDirectory = mkdtempSync(join(directory, '.rpc-'));
   try {
     const privatePath = join(privateDirectory, 's');

@@ -11,6 +11,16 @@ function fail(message: string): never {
   process.exit(1);
 }
 
+/** A pooled shim (bin/pool-worker.cjs): waits in the pool at dir to be handed a pod; entry is the shim's Node entry. */
+export async function poolWorker(idleSeconds: number, dir: string, entry: string): Promise<void> {
+  try {
+    const { shimPoolWorker } = await import('./shim-pool-worker.js');
+    await shimPoolWorker(idleSeconds, dir, entry);
+  } catch (error) {
+    fail(error instanceof Error ? error.message : String(error));
+  }
+}
+
 export async function main(argv: string[], entry: string): Promise<void> {
   let flags;
   try {

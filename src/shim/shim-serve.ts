@@ -18,7 +18,8 @@ function log(message: string): void {
   process.stderr.write(`time="${new Date().toISOString()}" level=warning msg="runbox shim: ${message.replace(/"/g, '\\"')}"\n`);
 }
 
-export async function serve(flags: ShimFlags): Promise<void> {
+/** listenerFd: where the listening socket is (ttrpc), SHIM_INHERITED_FD unless a pooled shim received it elsewhere. */
+export async function serve(flags: ShimFlags, listenerFd = SHIM_INHERITED_FD): Promise<void> {
   const protocol = shimProtocol();
   const group = groupId(flags.bundle, flags.id);
   const socketPath = shimSocketPath(flags.address, flags.namespace, group);
@@ -49,7 +50,7 @@ export async function serve(flags: ShimFlags): Promise<void> {
   } else {
     const server = new TtrpcServer();
     server.addService('containerd.task.v2.Task', service.implementation());
-    await server.listen({ fd: SHIM_INHERITED_FD });
+    await server.listen({ fd: listenerFd });
     stop = once(async () => {
       await server.close();
       // The socket was bound by `start`; with it served no more, its file goes too.

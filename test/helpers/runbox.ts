@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ExecutionContext } from 'ava';
 import { defaultSpec } from '../../src/oci/default-spec.js';
+import './private-pool.js';
 import type { Spec } from '../../src/oci/spec.js';
 
 export const PROJECT = fileURLToPath(new URL('../../../', import.meta.url));

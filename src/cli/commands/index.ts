@@ -8,6 +8,7 @@ import Image from './image.js';
 import Kill from './kill.js';
 import List from './list.js';
 import Pause from './pause.js';
+import Pool from './pool.js';
 import Ps from './ps.js';
 import Resume from './resume.js';
 import Run from './run.js';
@@ -28,6 +29,7 @@ export const COMMANDS = {
   kill: Kill,
   list: List,
   pause: Pause,
+  pool: Pool,
   ps: Ps,
   resume: Resume,
   run: Run,

@@ -1,0 +1,24 @@
+#!/usr/bin/env node
+// A pooled process of the warm pool (docs/warm-pool.md), started by a launcher's refill as
+// `node bin/pool-worker.cjs KIND IDLE_SECONDS POOL_DIR ROOM`: it loads KIND's bundle (shim: the containerd shim's;
+// cli: the lifecycle CLI's) with its code cache, and waits in POOL_DIR to be handed one piece of work. ROOM is
+// blank: room in the command line for the title the process takes once taken.
+'use strict';
+const { join } = require('node:path');
+const { loadBundle } = require('./load-bundle.cjs');
+
+const [kind, idle, dir] = process.argv.slice(2);
+process.title = `runbox pool ${kind}`;
+const dist = join(__dirname, '..', 'dist');
+const entries = {
+  shim: () => loadBundle(join(dist, 'containerd-shim-runbox-v2.cjs')).poolWorker(Number(idle), dir, join(__dirname, 'containerd-shim-runbox-v2.cjs')),
+  cli: () => {
+    const lifecycle = loadBundle(join(dist, 'runbox-lifecycle.cjs'));
+    return lifecycle.lifecyclePoolWorker(Number(idle), dir).then((argv) => require('./runbox.cjs').runCli(argv, lifecycle));
+  },
+};
+if (!entries[kind] || !(Number(idle) > 0) || !dir) {
+  process.stderr.write('usage: pool-worker.cjs shim|cli IDLE_SECONDS POOL_DIR [ROOM]\n');
+  process.exit(2);
+}
+entries[kind]();

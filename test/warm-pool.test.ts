@@ -1,0 +1,208 @@
+// The warm pool (docs/warm-pool.md) under a private containerd: a container's start takes an idle, pre-started shim
+// instead of starting Node, the pool refills, works disabled, survives kill -9 of its members and of a taken shim,
+// never serves two pods with one process, and never hands a pod to a process of an older build.
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, appendFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import test from 'ava';
+import { processStartTime } from '../src/host/host-process.js';
+import { poolMembers, type PoolMemberState } from '../src/host/warm-pool.js';
+import { pidsWith, PrivateContainerd } from './helpers/containerd.js';
+import { privatePool } from './helpers/private-pool.js';
+import { mountsUnder, PROJECT } from './helpers/runbox.js';
+
+const CLOCK_TICKS = 100;
+
+async function waitForMembers(dir: string, count: number, install = PROJECT.replace(/\/$/, '')): Promise<PoolMemberState[]> {
+  for (let i = 0; i < 600; i++) {
+    const members = poolMembers(dir, install).filter((member) => member.kind === 'shim' && member.usable);
+    if (members.length >= count) return members;
+    await sleep(100);
+  }
+  throw new Error(`the pool at ${dir} did not fill: ${JSON.stringify(poolMembers(dir))}`);
+}
+
+function bundleOf(containerd: PrivateContainerd, id: string): string {
+  return join(containerd.dir, 'state', 'io.containerd.runtime.v2.task', 'default', id);
+}
+
+function shimPidOf(containerd: PrivateContainerd, id: string): number {
+  return Number(readFileSync(join(bundleOf(containerd, id), 'shim.pid'), 'utf8'));
+}
+
+/** Seconds since boot now, in clock ticks, as /proc/PID/stat's start times count. */
+function ticksNow(): number {
+  return Math.floor(Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * CLOCK_TICKS);
+}
+
+async function stopTask(containerd: PrivateContainerd, id: string): Promise<void> {
+  await containerd.ctr(['task', 'kill', '-s', 'KILL', id]);
+  await containerd.waitForStatus(id, 'STOPPED');
+  await containerd.ctr(['task', 'delete', id]);
+  await containerd.ctr(['containers', 'rm', id]);
+}
+
+test('a start through containerd takes a pooled shim, started before it, and the pool refills', async (t) => {
+  const dir = privatePool(t);
+  const containerd = await PrivateContainerd.start(t, { RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: '1' });
+  // The first start finds the pool empty: Node is started as without a pool, and the pool is filled after it.
+  const first = containerd.id();
+  t.is((await containerd.run(first, ['sleep', '1000'], ['-d'])).code, 0);
+  const [member] = await waitForMembers(dir, 1);
+  const second = containerd.id();
+  const run = await containerd.run(second, ['sh', '-c', 'echo pooled'], ['--rm']);
+  t.is(run.code, 0, run.stderr);
+  t.is(run.stdout, 'pooled\n');
+  const [refilled] = await waitForMembers(dir, 1);
+  t.not(refilled!.pid, member!.pid, 'the member taken is no longer in the pool; a new one is');
+  t.false(existsSync(member!.socket));
+
+  await sleep(200);
+  const before = ticksNow();
+  const third = containerd.id();
+  t.is((await containerd.run(third, ['sleep', '1000'], ['-d'])).code, 0);
+  const shim = shimPidOf(containerd, third);
+  t.is(shim, refilled!.pid, 'the shim serving the pod is the pooled process');
+  t.true(Number(processStartTime(shim)) < before, 'started before the pod was asked for');
+  t.deepEqual(containerd.shimPids().filter((pid) => pid === shim), [shim], 'ps shows it with the shim\'s command line');
+  await stopTask(containerd, first);
+  await stopTask(containerd, third);
+  for (let i = 0; i < 50 && existsSync(`/proc/${shim}`); i++) await sleep(100);
+  t.false(existsSync(`/proc/${shim}`), 'the pooled shim ends with its pod');
+});
+
+test('with the pool disabled (size 0) a start works, and leaves the pool\'s idle shims alone', async (t) => {
+  const dir = privatePool(t);
+  const filling = await PrivateContainerd.start(t, { RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: '1' });
+  t.is((await filling.run(filling.id(), ['true'], ['--rm'])).code, 0);
+  const [member] = await waitForMembers(dir, 1);
+  const containerd = await PrivateContainerd.start(t, { RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: '0' });
+  for (let i = 0; i < 2; i++) {
+    const id = containerd.id();
+    const run = await containerd.run(id, ['echo', 'hello'], ['-d']);
+    t.is(run.code, 0, run.stderr);
+    t.not(shimPidOf(containerd, id), member!.pid, 'no pod is handed to the pool');
+    await stopTask(containerd, id);
+  }
+  await sleep(500);
+  t.deepEqual(poolMembers(dir).map((m) => m.pid), [member!.pid], 'nor is it refilled');
+});
+
+test('the pool\'s size and idle time come from the runtime config file, and an idle member exits after its idle time', async (t) => {
+  const dir = privatePool(t);
+  const config = join(dir, '..', `${dir.split('/').pop()}.json`);
+  appendFileSync(config, JSON.stringify({ pool: { size: 2, idleSeconds: 3 } }));
+  t.teardown(() => rmSync(config, { force: true }));
+  const containerd = await PrivateContainerd.start(t, { RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: '0' });
+  const run = await containerd.run(containerd.id(), ['true'], ['--rm', '--runtime-config-path', config]);
+  t.is(run.code, 0, run.stderr);
+  const members = await waitForMembers(dir, 2);
+  t.is(members.length, 2);
+  for (let i = 0; i < 100 && poolMembers(dir).length; i++) await sleep(100);
+  t.deepEqual(poolMembers(dir), [], 'idle members exit, and take their sockets with them');
+  for (let i = 0; i < 50 && members.some((member) => processStartTime(member.pid) === member.startTime); i++) await sleep(100);
+  for (const member of members) t.is(processStartTime(member.pid), undefined);
+});
+
+test('kill -9 of the idle pool and of a just-taken shim leaves nothing behind, and the next start works', async (t) => {
+  const dir = privatePool(t);
+  const containerd = await PrivateContainerd.start(t, { RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: '1' });
+  t.is((await containerd.run(containerd.id(), ['true'], ['--rm'])).code, 0);
+  const [idle] = await waitForMembers(dir, 1);
+  process.kill(idle!.pid, 'SIGKILL');
+  await sleep(200);
+  const after = await containerd.run(containerd.id(), ['echo', 'after'], ['--rm']);
+  t.is(after.code, 0, after.stderr);
+  t.is(after.stdout, 'after\n');
+  const [member] = await waitForMembers(dir, 1);
+  t.false(existsSync(idle!.socket), 'the dead member\'s socket is gone');
+
+  const id = containerd.id();
+  t.is((await containerd.run(id, ['sleep', '4343'], ['-d'])).code, 0);
+  const shim = shimPidOf(containerd, id);
+  t.is(shim, member!.pid);
+  process.kill(shim, 'SIGKILL');
+  for (let i = 0; i < 100 && (await containerd.tasks()).has(id); i++) await sleep(100);
+  t.false((await containerd.tasks()).has(id));
+  for (let i = 0; i < 50 && pidsWith('sleep 4343').length; i++) await sleep(100);
+  t.deepEqual(pidsWith('sleep 4343'), []);
+  t.deepEqual(mountsUnder(containerd.dir).filter((line) => line.includes(`/${id}/rootfs`)), []);
+  const next = await containerd.run(containerd.id(), ['echo', 'next'], ['--rm']);
+  t.is(next.code, 0, next.stderr);
+  t.is(next.stdout, 'next\n');
+  await waitForMembers(dir, 1);
+  t.deepEqual(readdirSync(dir).filter((name) => name.endsWith('.sock')).sort(),
+    poolMembers(dir).filter((m) => m.alive).map((m) => m.socket.split('/').pop()).sort(), 'no socket of a dead member is left');
+});
+
+test('a pooled process never serves two pods: once taken its socket is gone and nothing answers there', async (t) => {
+  const dir = privatePool(t);
+  const containerd = await PrivateContainerd.start(t, { RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: '1' });
+  t.is((await containerd.run(containerd.id(), ['true'], ['--rm'])).code, 0);
+  const [member] = await waitForMembers(dir, 1);
+  const a = containerd.id();
+  t.is((await containerd.run(a, ['sleep', '1000'], ['-d'])).code, 0);
+  t.is(shimPidOf(containerd, a), member!.pid);
+  const refused = await new Promise<string>((resolve) => {
+    const socket = connect(member!.socket);
+    socket.once('connect', () => resolve('connected'));
+    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? 'error'));
+  });
+  t.is(refused, 'ENOENT');
+  const b = containerd.id();
+  t.is((await containerd.run(b, ['sleep', '1000'], ['-d'])).code, 0);
+  t.not(shimPidOf(containerd, b), member!.pid, 'another pod gets another shim');
+  t.regex(readFileSync(`/proc/${member!.pid}/cmdline`, 'utf8'), new RegExp(`-id.${a}`), 'the taken shim is the first pod\'s');
+  await stopTask(containerd, a);
+  await stopTask(containerd, b);
+});
+
+test('after an upgrade (a rebuilt shim bundle) the old build\'s pooled shims are not used, and end', async (t) => {
+  // A copy of the install, so that its bundle can be rebuilt without touching the one the other tests use.
+  const install = mkdtempSync('/tmp/rbx-install-');
+  t.teardown(() => rmSync(install, { recursive: true, force: true }));
+  cpSync(join(PROJECT, 'bin'), join(install, 'bin'), { recursive: true });
+  mkdirSync(join(install, 'dist'));
+  for (const file of ['containerd-shim-runbox-v2.cjs', 'shim-launcher', 'handoff.node', 'runbox-agent']) {
+    cpSync(join(PROJECT, 'dist', file), join(install, 'dist', file));
+  }
+  symlinkSync(join(PROJECT, 'dist', 'proto'), join(install, 'dist', 'proto'));
+  symlinkSync(join(PROJECT, 'node_modules'), join(install, 'node_modules'));
+  const runtime = join(install, 'bin', 'containerd-shim-runbox-v2');
+
+  const dir = privatePool(t);
+  const containerd = await PrivateContainerd.start(t, { RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: '1' });
+  t.is((await containerd.run(containerd.id(), ['true'], ['--rm'], runtime)).code, 0);
+  const [old] = await waitForMembers(dir, 1, install);
+  appendFileSync(join(install, 'dist', 'containerd-shim-runbox-v2.cjs'), '\n// rebuilt\n');
+  t.deepEqual(poolMembers(dir, install).filter((m) => m.usable), [], 'the old member is no longer usable');
+
+  const id = containerd.id();
+  t.is((await containerd.run(id, ['sleep', '1000'], ['-d'], runtime)).code, 0);
+  t.not(shimPidOf(containerd, id), old!.pid, 'the pod is not handed to the old build');
+  const [fresh] = await waitForMembers(dir, 1, install);
+  t.not(fresh!.build, old!.build);
+  for (let i = 0; i < 50 && existsSync(`/proc/${old!.pid}`); i++) await sleep(100);
+  t.false(existsSync(`/proc/${old!.pid}`), 'the old build\'s member is ended by the refill');
+  t.false(existsSync(old!.socket));
+  await stopTask(containerd, id);
+});
+
+test('a pod served by a pooled shim survives a containerd restart, and the pool serves the next pod', async (t) => {
+  const dir = privatePool(t);
+  const containerd = await PrivateContainerd.start(t, { RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: '1' });
+  t.is((await containerd.run(containerd.id(), ['true'], ['--rm'])).code, 0);
+  const [member] = await waitForMembers(dir, 1);
+  const id = containerd.id();
+  t.is((await containerd.run(id, ['sleep', '1000'], ['-d'])).code, 0);
+  t.is(shimPidOf(containerd, id), member!.pid);
+  const [idle] = await waitForMembers(dir, 1);
+  await containerd.restartDaemon();
+  t.is((await containerd.tasks()).get(id)?.status, 'RUNNING');
+  const next = containerd.id();
+  t.is((await containerd.run(next, ['sleep', '1000'], ['-d'])).code, 0);
+  t.is(shimPidOf(containerd, next), idle!.pid, 'the member that waited through the restart serves the next pod');
+  await stopTask(containerd, id);
+  await stopTask(containerd, next);
+});
