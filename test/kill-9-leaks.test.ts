@@ -47,7 +47,10 @@ test('create killed the moment its agent listens leaves no agent, and delete --f
     await appears(join(env.root, id), 'agent.sock');
     cli.kill('SIGKILL');
     await exited;
-    const recorded = JSON.parse(readFileSync(join(env.root, id, 'state.json'), 'utf8')) as { sandbox?: unknown };
+    // Killed before its state was first written (the container's directory and the agent's socket come first),
+    // the create recorded nothing.
+    const statePath = join(env.root, id, 'state.json');
+    const recorded = (existsSync(statePath) ? JSON.parse(readFileSync(statePath, 'utf8')) : {}) as { sandbox?: unknown };
     t.log(`round ${round}: ${recorded.sandbox ? "recorded" : "not recorded"}`);
     if (!recorded.sandbox) t.deepEqual(await processesMarked(id), [], `round ${round}: an agent the killed create never recorded ends with it`);
     const deleted = await env.run(['delete', '--force', id]);

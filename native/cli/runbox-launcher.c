@@ -21,6 +21,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,20 @@ static void forward_signal(int sig)
 	kill(worker_pid, sig);
 }
 
+/* Waits (at most 2 s) for the worker to close its end, as it does when its process ends: the status comes from its
+ * exit handler, and a caller that looks at processes once this one has exited must not find the worker still
+ * there with the call's command line as its title. */
+static void await_worker_end(int connection)
+{
+	char scrap[64];
+	struct pollfd pfd = { .fd = connection, .events = POLLIN };
+	while (poll(&pfd, 1, 2000) > 0) {
+		ssize_t n = read(connection, scrap, sizeof scrap);
+		if (n == 0 || (n < 0 && errno != EINTR))
+			return;
+	}
+}
+
 /* Waits for the worker's exit status and exits with it; a worker that died without one is died with: by the
  * signal passed on to it, else SIGKILL. */
 static _Noreturn void relay(int connection, pid_t worker)
@@ -73,8 +88,10 @@ static _Noreturn void relay(int connection, pid_t worker)
 		size_t prefix = strlen(POOL_EXIT);
 		if (end) {
 			*end = 0;
-			if (!strncmp(line, POOL_EXIT, prefix) && parse_u64(line + prefix, &status) && status <= 255)
+			if (!strncmp(line, POOL_EXIT, prefix) && parse_u64(line + prefix, &status) && status <= 255) {
+				await_worker_end(connection);
 				exit((int)status);
+			}
 			break;
 		}
 		if (len == sizeof line - 1)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -291,8 +292,37 @@ static int start_member(const struct pool *pool, char *const envp[])
 	return ready[0];
 }
 
+/* Makes this process's command line (and name) `title`, by overwriting its argument strings in place: a refill
+ * forked from a launcher would otherwise show the caller's command line, container id included, for as long as
+ * it runs. arg_start and arg_end are fields 48 and 49 of /proc/self/stat. */
+static void retitle(const char *title)
+{
+	char stat[2048];
+	if (read_file("/proc/self/stat", stat, sizeof stat) < 0)
+		return;
+	char *fields = strrchr(stat, ')');
+	if (!fields)
+		return;
+	unsigned long start = 0, end = 0;
+	char *field = fields + 2;
+	/* Field 3 (state) is the first after the name: arg_start is 45 fields further on. */
+	for (int n = 3; n < 48 && field; n++) {
+		field = strchr(field, ' ');
+		if (field)
+			field++;
+	}
+	if (!field || sscanf(field, "%lu %lu", &start, &end) != 2 || end <= start)
+		return;
+	char *area = (char *)start;
+	size_t len = end - start;
+	memset(area, 0, len);
+	memcpy(area, title, strlen(title) < len - 1 ? strlen(title) : len - 1);
+	prctl(PR_SET_NAME, "runbox-refill");
+}
+
 static _Noreturn void refill(const struct pool *pool)
 {
+	retitle("runbox pool refill");
 	int lock_len = snprintf(NULL, 0, POOL_REFILL_LOCK, kind_names[pool->kind]);
 	char lock_name[64], lock_path[4200];
 	if (lock_len < 0 || lock_len >= (int)sizeof lock_name)
