@@ -82,3 +82,20 @@ test('the first microVMs through containerd on a host whose KVM never runs the g
   t.true(nextCalls.length > 0);
   t.deepEqual(nextCalls.map((call) => call.accel), nextCalls.map(() => 'tcg'), 'the next VM went straight to TCG');
 });
+
+test('a shim killed while containerd is down takes its microVM with it', async (t) => {
+  const containerd = await PrivateContainerd.start(t, { RUNBOX_QEMU_ACCEL: 'tcg' });
+  const id = containerd.id('vm');
+  const started = await containerd.run(id, ['sleep', '1000'], ['-d', '--annotation', `${DRIVER_ANNOTATION}=qemu`]);
+  t.is(started.code, 0, started.stderr);
+  const [shim] = containerd.shimPids();
+  const vms = () => processesMentioning('/run/runbox-shim/').filter((pid) => procFile(pid, 'comm').startsWith('qemu-system') && procFile(pid, 'stat').split(') ')[1]?.split(' ')[1] === String(shim));
+  t.is(vms().length, 1, 'the shim runs the container\'s VM');
+  // With containerd stopped, nobody runs the shim's delete: only the shim's own end can take its VM.
+  await containerd.stopDaemon();
+  const vm = vms()[0]!;
+  process.kill(shim!, 'SIGKILL');
+  for (let i = 0; i < 100 && procFile(vm, 'stat') !== '' && !procFile(vm, 'stat').includes(') Z'); i++) await sleep(50);
+  t.true(procFile(vm, 'stat') === '' || procFile(vm, 'stat').includes(') Z'), 'QEMU ended with its shim');
+  await containerd.startDaemon();
+});

@@ -129,3 +129,11 @@ export const hostProcesses: ProcessTable = {
     process.kill(pid, signal);
   },
 };
+
+/**
+ * `argv` run so that it dies (SIGKILL) when the thread that spawned it ends, however that ends: util-linux's
+ * setpriv sets the parent-death signal and execs it, so the child's pid is the program's.
+ */
+export function withParentDeath(argv: string[]): string[] {
+  return ['setpriv', '--pdeathsig', 'KILL', '--', ...argv];
+}

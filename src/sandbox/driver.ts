@@ -43,6 +43,12 @@ export interface SandboxConfig {
    */
   callerReaps?: boolean;
   /**
+   * The sandbox is its caller's for as long as the caller lives (a shim's, not a runc-style `create`'s, whose
+   * container outlives the CLI): what the driver starts for it on the host (a VM's QEMU) dies with the caller,
+   * however the caller dies, even before anything recorded it.
+   */
+  endsWithCaller?: boolean;
+  /**
    * The caller's log (runc's --log, the shim's log), for what the user of a boot that succeeded should still be
    * told: one line, a warning (the qemu driver's KVM that was tried and not used).
    */

@@ -106,7 +106,7 @@ export class TaskTable {
       const dir = sandboxDir(this.options.stateDir);
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       const sandbox = await driver.boot({
-        id: basename(this.options.stateDir), dir, stdio: 'null', spec, ...(bundle !== undefined && { bundle }), log: (message) => this.options.log(`container ${id}: ${message}`),
+        id: basename(this.options.stateDir), dir, stdio: 'null', endsWithCaller: true, spec, ...(bundle !== undefined && { bundle }), log: (message) => this.options.log(`container ${id}: ${message}`),
       });
       // Its directory is the record that containerd's `shim delete` searches after a shim that died.
       await sandbox.recorded();

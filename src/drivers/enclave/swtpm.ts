@@ -8,6 +8,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TpmError } from '../../errors/errors.js';
+import { withParentDeath } from '../../host/host-process.js';
 import { untilListening } from '../../host/until-listening.js';
 
 export const SWTPM_BINARY = process.env.RUNBOX_SWTPM ?? 'swtpm';
@@ -22,11 +23,6 @@ const SWTPM_TIMEOUT_MS = 10_000;
 /** Where a sandbox's TPM state lives (0700): its own, never shared, removed with the sandbox. */
 export function vtpmDir(sandboxDir: string): string {
   return join(sandboxDir, 'vtpm');
-}
-
-/** swtpm dies with its parent: the driver while it provisions, QEMU once QEMU runs it (qemu-with-swtpm.ts). */
-export function withParentDeath(argv: string[]): string[] {
-  return ['setpriv', '--pdeathsig', 'KILL', '--', ...argv];
 }
 
 function stateOptions(dir: string): string[] {

@@ -14,7 +14,7 @@ import type { AgentClient } from '../../agent-client/agent-client.js';
 import { HOOK_STATE_LIMIT } from '../../agent-client/agent-sandbox.js';
 import { guestAssets, type Guest } from './guest-assets.js';
 import { buildTemplate, restoreClone, wakeClone } from './template-vm.js';
-import { isProcessAlive, killProcessesUnder, processStartTime } from '../../host/host-process.js';
+import { isProcessAlive, killProcessesUnder, processStartTime, withParentDeath } from '../../host/host-process.js';
 import { KvmProbe } from './kvm-probe.js';
 import { accelOutlook, ACCEL_ANNOTATION, KVM_VERDICT_FILE, kvmProbeTimeoutSeconds, parseAccelChoice, planAccel, type Accel } from './qemu-accel.js';
 import { agentPortSocket, clientOnSession, leasePort, openSession } from './qemu-agent-port.js';
@@ -54,6 +54,13 @@ export interface VmAdditions {
   inherit?: Array<number | Socket>;
   launcher?: (argv: string[]) => string[];
   release(): void;
+}
+
+/** The command QEMU runs under: a driver's launcher, inside one that ties QEMU to a caller it ends with. */
+function launcherFor(config: SandboxConfig, additions: VmAdditions): ((argv: string[]) => string[]) | undefined {
+  const { launcher } = additions;
+  if (!config.endsWithCaller) return launcher;
+  return (argv) => withParentDeath(launcher ? launcher(argv) : argv);
 }
 
 function bootTimeoutSeconds(config: SandboxConfig): number {
@@ -242,6 +249,7 @@ export class QemuDriver implements Driver {
     let additions: VmAdditions | undefined;
     try {
       additions = await this.additions(config, guest, accel);
+      const launcher = launcherFor(config, additions);
       vm = await startVm({
         dir: config.dir,
         accel,
@@ -256,7 +264,7 @@ export class QemuDriver implements Driver {
           ...(additions?.devices && { devices: additions.devices }),
         }),
         ...(additions.inherit && { inherit: additions.inherit }),
-        ...(additions.launcher && { launcher: additions.launcher }),
+        ...(launcher && { launcher }),
         spawned: (signal) => {
           image = buildImage();
           return template ? Promise.all([image, restoreClone(files.qmp, signal)]) : image;
