@@ -97,5 +97,5 @@ export function platformFlag(value: string | undefined): Platform | undefined {
 
 /** An error about `reference`, named once: pull errors already name the image. */
 export function imageError(reference: string, error: Error): Error {
-  return error instanceof ImageError ? error : new Error(`image ${reference}: ${error.message}`);
+  return error instanceof ImageError ? error : new ImageError(reference, error);
 }

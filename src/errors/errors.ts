@@ -23,6 +23,8 @@ export const ErrorCode = {
   TTRPC_FRAME_TOO_LARGE: 'RUNBOX_ERR_TTRPC_FRAME_TOO_LARGE',
   IMAGE: 'RUNBOX_ERR_IMAGE',
   IMAGE_REFERENCE: 'RUNBOX_ERR_IMAGE_REFERENCE',
+  IMAGE_NOT_FOUND: 'RUNBOX_ERR_IMAGE_NOT_FOUND',
+  IMAGE_CONFIG: 'RUNBOX_ERR_IMAGE_CONFIG',
   DIGEST_MISMATCH: 'RUNBOX_ERR_DIGEST_MISMATCH',
   REGISTRY: 'RUNBOX_ERR_REGISTRY',
   UNPACK: 'RUNBOX_ERR_UNPACK',
@@ -236,6 +238,18 @@ export class ImageError extends RunboxError {
   constructor(readonly image: string, override readonly cause: Error) {
     super(`image ${image}: ${cause.message}`, { cause });
   }
+}
+
+/** An image the store does not hold (`image rm`, `image stats` of a name never pulled). */
+export class ImageNotFoundError extends RunboxError {
+  override readonly code = ErrorCode.IMAGE_NOT_FOUND;
+  override name = 'ImageNotFoundError';
+}
+
+/** An image config that cannot be read, or from which no config.json can be made (user, group, command). */
+export class ImageConfigError extends RunboxError {
+  override readonly code = ErrorCode.IMAGE_CONFIG;
+  override name = 'ImageConfigError';
 }
 
 /** An eStargz layer's table of contents that cannot be used: unverifiable, malformed, or naming an unsafe entry. */

@@ -6,6 +6,7 @@ import { defaultSpec } from '../oci/default-spec.js';
 import type { Spec, User } from '../oci/spec.js';
 import type { ImageConfig } from './image-config.js';
 import { readRootfsFile } from './rootfs-file.js';
+import { ImageConfigError } from '../errors/errors.js';
 
 export interface SpecOverrides {
   args?: string[];
@@ -72,17 +73,17 @@ export interface ResolvedUser extends User {
  */
 export async function resolveUser(rootfs: string, spec: string): Promise<ResolvedUser> {
   const [userPart = '', groupPart, ...extra] = spec.split(':');
-  if (extra.length > 0) throw new Error(`user "${spec}" is not user, user:group, uid or uid:gid`);
+  if (extra.length > 0) throw new ImageConfigError(`user "${spec}" is not user, user:group, uid or uid:gid`);
   const users = await passwd(rootfs);
   const wantedUser = userPart === '' ? '0' : userPart;
   const account = isId(wantedUser) ? users.find((u) => u.uid === Number(wantedUser)) : users.find((u) => u.name === wantedUser);
-  if (!account && !isId(wantedUser)) throw new Error(`user "${wantedUser}" is not in the image's /etc/passwd`);
+  if (!account && !isId(wantedUser)) throw new ImageConfigError(`user "${wantedUser}" is not in the image's /etc/passwd`);
   const uid = account?.uid ?? Number(wantedUser);
   const user: ResolvedUser = { uid, gid: account?.gid ?? 0, home: account?.home ?? '/' };
   const groupList = await groups(rootfs);
   if (groupPart !== undefined && groupPart !== '') {
     const group = isId(groupPart) ? { gid: Number(groupPart) } : groupList.find((g) => g.name === groupPart);
-    if (!group) throw new Error(`group "${groupPart}" is not in the image's /etc/group`);
+    if (!group) throw new ImageConfigError(`group "${groupPart}" is not in the image's /etc/group`);
     user.gid = group.gid;
     return user;
   }
@@ -110,7 +111,7 @@ export function imageArgs(config: ImageConfig, overrides: SpecOverrides = {}): s
   // As with docker: a new entrypoint drops the image's Cmd, which was written for the old one.
   const cmd = overrides.args ?? (overrides.entrypoint ? [] : (config.config?.Cmd ?? []));
   const args = [...entrypoint, ...cmd];
-  if (args.length === 0) throw new Error('the image has neither Entrypoint nor Cmd: give a command');
+  if (args.length === 0) throw new ImageConfigError('the image has neither Entrypoint nor Cmd: give a command');
   return args;
 }
 

@@ -1,4 +1,5 @@
 import { parseDigest } from './digest.js';
+import { ImageConfigError } from '../errors/errors.js';
 
 /** The OCI image configuration (image-spec config.md); Docker's config JSON is the same shape. */
 export interface ImageConfig {
@@ -44,19 +45,19 @@ export function parseImageConfig(json: string | Buffer, what = 'image config'): 
   try {
     value = JSON.parse(json.toString());
   } catch (e) {
-    throw new Error(`${what} is not valid JSON: ${(e as Error).message}`);
+    throw new ImageConfigError(`${what} is not valid JSON: ${(e as Error).message}`);
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`${what} is not a JSON object`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ImageConfigError(`${what} is not a JSON object`);
   const config = value as Partial<ImageConfig>;
-  if (typeof config.os !== 'string') throw new Error(`${what} has no "os"`);
-  if (typeof config.architecture !== 'string') throw new Error(`${what} has no "architecture"`);
-  if (!config.rootfs || !Array.isArray(config.rootfs.diff_ids)) throw new Error(`${what} has no "rootfs.diff_ids"`);
+  if (typeof config.os !== 'string') throw new ImageConfigError(`${what} has no "os"`);
+  if (typeof config.architecture !== 'string') throw new ImageConfigError(`${what} has no "architecture"`);
+  if (!config.rootfs || !Array.isArray(config.rootfs.diff_ids)) throw new ImageConfigError(`${what} has no "rootfs.diff_ids"`);
   config.rootfs.diff_ids.forEach((diffId: unknown, i) => {
     try {
       if (typeof diffId !== 'string') throw new Error('not a string');
       parseDigest(diffId);
     } catch {
-      throw new Error(`${what} has an invalid diff_id at index ${i}: ${JSON.stringify(diffId)}`);
+      throw new ImageConfigError(`${what} has an invalid diff_id at index ${i}: ${JSON.stringify(diffId)}`);
     }
   });
   return config as ImageConfig;

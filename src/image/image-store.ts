@@ -10,6 +10,7 @@ import { Puller, type PullOptions } from './pull.js';
 import { pushImage, type PushBlob } from './push.js';
 import { formatReference, parseReference } from './reference.js';
 import { RegistryClient, type RegistryClientOptions } from './registry-client.js';
+import { ImageNotFoundError } from '../errors/errors.js';
 
 export const DEFAULT_STORE = '/var/lib/runbox/images';
 
@@ -114,7 +115,7 @@ export class ImageStore {
   async remove(references: string[]): Promise<ImageRecord[]> {
     const targets = references.map((reference) => {
       const record = this.find(reference);
-      if (!record) throw new Error(`image ${reference}: not in the store`);
+      if (!record) throw new ImageNotFoundError(`image ${reference}: not in the store`);
       return record;
     });
     await this.images.update((records) => {

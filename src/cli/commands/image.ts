@@ -7,6 +7,7 @@ import { lazyFlags, openStore, platformFlag, pullFlags, registrySettings, storeF
 import { optimizeImage } from '../../lazy-loader/lazy-optimize.js';
 import { followStats, imageStats, statsTable } from '../lazy-stats.js';
 import { formatBytes, PullProgress } from '../pull-progress.js';
+import { ImageNotFoundError, UsageError } from '../../errors/errors.js';
 
 const SUBCOMMANDS = ['pull', 'ls', 'rm', 'prune', 'convert', 'optimize', 'stats'] as const;
 type Subcommand = (typeof SUBCOMMANDS)[number];
@@ -40,7 +41,7 @@ export default class Image extends Command {
     try {
       switch (subcommand) {
         case 'pull': {
-          if (refs.length === 0) throw new Error('image pull needs at least one image reference');
+          if (refs.length === 0) throw new UsageError('image pull needs at least one image reference');
           const platform = platformFlag(flags.platform);
           const pulled: ImageRecord[] = [];
           for (const ref of refs) {
@@ -65,22 +66,22 @@ export default class Image extends Command {
           break;
         }
         case 'rm': {
-          if (refs.length === 0) throw new Error('image rm needs at least one image reference');
+          if (refs.length === 0) throw new UsageError('image rm needs at least one image reference');
           const removed = await store.remove(refs);
           if (json) this.log(JSON.stringify(removed.map(summary)));
           else if (!flags.quiet) for (const record of removed) this.log(`removed ${record.name}`);
           break;
         }
         case 'convert': {
-          if (refs.length !== 2) throw new Error('image convert needs SRC and DST');
-          if (!flags.estargz) throw new Error('image convert needs the format to convert to: --estargz');
+          if (refs.length !== 2) throw new UsageError('image convert needs SRC and DST');
+          if (!flags.estargz) throw new UsageError('image convert needs the format to convert to: --estargz');
           const converted = await convertToEstargz(store, refs[0]!, refs[1]!);
           if (json) this.log(JSON.stringify(summary(converted)));
           else if (!flags.quiet) this.log(`${converted.name}: ${converted.digest}`);
           break;
         }
         case 'optimize': {
-          if (refs.length < 2) throw new Error('image optimize needs SRC and DST (then -- ARGS for the workload)');
+          if (refs.length < 2) throw new UsageError('image optimize needs SRC and DST (then -- ARGS for the workload)');
           const { image } = await optimizeImage(store, refs[0]!, refs[1]!, {
             args: refs.slice(2),
             periodMs: flags.period * 1000,
@@ -92,10 +93,10 @@ export default class Image extends Command {
           break;
         }
         case 'stats': {
-          if (refs.length !== 1) throw new Error('image stats needs one image reference');
+          if (refs.length !== 1) throw new UsageError('image stats needs one image reference');
           const image = store.find(refs[0]!);
-          if (!image) throw new Error(`image ${refs[0]}: not in the store`);
-          if (!image.lazy) throw new Error(`image ${image.name}: not pulled lazily (image pull --lazy)`);
+          if (!image) throw new ImageNotFoundError(`image ${refs[0]}: not in the store`);
+          if (!image.lazy) throw new UsageError(`image ${image.name}: not pulled lazily (image pull --lazy)`);
           if (flags.follow && !json && process.stdout.isTTY) {
             await followStats(store.dir, image, process.stdout);
             break;

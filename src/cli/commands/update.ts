@@ -3,7 +3,7 @@ import { Command } from '@oclif/core/command';
 import * as Flags from '@oclif/core/flags';
 import { readFileSync } from 'node:fs';
 import { validateResources, type LinuxResources } from '../../oci/linux-resources.js';
-import { RuntimeError } from '../../errors/errors.js';
+import { RuntimeError, UsageError } from '../../errors/errors.js';
 import { context } from '../context.js';
 import { parseSize } from '../parse-size.js';
 
@@ -13,12 +13,12 @@ function bytes(flag: string, text: string): number {
   try {
     return parseSize(text);
   } catch (error) {
-    throw new Error(`--${flag}: ${(error as Error).message}`);
+    throw new UsageError(`--${flag}: ${(error as Error).message}`);
   }
 }
 
 function integer(flag: string, text: string): number {
-  if (!/^-?\d+$/.test(text.trim())) throw new Error(`--${flag}: "${text}" is not an integer`);
+  if (!/^-?\d+$/.test(text.trim())) throw new UsageError(`--${flag}: "${text}" is not an integer`);
   return Number(text);
 }
 
@@ -60,7 +60,7 @@ function resourcesFrom(flags: Record<string, string | undefined>): LinuxResource
     try {
       resources = validateResources(JSON.parse(readFileSync(file, 'utf8')), 'resources');
     } catch (error) {
-      throw new Error(`${flags.resources === '-' ? 'stdin' : flags.resources}: ${(error as Error).message}`);
+      throw new UsageError(`${flags.resources === '-' ? 'stdin' : flags.resources}: ${(error as Error).message}`);
     }
   }
   const memory = { ...resources.memory };
