@@ -9,7 +9,7 @@ import test, { type ExecutionContext } from 'ava';
 import { DRIVER_ANNOTATION } from '../src/drivers/drivers.js';
 import type { Spec } from '../src/oci/spec.js';
 import { PrivateContainerd } from './helpers/containerd.js';
-import { errorMessage, processesMentioning, PROJECT, TestEnv } from './helpers/runbox.js';
+import { errorMessage, processesLeftMentioning, processesMentioning, PROJECT, TestEnv } from './helpers/runbox.js';
 
 function inVm(spec: Spec): void {
   spec.annotations = { ...spec.annotations, [DRIVER_ANNOTATION]: 'qemu', 'io.runbox.qemu.accel': 'tcg' };
@@ -145,7 +145,7 @@ test('a profile runbox cannot apply is refused at create, naming the field, and 
     t.is(result.code, 1, JSON.stringify(seccomp));
     t.regex(errorMessage(result.stderr), message);
     t.is(result.stdout, '');
-    t.deepEqual(processesMentioning(id), []);
+    t.deepEqual(await processesLeftMentioning(id), []);
   }
   t.is((await env.run(['list', '-q'])).stdout, '');
 });

@@ -322,7 +322,6 @@ static void retitle(const char *title)
 
 static _Noreturn void refill(const struct pool *pool)
 {
-	retitle("runbox pool refill");
 	int lock_len = snprintf(NULL, 0, POOL_REFILL_LOCK, kind_names[pool->kind]);
 	char lock_name[64], lock_path[4200];
 	if (lock_len < 0 || lock_len >= (int)sizeof lock_name)
@@ -380,6 +379,9 @@ void pool_refill(const struct pool *pool)
 	reset_signals();
 	if (setsid() < 0 || setpriority(PRIO_PROCESS, 0, 19) != 0)
 		_exit(0);
+	/* Titled before the caller's wait for this process ends, so that no process with the caller's command line
+	 * outlives the caller. */
+	retitle("runbox pool refill");
 	/* Its own child refills, reparented at once: the caller waits for nothing. */
 	pid_t refiller = fork();
 	if (refiller == 0)

@@ -144,6 +144,15 @@ export function processesMentioning(needle: string): number[] {
     .map((line) => Number(line.trim().split(/\s+/)[0]));
 }
 
+/**
+ * processesMentioning, once those still ending have had a moment to go (up to 2 s): a call handed to a pooled
+ * worker returns once the worker closed its end, a moment before ps stops listing it under load.
+ */
+export async function processesLeftMentioning(needle: string): Promise<number[]> {
+  for (let i = 0; i < 40 && processesMentioning(needle).length; i++) await new Promise((r) => setTimeout(r, 50));
+  return processesMentioning(needle);
+}
+
 /** Live processes whose environment holds `entry` (NAME=VALUE): what a CLI run with a marker left running. */
 export function processesWithEnvironment(entry: string): number[] {
   const pids: number[] = [];
