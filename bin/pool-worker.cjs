@@ -5,16 +5,25 @@
 // blank: room in the command line for the title the process takes once taken.
 'use strict';
 const { join } = require('node:path');
-const { loadBundle } = require('./load-bundle.cjs');
+const { loadBundle, writeCacheAtExit } = require('./load-bundle.cjs');
 
 const [kind, idle, dir] = process.argv.slice(2);
 process.title = `runbox pool ${kind}`;
 const dist = join(__dirname, '..', 'dist');
+// The code cache is written by a member that was taken (if there is none): one that idled out exercised little.
 const entries = {
-  shim: () => loadBundle(join(dist, 'containerd-shim-runbox-v2.cjs')).poolWorker(Number(idle), dir, join(__dirname, 'containerd-shim-runbox-v2.cjs')),
+  shim: () => {
+    const bundle = join(dist, 'containerd-shim-runbox-v2.cjs');
+    return loadBundle(bundle, { writeCache: false })
+      .poolWorker(Number(idle), dir, join(__dirname, 'containerd-shim-runbox-v2.cjs'), () => writeCacheAtExit(bundle));
+  },
   cli: () => {
-    const lifecycle = loadBundle(join(dist, 'runbox-lifecycle.cjs'));
-    return lifecycle.lifecyclePoolWorker(Number(idle), dir).then((argv) => require('./runbox.cjs').runCli(argv, lifecycle));
+    const bundle = join(dist, 'runbox-lifecycle.cjs');
+    const lifecycle = loadBundle(bundle, { writeCache: false });
+    return lifecycle.lifecyclePoolWorker(Number(idle), dir).then((argv) => {
+      writeCacheAtExit(bundle);
+      return require('./runbox.cjs').runCli(argv, lifecycle);
+    });
   },
 };
 if (!entries[kind] || !(Number(idle) > 0) || !dir) {

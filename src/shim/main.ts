@@ -11,11 +11,14 @@ function fail(message: string): never {
   process.exit(1);
 }
 
-/** A pooled shim (bin/pool-worker.cjs): waits in the pool at dir to be handed a pod; entry is the shim's Node entry. */
-export async function poolWorker(idleSeconds: number, dir: string, entry: string): Promise<void> {
+/**
+ * A pooled shim (bin/pool-worker.cjs): waits in the pool at dir to be handed a pod; entry is the shim's Node entry;
+ * taken: called once it has a pod to serve.
+ */
+export async function poolWorker(idleSeconds: number, dir: string, entry: string, taken?: () => void): Promise<void> {
   try {
     const { shimPoolWorker } = await import('./shim-pool-worker.js');
-    await shimPoolWorker(idleSeconds, dir, entry);
+    await shimPoolWorker(idleSeconds, dir, entry, taken);
   } catch (error) {
     fail(error instanceof Error ? error.message : String(error));
   }

@@ -4,10 +4,11 @@
 import { waitForWork } from '../host/pooled-process.js';
 import { parseShimFlags } from './shim-flags.js';
 
-export async function shimPoolWorker(idleSeconds: number, dir: string, entry: string): Promise<void> {
+export async function shimPoolWorker(idleSeconds: number, dir: string, entry: string, taken?: () => void): Promise<void> {
   const { serve } = await import('./shim-serve.js');
   // Titled as a spawned shim's command line reads (ps, and whoever looks for a pod's shim by it).
   const work = await waitForWork('shim', idleSeconds, dir, (args) => ['node', entry, ...args].join(' '));
+  taken?.();
   const listener = work.fds[0];
   if (listener === undefined) throw new Error('the handoff brought no listening socket');
   await serve(parseShimFlags(work.args, process.cwd()), listener);
