@@ -11,8 +11,12 @@ const { loadBundle } = require('./load-bundle.cjs');
 
 const dist = join(__dirname, '..', 'dist');
 
+// The lifecycle bundle's code cache holds what the run that wrote it compiled: create and run use most of it; a
+// cache written by `state` or `list` would leave the rest to be compiled on every create.
+const exercisesLifecycle = (argv) => argv.includes('create') || argv.includes('run');
+
 /** Runs one call of the CLI; lifecycle is the loaded dist/runbox-lifecycle.cjs. */
-function runCli(argv, lifecycle = loadBundle(join(dist, 'runbox-lifecycle.cjs'))) {
+function runCli(argv, lifecycle = loadBundle(join(dist, 'runbox-lifecycle.cjs'), { writeCache: exercisesLifecycle(argv) })) {
   return lifecycle.lifecycleMain(argv).then((code) => {
     // A lifecycle call is over once it has answered: exiting at once spares it the idle-time garbage collection
     // and the event loop's teardown (2–5 ms). lifecycleMain resolves once its output is out (a pipe that was
