@@ -4,10 +4,9 @@
 import { statfsSync } from 'node:fs';
 import { posix } from 'node:path';
 import type { LinuxBlockIO, LinuxDeviceRule, LinuxResources } from '../oci/linux-resources.js';
-import { SpecError } from '../errors/errors.js';
+import { SandboxError, SpecError } from '../errors/errors.js';
 import { UNIT_SEPARATOR as US, type RecordList } from './agent-records.js';
 import { reduceDeviceRules, type DeviceException } from './device-cgroup-rules.js';
-import { SandboxError } from '../errors/errors.js';
 
 export type CgroupMode = 'v1' | 'v2';
 

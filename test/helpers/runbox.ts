@@ -144,13 +144,18 @@ export function processesMentioning(needle: string): number[] {
     .map((line) => Number(line.trim().split(/\s+/)[0]));
 }
 
+/** What `look` finds once the processes on their way out have had up to 2 s to go. */
+async function leftAfterEnding(look: () => number[]): Promise<number[]> {
+  for (let i = 0; i < 40 && look().length; i++) await new Promise((r) => setTimeout(r, 50));
+  return look();
+}
+
 /**
- * processesMentioning, once those still ending have had a moment to go (up to 2 s): a call handed to a pooled
- * worker returns once the worker closed its end, a moment before ps stops listing it under load.
+ * processesMentioning, once those still ending have had a moment to go: a call handed to a pooled worker returns
+ * once the worker closed its end, a moment before ps stops listing it under load.
  */
-export async function processesLeftMentioning(needle: string): Promise<number[]> {
-  for (let i = 0; i < 40 && processesMentioning(needle).length; i++) await new Promise((r) => setTimeout(r, 50));
-  return processesMentioning(needle);
+export function processesLeftMentioning(needle: string): Promise<number[]> {
+  return leftAfterEnding(() => processesMentioning(needle));
 }
 
 /** Live processes whose environment holds `entry` (NAME=VALUE): what a CLI run with a marker left running. */
@@ -171,9 +176,8 @@ export function processesWithEnvironment(entry: string): number[] {
  * The processes started, directly or not, by a CLI run with RUNBOX_TEST_MARK=mark in its environment (the
  * container's own processes have config.json's environment), once those on their way out have had 2 s to go.
  */
-export async function processesMarked(mark: string): Promise<number[]> {
-  for (let i = 0; i < 40 && processesWithEnvironment(`RUNBOX_TEST_MARK=${mark}`).length; i++) await new Promise((r) => setTimeout(r, 50));
-  return processesWithEnvironment(`RUNBOX_TEST_MARK=${mark}`);
+export function processesMarked(mark: string): Promise<number[]> {
+  return leftAfterEnding(() => processesWithEnvironment(`RUNBOX_TEST_MARK=${mark}`));
 }
 
 export function mountsUnder(path: string): string[] {
