@@ -18,6 +18,7 @@
 #include "kbs-client.h"
 #include "kcrypto.h"
 #include "tpm2.h"
+#include "util.h"
 
 #define TPM_DEVICE "/dev/tpmrm0"
 #define MAX_INITDATA (8u << 20)
@@ -34,29 +35,23 @@ _Noreturn void die(const char *fmt, ...)
 
 static void read_initdata(uint8_t digest[32])
 {
-	size_t cap = 64 * 1024, len = 0;
-	uint8_t *data = malloc(cap);
+	struct buf data = { 0 };
 	for (;;) {
-		if (!data)
-			die("initdata: out of memory");
-		ssize_t n = read(0, data + len, cap - len);
+		buf_reserve(&data, 64 * 1024);
+		ssize_t n = read(0, data.data + data.len, data.cap - 1 - data.len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			die("read the initdata: %s", strerror(errno));
 		if (n == 0)
 			break;
-		len += (size_t)n;
-		if (len == cap) {
-			if (cap >= MAX_INITDATA)
-				die("the initdata is larger than %u bytes", MAX_INITDATA);
-			cap *= 2;
-			data = realloc(data, cap);
-		}
+		data.len += (size_t)n;
+		if (data.len >= MAX_INITDATA)
+			die("the initdata is larger than %u bytes", MAX_INITDATA);
 	}
-	if (kc_sha256(data, len, digest) < 0)
+	if (kc_sha256(data.data, data.len, digest) < 0)
 		die("hash the initdata (the kernel's sha256 through AF_ALG): %s", strerror(errno));
-	free(data);
+	buf_free(&data);
 }
 
 int main(int argc, char **argv)

@@ -164,14 +164,17 @@ export class EnclaveDriver extends QemuDriver {
 
   override async cleanup(handle: Parameters<QemuDriver['cleanup']>[0]): Promise<void> {
     await super.cleanup(handle);
-    const dir = this.asVm(handle).dir;
-    rmSync(vtpmDir(dir), { recursive: true, force: true });
-    rmSync(verityFile(dir), { force: true });
+    removeEnclaveFiles(this.asVm(handle).dir);
   }
 
   override async abandonedBoot(dir: string): Promise<void> {
     await super.abandonedBoot(dir);
-    rmSync(vtpmDir(dir), { recursive: true, force: true });
-    rmSync(verityFile(dir), { force: true });
+    removeEnclaveFiles(dir);
   }
+}
+
+/** What an enclave keeps in its sandbox directory beyond the qemu driver's: its vTPM's state and the verity parameters. */
+function removeEnclaveFiles(dir: string): void {
+  rmSync(vtpmDir(dir), { recursive: true, force: true });
+  rmSync(verityFile(dir), { force: true });
 }

@@ -4,11 +4,12 @@
 // the stored state at QEMU's CMD_INIT (the TPM resumes with the launch measured) and dies with QEMU.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TpmError } from '../../errors/errors.js';
 import { withParentDeath } from '../../host/host-process.js';
+import { connectUnix } from '../../host/unix-socket.js';
 import { untilListening } from '../../host/until-listening.js';
 
 export const SWTPM_BINARY = process.env.RUNBOX_SWTPM ?? 'swtpm';
@@ -112,7 +113,7 @@ export class SwtpmProvisioner {
     const timer = setTimeout(() => abort.abort(new TpmError(`swtpm did not listen within ${SWTPM_TIMEOUT_MS / 1000} s`)), SWTPM_TIMEOUT_MS);
     void exited.then(() => abort.abort(new TpmError(why ?? 'swtpm exited')));
     const open = (path: string) => untilListening(() => new Promise<Socket>((resolve, reject) => {
-      const socket = connect(path);
+      const socket = connectUnix(path);
       socket.once('connect', () => resolve(socket));
       socket.once('error', reject);
     }), abort.signal);
