@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "facts.h"
 #include "guest.h"
 #include "log.h"
 #include "stdio.h"
@@ -37,8 +38,11 @@ void enclave_detect(void)
  * cgroup path names the container's cgroup, which in the guest holds this container alone.) */
 static bool unmeasured(const char *key)
 {
-	return !strcmp(key, "op") || !strcmp(key, "id") || !strcmp(key, "stdio") || !strcmp(key, "finish") ||
-	       !strcmp(key, "cgroup_path");
+	static const char *const keys[] = INITDATA_UNMEASURED_RECORDS;
+	for (size_t i = 0; i < INITDATA_UNMEASURED_RECORDS_COUNT; i++)
+		if (!strcmp(key, keys[i]))
+			return true;
+	return false;
 }
 
 /* Runs the attester with the initdata on its stdin; 0, or -1 with its own words (or why it could not run) in err. */

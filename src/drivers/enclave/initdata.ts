@@ -5,8 +5,9 @@
 // in it; in the guest the container is the only one). The agent computes the same bytes (native/agent/enclave.c).
 import { encodeRecords, type RecordList } from '../../agent-client/agent-records.js';
 import { sha256 } from '../../attestation/pcr-bank.js';
+import { INITDATA_UNMEASURED_RECORDS } from '../../generated/facts.js';
 
-export const UNMEASURED_RECORDS: ReadonlySet<string> = new Set(['op', 'id', 'stdio', 'finish', 'cgroup_path']);
+const UNMEASURED_RECORDS: ReadonlySet<string> = new Set(INITDATA_UNMEASURED_RECORDS);
 
 /** The initdata bytes of a create request: its measured records, in order, encoded as the protocol sends them. */
 export function initdataOf(records: RecordList): Buffer {
