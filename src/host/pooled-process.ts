@@ -7,7 +7,7 @@ import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { handoffAddon } from './handoff-addon.js';
 import { processStartTime } from './host-process.js';
-import { bindUnixSocket, unlinkSocket } from './unix-socket.js';
+import { bindUnixSocket, socketFd, unlinkSocket } from './unix-socket.js';
 import { buildId, memberSocketName, type PoolKind } from './warm-pool.js';
 import { POOL_HANDOFF_TIMEOUT_MS, POOL_LOAD_TIME_ENV, POOL_READY, POOL_TAKEN } from '../generated/facts.js';
 
@@ -136,10 +136,10 @@ export async function waitForWork(kind: PoolKind, idleSeconds: number, dir: stri
       unlinkSocket(path, inode);
       clearTimeout(idle);
       process.removeListener('SIGTERM', leave);
-      const fd = (connection as unknown as { _handle?: { fd?: number } })._handle?.fd;
+      const fd = socketFd(connection);
       let work: Omit<Work, 'connection'>;
       try {
-        if (typeof fd !== 'number' || fd < 0) throw new Error('no fd for the connection');
+        if (fd === undefined) throw new Error('no fd for the connection');
         const { data, fds } = handoffAddon().receive(fd, POOL_HANDOFF_TIMEOUT_MS);
         if (buildId(kind) !== build) throw new Error('the installed code changed since this process loaded it');
         work = becomeWorker(parseRecords(data), fds);
