@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import test, { type ExecutionContext } from 'ava';
-import { processStartTime } from '../src/host/host-process.js';
+import { isProcessAlive } from '../src/host/host-process.js';
 import { poolMembers, type PoolMemberState } from '../src/host/warm-pool.js';
 import { privatePool } from './helpers/private-pool.js';
 import { PROJECT, processesMentioning, RUNBOX, runCommand, TestEnv } from './helpers/runbox.js';
@@ -40,7 +40,7 @@ async function warmPool(t: ExecutionContext, args: string[], code = 0) {
   return { env, dir, pooled, bundle, worker: await idleWorker(dir) };
 }
 
-const gone = (member: PoolMemberState) => processStartTime(member.pid) !== member.startTime;
+const gone = (member: PoolMemberState) => !isProcessAlive(member.pid, member.startTime);
 
 async function until(condition: () => boolean): Promise<boolean> {
   for (let i = 0; i < 100 && !condition(); i++) await sleep(100);
