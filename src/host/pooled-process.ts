@@ -14,15 +14,12 @@ import { POOL_HANDOFF_TIMEOUT_MS, POOL_LOAD_TIME_ENV, POOL_READY, POOL_TAKEN } f
 /** fd 3 of a new pooled process: the refill's pipe, told POOL_READY once the process is in the pool. */
 const READY_FD = 3;
 
-
 export interface Work {
   args: string[];
   /** The fds received beyond 0-2 (now at 0-2), at the numbers they landed on. */
   fds: number[];
   /** The connection to the launcher: a CLI worker reports its exit status there. */
   connection: Socket;
-  /** The launcher's pid, when it said (a CLI launcher: the parent of its preforked agent). */
-  launcherPid: number | undefined;
   /** The handoff's other records (the first of each key), for the kind's own. */
   records: Map<string, string>;
 }
@@ -85,7 +82,7 @@ function becomeWorker(records: Array<[string, string]>, fds: number[]): Omit<Wor
   Object.assign(process.env, env);
   addon.renice(nice !== undefined ? Number(nice) : 0);
   launcher = launcherPid !== undefined ? Number(launcherPid) : undefined;
-  return { args: values('arg'), fds: fds.slice(3), launcherPid: launcher, records: new Map(records.slice().reverse()) };
+  return { args: values('arg'), fds: fds.slice(3), records: new Map(records.slice().reverse()) };
 }
 
 /**
