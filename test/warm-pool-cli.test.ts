@@ -6,8 +6,8 @@ import { appendFileSync, chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, 
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import test from 'ava';
-import { processStartTime } from '../src/host/host-process.js';
+import test, { type ExecutionContext } from 'ava';
+import { isProcessAlive } from '../src/host/host-process.js';
 import { poolMembers, type PoolMemberState } from '../src/host/warm-pool.js';
 import { privatePool } from './helpers/private-pool.js';
 import { PROJECT, processesMentioning, RUNBOX, runCommand, TestEnv } from './helpers/runbox.js';
@@ -28,7 +28,19 @@ async function idleWorker(dir: string, install?: string): Promise<PoolMemberStat
   throw new Error(`no CLI worker in the pool at ${dir}: ${JSON.stringify(poolMembers(dir))}`);
 }
 
-const gone = (member: PoolMemberState) => processStartTime(member.pid) !== member.startTime;
+/** A test's environment and private pool, warmed by a `run` of a bundle of args (exiting with code) until the pool
+ * holds an idle CLI worker. */
+async function warmPool(t: ExecutionContext, args: string[], code = 0) {
+  const env = new TestEnv(t);
+  const { dir, env: pooled } = pool(t);
+  const bundle = env.bundle((spec) => {
+    spec.process!.args = args;
+  });
+  t.is((await env.run(['run', '--bundle', bundle, env.id()], { env: pooled })).code, code);
+  return { env, dir, pooled, bundle, worker: await idleWorker(dir) };
+}
+
+const gone = (member: PoolMemberState) => !isProcessAlive(member.pid, member.startTime);
 
 async function until(condition: () => boolean): Promise<boolean> {
   for (let i = 0; i < 100 && !condition(); i++) await sleep(100);
@@ -36,13 +48,7 @@ async function until(condition: () => boolean): Promise<boolean> {
 }
 
 test('run and create handed to a pooled worker give the output, status and errors a fresh Node gives', async (t) => {
-  const env = new TestEnv(t);
-  const { dir, env: pooled } = pool(t);
-  const bundle = env.bundle((spec) => {
-    spec.process!.args = ['sh', '-c', 'echo out; echo err >&2; exit 7'];
-  });
-  t.is((await env.run(['run', '--bundle', bundle, env.id()], { env: pooled })).code, 7);
-  const worker = await idleWorker(dir);
+  const { env, dir, pooled, bundle, worker } = await warmPool(t, ['sh', '-c', 'echo out; echo err >&2; exit 7'], 7);
   const run = await env.run(['run', '--bundle', bundle, env.id()], { env: pooled });
   t.deepEqual(run, { code: 7, stdout: 'out\n', stderr: 'err\n' });
   t.true(await until(() => gone(worker)), 'the worker took the call and ended with it');
@@ -61,13 +67,7 @@ test('run and create handed to a pooled worker give the output, status and error
 });
 
 test('a pooled create under a subreaper keeps runc\'s process tree: the subreaper reaps the init', async (t) => {
-  const env = new TestEnv(t);
-  const { dir, env: pooled } = pool(t);
-  const bundle = env.bundle((spec) => {
-    spec.process!.args = ['sh', '-c', 'exit 5'];
-  });
-  t.is((await env.run(['run', '--bundle', bundle, env.id()], { env: pooled })).code, 5);
-  const worker = await idleWorker(dir);
+  const { env, pooled, bundle, worker } = await warmPool(t, ['sh', '-c', 'exit 5'], 5);
   const id = env.id();
   const pidFile = join(env.dir, 'init.pid');
   const steps = [
@@ -84,17 +84,11 @@ test('a pooled create under a subreaper keeps runc\'s process tree: the subreape
 
 for (const victim of ['launcher', 'worker'] as const) {
   test(`kill -9 of the ${victim} during a pooled run ends the other, and delete --force leaves nothing`, async (t) => {
-    const env = new TestEnv(t);
-    const { dir, env: pooled } = pool(t);
+    const { env, pooled, worker } = await warmPool(t, ['true']);
     const marker = `${4000 + Math.floor(Math.random() * 1000)}.${process.pid}`;
     const bundle = env.bundle((spec) => {
       spec.process!.args = ['sleep', marker];
     });
-    const warm = env.bundle((spec) => {
-      spec.process!.args = ['true'];
-    });
-    t.is((await env.run(['run', '--bundle', warm, env.id()], { env: pooled })).code, 0);
-    const worker = await idleWorker(dir);
     const id = env.id();
     const launcher = spawn(RUNBOX, ['--root', env.root, 'run', '--bundle', bundle, id], { env: pooled, stdio: 'ignore' });
     const exited = new Promise<NodeJS.Signals | null>((resolve) => launcher.once('exit', (_code, signal) => resolve(signal)));
@@ -111,13 +105,7 @@ for (const victim of ['launcher', 'worker'] as const) {
 }
 
 test('a call whose environment sets what a worker read as it loaded (NODE_OPTIONS) is left to a fresh Node', async (t) => {
-  const env = new TestEnv(t);
-  const { dir, env: pooled } = pool(t);
-  const bundle = env.bundle((spec) => {
-    spec.process!.args = ['true'];
-  });
-  t.is((await env.run(['run', '--bundle', bundle, env.id()], { env: pooled })).code, 0);
-  const worker = await idleWorker(dir);
+  const { env, pooled, bundle, worker } = await warmPool(t, ['true']);
   const run = await env.run(['run', '--bundle', bundle, env.id()], { env: { ...pooled, NODE_OPTIONS: '--max-old-space-size=300' } });
   t.is(run.code, 0, run.stderr);
   await sleep(300);
@@ -126,13 +114,7 @@ test('a call whose environment sets what a worker read as it loaded (NODE_OPTION
 });
 
 test('runbox pool shows each pooled process with its kind, state and memory, and --drain ends the idle ones before it shows the pool', async (t) => {
-  const env = new TestEnv(t);
-  const { dir, env: pooled } = pool(t);
-  const bundle = env.bundle((spec) => {
-    spec.process!.args = ['true'];
-  });
-  t.is((await env.run(['run', '--bundle', bundle, env.id()], { env: pooled })).code, 0);
-  const worker = await idleWorker(dir);
+  const { dir, pooled, worker } = await warmPool(t, ['true']);
   const shown = await runCommand(RUNBOX, ['pool', '--format', 'json'], { env: pooled });
   t.is(shown.code, 0, shown.stderr);
   const state = JSON.parse(shown.stdout) as { directory: string; size: number; members: Array<Record<string, unknown>> };
@@ -151,13 +133,7 @@ test('runbox pool shows each pooled process with its kind, state and memory, and
 });
 
 test('removing the pool directory ends its idle members, and a member started after it is gone does not make it again', async (t) => {
-  const env = new TestEnv(t);
-  const { dir, env: pooled } = pool(t);
-  const bundle = env.bundle((spec) => {
-    spec.process!.args = ['true'];
-  });
-  t.is((await env.run(['run', '--bundle', bundle, env.id()], { env: pooled })).code, 0);
-  const worker = await idleWorker(dir);
+  const { dir, worker } = await warmPool(t, ['true']);
   rmSync(dir, { recursive: true, force: true });
   t.true(await until(() => gone(worker)), 'an idle member whose socket is gone leaves');
   // As a refill under way when the directory went would start it.
@@ -169,13 +145,7 @@ test('removing the pool directory ends its idle members, and a member started af
 });
 
 test('the pool directory is 0700 and its sockets 0600, and a pool directory others can enter is not used', async (t) => {
-  const env = new TestEnv(t);
-  const { dir, env: pooled } = pool(t);
-  const bundle = env.bundle((spec) => {
-    spec.process!.args = ['true'];
-  });
-  t.is((await env.run(['run', '--bundle', bundle, env.id()], { env: pooled })).code, 0);
-  const worker = await idleWorker(dir);
+  const { env, dir, pooled, bundle, worker } = await warmPool(t, ['true']);
   t.is(statSync(dir).mode & 0o777, 0o700);
   t.is(statSync(worker.socket).mode & 0o777, 0o600);
   chmodSync(dir, 0o755);

@@ -29,7 +29,6 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "facts.h"
@@ -37,8 +36,6 @@
 #include "node-exec.h"
 #include "util.h"
 #include "warm-pool.h"
-
-extern char **environ;
 
 static volatile sig_atomic_t forwarded_signal;
 static pid_t worker_pid;
@@ -125,14 +122,8 @@ static void try_pool(const char *entry, int argc, char **argv, int agent_fd, pid
 	if (!pool_open(&pool, POOL_KIND_CLI, entry) || pool.size <= 0 || !handable(argc, argv) || !getcwd(cwd, sizeof cwd))
 		return;
 	struct buf records = { 0 };
-	for (int i = 0; i < argc; i++)
-		record_add(&records, "arg", argv[i]);
-	for (char **env = environ; *env; env++)
-		record_add(&records, "env", *env);
-	record_add(&records, "cwd", cwd);
-	mode_t mask = umask(0);
-	umask(mask);
-	record_addf(&records, "umask", "%o", (unsigned)mask);
+	/* argv[argc] is NULL, as main's is. */
+	pool_add_process_records(&records, (const char *const *)argv, cwd);
 	errno = 0;
 	int nice_value = getpriority(PRIO_PROCESS, 0);
 	if (errno == 0)

@@ -19,8 +19,11 @@
 #include <unistd.h>
 
 #include "file-lock.h"
+#include "frame.h"
 #include "process-identity.h"
 #include "unix-socket.h"
+
+extern char **environ;
 
 /* Room in a new member's command line for the shim's, which it takes as its title once taken (ps shows it). */
 #define TITLE_ROOM 2048
@@ -156,6 +159,18 @@ static bool parse_member(const char *name, struct member *m)
 	m->pid = (pid_t)atoi(fields[2]);
 	strcpy(m->start, fields[3]);
 	return m->pid > 0;
+}
+
+void pool_add_process_records(struct buf *records, const char *const *args, const char *cwd)
+{
+	for (size_t i = 0; args[i]; i++)
+		record_add(records, "arg", args[i]);
+	for (char **env = environ; *env; env++)
+		record_add(records, "env", *env);
+	record_add(records, "cwd", cwd);
+	mode_t mask = umask(0);
+	umask(mask);
+	record_addf(records, "umask", "%o", (unsigned)mask);
 }
 
 /* Waits (up to timeout_ms) for exactly the bytes of want on fd. */

@@ -36,6 +36,12 @@ bool pool_valid_size(long long size);
 bool pool_valid_idle(long long seconds);
 
 /*
+ * Adds to records what every handoff brings of the work's process: its arguments (args, NULL-terminated), this
+ * process's environment, cwd and umask.
+ */
+void pool_add_process_records(struct buf *records, const char *const *args, const char *cwd);
+
+/*
  * Hands the work to an idle pooled process of this build: the records (frame.h's record_add) after their length
  * (4 bytes, big-endian), and nfds fds (0, 1 and 2 first, then the kind's own). Candidates are tried in turn until
  * one answers POOL_TAKEN within POOL_HANDOFF_TIMEOUT_MS. Returns the connection to it (close-on-exec) and its pid

@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,8 +33,6 @@
 #define CONFIG_LIMIT (16 << 20)
 #define GROUP_MAX 256
 #define OPTIONS_LIMIT 65536
-
-extern char **environ;
 
 /* Takes the runtime options containerd writes on stdin (so that its write completes): their first
  * OPTIONS_LIMIT bytes, the rest read and dropped. */
@@ -110,14 +107,7 @@ static pid_t hand_to_pool(const struct pool *pool, const struct launch *launch, 
 	const char *args[16];
 	serve_arguments(launch, bundle, args);
 	struct buf records = { 0 };
-	for (size_t i = 0; args[i]; i++)
-		record_add(&records, "arg", args[i]);
-	for (char **env = environ; *env; env++)
-		record_add(&records, "env", *env);
-	record_add(&records, "cwd", bundle);
-	mode_t mask = umask(0);
-	umask(mask);
-	record_addf(&records, "umask", "%o", (unsigned)mask);
+	pool_add_process_records(&records, args, bundle);
 	int log = open_log(bundle), null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	pid_t pid = -1;
 	if (log >= 0 && null >= 0) {

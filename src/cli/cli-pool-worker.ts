@@ -4,6 +4,7 @@
 // to the launcher, which exits with it. Should the launcher die, this process dies too, as a CLI killed would.
 import { writeSync } from 'node:fs';
 import { waitForWork } from '../host/pooled-process.js';
+import { socketFd } from '../host/unix-socket.js';
 import { ENV_PREFORKED_AGENT, POOL_EXIT } from '../generated/facts.js';
 
 /** Waits for a call; resolves to its argv once this process has become its CLI. */
@@ -13,7 +14,7 @@ export async function cliPoolWorker(idleSeconds: number, dir: string): Promise<s
   const agent = work.fds[0];
   const agentPid = work.records.get('agent-pid');
   if (agent !== undefined && agentPid !== undefined) process.env[ENV_PREFORKED_AGENT] = `${agent} ${agentPid}`;
-  const fd = (work.connection as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  const fd = socketFd(work.connection);
   process.on('exit', (code) => {
     try {
       if (fd !== undefined) writeSync(fd, `${POOL_EXIT}${code}\n`);

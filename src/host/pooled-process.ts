@@ -7,13 +7,12 @@ import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { handoffAddon } from './handoff-addon.js';
 import { processStartTime } from './host-process.js';
-import { bindUnixSocket, unlinkSocket } from './unix-socket.js';
+import { bindUnixSocket, socketFd, unlinkSocket } from './unix-socket.js';
 import { buildId, memberSocketName, type PoolKind } from './warm-pool.js';
 import { POOL_HANDOFF_TIMEOUT_MS, POOL_LOAD_TIME_ENV, POOL_READY, POOL_TAKEN } from '../generated/facts.js';
 
 /** fd 3 of a new pooled process: the refill's pipe, told POOL_READY once the process is in the pool. */
 const READY_FD = 3;
-
 
 export interface Work {
   args: string[];
@@ -21,8 +20,6 @@ export interface Work {
   fds: number[];
   /** The connection to the launcher: a CLI worker reports its exit status there. */
   connection: Socket;
-  /** The launcher's pid, when it said (a CLI launcher: the parent of its preforked agent). */
-  launcherPid: number | undefined;
   /** The handoff's other records (the first of each key), for the kind's own. */
   records: Map<string, string>;
 }
@@ -85,7 +82,7 @@ function becomeWorker(records: Array<[string, string]>, fds: number[]): Omit<Wor
   Object.assign(process.env, env);
   addon.renice(nice !== undefined ? Number(nice) : 0);
   launcher = launcherPid !== undefined ? Number(launcherPid) : undefined;
-  return { args: values('arg'), fds: fds.slice(3), launcherPid: launcher, records: new Map(records.slice().reverse()) };
+  return { args: values('arg'), fds: fds.slice(3), records: new Map(records.slice().reverse()) };
 }
 
 /**
@@ -136,10 +133,10 @@ export async function waitForWork(kind: PoolKind, idleSeconds: number, dir: stri
       unlinkSocket(path, inode);
       clearTimeout(idle);
       process.removeListener('SIGTERM', leave);
-      const fd = (connection as unknown as { _handle?: { fd?: number } })._handle?.fd;
+      const fd = socketFd(connection);
       let work: Omit<Work, 'connection'>;
       try {
-        if (typeof fd !== 'number' || fd < 0) throw new Error('no fd for the connection');
+        if (fd === undefined) throw new Error('no fd for the connection');
         const { data, fds } = handoffAddon().receive(fd, POOL_HANDOFF_TIMEOUT_MS);
         if (buildId(kind) !== build) throw new Error('the installed code changed since this process loaded it');
         work = becomeWorker(parseRecords(data), fds);

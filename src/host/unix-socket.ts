@@ -1,5 +1,5 @@
 import { chmodSync, closeSync, constants, lstatSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, unlinkSync } from 'node:fs';
-import { connect, createServer, Socket } from 'node:net';
+import { connect, createServer, type Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 
@@ -29,6 +29,12 @@ export function connectUnix(path: string): Socket {
   } finally {
     closeSync(directory);
   }
+}
+
+/** The fd of a socket or server, undefined when it has none (Node exposes no public accessor; its handle carries it on POSIX systems). */
+export function socketFd(socket: Socket | Server): number | undefined {
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
 }
 
 /** Whether something accepts connections on the socket at path. */

@@ -3,7 +3,7 @@
 // holds now. The launchers' C (native/common/warm-pool.c) takes from it and refills it by the same rules.
 import { lstatSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { processRssKib, processStartTime } from './host-process.js';
+import { isProcessAlive, processRssKib } from './host-process.js';
 import { PROJECT_ROOT } from './install-paths.js';
 import {
   ENV_POOL_DIR, ENV_POOL_IDLE_SECONDS, ENV_POOL_SIZE, POOL_CLI_CODE, POOL_DEFAULT_IDLE_SECONDS, POOL_DEFAULT_SIZE,
@@ -113,7 +113,7 @@ export function poolMembers(dir = poolDirectory(), install = installDirectory())
   for (const name of names.sort()) {
     const member = parseMemberName(name);
     if (!member) continue;
-    const alive = processStartTime(member.pid) === member.startTime;
+    const alive = isProcessAlive(member.pid, member.startTime);
     members.push({
       ...member,
       socket: join(dir, name),

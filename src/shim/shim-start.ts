@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { constants, openSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { bindUnixSocket, isServed } from '../host/unix-socket.js';
+import { bindUnixSocket, isServed, socketFd } from '../host/unix-socket.js';
 import { readShimPid, writeServingShimPid, writeShimFiles } from './bundle-record.js';
 import { serveArguments, type ShimFlags } from './shim-flags.js';
 import { bootstrapLine, groupId, shimProtocol, shimSocketPath, shimStateDir } from './shim-socket.js';
@@ -36,9 +36,8 @@ function openLog(bundle: string): number | 'ignore' {
 }
 
 function listeningFd(server: Server): number {
-  // Node exposes no public accessor for a server's fd; its handle carries it on POSIX systems.
-  const fd = (server as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) throw new Error('cannot find the listening socket\'s file descriptor');
+  const fd = socketFd(server);
+  if (fd === undefined) throw new Error('cannot find the listening socket\'s file descriptor');
   return fd;
 }
 

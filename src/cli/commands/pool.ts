@@ -2,7 +2,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Command } from '@oclif/core/command';
 import * as Flags from '@oclif/core/flags';
-import { processStartTime } from '../../host/host-process.js';
+import { isProcessAlive } from '../../host/host-process.js';
 import { buildId, POOL_KINDS, poolDirectory, poolMembers, poolSettingsFromEnv, type PoolMemberState } from '../../host/warm-pool.js';
 
 const CLOCK_TICKS_PER_SECOND = 100;
@@ -18,7 +18,7 @@ async function drain(dir: string): Promise<void> {
       // gone already
     }
   }
-  const ended = (member: PoolMemberState) => processStartTime(member.pid) !== member.startTime;
+  const ended = (member: PoolMemberState) => !isProcessAlive(member.pid, member.startTime);
   for (let waited = 0; waited < DRAIN_WAIT_MS && !members.every(ended); waited += 50) await sleep(50);
   for (const member of members.filter(ended)) rmSync(member.socket, { force: true });
 }
