@@ -33,6 +33,11 @@ function sameAsWritten(fd: number, data: Buffer, position: number): boolean {
 
 export class ContentStore {
   private readonly inFlight = new Map<string, { done: Promise<void>; blob: GrowingBlob }>();
+  /**
+   * The sizes of the blobs the last `blobs()` found. A blob is put in place whole (renamed in, its digest checked)
+   * and never changes after, so a digest listed again keeps its size: only blobs new since are stat'ed.
+   */
+  private listedSizes = new Map<string, number>();
 
   constructor(readonly dir: string) {
     mkdirSync(join(dir, 'ingest'), { recursive: true, mode: 0o700 });
@@ -233,15 +238,20 @@ export class ContentStore {
     checkDigest(hash, digest);
   }
 
-  /** Every blob digest in the store with its size and last access. */
+  /** Every blob digest in the store with its size. */
   blobs(): { digest: string; size: number }[] {
     const result: { digest: string; size: number }[] = [];
+    const sizes = new Map<string, number>();
     const root = join(this.dir, 'blobs');
     for (const algorithm of readdirSync(root)) {
       for (const hex of readdirSync(join(root, algorithm))) {
-        result.push({ digest: `${algorithm}:${hex}`, size: statSync(join(root, algorithm, hex)).size });
+        const digest = `${algorithm}:${hex}`;
+        const size = this.listedSizes.get(digest) ?? statSync(join(root, algorithm, hex)).size;
+        sizes.set(digest, size);
+        result.push({ digest, size });
       }
     }
+    this.listedSizes = sizes;
     return result;
   }
 

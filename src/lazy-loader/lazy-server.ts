@@ -58,18 +58,20 @@ function log(message: string): void {
   process.stderr.write(`${new Date().toISOString()} ${message}\n`);
 }
 
-/** Loop devices whose backing file is under `dir`. */
-function loopUsers(dir: string): number {
-  let count = 0;
-  for (const name of readdirSync('/sys/block')) {
-    if (!name.startsWith('loop')) continue;
+/**
+ * Loop devices whose backing file is under `dir`: those of `known` still bound to one, or, when none is left, all
+ * of /sys/block's (a new user only matters once the ones known have gone).
+ */
+function loopUsers(dir: string, known: string[]): string[] {
+  const bound = (name: string): boolean => {
     try {
-      if (readFileSync(`/sys/block/${name}/loop/backing_file`, 'utf8').trim().startsWith(`${dir}/`)) count++;
+      return readFileSync(`/sys/block/${name}/loop/backing_file`, 'utf8').trim().startsWith(`${dir}/`);
     } catch {
-      // not bound
+      return false; // not bound
     }
-  }
-  return count;
+  };
+  const still = known.filter(bound);
+  return still.length > 0 ? still : readdirSync('/sys/block').filter((name) => name.startsWith('loop') && bound(name));
 }
 
 export class LazyServer {
@@ -80,6 +82,8 @@ export class LazyServer {
   private readonly loaded = new Map<string, Loaded>();
   private connections = 0;
   private idleSince = Date.now();
+  /** The loop devices over the image files the last tick found. */
+  private loops: string[] = [];
   private socketInode = 0;
   private nbdInode = 0;
   /** Exports by file name, as large as a microVM's rootfs disk: zeros past the image. */
@@ -273,7 +277,7 @@ export class LazyServer {
 
   private tick(): void {
     void this.saveStats().catch(() => {});
-    if (this.connections > 0 || this.nbd.connections > 0 || loopUsers(this.paths.mount) > 0) {
+    if (this.connections > 0 || this.nbd.connections > 0 || (this.loops = loopUsers(this.paths.mount, this.loops)).length > 0) {
       this.idleSince = Date.now();
       return;
     }

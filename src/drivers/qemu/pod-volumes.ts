@@ -7,8 +7,9 @@
 // into a volume through it, and the export's directories are removed with rmdir only.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { mountPointsUnder } from '../../host/mounts.js';
 
 /** The 9p mount tag of the export; in the guest it is mounted at GUEST_VOLUMES. */
 export const VOLUMES_TAG = 'volumes';
@@ -44,13 +45,6 @@ export function bindVolume(vmDir: string, containerId: string, index: number, so
   if (readonly) mount(['-o', 'remount,bind,ro', target]);
 }
 
-function mountsUnder(dir: string): string[] {
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
-    .map((line) => (line.split(' ')[4] ?? '').replace(/\\(\d{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8))))
-    .filter((point) => point.startsWith(`${dir}/`))
-    .reverse();
-}
-
 /** Removes empty directories from the bottom up; anything else (a mount still busy, a file) stays. */
 function removeEmptyDirs(dir: string): void {
   let entries: string[];
@@ -70,6 +64,6 @@ function removeEmptyDirs(dir: string): void {
 /** Unmounts a container's volumes (every container's, without an id) from the VM's export and removes their places. */
 export function unbindVolumes(vmDir: string, containerId?: string): void {
   const root = containerId ? join(volumesExport(vmDir), containerId) : volumesExport(vmDir);
-  for (const point of mountsUnder(root)) spawnSync('umount', ['-l', point], { stdio: 'ignore' });
+  for (const point of mountPointsUnder(root)) spawnSync('umount', ['-l', point], { stdio: 'ignore' });
   removeEmptyDirs(root);
 }
