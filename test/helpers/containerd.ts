@@ -157,7 +157,7 @@ export class PrivateContainerd {
   }
 
   /** `ctr events` from now on (stopped with the owner): the topics seen so far for a container, and all the text. */
-  async watchEvents(owner: TeardownOwner): Promise<{ topics(id: string): string[]; text(): string }> {
+  async watchEvents(owner: TeardownOwner): Promise<{ topics(id: string): string[]; at(id: string, topic: string): string | undefined; text(): string }> {
     const events = spawn('ctr', ['-a', this.address, 'events'], { stdio: ['ignore', 'pipe', 'ignore'] });
     owner.teardown(() => events.kill());
     let seen = '';
@@ -165,6 +165,10 @@ export class PrivateContainerd {
     await sleep(300);
     return {
       topics: (id) => [...seen.matchAll(/(\/tasks\/[a-z-]+)\s.*"container_id":"([^"]+)"/g)].filter((m) => m[2] === id).map((m) => m[1]!),
+      // When containerd says the event happened (its time, nanoseconds padded so that the strings sort), for
+      // events that may be delivered in another order than they happened.
+      at: (id, topic) => [...seen.matchAll(/^(\S+ \d\d:\d\d:\d\d)(?:\.(\d+))? \S+ UTC \S+ (\/tasks\/[a-z-]+) .*"container_id":"([^"]+)"/gm)]
+        .filter((m) => m[3] === topic && m[4] === id).map((m) => `${m[1]}.${(m[2] ?? '').padEnd(9, '0')}`)[0],
       text: () => seen,
     };
   }
