@@ -72,8 +72,10 @@ test('the lazy loader\'s server killed with SIGKILL while a microVM reads: QEMU 
   let release!: () => void;
   proxy.gate = new Promise((resolve) => (release = resolve));
   const running = env.run(['run', '--bundle', bundle, env.id()], { env: vmEnv(env), timeout: 120_000 });
-  for (let i = 0; i < 1200 && proxy.held === 0; i++) await sleep(50);
-  t.true(proxy.held > 0, 'the VM waits for a chunk');
+  let ended: Awaited<typeof running> | undefined;
+  void running.then((result) => (ended = result));
+  for (let i = 0; i < 1200 && proxy.held === 0 && !ended; i++) await sleep(50);
+  t.true(proxy.held > 0, `the VM waits for a chunk${ended ? `; the run ended first: ${JSON.stringify(ended)}` : ''}`);
   const [server] = loaderProcesses(store).server;
   process.kill(server!, 'SIGKILL');
   for (let i = 0; i < 100 && !loaderProcesses(store).server.some((pid) => pid !== server); i++) await sleep(50);
