@@ -205,7 +205,9 @@ export function podTests(handler: Handler, env: () => Promise<CriEnv>, options: 
     t.regex(ps, /^\s*1 \/pause$/m, 'the pod\'s pid 1 is its sandbox');
     t.regex(ps, /sleep 100001/, 'a container sees the other\'s processes');
     const alone = await cri.startContainer(own, { name: 'looker', image: 'second', args: STAYS('looker') });
-    const ownPs = (await cri.execSync(alone, ['ps', '-o', 'pid,args'])).stdout;
+    // Its shell may still be in its `exec sleep` (a kernel shows the new args before the new name): wait it out.
+    const execDone = 'until [ "$(cat /proc/1/comm)" = sleep ]; do sleep 0.1; done; ps -o pid,args';
+    const ownPs = (await cri.execSync(alone, ['sh', '-c', execDone])).stdout;
     t.notRegex(ownPs, /sleep 100001|pause/);
     t.regex(ownPs, /^\s*1 sleep 100000$/m);
     const sleeper = (await cri.client.runtime('ListContainers', { filter: { podSandboxId: shared.id } })).containers

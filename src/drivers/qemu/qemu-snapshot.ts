@@ -65,30 +65,37 @@ export async function stopWhenQuiet(qmp: QmpClient, prefix: string, timeoutMs = 
  * Saves the VM's state into `statePath` (a stopped VM: see stopWhenQuiet). QEMU 7.2 migrates to a socket, an fd
  * passed over QMP, or a shell command: a socket of ours keeps a shell out of it.
  */
-export async function saveSnapshot(qmp: QmpClient, statePath: string): Promise<void> {
+export async function saveSnapshot(qmp: QmpClient, statePath: string, timeoutMs = 10_000): Promise<void> {
   const socketPath = `${statePath}.sock`;
-  let received: Promise<void> | undefined;
-  const server = createServer((connection: Socket) => {
+  // QEMU may report the migration completed before this process has taken its connection in: the reply on the QMP
+  // socket and the connection on this one can come out of one poll in either order.
+  let connected!: (received: Promise<void>) => void;
+  const connection = new Promise<Promise<void>>((resolve) => (connected = resolve));
+  const server = createServer((socket: Socket) => {
     server.close();
     const file = createWriteStream(statePath, { mode: 0o600 });
-    received = new Promise((resolve, reject) => {
+    connected(new Promise((resolve, reject) => {
       file.on('finish', resolve);
       file.on('error', reject);
-      connection.on('error', reject);
-    });
-    connection.pipe(file);
+      socket.on('error', reject);
+    }));
+    socket.pipe(file);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(socketPath, resolve);
   });
+  let timer: NodeJS.Timeout | undefined;
   try {
     await qmp.execute('migrate-set-capabilities', IGNORE_SHARED);
     await qmp.execute('migrate', { uri: `unix:${socketPath}` });
     await migrationCompleted(qmp, 'the snapshot', 5);
-    if (!received) throw new Error('the snapshot failed: QEMU never connected');
-    await received;
+    const neverConnected = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('the snapshot failed: QEMU never connected')), timeoutMs);
+    });
+    await Promise.race([connection.then((received) => received), neverConnected]);
   } finally {
+    clearTimeout(timer);
     server.close();
     rmSync(socketPath, { force: true });
   }
