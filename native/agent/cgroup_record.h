@@ -6,7 +6,10 @@
  */
 #pragma once
 
-/* Replaces the container's record with text (atomically: a temporary file renamed); logs a failure. */
-void cgroup_record_save(const char *id, const char *text);
+#include <stdbool.h>
+
+/* Adds a line (`LEVELS PATH\n`) to the container's record, which the first line starts anew; logs a failure. The
+ * host reads only whole lines: one cut short by the agent's death is left out. */
+void cgroup_record_add(const char *id, const char *line, bool first);
 /* Removes the container's record, once its directories are gone. */
 void cgroup_record_drop(const char *id);

@@ -39,6 +39,7 @@ struct cgroups {
 	int oom_fd, oom_control_fd;
 	uint64_t oom_seen, oom_at_create;
 	char memory_limit[32]; /* the value last written to memory.limit_in_bytes or memory.max, for messages */
+	bool recorded;         /* the record holds a line of this create */
 };
 
 struct hierarchy {
@@ -308,19 +309,16 @@ static void destroy_dirs(struct cgroups *cg)
 	}
 	cg->n = 0;
 	cgroup_record_drop(cg->id);
+	cg->recorded = false;
 }
 
-/* What the host removes should the agent die before it could (cgroup_record.h): the directories made so far. */
-static void save_record(const struct cgroups *cg)
+/* What the host removes should the agent die before it could (cgroup_record.h): each directory once it is made. */
+static void record_dir(struct cgroups *cg, const struct cgdir *d)
 {
-	struct buf text = { 0 };
-	for (size_t i = 0; i < cg->n; i++) {
-		const struct cgdir *d = &cg->dirs[i];
-		if (d->path && !d->shared && d->remove)
-			buf_addf(&text, "%d %s\n", d->created, d->path);
-	}
-	cgroup_record_save(cg->id, text.data ? text.data : "");
-	buf_free(&text);
+	char line[4200];
+	snprintf(line, sizeof line, "%d %s\n", d->created, d->path);
+	cgroup_record_add(cg->id, line, !cg->recorded);
+	cg->recorded = true;
 }
 
 static struct cgdir *dir_for(const struct cgroups *cg, const char *controller)
@@ -442,7 +440,7 @@ struct cgroups *cgroups_create(const char *id, const char *path, const char *cgr
 			for (size_t j = 0; j + 1 < cg->n; j++)
 				d->shared |= !strcmp(cg->dirs[j].path, d->path);
 			if (d->remove && !d->shared)
-				save_record(cg);
+				record_dir(cg, d);
 		}
 		if (!taken)
 			break;

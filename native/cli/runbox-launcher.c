@@ -31,6 +31,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cgroup-prime.h"
 #include "facts.h"
 #include "frame.h"
 #include "node-exec.h"
@@ -60,9 +61,8 @@ static void await_worker_end(int connection)
 	}
 }
 
-/* Waits for the worker's exit status and exits with it; a worker that died without one is died with: by the
- * signal passed on to it, else SIGKILL. */
-static _Noreturn void relay(int connection, pid_t worker)
+/* From now on, the signals a caller sends this process go to the worker. */
+static void forward_signals(pid_t worker)
 {
 	worker_pid = worker;
 	const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT };
@@ -70,6 +70,12 @@ static _Noreturn void relay(int connection, pid_t worker)
 	sigemptyset(&action.sa_mask);
 	for (size_t i = 0; i < ARRAY_LEN(forwarded); i++)
 		sigaction(forwarded[i], &action, NULL);
+}
+
+/* Waits for the worker's exit status and exits with it; a worker that died without one is died with: by the
+ * signal passed on to it, else SIGKILL. */
+static _Noreturn void relay(int connection)
+{
 	char line[64];
 	size_t len = 0;
 	for (;;) {
@@ -139,7 +145,9 @@ static void try_pool(const char *entry, int argc, char **argv, int agent_fd, pid
 		return;
 	/* The worker holds Node's end of the agent's socketpair now. */
 	close(agent_fd);
-	relay(connection, worker);
+	forward_signals(worker);
+	prime_cgroup_migration();
+	relay(connection);
 }
 
 /* Forks AGENT on one end of a socketpair (its AGENT_DRIVER_FD); returns the other end, or -1 (nothing left behind then). */

@@ -16,6 +16,11 @@ function fsext(): FsExt {
   return fsExt;
 }
 
+/** Loads the addon now rather than at the first lock (a pooled process, before it is taken). */
+export function preloadFileLocks(): void {
+  fsext();
+}
+
 function flock(fd: number, mode: Mode): Promise<void> {
   return new Promise((resolve, reject) => fsext().flock(fd, mode, (error) => (error ? reject(error) : resolve())));
 }

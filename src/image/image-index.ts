@@ -41,7 +41,7 @@ export class ImageIndex {
 
   all(): ImageRecord[] {
     try {
-      return Object.values(JSON.parse(readFileSync(this.path, 'utf8')) as Records).sort((a, b) => a.name.localeCompare(b.name));
+      return Object.values(JSON.parse(readFileSync(this.path, 'utf8')) as Records).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw error;

@@ -136,7 +136,7 @@ export class ImageStore {
     const kept = (name: string): boolean => (typeof keep === 'string' ? name === keep : keep?.has(name) === true);
     await this.collect();
     while (this.used() > quota) {
-      const victim = this.images.all().filter((record) => !kept(record.name)).sort((a, b) => a.lastUsed.localeCompare(b.lastUsed))[0];
+      const victim = this.images.all().filter((record) => !kept(record.name)).sort((a, b) => (a.lastUsed < b.lastUsed ? -1 : a.lastUsed > b.lastUsed ? 1 : 0))[0];
       if (!victim) break;
       await this.images.update((records) => {
         delete records[victim.name];

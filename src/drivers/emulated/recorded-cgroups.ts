@@ -16,10 +16,13 @@ interface RecordedCgroup {
   levels: number;
 }
 
-/** The lines `LEVELS PATH` of a record; a path that is not a cgroup's directory is no business of ours. */
+/**
+ * The lines `LEVELS PATH` of a record; a path that is not a cgroup's directory is no business of ours, nor is a
+ * last line without its newline (cut short by the agent's death).
+ */
 function readRecord(file: string): RecordedCgroup[] {
   const cgroups: RecordedCgroup[] = [];
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
+  for (const line of readFileSync(file, 'utf8').split('\n').slice(0, -1)) {
     const match = /^(\d+) (.+)$/.exec(line);
     if (!match) continue;
     const path = match[2]!;

@@ -250,7 +250,7 @@ export class ChunkFetcher {
 
 /** Chunks split into runs of one layer whose members follow one another, each at most `maxSpan` bytes (0: one member). */
 export function spans(chunks: Chunk[], maxSpan: number): Chunk[][] {
-  const sorted = [...chunks].sort((a, b) => a.layer.localeCompare(b.layer) || a.memberStart - b.memberStart || a.innerOffset - b.innerOffset);
+  const sorted = [...chunks].sort((a, b) => (a.layer < b.layer ? -1 : a.layer > b.layer ? 1 : 0) || a.memberStart - b.memberStart || a.innerOffset - b.innerOffset);
   const result: Chunk[][] = [];
   for (const chunk of sorted) {
     const run = result.at(-1);
