@@ -26,45 +26,52 @@ export function podNetnsPath(spec: Spec): string | undefined {
   return spec.linux?.namespaces?.find((ns) => ns.type === 'network')?.path;
 }
 
-function inNetns(netns: string, command: string, args: string[]): string {
-  const result = spawnSync('nsenter', [`--net=${netns}`, command, ...args], { encoding: 'utf8' });
+function inNetns(netns: string, script: string): string {
+  const result = spawnSync('nsenter', [`--net=${netns}`, 'sh', '-ec', script], { encoding: 'utf8' });
   if (result.status !== 0) {
-    throw new SandboxError(`the pod's network namespace ${netns}: ${command} ${args.join(' ')}: ${(result.stderr || result.error?.message || '').trim()}`);
+    throw new SandboxError(`the pod's network namespace ${netns}: ${(result.stderr || result.error?.message || '').trim()}`);
   }
   return result.stdout;
 }
 
+/** A shell's here-document feeding `lines` to COMMAND's batch mode (one process for all of them). */
+const batch = (command: string, lines: string[]) => [`${command} -batch - <<'EOF'`, ...lines, 'EOF'];
+
 /**
  * Reads what CNI gave the pod (eth0's MAC, MTU, IPv4 addresses, routes) and plugs a tap into it with tc
- * redirects both ways. A tap left by a VM before (a retried boot) is replaced.
+ * redirects both ways. A tap and redirects left by a VM before (a retried boot) are replaced. Each process costs a
+ * few ms, so `ip` and `tc` run in batch mode: one shell in the namespace reads, a second plugs.
  */
 export function plugPodNetwork(netns: string): PodNetwork {
-  const redirect = (from: string, to: string) => [
-    `tc qdisc add dev ${from} ingress`,
-    `tc filter add dev ${from} parent ffff: protocol all u32 match u8 0 0 action mirred egress redirect dev ${to}`,
-  ];
-  // One shell in the namespace (each process costs a few ms): eth0's link, addresses and routes as JSON lines,
-  // then the tap and the redirects, its MTU the veth's.
-  const output = inNetns(netns, 'sh', ['-ec', [
-    `ip -j link show dev ${POD_INTERFACE}`,
-    `ip -j -4 addr show dev ${POD_INTERFACE}`,
-    `ip -j -4 route show dev ${POD_INTERFACE}`,
-    `ip link del ${POD_TAP} 2>/dev/null || true`,
-    `tc qdisc del dev ${POD_INTERFACE} ingress 2>/dev/null || true`,
-    `ip tuntap add dev ${POD_TAP} mode tap vnet_hdr`,
-    `ip link set dev ${POD_TAP} mtu "$(cat /sys/class/net/${POD_INTERFACE}/mtu)" up`,
-    ...redirect(POD_INTERFACE, POD_TAP),
-    ...redirect(POD_TAP, POD_INTERFACE),
-  ].join('\n')]);
-  const [linkJson, addrJson, routesJson] = output.split('\n').filter((line) => line.startsWith('['));
-  const [link] = JSON.parse(linkJson ?? '[]') as Array<{ address: string; mtu: number }>;
-  const [addr] = JSON.parse(addrJson ?? '[]') as Array<{ addr_info: Array<{ local: string; prefixlen: number }> }>;
-  const routes = JSON.parse(routesJson ?? '[]') as Array<{ dst: string; gateway?: string }>;
+  const [addrJson, routesJson, linksJson, qdiscsJson] = inNetns(netns, [
+    ...batch('ip -j', [`addr show dev ${POD_INTERFACE}`, `route show dev ${POD_INTERFACE}`, 'link show']),
+    `tc -j qdisc show dev ${POD_INTERFACE}`,
+  ].join('\n')).split('\n').filter((line) => line.startsWith('['));
+  const [link] = JSON.parse(addrJson ?? '[]') as Array<{ address: string; mtu: number; addr_info?: Array<{ family: string; local: string; prefixlen: number }> }>;
   if (!link) throw new SandboxError(`the pod's network namespace ${netns} has no ${POD_INTERFACE}`);
+  const routes = JSON.parse(routesJson ?? '[]') as Array<{ dst: string; gateway?: string }>;
+  const tapLeft = (JSON.parse(linksJson ?? '[]') as Array<{ ifname: string }>).some(({ ifname }) => ifname === POD_TAP);
+  const ingressLeft = (JSON.parse(qdiscsJson ?? '[]') as Array<{ kind: string }>).some(({ kind }) => kind === 'ingress');
+  const redirect = (from: string, to: string) => [
+    `qdisc add dev ${from} ingress`,
+    `filter add dev ${from} parent ffff: protocol all u32 match u8 0 0 action mirred egress redirect dev ${to}`,
+  ];
+  inNetns(netns, [
+    ...batch('ip', [
+      ...(tapLeft ? [`link del ${POD_TAP}`] : []),
+      `tuntap add dev ${POD_TAP} mode tap vnet_hdr`,
+      `link set dev ${POD_TAP} mtu ${link.mtu} up`,
+    ]),
+    ...batch('tc', [
+      ...(ingressLeft ? [`qdisc del dev ${POD_INTERFACE} ingress`] : []),
+      ...redirect(POD_INTERFACE, POD_TAP),
+      ...redirect(POD_TAP, POD_INTERFACE),
+    ]),
+  ].join('\n'));
   return {
     mac: link.address,
     mtu: link.mtu,
-    addresses: (addr?.addr_info ?? []).map((info) => `${info.local}/${info.prefixlen}`),
+    addresses: (link.addr_info ?? []).filter((info) => info.family === 'inet').map((info) => `${info.local}/${info.prefixlen}`),
     routes: routes.map(({ dst, gateway }) => ({ dst, ...(gateway && { gateway }) })),
   };
 }
