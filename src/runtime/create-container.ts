@@ -91,14 +91,19 @@ export async function createContainer(context: RuntimeContext, id: string, optio
     // Recorded at once: a CLI killed from here on leaves a sandbox that delete can find and end. Until the
     // sandbox is told, it ends with this process.
     store.write(record);
-    await sandbox.recorded();
+    // The sandbox takes requests in order: the create follows this one without waiting for its answer.
+    const recorded = sandbox.recorded();
+    recorded.catch(() => {});
     logger.debug(`container ${id}: ${driver.name} sandbox booted: ${JSON.stringify(sandbox.handle)}`);
     const stdio: StdioMode = process.terminal ? (options.consoleSocket ? 'null' : 'stream') : (options.stdio ?? 'inherit');
     const stopsForHooks = createStopsForHooks(spec.hooks);
-    const init = await sandbox.createContainer(
+    const creating = sandbox.createContainer(
       { id, bundle, spec, stdio, ...(options.consoleSocket ? { consoleSocket: resolve(options.consoleSocket) } : {}), finish: !stopsForHooks },
       relayOutput,
     );
+    creating.catch(() => {});
+    await recorded;
+    const init = await creating;
     record.pid = init.pid;
     record.pidStartTime = context.processes.startTime(init.pid);
     if (stopsForHooks) {
