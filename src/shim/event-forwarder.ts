@@ -3,14 +3,14 @@
 import { encodeAny } from '../rpc/protos.js';
 import { TtrpcClient } from '../rpc/ttrpc-client.js';
 
-const EVENTS_SERVICE = 'containerd.services.events.ttrpc.v1.Events';
+export const EVENTS_SERVICE = 'containerd.services.events.ttrpc.v1.Events';
 const NAMESPACE_METADATA = 'containerd-namespace-ttrpc';
 const CALL_TIMEOUT_MS = 5000;
 const MAX_BACKOFF_MS = 1000;
 
 export type TaskTopic = 'create' | 'start' | 'exit' | 'delete' | 'exec-added' | 'exec-started' | 'oom' | 'paused' | 'resumed';
 
-const EVENT_TYPES: Record<TaskTopic, string> = {
+export const EVENT_TYPES: Record<TaskTopic, string> = {
   create: 'containerd.events.TaskCreate',
   start: 'containerd.events.TaskStart',
   exit: 'containerd.events.TaskExit',

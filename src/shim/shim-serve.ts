@@ -11,6 +11,9 @@ import { groupId, shimProtocol, shimSocketPath, shimStateDir } from './shim-sock
 import { TaskService } from './task-service.js';
 import { SHIM_INHERITED_FD } from '../generated/facts.js';
 
+/** The service a ttrpc shim serves containerd (a gRPC shim serves containerd.task.v3.Task). */
+export const TTRPC_TASK_SERVICE = 'containerd.task.v2.Task';
+
 const EVENT_FLUSH_MS = 5000;
 
 function log(message: string): void {
@@ -49,7 +52,7 @@ export async function serve(flags: ShimFlags, listenerFd = SHIM_INHERITED_FD): P
     writeSync(SHIM_INHERITED_FD, 'ready\n');
   } else {
     const server = new TtrpcServer();
-    server.addService('containerd.task.v2.Task', service.implementation());
+    server.addService(TTRPC_TASK_SERVICE, service.implementation());
     await server.listen({ fd: listenerFd });
     stop = once(async () => {
       await server.close();
