@@ -1,6 +1,9 @@
 // What the `delete` subcommand needs to clean up after a shim that died (SIGKILL): the sandbox the container
 // ran in and its init pid, in BUNDLE/runbox-shim.json, written atomically by the shim at Create and removed at
-// Delete. The bundle also holds `address` and `shim.pid`, as containerd's own shims write them.
+// Delete. The bundle also holds `address` and `shim.pid`, as containerd's own shims write them. None of these
+// outlives a reboot (containerd keeps bundles under /run, the shims' directories are under /run too, and every
+// shim and container ends with the host), so they are written atomically without a disk flush, as runc's shim
+// writes its own.
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SandboxHandle } from '../sandbox/driver.js';
@@ -16,7 +19,7 @@ export interface BundleRecord {
 }
 
 export function writeBundleRecord(bundle: string, record: BundleRecord): void {
-  writeFileAtomic(join(bundle, BUNDLE_RECORD_FILE), JSON.stringify(record));
+  writeFileAtomic(join(bundle, BUNDLE_RECORD_FILE), JSON.stringify(record), 0o600, false);
 }
 
 export function readBundleRecord(bundle: string): BundleRecord | undefined {
@@ -32,8 +35,8 @@ export function removeBundleRecord(bundle: string): void {
 }
 
 export function writeShimFiles(bundle: string, address: string, pid: number | undefined): void {
-  writeFileAtomic(join(bundle, BUNDLE_ADDRESS_FILE), address, 0o644);
-  if (pid) writeFileAtomic(join(bundle, SHIM_PID_FILE), String(pid), 0o644);
+  writeFileAtomic(join(bundle, BUNDLE_ADDRESS_FILE), address, 0o644, false);
+  if (pid) writeFileAtomic(join(bundle, SHIM_PID_FILE), String(pid), 0o644, false);
 }
 
 /**
@@ -43,7 +46,7 @@ export function writeShimFiles(bundle: string, address: string, pid: number | un
  */
 export function writeServingShimPid(stateDir: string, pid: number): void {
   mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  writeFileAtomic(join(stateDir, SHIM_PID_FILE), String(pid));
+  writeFileAtomic(join(stateDir, SHIM_PID_FILE), String(pid), 0o600, false);
 }
 
 /** The pid of the shim that owns a state directory (see shimStateDir), if it wrote one. */
