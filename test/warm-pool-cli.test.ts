@@ -1,13 +1,14 @@
 // The warm pool's CLI workers (docs/warm-pool.md): `runbox create` and `run` handed by bin/runbox's launcher to a
 // pre-started worker give what a fresh Node gives (output, exit status, errors, runc's process tree under a
-// subreaper), and a kill -9 of the launcher or of the worker mid-call ends the other and leaves nothing behind.
+// subreaper), a kill -9 of the launcher or of the worker mid-call ends the other and leaves nothing behind, and a
+// kill -9 of a refill while it starts members leaves its lock free and nothing a drain would miss.
 import { spawn } from 'node:child_process';
-import { appendFileSync, chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { appendFileSync, chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import test, { type ExecutionContext } from 'ava';
-import { isProcessAlive } from '../src/host/host-process.js';
+import { isProcessAlive, processStartTime } from '../src/host/host-process.js';
 import { poolMembers, type PoolMemberState } from '../src/host/warm-pool.js';
 import { privatePool } from './helpers/private-pool.js';
 import { PROJECT, processesMentioning, RUNBOX, runCommand, TestEnv } from './helpers/runbox.js';
@@ -193,4 +194,82 @@ test('after an upgrade (a rebuilt CLI bundle) the old build\'s idle worker is no
   t.not(fresh.build, old.build);
   const deleted = await env.run(['delete', '--force', id]);
   t.is(deleted.code, 0, deleted.stderr);
+});
+
+/** The refill (`runbox pool refill`) holding the lock file at path open, or undefined. */
+function refillHolding(lock: string): number | undefined {
+  for (const name of readdirSync('/proc').filter((entry) => /^\d+$/.test(entry))) {
+    try {
+      if (!readFileSync(`/proc/${name}/cmdline`, 'utf8').startsWith('runbox pool refill')) continue;
+      if (readdirSync(`/proc/${name}/fd`).some((fd) => readlinkSync(`/proc/${name}/fd/${fd}`) === lock)) return Number(name);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined;
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+async function poolOf(env: NodeJS.ProcessEnv): Promise<Array<{ kind: string; pid: number; state: string }>> {
+  const shown = await runCommand(RUNBOX, ['pool', '--format', 'json'], { env });
+  if (shown.code !== 0) throw new Error(`runbox pool failed: ${shown.stderr}`);
+  return (JSON.parse(shown.stdout) as { members: Array<{ kind: string; pid: number; state: string }> }).members;
+}
+
+async function idleWorkers(env: NodeJS.ProcessEnv, count: number): Promise<number[]> {
+  for (let i = 0; i < 600; i++) {
+    const idle = (await poolOf(env)).filter((m) => m.kind === 'cli' && m.state === 'idle').map((m) => m.pid);
+    if (idle.length >= count) return idle.sort();
+    await sleep(100);
+  }
+  throw new Error(`the pool did not hold ${count} idle CLI workers: ${JSON.stringify(await poolOf(env))}`);
+}
+
+test('kill -9 of a refill while it starts members: the next call works, a later refill fills the pool, and a drain leaves nothing', async (t) => {
+  const env = new TestEnv(t);
+  const { dir, env: pooled } = pool(t, '2');
+  const bundle = env.bundle((spec) => {
+    spec.process!.args = ['true'];
+  });
+  // The pool is empty: the call is Node's, and its launcher forks a refill, which takes cli.lock and starts two members.
+  const first = env.run(['run', '--bundle', bundle, env.id()], { env: pooled });
+  const lock = join(dir, 'cli.lock');
+  let refill: number | undefined;
+  let starting: number[] = [];
+  for (let i = 0; i < 6000 && starting.length < 2; i++) {
+    refill ??= refillHolding(lock);
+    if (refill) starting = childrenOf(refill);
+    if (starting.length < 2) await sleep(5);
+  }
+  t.is(starting.length, 2, 'the refill started two members');
+  // Stopped, the refill and its members stay where they are: members still starting (not yet in the pool).
+  for (const pid of [refill!, ...starting]) process.kill(pid, 'SIGSTOP');
+  const startTimes = new Map([refill!, ...starting].map((pid) => [pid, processStartTime(pid)]));
+  const alive = (pid: number) => startTimes.get(pid) !== undefined && processStartTime(pid) === startTimes.get(pid);
+  t.teardown(() => starting.filter(alive).forEach((pid) => process.kill(pid, 'SIGKILL')));
+  const inPool = (pid: number) => readdirSync(dir).some((name) => name.includes(`.${pid}.`));
+  t.true(starting.some((pid) => !inPool(pid)), 'the refill was killed while starting a member');
+  process.kill(refill!, 'SIGKILL');
+  for (const pid of starting) process.kill(pid, 'SIGCONT');
+  t.is((await first).code, 0);
+
+  t.deepEqual(await idleWorkers(pooled, 2), starting.slice().sort(), 'the members it started carry on, in the pool');
+  const next = await env.run(['run', '--bundle', bundle, env.id()], { env: pooled });
+  t.is(next.code, 0, next.stderr);
+  const refilled = await idleWorkers(pooled, 2);
+  for (const pid of refilled) if (!startTimes.has(pid)) startTimes.set(pid, processStartTime(pid));
+  t.is(refilled.filter((pid) => !starting.includes(pid)).length, 1, 'a later refill took the lock and filled the pool again');
+
+  const drained = await runCommand(RUNBOX, ['pool', '--drain', '--format', 'json'], { env: pooled });
+  t.is(drained.code, 0, drained.stderr);
+  t.deepEqual(JSON.parse(drained.stdout).members, []);
+  t.true(await until(() => ![...startTimes.keys()].some(alive)), 'no pooled process is left, nor the refill');
+  t.deepEqual(readdirSync(dir).filter((name) => name.endsWith('.sock')), [], 'nor any socket a launcher would try');
 });

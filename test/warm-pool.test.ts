@@ -1,7 +1,10 @@
 // The warm pool (docs/warm-pool.md) under a private containerd: a container's start takes an idle, pre-started shim
 // instead of starting Node, the pool refills, works disabled, survives kill -9 of its members and of a taken shim,
-// never serves two pods with one process, and never hands a pod to a process of an older build.
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, appendFileSync } from 'node:fs';
+// never serves two pods with one process, never hands a pod to a process of an older build, and a shim `start`
+// killed in the middle of its handoff leaves no pooled shim serving nobody.
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, appendFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -205,4 +208,117 @@ test('a pod served by a pooled shim survives a containerd restart, and the pool 
   t.is(shimPidOf(containerd, next), idle!.pid, 'the member that waited through the restart serves the next pod');
   await stopTask(containerd, id);
   await stopTask(containerd, next);
+});
+
+/** The bytes waiting to be read on the unix sockets of process pid (ss's Recv-Q). */
+function bytesQueuedFor(pid: number): number {
+  const result = spawnSync('ss', ['-xpn'], { encoding: 'utf8' });
+  return result.stdout.split('\n').filter((line) => line.includes(`pid=${pid},`))
+    .reduce((sum, line) => sum + Number(line.trim().split(/\s+/)[2] ?? 0), 0);
+}
+
+/** 'connected', or the error code of a connection to the unix socket at path. */
+function connectionTo(path: string): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = connect(path);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve('connected');
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? 'error'));
+  });
+}
+
+/** The syscall process pid is blocked in (the number /proc/PID/syscall starts with), or undefined. */
+function syscallOf(pid: number): number | undefined {
+  try {
+    return Number(readFileSync(`/proc/${pid}/syscall`, 'utf8').split(' ')[0]);
+  } catch {
+    return undefined;
+  }
+}
+
+async function until(condition: () => boolean, tries = 100): Promise<boolean> {
+  for (let i = 0; i < tries && !condition(); i++) await sleep(50);
+  return condition();
+}
+
+const handoffWindows: Array<[string, boolean]> = [
+  ['before its pooled shim answered', false],
+  ['after its pooled shim took the pod', true],
+];
+
+for (const [window, answered] of handoffWindows) test(`kill -9 of a shim start ${window} leaves no shim serving nobody, and the next starts work`, async (t) => {
+  // `start` run as containerd runs it (test/shim-launcher.test.ts), so that it can be stopped inside its handoff.
+  const shim = join(PROJECT, 'bin', 'containerd-shim-runbox-v2');
+  const dir = privatePool(t);
+  const env = { ...process.env, RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: '1' };
+  const work = mkdtempSync('/tmp/rbx-handoff-');
+  const containerdAddress = join(work, 'containerd.sock');
+  const namespace = `handoff-${process.pid}-${answered ? 'taken' : 'sent'}`;
+  const flagsOf = (id: string) => ['-namespace', namespace, '-address', containerdAddress, '-publish-binary', '/bin/true', '-id', id];
+  const socketOf = (group: string) => `/run/containerd/s/${createHash('sha256').update(`${containerdAddress}/${namespace}/${group}`).digest('hex')}`;
+  // Containers named pod* are of one pod (group), as a pod's are under the CRI.
+  const bundleOf = (id: string) => {
+    const bundle = join(work, id);
+    mkdirSync(bundle);
+    writeFileSync(join(bundle, 'config.json'), JSON.stringify({ annotations: { 'io.runbox.group': id.startsWith('pod') ? 'pod' : id } }));
+    return bundle;
+  };
+  const started: number[] = [];
+  t.teardown(() => {
+    for (const pid of started) spawnSync('kill', ['-9', String(pid)]);
+    for (const id of readdirSync(work).filter((name) => name !== 'containerd.sock')) {
+      spawnSync(shim, [...flagsOf(id), '-bundle', join(work, id), 'delete'], { cwd: join(work, id), env });
+    }
+    rmSync(work, { recursive: true, force: true });
+    rmSync(socketOf('pod'), { force: true });
+  });
+  const start = (id: string) => {
+    const bundle = bundleOf(id);
+    const result = spawnSync(shim, [...flagsOf(id), 'start'], { cwd: bundle, env, encoding: 'utf8', input: '' });
+    const pid = Number(readFileSync(join(bundle, 'shim.pid'), 'utf8'));
+    started.push(pid);
+    return { status: result.status, address: result.stdout, pid };
+  };
+
+  t.is(start('warm').status, 0);
+  const [member] = await waitForMembers(dir, 1);
+  t.teardown(() => {
+    if (processStartTime(member!.pid) === member!.startTime) process.kill(member!.pid, 'SIGKILL');
+  });
+  // The member is stopped, so `start` connects, sends the work, and waits for the answer; stopped there in turn, it
+  // cannot go on once the member has answered.
+  process.kill(member!.pid, 'SIGSTOP');
+  const killed = spawn(shim, [...flagsOf('pod'), 'start'], { cwd: bundleOf('pod'), env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const POLL = [7, 271];
+  t.true(await until(() => POLL.includes(syscallOf(killed.pid!) ?? -1)), 'start waits for the member\'s answer');
+  t.true(existsSync(member!.socket), 'the member has not taken the connection yet');
+  if (answered) {
+    process.kill(killed.pid!, 'SIGSTOP');
+    process.kill(member!.pid, 'SIGCONT');
+    t.true(await until(() => bytesQueuedFor(killed.pid!) > 0), 'the member answered that it took the pod');
+    t.regex(readFileSync(`/proc/${member!.pid}/cmdline`, 'utf8'), /-id.pod/, 'the member is the pod\'s shim');
+    process.kill(killed.pid!, 'SIGKILL');
+    await new Promise((resolve) => killed.once('exit', resolve));
+  } else {
+    process.kill(killed.pid!, 'SIGKILL');
+    await new Promise((resolve) => killed.once('exit', resolve));
+    process.kill(member!.pid, 'SIGCONT');
+  }
+
+  t.true(await until(() => processStartTime(member!.pid) !== member!.startTime), 'the shim whose start died exits');
+  t.is(await connectionTo(socketOf('pod')), existsSync(socketOf('pod')) ? 'ECONNREFUSED' : 'ENOENT', 'nothing serves the pod\'s socket');
+  // The socket `start` bound before it was killed is left unserved when no member took it, as without a pool.
+  if (answered) t.false(existsSync(socketOf('pod')), 'the shim that took the pod removed its socket');
+  const again = start('pod-again');
+  t.is(again.status, 0);
+  t.is(again.address, `unix://${socketOf('pod')}`);
+  t.not(again.pid, member!.pid, 'the pod\'s next start gets a shim of its own');
+  const other = start('other');
+  t.is(other.status, 0);
+  t.is(other.address, `unix://${socketOf('other')}`);
+  t.true(existsSync(`/proc/${other.pid}`), 'another pod gets a shim that serves it');
+  t.deepEqual(pidsWith(namespace, '-id pod '), [], 'no process is left with the killed start\'s container');
+  t.deepEqual(poolMembers(dir).filter((m) => m.pid === member!.pid), [], 'the pool does not list it');
 });

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -101,21 +102,23 @@ static void serve_arguments(const struct launch *launch, const char *bundle, con
 }
 
 /* Hands the shim's work to an idle pooled shim: the listening socket as its SHIM_INHERITED_FD, the log FIFO as its
- * stderr, and what a spawned shim gets (arguments, environment, the bundle as cwd); its pid, or -1. */
-static pid_t hand_to_pool(const struct pool *pool, const struct launch *launch, const char *bundle, int listener)
+ * stderr, and what a spawned shim gets (arguments, environment, the bundle as cwd, and the socket's path); its pid,
+ * or -1. *connection is kept open until the pod's files are written (serve_pod): a pooled shim whose start ends
+ * before that serves nothing. */
+static pid_t hand_to_pool(const struct pool *pool, const struct launch *launch, const char *bundle, int listener,
+			  const char *socket_path, int *connection)
 {
 	const char *args[16];
 	serve_arguments(launch, bundle, args);
 	struct buf records = { 0 };
 	pool_add_process_records(&records, args, bundle);
+	record_add(&records, "socket", socket_path);
 	int log = open_log(bundle), null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	pid_t pid = -1;
 	if (log >= 0 && null >= 0) {
 		const int fds[] = { null, null, log, listener };
-		int connection = pool_take(pool, &records, fds, ARRAY_LEN(fds), &pid);
-		if (connection >= 0)
-			close(connection);
-		else
+		*connection = pool_take(pool, &records, fds, ARRAY_LEN(fds), &pid);
+		if (*connection < 0)
 			pid = -1;
 	}
 	if (log >= 0)
@@ -257,11 +260,19 @@ void fast_start(const struct launch *launch)
 		pooled = pool_open(&pool, POOL_KIND_SHIM, launch->node_entry);
 		if (pooled)
 			pool_config_from_options(&pool, options, options_len);
-		pid_t pid = pooled ? hand_to_pool(&pool, launch, bundle, listener) : -1;
+		int connection = -1;
+		pid_t pid = pooled ? hand_to_pool(&pool, launch, bundle, listener, socket_path, &connection) : -1;
 		if (pid < 0)
 			pid = spawn_shim(launch, bundle, listener);
 		close(listener);
-		if (pid < 0 || !write_serving_shim_pid(socket_path, pid) || !write_shim_files(bundle, address, pid)) {
+		bool written = pid > 0 && write_serving_shim_pid(socket_path, pid) && write_shim_files(bundle, address, pid);
+		/* The pooled shim serves the pod once told the pod is its (it ends, and unbinds the socket, without). */
+		if (written && connection >= 0 &&
+		    send(connection, POOL_SHIM_SERVE, strlen(POOL_SHIM_SERVE), MSG_NOSIGNAL) != (ssize_t)strlen(POOL_SHIM_SERVE))
+			written = false;
+		if (connection >= 0)
+			close(connection);
+		if (!written) {
 			if (pid > 0)
 				kill(pid, SIGKILL);
 			unlink(socket_path);
