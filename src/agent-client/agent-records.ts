@@ -1,4 +1,5 @@
 // Records of the agent protocol: `key=value` NUL-terminated, keys may repeat (lists keep their order).
+import { SpecError } from '../errors/errors.js';
 
 export { UNIT_SEPARATOR } from '../generated/facts.js';
 
@@ -7,7 +8,7 @@ export type RecordList = Array<[string, string]>;
 export function encodeRecords(records: RecordList): Buffer {
   let text = '';
   for (const [key, value] of records) {
-    if (value.includes('\0')) throw new Error(`agent record ${key} holds a NUL byte`);
+    if (value.includes('\0')) throw new SpecError(`agent record ${key} holds a NUL byte`);
     text += `${key}=${value}\0`;
   }
   return Buffer.from(text, 'utf8');

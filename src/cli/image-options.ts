@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { DEFAULT_IMAGE_LIMITS, type ImageLimits } from '../image/image-limits.js';
 import { DEFAULT_STORE, ImageStore } from '../image/image-store.js';
 import { parsePlatform, type Platform } from '../image/platform.js';
-import { ImageError } from '../errors/errors.js';
+import { ImageError, UsageError } from '../errors/errors.js';
 import type { RegistrySettings } from '../lazy-loader/loader-protocol.js';
 import { context } from './context.js';
 import { parseSize } from './parse-size.js';
@@ -57,7 +57,7 @@ function mirrors(values: string[]): Record<string, string[]> {
   const result: Record<string, string[]> = {};
   for (const value of values) {
     const eq = value.indexOf('=');
-    if (eq <= 0) throw new Error(`invalid --registry-mirror "${value}": want REGISTRY=URL`);
+    if (eq <= 0) throw new UsageError(`invalid --registry-mirror "${value}": want REGISTRY=URL`);
     (result[value.slice(0, eq)] ??= []).push(value.slice(eq + 1));
   }
   return result;

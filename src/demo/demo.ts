@@ -8,6 +8,7 @@ import { PROJECT_ROOT } from '../host/install-paths.js';
 import { guestAssets } from '../drivers/qemu/guest-assets.js';
 import { QEMU_BINARY } from '../drivers/qemu/qemu-command.js';
 import { defaultSpec } from '../oci/default-spec.js';
+import { RuntimeError } from '../errors/errors.js';
 
 const project = PROJECT_ROOT;
 const runbox = join(project, 'bin', 'runbox');
@@ -35,7 +36,7 @@ function step(args: string[]): string {
   process.stdout.write(result.stdout);
   process.stderr.write(result.stderr);
   process.stdout.write(`  (exit ${result.status}, ${ms.toFixed(0)} ms)\n`);
-  if (result.status !== 0) throw new Error(`runbox ${args[0]} failed`);
+  if (result.status !== 0) throw new RuntimeError(`runbox ${args[0]} failed`);
   return result.stdout;
 }
 
@@ -66,7 +67,7 @@ try {
     stdio: ['ignore', outputFd, 'inherit'],
   });
   closeSync(outputFd);
-  if (created.status !== 0) throw new Error('runbox create failed');
+  if (created.status !== 0) throw new RuntimeError('runbox create failed');
   process.stdout.write(`  (exit 0, ${(Number(process.hrtime.bigint() - started) / 1e6).toFixed(0)} ms)\n`);
   if (existsSync(log)) process.stdout.write(`runbox's log (--log):\n${readFileSync(log, 'utf8')}`);
   if (driver === 'qemu') {

@@ -2,6 +2,7 @@
 // pay for evaluating the qemu driver's.
 import type { Driver, DriverRegistry } from '../sandbox/driver.js';
 import { kvmProven } from './qemu/qemu-accel.js';
+import { SandboxError } from '../errors/errors.js';
 
 export const DRIVER_NAMES = ['emulated', 'qemu', 'enclave', 'auto'] as const;
 export type DriverName = (typeof DRIVER_NAMES)[number];
@@ -26,7 +27,7 @@ export async function getDriver(name: string): Promise<Driver> {
     case 'enclave':
       return new (await import('./enclave/enclave-driver.js')).EnclaveDriver();
     default:
-      throw new Error(`unknown driver "${name}" (expected one of ${DRIVER_NAMES.join(', ')})`);
+      throw new SandboxError(`unknown driver "${name}" (expected one of ${DRIVER_NAMES.join(', ')})`);
   }
 }
 

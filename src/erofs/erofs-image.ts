@@ -4,6 +4,7 @@
 // wherever the bytes are (lazy loading: eStargz chunks); this module never sees file contents.
 // Format: linux/fs/erofs/erofs_fs.h. Extended (64-byte) inodes, uncompressed data, directories and symlinks inline
 // after their inode when they fit in its block, inline xattrs.
+import { LazyTreeError } from '../errors/errors.js';
 
 export const BLOCK = 4096;
 const SUPERBLOCK_OFFSET = 1024;
@@ -182,7 +183,7 @@ export function buildErofs<Data>(root: TreeNode<Data>, options: { uuid: Buffer; 
     record.nid = position / SLOT;
     position += Math.ceil(need / SLOT) * SLOT;
   }
-  if (placed.get(root)!.nid > 0xffff) throw new Error('EROFS: the root inode is too far');
+  if (placed.get(root)!.nid > 0xffff) throw new LazyTreeError('EROFS: the root inode is too far');
   // Directory and symlink data that does not fit inline, then regular files' data.
   let nextBlock = Math.ceil(position / BLOCK);
   for (const record of order) {
@@ -204,7 +205,7 @@ export function buildErofs<Data>(root: TreeNode<Data>, options: { uuid: Buffer; 
   };
   for (const node of options.dataOrder ?? []) if (placed.has(node) && node.type === 'reg') placeData(node);
   for (const record of order) if (record.node.type === 'reg') placeData(record.node);
-  if (nextBlock > 0xffffffff) throw new Error('EROFS: the image is larger than 16 TiB');
+  if (nextBlock > 0xffffffff) throw new LazyTreeError('EROFS: the image is larger than 16 TiB');
 
   const meta = Buffer.alloc(metaBlocks * BLOCK);
   for (const record of order) writeInode(meta, record, placed);

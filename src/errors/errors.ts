@@ -32,6 +32,7 @@ export const ErrorCode = {
   LAZY_TOC: 'RUNBOX_ERR_LAZY_TOC',
   LAZY_TREE: 'RUNBOX_ERR_LAZY_TREE',
   LAZY_READ: 'RUNBOX_ERR_LAZY_READ',
+  LAZY_LOADER: 'RUNBOX_ERR_LAZY_LOADER',
   TPM: 'RUNBOX_ERR_TPM',
   ATTESTATION: 'RUNBOX_ERR_ATTESTATION',
   KBS: 'RUNBOX_ERR_KBS',
@@ -269,6 +270,12 @@ export class LazyReadError extends RunboxError {
   override readonly code = ErrorCode.LAZY_READ;
   override name = 'LazyReadError';
   readonly errno = 'EIO';
+}
+
+/** A store's lazy loader that did not start, refused a request (its words), or whose image could not be mounted. */
+export class LazyLoaderError extends RunboxError {
+  override readonly code = ErrorCode.LAZY_LOADER;
+  override name = 'LazyLoaderError';
 }
 
 /** An image reference that docker and containerd would not read either. */

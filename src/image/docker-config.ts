@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { DOCKER_HUB } from './reference.js';
+import { RegistryError } from '../errors/errors.js';
 
 export interface Credentials {
   username: string;
@@ -43,7 +44,7 @@ export function dockerConfigCredentials(registry: string, path = configPath()): 
     auths = (JSON.parse(readFileSync(path, 'utf8')) as { auths?: Record<string, AuthEntry> }).auths ?? {};
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new Error(`cannot read credentials from ${path}: ${(error as Error).message.split('\n')[0]}`);
+    throw new RegistryError('unauthorized', `cannot read credentials from ${path}: ${(error as Error).message.split('\n')[0]}`);
   }
   for (const key of candidateKeys(registry)) {
     const entry = auths[key];

@@ -14,6 +14,7 @@ import type { ImageStore } from './image-store.js';
 import { PartialBundle } from './partial-bundle.js';
 import type { PullEvent, PullOptions } from './pull.js';
 import { UnpackWorker, type LayerFeed } from './unpack-worker.js';
+import { ImageConfigError } from '../errors/errors.js';
 
 export interface BundleOptions {
   pull?: PullOptions;
@@ -45,7 +46,7 @@ async function writeBundle(
     const config = parseImageConfig(store.content.read(image.config.digest), `image config ${image.config.digest}`);
     const diffIds = config.rootfs.diff_ids;
     if (diffIds.length !== image.layers.length) {
-      throw new Error(`image config ${image.config.digest} has ${diffIds.length} diff_ids for ${image.layers.length} layers`);
+      throw new ImageConfigError(`image config ${image.config.digest} has ${diffIds.length} diff_ids for ${image.layers.length} layers`);
     }
     const layers = image.layers.map((layer, i) => ({ digest: layer.digest, mediaType: layer.mediaType, diffId: diffIds[i] }));
     await worker.unpack(rootfs, layers, blobs.feedLayer, store.limits);

@@ -1,4 +1,6 @@
 // Platforms (os/architecture[/variant]) as --platform and image indexes write them.
+import { UsageError } from '../errors/errors.js';
+
 export interface Platform {
   os: string;
   architecture: string;
@@ -14,7 +16,7 @@ export function hostPlatform(): Platform {
 
 export function parsePlatform(text: string): Platform {
   const [os, architecture, variant, extra] = text.split('/');
-  if (!os || !architecture || extra !== undefined || variant === '') throw new Error(`invalid platform "${text}": want os/architecture[/variant]`);
+  if (!os || !architecture || extra !== undefined || variant === '') throw new UsageError(`invalid platform "${text}": want os/architecture[/variant]`);
   return { os, architecture, ...(variant ? { variant } : {}) };
 }
 

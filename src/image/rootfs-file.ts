@@ -3,6 +3,7 @@
 // else in the image's place is refused: a fifo would block the reader for ever, a device (/dev/zero) never ends.
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { fdPath, O_PATH, RootfsResolver } from './unpack-paths.js';
+import { ImageConfigError } from '../errors/errors.js';
 
 /** The content of the file at `components` in the rootfs; undefined when there is none. */
 export function readRootfsFile(rootfs: string, components: string[], maxBytes: number): Buffer | undefined {
@@ -13,13 +14,13 @@ export function readRootfsFile(rootfs: string, components: string[], maxBytes: n
     if (!place) return undefined;
     const node = openSync(fdPath(place.dir.fd, place.name), O_PATH | constants.O_NOFOLLOW);
     try {
-      if (!fstatSync(node).isFile()) throw new Error(`${what} is not a regular file`);
+      if (!fstatSync(node).isFile()) throw new ImageConfigError(`${what} is not a regular file`);
       const fd = openSync(fdPath(node), constants.O_RDONLY);
       try {
         const buffer = Buffer.allocUnsafe(maxBytes + 1);
         let length = 0;
         for (let read = -1; read !== 0 && length <= maxBytes; length += read) read = readSync(fd, buffer, length, buffer.length - length, null);
-        if (length > maxBytes) throw new Error(`${what} is larger than ${maxBytes} bytes`);
+        if (length > maxBytes) throw new ImageConfigError(`${what} is larger than ${maxBytes} bytes`);
         return buffer.subarray(0, length);
       } finally {
         closeSync(fd);

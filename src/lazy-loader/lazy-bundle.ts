@@ -19,6 +19,7 @@ import type { PullOptions } from '../image/pull.js';
 import { connectLoader } from './loader-client.js';
 import { recordLazyDisk } from './lazy-disk.js';
 import type { RegistrySettings } from './loader-protocol.js';
+import { LazyLoaderError } from '../errors/errors.js';
 
 export interface LazyBundleOptions {
   pull?: PullOptions;
@@ -38,7 +39,7 @@ function run(command: string, args: string[]): Promise<void> {
     let stderr = '';
     child.stderr!.on('data', (data: Buffer) => (stderr += data.toString()));
     child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${command}: ${stderr.trim() || `exit ${code}`}`))));
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new LazyLoaderError(`${command}: ${stderr.trim() || `exit ${code}`}`))));
   });
 }
 
@@ -93,8 +94,8 @@ export async function lazyBundleFromImage(store: ImageStore, reference: string, 
     const loader = await connectLoader(store.dir);
     try {
       const reply = await loader!.ask({ op: 'open', image: image.name, registry: options.registry, ...(options.backgroundRate !== undefined ? { backgroundRate: options.backgroundRate } : {}), ...(options.record ? { record: true } : {}), ...(store.quota !== undefined ? { quota: store.quota } : {}) });
-      if (!reply.ok) throw new Error(reply.error);
-      if (!('path' in reply)) throw new Error('the lazy loader answered without an image');
+      if (!reply.ok) throw new LazyLoaderError(reply.error);
+      if (!('path' in reply)) throw new LazyLoaderError('the lazy loader answered without an image');
       options.onServed?.({ prefetched: reply.prefetched, size: image.layers.reduce((sum, layer) => sum + layer.size, 0) });
       await mountRootfs(reply.path, partial.path);
       recordLazyDisk(partial.path, { store: store.dir, image: image.name, manifest: image.manifest, registry: options.registry });

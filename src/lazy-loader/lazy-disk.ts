@@ -7,6 +7,7 @@ import { writeFileAtomic } from '../host/atomic-file.js';
 import { connectLoader } from './loader-client.js';
 import { imageFileName, loaderPaths } from './loader-paths.js';
 import type { RegistrySettings } from './loader-protocol.js';
+import { LazyLoaderError } from '../errors/errors.js';
 
 export interface LazyDisk {
   /** The loader's NBD socket and the export to ask it for. */
@@ -45,7 +46,7 @@ export async function lazyDiskOf(rootfs: string): Promise<LazyDisk | undefined> 
   const loader = await connectLoader(record.store);
   try {
     const reply = await loader!.ask({ op: 'open', image: record.image, registry: record.registry });
-    if (!reply.ok) throw new Error(`lazy rootfs ${rootfs}: ${reply.error}`);
+    if (!reply.ok) throw new LazyLoaderError(`lazy rootfs ${rootfs}: ${reply.error}`);
   } finally {
     loader!.close();
   }

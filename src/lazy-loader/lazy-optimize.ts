@@ -15,6 +15,7 @@ import { convertToEstargz, type Workload } from '../image/lazy/estargz-convert.j
 import { lazyBundleFromImage } from './lazy-bundle.js';
 import { connectLoader } from './loader-client.js';
 import type { RegistrySettings } from './loader-protocol.js';
+import { LazyLoaderError } from '../errors/errors.js';
 
 /** A file at least this large, of which at most half was read, is prefetched by ranges rather than whole. */
 const PARTIAL_FILE_BYTES = 1024 * 1024;
@@ -68,10 +69,10 @@ export async function optimizeImage(store: ImageStore, source: string, target: s
     }
     await runbox(['--root', root, 'delete', '--force', id], false);
     const loader = await connectLoader(scratchStore.dir, false);
-    if (!loader) throw new Error('the lazy loader of the recording run is gone');
+    if (!loader) throw new LazyLoaderError('the lazy loader of the recording run is gone');
     try {
       const reply = await loader.ask({ op: 'accesses', image: scratchStore.find(source)!.name });
-      if (!reply.ok || !('accesses' in reply)) throw new Error(reply.ok ? 'no accesses' : reply.error);
+      if (!reply.ok || !('accesses' in reply)) throw new LazyLoaderError(reply.ok ? 'no accesses' : reply.error);
       workload = workloadFrom(reply.accesses);
     } finally {
       loader.close();

@@ -8,6 +8,7 @@ import { connectUnix } from '../host/unix-socket.js';
 import { projectPath } from '../host/install-paths.js';
 import { loaderPaths, makeLoaderDirs } from './loader-paths.js';
 import type { LoaderReply, LoaderRequest } from './loader-protocol.js';
+import { LazyLoaderError } from '../errors/errors.js';
 
 const START_TIMEOUT_MS = 15_000;
 
@@ -71,5 +72,5 @@ export async function connectLoader(storeDir: string, start = true): Promise<Loa
     const socket = await tryConnect(paths.socket);
     if (socket) return new LoaderConnection(socket);
   }
-  throw new Error(`the lazy loader of store ${storeDir} did not start (see ${paths.log})`);
+  throw new LazyLoaderError(`the lazy loader of store ${storeDir} did not start (see ${paths.log})`);
 }

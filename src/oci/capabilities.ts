@@ -1,4 +1,6 @@
 // Linux capability numbers (include/uapi/linux/capability.h).
+import { SpecError } from '../errors/errors.js';
+
 const CAPABILITIES = [
   'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL', 'CAP_SETGID',
   'CAP_SETUID', 'CAP_SETPCAP', 'CAP_LINUX_IMMUTABLE', 'CAP_NET_BIND_SERVICE', 'CAP_NET_BROADCAST', 'CAP_NET_ADMIN',
@@ -16,7 +18,7 @@ export function capabilityMask(names: readonly string[] | undefined, field: stri
   let mask = 0n;
   for (const name of names ?? []) {
     const bit = CAPABILITIES.indexOf(name.toUpperCase() as (typeof CAPABILITIES)[number]);
-    if (bit < 0) throw new Error(`unknown capability "${name}" in process.capabilities.${field}`);
+    if (bit < 0) throw new SpecError(`unknown capability "${name}" in process.capabilities.${field}`);
     mask |= 1n << BigInt(bit);
   }
   return `0x${mask.toString(16)}`;

@@ -1,4 +1,5 @@
 // Turns config.json mount options into mount(2) flags, propagation flags and fs data, as runc does.
+import { SpecError } from '../errors/errors.js';
 
 export const MS = {
   RDONLY: 0x1, NOSUID: 0x2, NODEV: 0x4, NOEXEC: 0x8, SYNCHRONOUS: 0x10, REMOUNT: 0x20, MANDLOCK: 0x40,
@@ -60,6 +61,6 @@ export function parseMountOptions(options: readonly string[] | undefined): Parse
 export function rootfsPropagation(value: string | undefined): number {
   if (value === undefined || value === '') return MS.SLAVE | MS.REC;
   const flags = PROPAGATION[value];
-  if (flags === undefined) throw new Error(`invalid linux.rootfsPropagation "${value}"`);
+  if (flags === undefined) throw new SpecError(`invalid linux.rootfsPropagation "${value}"`);
   return flags;
 }

@@ -1,5 +1,6 @@
 import type { Sandbox } from '../sandbox/driver.js';
 import type { Hook, HookName, Hooks } from '../oci/spec.js';
+import { RuntimeError } from '../errors/errors.js';
 
 const OUTPUT_LIMIT = 4096;
 
@@ -46,7 +47,7 @@ export async function runHook(name: HookName, hook: Hook, stateJson: string): Pr
       : undefined;
     const fail = (what: string) => {
       const detail = output.trim() ? `: ${output.trim().slice(0, OUTPUT_LIMIT)}` : '';
-      reject(new Error(`${name} hook ${hook.path} ${what}${detail}`));
+      reject(new RuntimeError(`${name} hook ${hook.path} ${what}${detail}`));
     };
     child.on('error', (error) => {
       clearTimeout(timer);

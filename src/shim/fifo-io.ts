@@ -7,6 +7,7 @@
 import { closeSync, constants, openSync } from 'node:fs';
 import { Socket } from 'node:net';
 import type { ProcessOutput, RunningProcess } from '../sandbox/driver.js';
+import { RuntimeError } from '../errors/errors.js';
 
 export interface StdioPaths {
   stdin: string;
@@ -119,7 +120,7 @@ export class FifoIo implements ProcessOutput {
     } catch (error) {
       stdin?.destroy();
       for (const fifo of outputs) fifo.close();
-      throw new Error(`cannot open the task's stdio: ${(error as Error).message}`);
+      throw new RuntimeError(`cannot open the task's stdio: ${(error as Error).message}`);
     }
     this.stdinFifo = stdin;
     this.stdinFifo?.pause();

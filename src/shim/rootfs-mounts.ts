@@ -3,6 +3,7 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
+import { RuntimeError } from '../errors/errors.js';
 
 const run = promisify(execFile);
 
@@ -16,12 +17,12 @@ export interface Mount {
 export async function mountRootfs(mounts: Mount[], target: string): Promise<void> {
   try {
     for (const mount of mounts) {
-      if (mount.target) throw new Error(`rootfs mount with a target (${mount.target}) is not supported`);
+      if (mount.target) throw new RuntimeError(`rootfs mount with a target (${mount.target}) is not supported`);
       // mount(8) spells a bind mount as an option; its fstype is then ignored.
       const type = mount.type === 'bind' || mount.type === 'rbind' ? 'none' : mount.type;
       const args = ['-t', type, ...(mount.options.length ? ['-o', mount.options.join(',')] : []), mount.source, target];
       await run('mount', args).catch((error: { stderr?: string; message: string }) => {
-        throw new Error(`mount ${mount.type} ${mount.source} on ${target}: ${(error.stderr || error.message).trim()}`);
+        throw new RuntimeError(`mount ${mount.type} ${mount.source} on ${target}: ${(error.stderr || error.message).trim()}`);
       });
     }
   } catch (error) {

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ENV_SHIM_PROTOCOL, GROUP_ANNOTATIONS, SHIM_SOCKET_DIRECTORY, SHIM_STATE_DIR_NAME_LENGTH, SHIM_STATE_ROOT } from '../generated/facts.js';
+import { UsageError } from '../errors/errors.js';
 
 /** The group a bundle's container belongs to, from its config.json annotations; its own id otherwise. */
 export function groupId(bundle: string, id: string): string {
@@ -49,6 +50,6 @@ export type ShimProtocol = 'ttrpc' | 'grpc';
 /** The protocol the shim serves: ttrpc unless RUNBOX_SHIM_PROTOCOL=grpc (containerd 2.x's task.v3 over gRPC). */
 export function shimProtocol(env: NodeJS.ProcessEnv = process.env): ShimProtocol {
   const wanted = env[ENV_SHIM_PROTOCOL] ?? 'ttrpc';
-  if (wanted !== 'ttrpc' && wanted !== 'grpc') throw new Error(`${ENV_SHIM_PROTOCOL} must be ttrpc or grpc, not "${wanted}"`);
+  if (wanted !== 'ttrpc' && wanted !== 'grpc') throw new UsageError(`${ENV_SHIM_PROTOCOL} must be ttrpc or grpc, not "${wanted}"`);
   return wanted;
 }

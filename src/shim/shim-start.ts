@@ -11,6 +11,7 @@ import { readShimPid, writeServingShimPid, writeShimFiles } from './bundle-recor
 import { serveArguments, type ShimFlags } from './shim-flags.js';
 import { bootstrapLine, groupId, shimProtocol, shimSocketPath, shimStateDir } from './shim-socket.js';
 import { BUNDLE_LOG_FIFO } from '../generated/facts.js';
+import { RuntimeError } from '../errors/errors.js';
 
 const GRPC_READY_TIMEOUT_MS = 10_000;
 
@@ -77,7 +78,7 @@ export async function start(flags: ShimFlags, entry: string): Promise<string> {
 function grpcReady(child: ReturnType<typeof spawn>): Promise<void> {
   return new Promise((resolve, reject) => {
     const pipe = child.stdio[3] as NodeJS.ReadableStream & { destroy(): void };
-    const timer = setTimeout(() => reject(new Error('the shim did not start serving gRPC in time')), GRPC_READY_TIMEOUT_MS);
+    const timer = setTimeout(() => reject(new RuntimeError('the shim did not start serving gRPC in time')), GRPC_READY_TIMEOUT_MS);
     let text = '';
     pipe.on('data', (chunk: Buffer) => {
       text += chunk.toString();
@@ -89,7 +90,7 @@ function grpcReady(child: ReturnType<typeof spawn>): Promise<void> {
     });
     child.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`the shim exited (status ${code}) before serving gRPC; see the bundle's log`));
+      reject(new RuntimeError(`the shim exited (status ${code}) before serving gRPC; see the bundle's log`));
     });
   });
 }

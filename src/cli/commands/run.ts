@@ -9,6 +9,7 @@ import { imageError, lazyFlags, openStore, platformFlag, pullFlags, registrySett
 import { cleanlyInterruptible } from '../interrupt.js';
 import { lazyStartLine, PullProgress } from '../pull-progress.js';
 import { runContainer } from '../run-container.js';
+import { UsageError } from '../../errors/errors.js';
 
 export default class Run extends Command {
   static summary = 'Create and start a container; in the foreground, exit with its exit status and delete it.';
@@ -62,8 +63,8 @@ export default class Run extends Command {
     const { args, argv, flags } = await this.parseRun();
     const id = args.id;
     const extra = (argv as string[]).slice(1);
-    if (!flags.image && (extra.length || flags.rm)) throw new Error(extra.length ? `unexpected arguments: ${extra.join(' ')}` : '--rm needs --image');
-    if (flags.rm && flags.detach) throw new Error('--rm cannot be used with --detach: the bundle is in use while the container runs');
+    if (!flags.image && (extra.length || flags.rm)) throw new UsageError(extra.length ? `unexpected arguments: ${extra.join(' ')}` : '--rm needs --image');
+    if (flags.rm && flags.detach) throw new UsageError('--rm cannot be used with --detach: the bundle is in use while the container runs');
     const bundle = flags.image ? await this.imageBundle(id, flags, extra) : flags.bundle;
     await runContainer(id, {
       bundle,

@@ -30,7 +30,7 @@ interface EmulatedHandle extends SandboxHandle {
 
 function asEmulated(handle: SandboxHandle): EmulatedHandle {
   if (handle.driver !== 'emulated' || typeof handle.socket !== 'string' || typeof handle.agentPid !== 'number') {
-    throw new Error(`not an emulated sandbox handle: ${JSON.stringify(handle)}`);
+    throw new SandboxError(`not an emulated sandbox handle: ${JSON.stringify(handle)}`);
   }
   return handle as EmulatedHandle;
 }

@@ -3,7 +3,7 @@
 // are the very files and words the launch measurement covers, for the driver and `runbox enclave measure` alike.
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { SpecError } from '../../errors/errors.js';
+import { SandboxError, SpecError } from '../../errors/errors.js';
 import type { Spec } from '../../oci/spec.js';
 import { GUEST_DIR, guestAssets } from '../qemu/guest-assets.js';
 
@@ -32,7 +32,7 @@ export function enclaveLaunch(spec: Spec): EnclaveLaunch {
   const extra = spec.annotations?.[KERNEL_PARAMS_ANNOTATION]?.trim();
   if (extra !== undefined && /[\0\n]/.test(extra)) throw new SpecError(`${KERNEL_PARAMS_ANNOTATION}: kernel parameters are one line`);
   const initrd = enclaveInitrd();
-  if (!existsSync(initrd)) throw new Error(`the enclave initramfs is missing (${initrd}): run \`npm run build\` (scripts/guest/build-initramfs.sh --enclave)`);
+  if (!existsSync(initrd)) throw new SandboxError(`the enclave initramfs is missing (${initrd}): run \`npm run build\` (scripts/guest/build-initramfs.sh --enclave)`);
   return {
     kernel: resolve(process.env.RUNBOX_QEMU_KERNEL ?? assets.kernel),
     initrd,

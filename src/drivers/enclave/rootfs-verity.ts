@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UNIT_SEPARATOR } from '../../agent-client/agent-records.js';
 import { buildRootfsImage, fillRootfsDisk } from '../qemu/rootfs-image.js';
+import { SandboxError } from '../../errors/errors.js';
 
 const BLOCK = 4096;
 const HASHES_PER_BLOCK = BLOCK / 32;
@@ -28,7 +29,7 @@ export function verityRecord(verity: RootfsVerity): string {
 /** Appends the hash tree to the image at `path` (a multiple of 4 KiB, as erofs makes it); returns its parameters. */
 export function appendHashTree(path: string): RootfsVerity {
   const size = statSync(path).size;
-  if (size % BLOCK || size === 0) throw new Error(`the rootfs image ${path} is ${size} bytes, not whole 4 KiB blocks`);
+  if (size % BLOCK || size === 0) throw new SandboxError(`the rootfs image ${path} is ${size} bytes, not whole 4 KiB blocks`);
   const dataBlocks = size / BLOCK;
   const block = Buffer.alloc(BLOCK);
   const fd = openSync(path, 'r');

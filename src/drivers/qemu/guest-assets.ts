@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../../host/atomic-file.js';
 import { projectPath } from '../../host/install-paths.js';
 import type { VmResources } from './qemu-resources.js';
+import { SandboxError } from '../../errors/errors.js';
 
 /** What a VM boots, or was booted from when it is a clone. */
 export interface Guest {
@@ -35,10 +36,10 @@ export function guestAssets(dir = GUEST_DIR): GuestAssets {
   const initrd = join(dir, 'initrd.img');
   const versionFile = join(dir, 'kernel-version');
   if (!existsSync(kernel) || !existsSync(versionFile)) {
-    throw new Error(`the microVM guest kernel is missing (${kernel}): run \`npm run setup\` (scripts/guest/fetch-kernel.sh)`);
+    throw new SandboxError(`the microVM guest kernel is missing (${kernel}): run \`npm run setup\` (scripts/guest/fetch-kernel.sh)`);
   }
   if (!existsSync(initrd)) {
-    throw new Error(`the microVM initramfs is missing (${initrd}): run \`npm run build\` (scripts/guest/build-initramfs.sh)`);
+    throw new SandboxError(`the microVM initramfs is missing (${initrd}): run \`npm run build\` (scripts/guest/build-initramfs.sh)`);
   }
   const kernelVersion = readFileSync(versionFile, 'utf8').trim();
   const hz = Number(readFileSync(join(dir, 'kernel-hz'), 'utf8').trim());
@@ -130,7 +131,7 @@ function tscKhzFromKernelLog(): number | undefined {
 
 function tscKhzFromCpuinfo(): number {
   const match = /^cpu MHz\s*:\s*([0-9.]+)/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
-  if (!match) throw new Error('cannot tell the host TSC frequency: no "cpu MHz" in /proc/cpuinfo');
+  if (!match) throw new SandboxError('cannot tell the host TSC frequency: no "cpu MHz" in /proc/cpuinfo');
   return mhzToKhz(match[1]!);
 }
 

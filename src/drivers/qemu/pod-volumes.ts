@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { mountPointsUnder } from '../../host/mounts.js';
+import { SandboxError } from '../../errors/errors.js';
 
 /** The 9p mount tag of the export; in the guest it is mounted at GUEST_VOLUMES. */
 export const VOLUMES_TAG = 'volumes';
@@ -38,7 +39,7 @@ export function bindVolume(vmDir: string, containerId: string, index: number, so
   mkdirSync(target, { recursive: true, mode: 0o700 });
   const mount = (args: string[]) => {
     const result = spawnSync('mount', args, { encoding: 'utf8' });
-    if (result.status !== 0) throw new Error(`mount ${args.join(' ')}: ${(result.stderr || result.error?.message || '').trim()}`);
+    if (result.status !== 0) throw new SandboxError(`mount ${args.join(' ')}: ${(result.stderr || result.error?.message || '').trim()}`, { containerId });
   };
   mount(['--bind', source, target]);
   // A bind mount takes its read-only flag only from a remount.

@@ -5,6 +5,7 @@ import { accessSync, constants, mkdirSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { dirname } from 'node:path';
 import { writeFileAtomic } from '../../host/atomic-file.js';
+import { SandboxError } from '../../errors/errors.js';
 
 export type Accel = 'kvm' | 'tcg';
 export const ACCEL_CHOICES = ['kvm', 'tcg', 'auto'] as const;
@@ -26,7 +27,7 @@ export function kvmProbeTimeoutSeconds(): number {
   const raw = process.env.RUNBOX_QEMU_KVM_PROBE_TIMEOUT;
   if (raw === undefined) return DEFAULT_KVM_PROBE_TIMEOUT_S;
   const seconds = Number(raw);
-  if (!Number.isFinite(seconds) || seconds <= 0) throw new Error(`invalid RUNBOX_QEMU_KVM_PROBE_TIMEOUT "${raw}" (expected seconds > 0)`);
+  if (!Number.isFinite(seconds) || seconds <= 0) throw new SandboxError(`invalid RUNBOX_QEMU_KVM_PROBE_TIMEOUT "${raw}" (expected seconds > 0)`);
   return seconds;
 }
 
@@ -41,7 +42,7 @@ interface Verdict {
 export function parseAccelChoice(value: string | undefined): AccelChoice {
   const choice = (value ?? 'auto').trim();
   if (!(ACCEL_CHOICES as readonly string[]).includes(choice)) {
-    throw new Error(`invalid qemu acceleration "${choice}" (expected one of ${ACCEL_CHOICES.join(', ')})`);
+    throw new SandboxError(`invalid qemu acceleration "${choice}" (expected one of ${ACCEL_CHOICES.join(', ')})`);
   }
   return choice as AccelChoice;
 }

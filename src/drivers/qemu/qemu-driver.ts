@@ -88,7 +88,7 @@ export class QemuDriver implements Driver {
 
   protected asVm(handle: SandboxHandle): QemuHandle {
     if (handle.driver !== this.name || typeof handle.pid !== 'number' || typeof handle.dir !== 'string') {
-      throw new Error(`not a ${this.name} sandbox handle: ${JSON.stringify(handle)}`);
+      throw new SandboxError(`not a ${this.name} sandbox handle: ${JSON.stringify(handle)}`);
     }
     return handle as QemuHandle;
   }

@@ -4,6 +4,7 @@
 // it in the PodSandboxConfig since Kubernetes 1.23).
 import { availableParallelism } from 'node:os';
 import type { Spec } from '../../oci/spec.js';
+import { SpecError } from '../../errors/errors.js';
 
 /**
  * The smallest VM: the Debian cloud kernel reserves ~46 MiB and boots alone in 72 MiB, but with the agent's ports,
@@ -25,10 +26,10 @@ function cpusetSize(cpus: string): number {
   let count = 0;
   for (const part of cpus.split(',')) {
     const match = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(part);
-    if (!match) throw new Error(`linux.resources.cpu.cpus "${cpus}" is not a cpuset list`);
+    if (!match) throw new SpecError(`linux.resources.cpu.cpus "${cpus}" is not a cpuset list`);
     const first = Number(match[1]);
     const last = match[2] === undefined ? first : Number(match[2]);
-    if (last < first) throw new Error(`linux.resources.cpu.cpus "${cpus}" has a range that runs backwards`);
+    if (last < first) throw new SpecError(`linux.resources.cpu.cpus "${cpus}" has a range that runs backwards`);
     count += last - first + 1;
   }
   return count;

@@ -10,6 +10,7 @@ import { FileLock } from '../../host/file-lock.js';
 import type { Accel } from './qemu-accel.js';
 import { isProcessAlive, killProcessesUnder, processStartTime } from '../../host/host-process.js';
 import type { VmResources } from './qemu-resources.js';
+import { SandboxError } from '../../errors/errors.js';
 
 /** The annotation (else RUNBOX_QEMU_TEMPLATE) that turns templates off for one container: `off`, or `on`. */
 export const TEMPLATE_ANNOTATION = 'io.runbox.qemu.template';
@@ -25,7 +26,7 @@ const LAYOUT_VERSION = 1;
 
 export function templatesEnabled(annotation: string | undefined): boolean {
   const value = (annotation ?? process.env.RUNBOX_QEMU_TEMPLATE ?? 'on').trim();
-  if (value !== 'on' && value !== 'off') throw new Error(`invalid ${TEMPLATE_ANNOTATION} "${value}" (expected on or off)`);
+  if (value !== 'on' && value !== 'off') throw new SandboxError(`invalid ${TEMPLATE_ANNOTATION} "${value}" (expected on or off)`);
   return value === 'on';
 }
 

@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { writeFileAtomic } from '../../host/atomic-file.js';
 import { vmFiles } from './qemu-command.js';
+import { SandboxError } from '../../errors/errors.js';
 
 const run = promisify(execFile);
 
@@ -17,7 +18,7 @@ export const ROOTFS_FSTYPE: RootfsFsType = 'erofs';
 
 function checkRootfsDir(rootfsDir: string): void {
   if (!existsSync(rootfsDir) || !statSync(rootfsDir).isDirectory()) {
-    throw new Error(`cannot build a rootfs image: ${rootfsDir} is not a directory`);
+    throw new SandboxError(`cannot build a rootfs image: ${rootfsDir} is not a directory`);
   }
 }
 
@@ -38,7 +39,7 @@ export async function buildRootfsImage(
     rmSync(outPath, { force: true });
     const stderr = (error as { stderr?: string }).stderr?.trim();
     const detail = stderr ? stderr.split('\n').pop() : (error as Error).message;
-    throw new Error(`cannot build a ${fstype} image of ${rootfsDir}: ${detail}`);
+    throw new SandboxError(`cannot build a ${fstype} image of ${rootfsDir}: ${detail}`);
   }
   return { path: outPath, fstype };
 }
@@ -120,7 +121,7 @@ export async function fillRootfsDisk(
     await options.appended?.(staging);
     const size = statSync(staging).size;
     if (offset + size > ROOTFS_DISK_BYTES) {
-      throw new Error(`the ${fstype} image of ${rootfsDir} does not fit in the VM's rootfs disk (${ROOTFS_DISK_BYTES} bytes, ${offset} used)`);
+      throw new SandboxError(`the ${fstype} image of ${rootfsDir} does not fit in the VM's rootfs disk (${ROOTFS_DISK_BYTES} bytes, ${offset} used)`);
     }
     await pipeline(createReadStream(staging), createWriteStream(diskPath, { flags: 'r+', start: offset }));
     return size;
@@ -140,7 +141,7 @@ export function recordDiskEnd(dir: string, end: number): void {
  */
 export async function appendToDisk(dir: string, rootfsDir: string): Promise<{ offset: number; size: number }> {
   const offset = Number(readFileSync(vmFiles(dir).diskEnd, 'utf8'));
-  if (!Number.isSafeInteger(offset) || offset <= 0) throw new Error(`${vmFiles(dir).diskEnd} does not hold an offset`);
+  if (!Number.isSafeInteger(offset) || offset <= 0) throw new SandboxError(`${vmFiles(dir).diskEnd} does not hold an offset`);
   const size = await fillRootfsDisk(rootfsDir, vmFiles(dir).image, offset);
   recordDiskEnd(dir, nextImageOffset(offset, size));
   return { offset, size };

@@ -3,6 +3,7 @@
 // (ustar, PAX extended headers, GNU long names).
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import type { TocEntry, TocEntryType } from './estargz-toc.js';
+import { LazyTreeError } from '../../errors/errors.js';
 
 export interface TarEntry extends TocEntry {
   /** Where the entry's data begins in the tar. */
@@ -53,7 +54,7 @@ export function indexTar(path: string): TarEntry[] {
     let longName: string | undefined;
     let longLink: string | undefined;
     const readData = (at: number, length: number): Buffer => {
-      if (length > 16 * 1024 * 1024) throw new Error(`tar: an extended header of ${length} bytes`);
+      if (length > 16 * 1024 * 1024) throw new LazyTreeError(`tar: an extended header of ${length} bytes`);
       const data = Buffer.alloc(length);
       readSync(fd, data, 0, length, at);
       return data;
@@ -102,7 +103,7 @@ export function indexTar(path: string): TarEntry[] {
           ...(kind === 'symlink' || kind === 'hardlink' ? { linkName: pax.get('linkpath') ?? longLink ?? field(header, 157, 100) } : {}),
           ...(Object.keys(xattrs).length ? { xattrs } : {}),
         });
-        if (entries.at(-1)!.name.split('/').includes('..')) throw new Error(`tar entry "${name.slice(0, 200)}" climbs out of the layer`);
+        if (entries.at(-1)!.name.split('/').includes('..')) throw new LazyTreeError(`tar entry "${name.slice(0, 200)}" climbs out of the layer`);
         if (kind === 'reg' && realSize !== entrySize) offset = dataOffset + Math.ceil(realSize / 512) * 512;
       }
       pax = new Map();
