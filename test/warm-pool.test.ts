@@ -8,7 +8,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { processStartTime } from '../src/host/host-process.js';
 import { poolMembers, type PoolMemberState } from '../src/host/warm-pool.js';
 import { pidsWith, PrivateContainerd } from './helpers/containerd.js';
@@ -37,6 +37,18 @@ function shimPidOf(containerd: PrivateContainerd, id: string): number {
 /** Seconds since boot now, in clock ticks, as /proc/PID/stat's start times count. */
 function ticksNow(): number {
   return Math.floor(Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * CLOCK_TICKS);
+}
+
+/**
+ * A private containerd whose shims come from a pool of one (of the install `runtime` belongs to), filled by a first
+ * start: its directory and its idle member.
+ */
+async function filledPool(t: ExecutionContext, runtime?: string, install?: string): Promise<{ dir: string; containerd: PrivateContainerd; member: PoolMemberState }> {
+  const dir = privatePool(t);
+  const containerd = await PrivateContainerd.start(t, { RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: '1' });
+  t.is((await containerd.run(containerd.id(), ['true'], ['--rm'], runtime)).code, 0);
+  const [member] = await waitForMembers(dir, 1, install);
+  return { dir, containerd, member: member! };
 }
 
 async function stopTask(containerd: PrivateContainerd, id: string): Promise<void> {
@@ -109,10 +121,7 @@ test('the pool\'s size and idle time come from the runtime config file, and an i
 });
 
 test('kill -9 of the idle pool and of a just-taken shim leaves nothing behind, and the next start works', async (t) => {
-  const dir = privatePool(t);
-  const containerd = await PrivateContainerd.start(t, { RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: '1' });
-  t.is((await containerd.run(containerd.id(), ['true'], ['--rm'])).code, 0);
-  const [idle] = await waitForMembers(dir, 1);
+  const { dir, containerd, member: idle } = await filledPool(t);
   process.kill(idle!.pid, 'SIGKILL');
   await sleep(200);
   const after = await containerd.run(containerd.id(), ['echo', 'after'], ['--rm']);
@@ -140,10 +149,7 @@ test('kill -9 of the idle pool and of a just-taken shim leaves nothing behind, a
 });
 
 test('a pooled process never serves two pods: once taken its socket is gone and nothing answers there', async (t) => {
-  const dir = privatePool(t);
-  const containerd = await PrivateContainerd.start(t, { RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: '1' });
-  t.is((await containerd.run(containerd.id(), ['true'], ['--rm'])).code, 0);
-  const [member] = await waitForMembers(dir, 1);
+  const { containerd, member } = await filledPool(t);
   const a = containerd.id();
   t.is((await containerd.run(a, ['sleep', '1000'], ['-d'])).code, 0);
   t.is(shimPidOf(containerd, a), member!.pid);
@@ -174,10 +180,7 @@ test('after an upgrade (a rebuilt shim bundle) the old build\'s pooled shims are
   symlinkSync(join(PROJECT, 'node_modules'), join(install, 'node_modules'));
   const runtime = join(install, 'bin', 'containerd-shim-runbox-v2');
 
-  const dir = privatePool(t);
-  const containerd = await PrivateContainerd.start(t, { RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: '1' });
-  t.is((await containerd.run(containerd.id(), ['true'], ['--rm'], runtime)).code, 0);
-  const [old] = await waitForMembers(dir, 1, install);
+  const { dir, containerd, member: old } = await filledPool(t, runtime, install);
   appendFileSync(join(install, 'dist', 'containerd-shim-runbox-v2.cjs'), '\n// rebuilt\n');
   t.deepEqual(poolMembers(dir, install).filter((m) => m.usable), [], 'the old member is no longer usable');
 
@@ -193,10 +196,7 @@ test('after an upgrade (a rebuilt shim bundle) the old build\'s pooled shims are
 });
 
 test('a pod served by a pooled shim survives a containerd restart, and the pool serves the next pod', async (t) => {
-  const dir = privatePool(t);
-  const containerd = await PrivateContainerd.start(t, { RUNBOX_POOL_DIR: dir, RUNBOX_POOL_SIZE: '1' });
-  t.is((await containerd.run(containerd.id(), ['true'], ['--rm'])).code, 0);
-  const [member] = await waitForMembers(dir, 1);
+  const { dir, containerd, member } = await filledPool(t);
   const id = containerd.id();
   t.is((await containerd.run(id, ['sleep', '1000'], ['-d'])).code, 0);
   t.is(shimPidOf(containerd, id), member!.pid);
