@@ -368,6 +368,8 @@ void op_create(struct request *r)
 	rootfs_bound = false;
 	const char *finish = records_get(&r->rec, "finish");
 	c->finish_at_once = finish && !strcmp(finish, "1");
+	const char *transient = records_get(&r->rec, "transient");
+	c->transient = transient && !strcmp(transient, "1");
 	c->phase = PHASE_SPAWNING;
 	struct init_args a = { &s, sv[1], io, console, c->cgroups, c->seccomp };
 	bool adopted = caller_reaps_enabled();

@@ -70,6 +70,7 @@ struct container {
 	struct watch *oom_watch;
 	bool create_failed; /* forgotten once reaped */
 	bool finish_at_once; /* create's `finish=1`: no finish_create follows, create answers once it has finished */
+	bool transient; /* create's `transient=1` (a VM's warm-up): its end neither powers the VM off nor is reported */
 	struct reply_to deleting;
 	struct container *next;
 };

@@ -294,7 +294,7 @@ int vm_restored(const struct records *rec, char *err, size_t errlen)
 
 void vm_init_exited(const struct proc *p)
 {
-	if (exit_fd < 0 || p->exec_id || p->error)
+	if (exit_fd < 0 || p->exec_id || p->error || p->ctr->transient)
 		return;
 	char line[320];
 	int n = snprintf(line, sizeof line, "%d %llu %s\n", p->exit_status, (unsigned long long)p->exited_at, p->ctr->id);
@@ -306,12 +306,17 @@ bool vm_done(void)
 {
 	if (!vm_mode)
 		return false;
-	if (containers) {
-		for (struct container *c = containers; c; c = c->next)
-			if (!c->init->exited)
-				return false;
-		return true;
+	/* Once every container's init has ended; a transient container (a warm-up) does not count. */
+	bool any = false;
+	for (struct container *c = containers; c; c = c->next) {
+		if (c->transient)
+			continue;
+		if (!c->init->exited)
+			return false;
+		any = true;
 	}
+	if (any)
+		return true;
 	if (ports_any_attached()) {
 		unattached_since = now_mono_ms();
 		return false;

@@ -50,8 +50,9 @@ static uint64_t fnv1a(uint64_t hash, const char *text)
  * src/host/warm-pool.ts). False when a file is missing. */
 static bool build_id(const char *install, enum pool_kind kind, char *out)
 {
-	const char *const *files = kind == POOL_KIND_SHIM ? shim_code : cli_code;
-	size_t count = kind == POOL_KIND_SHIM ? POOL_SHIM_CODE_COUNT : POOL_CLI_CODE_COUNT;
+	/* A shimvm member runs the shim's code. */
+	const char *const *files = kind == POOL_KIND_CLI ? cli_code : shim_code;
+	size_t count = kind == POOL_KIND_CLI ? POOL_CLI_CODE_COUNT : POOL_SHIM_CODE_COUNT;
 	uint64_t hash = FNV_OFFSET;
 	for (size_t i = 0; i < count; i++) {
 		char path[4096], line[4352];
@@ -345,11 +346,19 @@ static _Noreturn void refill(const struct pool *pool)
 	if (!join_path(lock_path, sizeof lock_path, pool->dir, lock_name) || file_lock(lock_path, false) < 0)
 		_exit(0); /* another refill of this kind is under way */
 	int wanted = pool->size - sweep(pool);
-	/* New members get Node's search path and nothing else of the caller's environment: a handoff brings theirs. */
+	/* New members get Node's search path and nothing else of the caller's environment (a handoff brings theirs),
+	 * but for a shimvm member what its VM is made with (POOL_VM_ENV_PREFIX): a member whose VM is not what a pod's
+	 * environment asks for does not use it. */
 	const char *path = getenv("PATH");
 	char path_env[8192];
 	snprintf(path_env, sizeof path_env, "PATH=%s", path ? path : "/usr/local/bin:/usr/bin:/bin");
-	char *envp[] = { path_env, NULL };
+	char *envp[64] = { path_env };
+	size_t envc = 1;
+	for (char **var = environ; pool->kind == POOL_KIND_SHIM_VM && *var && envc < ARRAY_LEN(envp) - 1; var++) {
+		if (!strncmp(*var, POOL_VM_ENV_PREFIX, strlen(POOL_VM_ENV_PREFIX)))
+			envp[envc++] = *var;
+	}
+	envp[envc] = NULL;
 	struct pollfd waiting[POOL_MAX_SIZE];
 	int count = 0;
 	for (int i = 0; i < wanted && count < POOL_MAX_SIZE; i++) {

@@ -21,6 +21,7 @@ struct pool {
 	char build[POOL_BUILD_ID_LENGTH + 1]; /* the build id of the kind's code as installed now */
 	int size;
 	int idle_seconds;
+	int vms; /* a shim pool's: shimvm members to keep for pods' sandboxes (the runtime config's pool.vms), else 0 */
 };
 
 /*

@@ -247,8 +247,8 @@ void fast_start(const struct launch *launch)
 	snprintf(socket_path, sizeof socket_path, SHIM_SOCKET_DIRECTORY "/%s", digest);
 	snprintf(address, sizeof address, "unix://%s", socket_path);
 
-	struct pool pool;
-	bool pooled = false;
+	struct pool pool, vm_pool;
+	bool pooled = false, vm_pooled = false, took_vm = false;
 	if (unix_socket_served(socket_path)) {
 		/* Another container of the same group: its shim serves this one too. */
 		if (!write_shim_files(bundle, address, serving_shim_pid(socket_path)))
@@ -260,8 +260,18 @@ void fast_start(const struct launch *launch)
 		pooled = pool_open(&pool, POOL_KIND_SHIM, launch->node_entry);
 		if (pooled)
 			pool_config_from_options(&pool, options, options_len);
+		/* A new shim boots the group's sandbox: where VM members are kept, one of those (its VM restored and
+		 * waiting) is taken first; it serves the pod as any pooled shim does if its VM does not fit the pod. */
+		vm_pooled = pooled && pool.vms > 0 && pool_open(&vm_pool, POOL_KIND_SHIM_VM, launch->node_entry);
+		if (vm_pooled) {
+			vm_pool.size = pool.vms;
+			vm_pool.idle_seconds = pool.idle_seconds;
+		}
 		int connection = -1;
-		pid_t pid = pooled ? hand_to_pool(&pool, launch, bundle, listener, socket_path, &connection) : -1;
+		pid_t pid = vm_pooled ? hand_to_pool(&vm_pool, launch, bundle, listener, socket_path, &connection) : -1;
+		took_vm = pid > 0;
+		if (pid < 0 && pooled)
+			pid = hand_to_pool(&pool, launch, bundle, listener, socket_path, &connection);
 		if (pid < 0)
 			pid = spawn_shim(launch, bundle, listener);
 		close(listener);
@@ -282,7 +292,9 @@ void fast_start(const struct launch *launch)
 	fputs(address, stdout);
 	int status = fflush(stdout) == 0 ? 0 : 1;
 	/* After the address: containerd goes on while the pool is topped up. */
-	if (pooled)
+	if (vm_pooled)
+		pool_refill(&vm_pool);
+	if (pooled && !took_vm)
 		pool_refill(&pool);
 	exit(status);
 }

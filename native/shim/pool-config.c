@@ -80,8 +80,8 @@ static bool is_options_type(const struct field *type_url)
 }
 
 struct settings {
-	long long size, idle;
-	bool has_size, has_idle;
+	long long size, idle, vms;
+	bool has_size, has_idle, has_vms;
 };
 
 static bool read_integer(struct json_reader *r, int depth, long long *out, bool *has)
@@ -111,6 +111,8 @@ static bool pool_member(struct json_reader *r, const char *key, bool key_fits, i
 		return read_integer(r, depth, &settings->size, &settings->has_size);
 	if (key_fits && !strcmp(key, "idleSeconds"))
 		return read_integer(r, depth, &settings->idle, &settings->has_idle);
+	if (key_fits && !strcmp(key, "vms"))
+		return read_integer(r, depth, &settings->vms, &settings->has_vms);
 	return json_skip_value(r, depth + 1);
 }
 
@@ -143,6 +145,8 @@ void pool_config_from_options(struct pool *pool, const unsigned char *options, s
 			pool->size = (int)settings.size;
 		if (settings.has_idle && pool_valid_idle(settings.idle))
 			pool->idle_seconds = (int)settings.idle;
+		if (settings.has_vms && pool_valid_size(settings.vms))
+			pool->vms = (int)settings.vms;
 	}
 	free(json);
 }

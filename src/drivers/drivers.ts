@@ -2,6 +2,7 @@
 // pay for evaluating the qemu driver's.
 import type { Driver, DriverRegistry } from '../sandbox/driver.js';
 import { kvmProven } from './qemu/qemu-accel.js';
+import { discardReserve } from './qemu/vm-reserve.js';
 import { SandboxError } from '../errors/errors.js';
 
 export const DRIVER_NAMES = ['emulated', 'qemu', 'enclave', 'auto'] as const;
@@ -55,4 +56,5 @@ export const driverRegistry: DriverRegistry = {
   forSpec: (annotations, choice) => getDriver(chooseDriverName(annotations?.[DRIVER_ANNOTATION], choice)),
   named: getDriver,
   endAbandoned: endAbandonedSandboxes,
+  sandboxBooted: discardReserve,
 };

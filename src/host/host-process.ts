@@ -72,9 +72,12 @@ export async function endProcesses(processes: Array<{ pid: number; startTime: st
   for (const until = Date.now() + 1000; alive().length && Date.now() < until;) await sleep(10);
 }
 
-/** SIGKILLs the processes named `command` that have an argument under `dir`. */
+/**
+ * SIGKILLs the processes named `command` that have an argument under `dir` or run in `dir` (a process started
+ * elsewhere whose directory was moved there: a pooled VM's QEMU, drivers/qemu/vm-reserve.ts).
+ */
 export function killProcessesUnder(command: string, dir: string): number[] {
-  const pids = processesWithArgument(command, `${dir}/`);
+  const pids = [...new Set([...processesWithArgument(command, `${dir}/`), ...processesIn(command, dir)])];
   for (const pid of pids) {
     try {
       process.kill(pid, 'SIGKILL');

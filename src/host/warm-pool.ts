@@ -11,7 +11,8 @@ import {
   POOL_SHIM_CODE,
 } from '../generated/facts.js';
 
-export type PoolKind = 'shim' | 'cli';
+/** shimvm: a shim holding a pod's microVM, restored and waiting (docs/warm-pool.md, "VM members"). */
+export type PoolKind = 'shim' | 'cli' | 'shimvm';
 export const POOL_KINDS = POOL_KIND_NAMES as readonly PoolKind[];
 
 export interface PoolSettings {
@@ -61,7 +62,7 @@ export function poolDirectory(env: NodeJS.ProcessEnv = process.env): string {
  */
 export function buildId(kind: PoolKind, install = installDirectory()): string | undefined {
   let hash = FNV_OFFSET;
-  for (const file of kind === 'shim' ? POOL_SHIM_CODE : POOL_CLI_CODE) {
+  for (const file of kind === 'cli' ? POOL_CLI_CODE : POOL_SHIM_CODE) {
     let stats;
     try {
       stats = statSync(join(install, file), { bigint: true });

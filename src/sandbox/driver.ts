@@ -191,4 +191,9 @@ export interface DriverRegistry {
   named(name: string): Promise<Driver>;
   /** Asks every driver to end what a sandbox left in `dir` when its record is missing or cannot be read. */
   endAbandoned(dir: string, warn: (message: string) => void): Promise<void>;
+  /**
+   * Called once a shim's sandbox has booted (or failed to): what a driver kept ready in this process for it (a
+   * pooled shim's restored VM) and it did not take is let go.
+   */
+  sandboxBooted?(): void;
 }

@@ -12,13 +12,13 @@ function fail(message: string): never {
 }
 
 /**
- * A pooled shim (bin/pool-worker.cjs): waits in the pool at dir to be handed a pod; entry is the shim's Node entry;
- * taken: called once it has a pod to serve.
+ * A pooled shim (bin/pool-worker.cjs) of kind shim or shimvm (one holding a pod's microVM): waits in the pool at dir
+ * to be handed a pod; entry is the shim's Node entry; taken: called once it has a pod to serve.
  */
-export async function poolWorker(idleSeconds: number, dir: string, entry: string, taken?: () => void): Promise<void> {
+export async function poolWorker(kind: 'shim' | 'shimvm', idleSeconds: number, dir: string, entry: string, taken?: () => void): Promise<void> {
   try {
     const { shimPoolWorker } = await import('./shim-pool-worker.js');
-    await shimPoolWorker(idleSeconds, dir, entry, taken);
+    await shimPoolWorker(kind, idleSeconds, dir, entry, taken);
   } catch (error) {
     fail(error instanceof Error ? error.message : String(error));
   }

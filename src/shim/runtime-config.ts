@@ -1,9 +1,9 @@
 // The runtime options containerd passes with CreateTaskRequest: for a non-runc shim, runtimeoptions.v1.Options,
 // whose config_path names runbox's own configuration file (CRI: the runtime's `options.ConfigPath`; ctr:
 // `--runtime-config-path`). The file is JSON: {"driver": "emulated"|"qemu"|"auto", "annotations": {NAME: VALUE},
-// "pool": {"size": N, "idleSeconds": N}}, where annotations are defaults for every container's config.json (a
-// container's own annotations win) and pool sizes the warm pool of shims (docs/warm-pool.md; the shim's C `start`
-// reads it, and Create refuses a file where it is wrong).
+// "pool": {"size": N, "idleSeconds": N, "vms": N}}, where annotations are defaults for every container's config.json
+// (a container's own annotations win) and pool sizes the warm pool of shims and of shims holding a pod's microVM
+// (docs/warm-pool.md; the shim's C `start` reads it, and Create refuses a file where it is wrong).
 import { readFileSync } from 'node:fs';
 import { RuntimeConfigError } from '../errors/errors.js';
 import { DRIVER_NAMES } from '../drivers/drivers.js';
@@ -14,7 +14,7 @@ import { POOL_MAX_IDLE_SECONDS, POOL_MAX_SIZE } from '../generated/facts.js';
 export interface RuntimeConfig {
   driver?: string;
   annotations: Record<string, string>;
-  pool?: Partial<PoolSettings>;
+  pool?: Partial<PoolSettings> & { vms?: number };
 }
 
 const OPTIONS_TYPE = 'runtimeoptions.v1.Options';
@@ -54,16 +54,19 @@ export function readRuntimeConfig(path: string): RuntimeConfig {
   };
 }
 
-function poolSettings(path: string, pool: unknown): Partial<PoolSettings> {
+function poolSettings(path: string, pool: unknown): Partial<PoolSettings> & { vms?: number } {
   if (typeof pool !== 'object' || pool === null || Array.isArray(pool)) throw new RuntimeConfigError(`runtime config ${path}: pool must be an object`);
-  const { size, idleSeconds, ...others } = pool as Record<string, unknown>;
+  const { size, idleSeconds, vms, ...others } = pool as Record<string, unknown>;
   const unknown = Object.keys(others)[0];
-  if (unknown !== undefined) throw new RuntimeConfigError(`runtime config ${path}: unknown pool setting "${unknown}" (expected size, idleSeconds)`);
+  if (unknown !== undefined) throw new RuntimeConfigError(`runtime config ${path}: unknown pool setting "${unknown}" (expected size, idleSeconds, vms)`);
   if (size !== undefined && !validPoolSize(size)) {
     throw new RuntimeConfigError(`runtime config ${path}: pool.size must be an integer from 0 to ${POOL_MAX_SIZE}, not ${JSON.stringify(size)}`);
   }
   if (idleSeconds !== undefined && !validIdleSeconds(idleSeconds)) {
     throw new RuntimeConfigError(`runtime config ${path}: pool.idleSeconds must be an integer from 1 to ${POOL_MAX_IDLE_SECONDS}, not ${JSON.stringify(idleSeconds)}`);
   }
-  return { ...(size !== undefined ? { size } : {}), ...(idleSeconds !== undefined ? { idleSeconds } : {}) };
+  if (vms !== undefined && !validPoolSize(vms)) {
+    throw new RuntimeConfigError(`runtime config ${path}: pool.vms must be an integer from 0 to ${POOL_MAX_SIZE}, not ${JSON.stringify(vms)}`);
+  }
+  return { ...(size !== undefined ? { size } : {}), ...(idleSeconds !== undefined ? { idleSeconds } : {}), ...(vms !== undefined ? { vms } : {}) };
 }

@@ -3,6 +3,7 @@
 // and the bundle as cwd), it serves that pod exactly as a shim `start` spawned would, and nothing else.
 import { lstatSync, rmSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import { processStartTime } from '../host/host-process.js';
 import { waitForWork } from '../host/pooled-process.js';
 import { precompileCodecs } from '../rpc/protos.js';
 import { parseShimFlags } from './shim-flags.js';
@@ -22,12 +23,20 @@ function toldToServe(connection: Socket): Promise<boolean> {
   });
 }
 
-export async function shimPoolWorker(idleSeconds: number, dir: string, entry: string, taken?: () => void): Promise<void> {
+/**
+ * kind shim: a pooled shim; shimvm: one that first restores a pod's microVM and keeps it for the pod it is handed
+ * (drivers/qemu/vm-reserve.ts): a member whose VM cannot be kept here exits.
+ */
+export async function shimPoolWorker(kind: 'shim' | 'shimvm', idleSeconds: number, dir: string, entry: string, taken?: () => void): Promise<void> {
   const { serve, TTRPC_TASK_SERVICE } = await import('./shim-serve.js');
   const { EVENTS_SERVICE, EVENT_TYPES } = await import('./event-forwarder.js');
   precompileCodecs([TTRPC_TASK_SERVICE, EVENTS_SERVICE], [...Object.values(EVENT_TYPES), 'ttrpc.Request', 'ttrpc.Response']);
+  if (kind === 'shimvm') {
+    const { QemuDriver } = await import('../drivers/qemu/qemu-driver.js');
+    if (!(await new QemuDriver().reserve(dir, processStartTime(process.pid) ?? ''))) process.exit(1);
+  }
   // Titled as a spawned shim's command line reads (ps, and whoever looks for a pod's shim by it).
-  const work = await waitForWork('shim', idleSeconds, dir, (args) => ['node', entry, ...args].join(' '));
+  const work = await waitForWork(kind, idleSeconds, dir, (args) => ['node', entry, ...args].join(' '));
   const listener = work.fds[0];
   if (listener === undefined) throw new Error('the handoff brought no listening socket');
   // A start killed before it wrote the pod's address and shim.pid leaves a pod no one will ask for: this process

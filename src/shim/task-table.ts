@@ -105,9 +105,14 @@ export class TaskTable {
       const driver = await this.drivers.forSpec(spec.annotations, config.driver);
       const dir = sandboxDir(this.options.stateDir);
       mkdirSync(dir, { recursive: true, mode: 0o700 });
-      const sandbox = await driver.boot({
-        id: basename(this.options.stateDir), dir, stdio: 'null', endsWithCaller: true, spec, ...(bundle !== undefined && { bundle }), log: (message) => this.options.log(`container ${id}: ${message}`),
-      });
+      let sandbox: Sandbox;
+      try {
+        sandbox = await driver.boot({
+          id: basename(this.options.stateDir), dir, stdio: 'null', endsWithCaller: true, spec, ...(bundle !== undefined && { bundle }), log: (message) => this.options.log(`container ${id}: ${message}`),
+        });
+      } finally {
+        this.drivers.sandboxBooted?.();
+      }
       // Its directory is the record that containerd's `shim delete` searches after a shim that died.
       await sandbox.recorded();
       // Published at once, so that containerd has TaskOOM before the TaskExit of the process it killed.

@@ -2,7 +2,8 @@
 // network namespace of the test's (CNI's bridge and every pod address live there), CNI from Debian's
 // containernetworking-plugins (bridge + host-local in a private conf_dir), the pause image built from C and
 // imported into `k8s.io`, the test images on a loopback registry that a certs.d mirror names, and a CRI client.
-// Handlers: `runc`, `runbox` (the emulated driver) and `runbox-vm` (the qemu driver, through ConfigPath).
+// Handlers: `runc`, `runbox` (the emulated driver), `runbox-vm` (the qemu driver, through ConfigPath) and
+// `runbox-vm-pool` (the qemu driver with VM members in the warm pool: `"pool": {"vms": VM_POOL_MEMBERS}`).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,10 +20,12 @@ import type { TeardownOwner } from './teardown.js';
 /** The registry name the mirror maps to the loopback registry: images are MIRRORED/NAME:TAG. */
 const MIRRORED = 'registry.runbox.test';
 export const PAUSE_IMAGE = `${MIRRORED}/pause:${TAG}`;
-export const HANDLERS = ['runc', 'runbox', 'runbox-vm'] as const;
+export const HANDLERS = ['runc', 'runbox', 'runbox-vm', 'runbox-vm-pool'] as const;
 export type Handler = (typeof HANDLERS)[number];
 /** The pods' subnet, on the bridge in the test's network namespace. */
 export const POD_SUBNET = '10.88.0.0/16';
+/** The VM members (pooled shims holding a restored VM, docs/warm-pool.md) the `runbox-vm-pool` handler keeps. */
+export const VM_POOL_MEMBERS = 2;
 
 export interface CriOptions {
   /** The images pushed (and pulled through CRI): each is the busybox fixture plus /etc/image naming it. */
@@ -31,6 +34,8 @@ export interface CriOptions {
   env?: NodeJS.ProcessEnv;
   /** The runbox-vm handler's runtime options file: `{"driver": "qemu", "annotations": …}`. */
   vmAnnotations?: Record<string, string>;
+  /** The runbox-vm handler's `pool` settings (`{"vms": 1}`: pods' sandboxes take pooled shims holding a restored VM). */
+  vmPool?: { size?: number; idleSeconds?: number; vms?: number };
 }
 
 export interface PodOptions {
@@ -85,13 +90,13 @@ function criConfig(dir: string, network: string, vmOptions: string): string[] {
     '  default_runtime_name = "runc"',
     table(`${runtimes}.runc`),
     '  runtime_type = "io.containerd.runc.v2"',
-    ...['runbox', 'runbox-vm'].flatMap((name) => [
+    ...['runbox', 'runbox-vm', 'runbox-vm-pool'].flatMap((name) => [
       table(`${runtimes}.${name}`),
       '  runtime_type = "io.containerd.runbox.v2"',
       '  pod_annotations = ["io.runbox.*"]',
       '  container_annotations = ["io.runbox.*"]',
       table(`${runtimes}.${name}.options`),
-      `  ConfigPath = "${name === 'runbox' ? join(dir, 'runbox.json') : vmOptions}"`,
+      `  ConfigPath = "${name === 'runbox-vm' ? vmOptions : join(dir, `${name}.json`)}"`,
     ]),
     `# the network ${network}`,
   ];
@@ -120,7 +125,7 @@ export class CriEnv {
       busybox: false,
       cri: (dir) => {
         containerdDir = dir;
-        writeSetup(dir, network, registry.host, options.vmAnnotations ?? {});
+        writeSetup(dir, network, registry.host, options.vmAnnotations ?? {}, options.vmPool);
         return criConfig(dir, network, join(dir, 'runbox-vm.json'));
       },
     });
@@ -297,7 +302,9 @@ export class CriEnv {
 }
 
 /** The CNI conflist, the certs.d mirror and the runtime options files, in containerd's directory. */
-function writeSetup(dir: string, network: string, registryHost: string, vmAnnotations: Record<string, string>): void {
+function writeSetup(
+  dir: string, network: string, registryHost: string, vmAnnotations: Record<string, string>, vmPool?: CriOptions['vmPool'],
+): void {
   mkdirSync(join(dir, 'cni'), { recursive: true });
   writeFileSync(join(dir, 'cni', '10-pods.conflist'), JSON.stringify({
     cniVersion: '0.4.0',
@@ -317,5 +324,6 @@ function writeSetup(dir: string, network: string, registryHost: string, vmAnnota
     '',
   ].join('\n'));
   writeFileSync(join(dir, 'runbox.json'), JSON.stringify({ driver: 'emulated' }));
-  writeFileSync(join(dir, 'runbox-vm.json'), JSON.stringify({ driver: 'qemu', annotations: vmAnnotations }));
+  writeFileSync(join(dir, 'runbox-vm.json'), JSON.stringify({ driver: 'qemu', annotations: vmAnnotations, ...(vmPool && { pool: vmPool }) }));
+  writeFileSync(join(dir, 'runbox-vm-pool.json'), JSON.stringify({ driver: 'qemu', annotations: vmAnnotations, pool: { vms: VM_POOL_MEMBERS } }));
 }

@@ -2,13 +2,17 @@ import { readFileSync, rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Command } from '@oclif/core/command';
 import * as Flags from '@oclif/core/flags';
+import { sweepReserves } from '../../drivers/qemu/vm-reserve.js';
 import { isProcessAlive } from '../../host/host-process.js';
 import { buildId, POOL_KINDS, poolDirectory, poolMembers, poolSettingsFromEnv, type PoolMemberState } from '../../host/warm-pool.js';
 
 const CLOCK_TICKS_PER_SECOND = 100;
 const DRAIN_WAIT_MS = 5000;
 
-/** Ends the pool's idle members (each removes its socket as it leaves) and removes the sockets of dead ones. */
+/**
+ * Ends the pool's idle members (each removes its socket as it leaves, a VM member its VM's directory) and removes
+ * what dead ones left.
+ */
 async function drain(dir: string): Promise<void> {
   const members = poolMembers(dir);
   for (const member of members.filter((m) => m.alive)) {
@@ -21,6 +25,7 @@ async function drain(dir: string): Promise<void> {
   const ended = (member: PoolMemberState) => !isProcessAlive(member.pid, member.startTime);
   for (let waited = 0; waited < DRAIN_WAIT_MS && !members.every(ended); waited += 50) await sleep(50);
   for (const member of members.filter(ended)) rmSync(member.socket, { force: true });
+  sweepReserves(dir);
 }
 
 export default class Pool extends Command {

@@ -26,8 +26,9 @@ export function podNetnsPath(spec: Spec): string | undefined {
   return spec.linux?.namespaces?.find((ns) => ns.type === 'network')?.path;
 }
 
-function inNetns(netns: string, script: string): string {
-  const result = spawnSync('nsenter', [`--net=${netns}`, 'sh', '-ec', script], { encoding: 'utf8' });
+/** Runs `script` in sh in the network namespace `netns`, with `args` as $1…; its stdout. */
+function inNetns(netns: string, script: string, args: string[] = []): string {
+  const result = spawnSync('nsenter', [`--net=${netns}`, 'sh', '-ec', script, 'sh', ...args], { encoding: 'utf8' });
   if (result.status !== 0) {
     throw new SandboxError(`the pod's network namespace ${netns}: ${(result.stderr || result.error?.message || '').trim()}`);
   }
@@ -37,37 +38,41 @@ function inNetns(netns: string, script: string): string {
 /** A shell's here-document feeding `lines` to COMMAND's batch mode (one process for all of them). */
 const batch = (command: string, lines: string[]) => [`${command} -batch - <<'EOF'`, ...lines, 'EOF'];
 
+/** tc redirecting every frame that arrives on `from` out of `to`. */
+const redirect = (from: string, to: string) => [
+  `qdisc add dev ${from} ingress`,
+  `filter add dev ${from} parent ffff: protocol all u32 match u8 0 0 action mirred egress redirect dev ${to}`,
+];
+
 /**
  * Reads what CNI gave the pod (eth0's MAC, MTU, IPv4 addresses, routes) and plugs a tap into it with tc
- * redirects both ways. A tap and redirects left by a VM before (a retried boot) are replaced. Each process costs a
- * few ms, so `ip` and `tc` run in batch mode: one shell in the namespace reads, a second plugs.
+ * redirects both ways: a new one, or the tap in the network namespace of process `tapOf` (a waiting VM's QEMU,
+ * vm-reserve.ts), moved in. A tap and redirects left by a VM before (a retried boot) are replaced. Each process
+ * costs a few ms: it is one shell, in the pod's namespace (entered from QEMU's to move the tap), with `ip` and
+ * `tc` in batch mode.
  */
-export function plugPodNetwork(netns: string): PodNetwork {
-  const [addrJson, routesJson, linksJson, qdiscsJson] = inNetns(netns, [
-    ...batch('ip -j', [`addr show dev ${POD_INTERFACE}`, `route show dev ${POD_INTERFACE}`, 'link show']),
-    `tc -j qdisc show dev ${POD_INTERFACE}`,
-  ].join('\n')).split('\n').filter((line) => line.startsWith('['));
+export function plugPodNetwork(netns: string, { tapOf }: { tapOf?: number } = {}): PodNetwork {
+  const plug = [
+    ...batch('ip -j', [`addr show dev ${POD_INTERFACE}`, `route show dev ${POD_INTERFACE}`]),
+    // eth0's MTU, the word after `mtu` (/sys would show the namespace of whoever mounted sysfs, not this one).
+    `set -- $(ip -o link show dev ${POD_INTERFACE})`,
+    'while [ $# -gt 1 ] && [ "$1" != mtu ]; do shift; done',
+    'mtu=$2',
+    ...(tapOf === undefined ? [`ip link del ${POD_TAP} 2>/dev/null || :`, `ip tuntap add dev ${POD_TAP} mode tap vnet_hdr`] : []),
+    `ip link set dev ${POD_TAP} mtu "$mtu" up`,
+    `tc qdisc del dev ${POD_INTERFACE} ingress 2>/dev/null || :`,
+    ...batch('tc', [...redirect(POD_INTERFACE, POD_TAP), ...redirect(POD_TAP, POD_INTERFACE)]),
+  ].join('\n');
+  // $1 the pod's namespace, $2 the script above: the tap moves in (over one left there), then the script runs there.
+  const move = [
+    `ip link set dev ${POD_TAP} netns "$1" 2>/dev/null || { nsenter --net="$1" ip link del ${POD_TAP}; ip link set dev ${POD_TAP} netns "$1"; }`,
+    'exec nsenter --net="$1" sh -ec "$2"',
+  ].join('\n');
+  const output = tapOf === undefined ? inNetns(netns, plug) : inNetns(`/proc/${tapOf}/ns/net`, move, [netns, plug]);
+  const [addrJson, routesJson] = output.split('\n').filter((line) => line.startsWith('['));
   const [link] = JSON.parse(addrJson ?? '[]') as Array<{ address: string; mtu: number; addr_info?: Array<{ family: string; local: string; prefixlen: number }> }>;
   if (!link) throw new SandboxError(`the pod's network namespace ${netns} has no ${POD_INTERFACE}`);
   const routes = JSON.parse(routesJson ?? '[]') as Array<{ dst: string; gateway?: string }>;
-  const tapLeft = (JSON.parse(linksJson ?? '[]') as Array<{ ifname: string }>).some(({ ifname }) => ifname === POD_TAP);
-  const ingressLeft = (JSON.parse(qdiscsJson ?? '[]') as Array<{ kind: string }>).some(({ kind }) => kind === 'ingress');
-  const redirect = (from: string, to: string) => [
-    `qdisc add dev ${from} ingress`,
-    `filter add dev ${from} parent ffff: protocol all u32 match u8 0 0 action mirred egress redirect dev ${to}`,
-  ];
-  inNetns(netns, [
-    ...batch('ip', [
-      ...(tapLeft ? [`link del ${POD_TAP}`] : []),
-      `tuntap add dev ${POD_TAP} mode tap vnet_hdr`,
-      `link set dev ${POD_TAP} mtu ${link.mtu} up`,
-    ]),
-    ...batch('tc', [
-      ...(ingressLeft ? [`qdisc del dev ${POD_INTERFACE} ingress`] : []),
-      ...redirect(POD_INTERFACE, POD_TAP),
-      ...redirect(POD_TAP, POD_INTERFACE),
-    ]),
-  ].join('\n'));
   return {
     mac: link.address,
     mtu: link.mtu,

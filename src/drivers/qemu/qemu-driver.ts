@@ -21,7 +21,7 @@ import { agentPortSocket, clientOnSession, leasePort, openSession } from './qemu
 import { QEMU_BINARY, qemuArgs, vmFiles, type VmDevices } from './qemu-command.js';
 import { vmResources } from './qemu-resources.js';
 import {
-  AGENT_PORTS, deadlineIn, kvmFailed, refuseReadWriteOutput, removeVmFiles, startVm, type Deadline, type StartedVm, type VmStart,
+  AGENT_PORTS, bootTimeoutSeconds, deadlineIn, kvmFailed, refuseReadWriteOutput, removeVmFiles, startVm, type Deadline, type StartedVm, type VmStart,
 } from './qemu-process.js';
 import { quitQemu } from './qemu-qmp.js';
 import { ExitedSandbox, QemuSandbox, type FirstContainer, type QemuHandle } from './qemu-sandbox.js';
@@ -33,10 +33,9 @@ import { createVolumesExport, unbindVolumes } from './pod-volumes.js';
 import { plugPodNetwork, podNetnsPath, unplugPodNetwork, type PodNetwork } from './pod-network.js';
 import { refuseHostResources } from './vm-host-resources.js';
 import { AGENT_GREETING_TIMEOUT_MS } from '../../generated/facts.js';
+import { holdReserve, reserveDir, reserveKey, sweepReserves, takeReserve } from './vm-reserve.js';
+import { OCI_VERSION } from '../../oci/spec.js';
 
-/** The annotation (else RUNBOX_QEMU_BOOT_TIMEOUT) that sets how long a guest may take to report ready, in seconds. */
-export const BOOT_TIMEOUT_ANNOTATION = 'io.runbox.qemu.boot-timeout';
-const DEFAULT_BOOT_TIMEOUT_S = 30;
 const CONNECT_TIMEOUT_MS = 30_000;
 
 /** A pod sandbox's network: the namespace CNI set up, and what its veth holds. */
@@ -54,21 +53,6 @@ export interface VmAdditions {
   inherit?: Array<number | Socket>;
   launcher?: (argv: string[]) => string[];
   release(): void;
-}
-
-/** The command QEMU runs under: a driver's launcher, inside one that ties QEMU to a caller it ends with. */
-function launcherFor(config: SandboxConfig, additions: VmAdditions): ((argv: string[]) => string[]) | undefined {
-  const { launcher } = additions;
-  if (!config.endsWithCaller) return launcher;
-  return (argv) => withParentDeath(launcher ? launcher(argv) : argv);
-}
-
-function bootTimeoutSeconds(config: SandboxConfig): number {
-  const raw = config.spec.annotations?.[BOOT_TIMEOUT_ANNOTATION] ?? process.env.RUNBOX_QEMU_BOOT_TIMEOUT;
-  if (raw === undefined) return DEFAULT_BOOT_TIMEOUT_S;
-  const seconds = Number(raw);
-  if (!Number.isFinite(seconds) || seconds <= 0) throw new SandboxError(`invalid qemu boot timeout "${raw}" (expected seconds > 0)`);
-  return seconds;
 }
 
 export class QemuDriver implements Driver {
@@ -147,7 +131,7 @@ export class QemuDriver implements Driver {
       throw error instanceof RunboxError ? error : new SandboxError((error as Error).message);
     }
     let podNet: PodNet | undefined;
-    const timeout = bootTimeoutSeconds(config);
+    const timeout = bootTimeoutSeconds(config.spec);
     const disk = vmFiles(config.dir).image;
     // A lazily served rootfs is attached over NBD as it is: nothing to build.
     const lazy = await lazyDiskOf(config.spec.root!.path).catch((error: Error) => {
@@ -166,6 +150,11 @@ export class QemuDriver implements Driver {
       return image;
     };
     try {
+      // A pod's sandbox takes the VM its pooled shim restored while it waited, when it is the VM this boot would start.
+      if (netns && !lazy && useTemplate && !plan.probe && config.stdio === 'null') {
+        const sandbox = await this.fromReserve(config, guest, plan.accel, netns);
+        if (sandbox) return sandbox;
+      }
       if (netns) podNet = { netns, network: plugPodNetwork(netns) };
       if (!lazy) createRootfsDisk(config.spec.root!.path, disk);
       let accel = plan.accel;
@@ -213,6 +202,44 @@ export class QemuDriver implements Driver {
   }
 
   /**
+   * Restores a pod VM ahead of need in the pool directory `poolDir` and keeps it for this process's first pod
+   * (vm-reserve.ts); false when none can be kept here: the acceleration is not known yet (the first VM probes it),
+   * or templates are off or cannot be kept.
+   */
+  async reserve(poolDir: string, startTime: string): Promise<boolean> {
+    sweepReserves(poolDir);
+    const config: SandboxConfig = { id: 'reserve', dir: poolDir, stdio: 'null', spec: { ociVersion: OCI_VERSION } };
+    const guest = { ...this.guest(config), pod: true };
+    const plan = planAccel(parseAccelChoice(process.env.RUNBOX_QEMU_ACCEL));
+    if (plan.probe || !this.templatesFor(config)) return false;
+    const timeout = bootTimeoutSeconds(config.spec);
+    const template = await this.template(guest, plan.accel, deadlineIn(timeout));
+    if (!template) return false;
+    await holdReserve(reserveDir(poolDir, process.pid, startTime), reserveKey(guest, plan.accel), guest, plan.accel, template, deadlineIn(timeout));
+    return true;
+  }
+
+  /** The pod sandbox's VM from this process's reserve (vm-reserve.ts), its network plugged; undefined without one. */
+  private async fromReserve(config: SandboxConfig, guest: Guest, accel: Accel, netns: string): Promise<Sandbox | undefined> {
+    const taken = takeReserve(reserveKey(guest, accel), config.dir);
+    if (!taken) return undefined;
+    const { vm, template } = taken;
+    const handle: QemuHandle = { ...vm.handle, driver: this.name, template: template.key, podNetns: netns };
+    try {
+      const network = plugPodNetwork(netns, { tapOf: vm.handle.pid });
+      // The sandbox container's image is appended after the warm-up's, as a pod's later containers' are.
+      return this.sandboxOver(handle, vm.client, () => this.cleanup(handle), () => this.vmGone(handle), { bootImage: false, network });
+    } catch (error) {
+      vm.client.close();
+      vm.child.kill('SIGKILL');
+      await this.vmGone(handle, 1000);
+      unplugPodNetwork(netns);
+      removeVmFiles(handle);
+      throw error;
+    }
+  }
+
+  /**
    * The template this VM can be restored from, built now if there is none (that one boot, and the snapshot, add
    * ~0.1 s to this VM's start); undefined when no template can be kept here.
    */
@@ -249,7 +276,9 @@ export class QemuDriver implements Driver {
     let additions: VmAdditions | undefined;
     try {
       additions = await this.additions(config, guest, accel);
-      const launcher = launcherFor(config, additions);
+      // A driver's launcher, inside one that ties QEMU to a caller it ends with.
+      const { launcher: own } = additions;
+      const launcher = config.endsWithCaller ? (argv: string[]) => withParentDeath(own ? own(argv) : argv) : own;
       vm = await startVm({
         dir: config.dir,
         accel,

@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Socket } from 'node:net';
 import { isatty } from 'node:tty';
 import type { AgentClient } from '../../agent-client/agent-client.js';
+import type { Spec } from '../../oci/spec.js';
 import { SandboxError, VmStartError } from '../../errors/errors.js';
 import { processStartTime } from '../../host/host-process.js';
 import { untilListening } from '../../host/until-listening.js';
@@ -33,6 +34,19 @@ export const EXTRA_FD_BASE = SNAPSHOT_FD + 1;
 export interface Deadline {
   at: number;
   seconds: number;
+}
+
+/** The annotation (else RUNBOX_QEMU_BOOT_TIMEOUT) that sets how long a guest may take to report ready, in seconds. */
+export const BOOT_TIMEOUT_ANNOTATION = 'io.runbox.qemu.boot-timeout';
+const DEFAULT_BOOT_TIMEOUT_S = 30;
+
+/** How long a VM's guest may take to greet: BOOT_TIMEOUT_ANNOTATION, else RUNBOX_QEMU_BOOT_TIMEOUT, else 30 s. */
+export function bootTimeoutSeconds(spec: Spec): number {
+  const raw = spec.annotations?.[BOOT_TIMEOUT_ANNOTATION] ?? process.env.RUNBOX_QEMU_BOOT_TIMEOUT;
+  if (raw === undefined) return DEFAULT_BOOT_TIMEOUT_S;
+  const seconds = Number(raw);
+  if (!Number.isFinite(seconds) || seconds <= 0) throw new SandboxError(`invalid qemu boot timeout "${raw}" (expected seconds > 0)`);
+  return seconds;
 }
 
 export function deadlineIn(seconds: number): Deadline {

@@ -20,6 +20,7 @@ import { bindVolume, unbindVolumes } from './pod-volumes.js';
 import { appendToDisk } from './rootfs-image.js';
 import { podNetworkRecords, type PodNetwork } from './pod-network.js';
 import { refuseHostResources } from './vm-host-resources.js';
+import { defaultSpec } from '../../oci/default-spec.js';
 
 export interface QemuHandle extends SandboxHandle {
   /** 'qemu', or the name of a driver built on it. */
@@ -113,6 +114,30 @@ export class QemuSandbox extends AgentSandbox {
     if (!podMember(config.spec)) refuseHostResources(config.id, config.spec);
     const root = { ...config.spec.root!, path: this.rootfsInGuest(config.id) };
     return [...super.createRequest({ ...config, spec: { ...config.spec, root } }), ...(this.guestRecords.get(config.id) ?? [])];
+  }
+
+  /**
+   * Runs a throwaway container to its end in a VM that no container has had yet (a pooled VM, vm-reserve.ts), from
+   * the image at the start of its disk: under TCG, the guest kernel's code that a container's create and start run
+   * is translated here once instead of on a pod's critical path. Its end does not power the VM off (`transient`);
+   * the next container's image goes after it in the disk.
+   */
+  async warmUp(image: { offset: number; size: number }, args: string[]): Promise<void> {
+    const id = 'runbox-warm-up';
+    const base = defaultSpec();
+    const spec = { ...base, process: { ...base.process!, terminal: false, args }, root: { path: '/', readonly: true } };
+    // Through a loop device over its range, as every pod container's image is mounted (rootfsImage).
+    const device = [ROOTFS_DEVICE, this.handle.rootfsFstype, image.offset, image.size].join(UNIT_SEPARATOR);
+    this.guestRecords.set(id, [['rootfs_image', device], ['transient', '1']]);
+    try {
+      await super.createContainer({ id, bundle: '/', spec, stdio: 'null', finish: true });
+      await this.startContainer(id);
+      const { exitStatus } = await this.wait(id);
+      await this.deleteContainer(id);
+      if (exitStatus !== 0) throw new SandboxError(`the microVM's warm-up container exited with status ${exitStatus}`);
+    } finally {
+      this.guestRecords.delete(id);
+    }
   }
 
   /**
