@@ -3,7 +3,7 @@
 // and back, so that the VM's virtio-net device (QEMU's end of the tap) is the pod's interface; the guest gives
 // its NIC the veth's MAC, MTU, address and routes (agent/guest-net.c). QEMU runs in that namespace (nsenter
 // --net, which leaves the mount namespace alone) and opens the tap by name.
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { SandboxError } from '../../errors/errors.js';
 import { UNIT_SEPARATOR, type RecordList } from '../../agent-client/agent-records.js';
 import type { Spec } from '../../oci/spec.js';
@@ -26,9 +26,9 @@ export function podNetnsPath(spec: Spec): string | undefined {
   return spec.linux?.namespaces?.find((ns) => ns.type === 'network')?.path;
 }
 
-/** Runs `script` in sh in the network namespace `netns`, with `args` as $1…; its stdout. */
-function inNetns(netns: string, script: string, args: string[] = []): string {
-  const result = spawnSync('nsenter', [`--net=${netns}`, 'sh', '-ec', script, 'sh', ...args], { encoding: 'utf8' });
+/** Runs `script` in sh in the network namespace `netns`; its stdout. */
+function inNetns(netns: string, script: string): string {
+  const result = spawnSync('nsenter', [`--net=${netns}`, 'sh', '-ec', script], { encoding: 'utf8' });
   if (result.status !== 0) {
     throw new SandboxError(`the pod's network namespace ${netns}: ${(result.stderr || result.error?.message || '').trim()}`);
   }
@@ -44,31 +44,17 @@ const redirect = (from: string, to: string) => [
   `filter add dev ${from} parent ffff: protocol all u32 match u8 0 0 action mirred egress redirect dev ${to}`,
 ];
 
-/**
- * Reads what CNI gave the pod (eth0's MAC, MTU, IPv4 addresses, routes) and plugs a tap into it with tc
- * redirects both ways: a new one, or the tap in the network namespace of process `tapOf` (a waiting VM's QEMU,
- * vm-reserve.ts), moved in. A tap and redirects left by a VM before (a retried boot) are replaced. Each process
- * costs a few ms: it is one shell, in the pod's namespace (entered from QEMU's to move the tap), with `ip` and
- * `tc` in batch mode.
- */
-export function plugPodNetwork(netns: string, { tapOf }: { tapOf?: number } = {}): PodNetwork {
-  const plug = [
-    ...batch('ip -j', [`addr show dev ${POD_INTERFACE}`, `route show dev ${POD_INTERFACE}`]),
-    // eth0's MTU, the word after `mtu` (/sys would show the namespace of whoever mounted sysfs, not this one).
-    `set -- $(ip -o link show dev ${POD_INTERFACE})`,
-    'while [ $# -gt 1 ] && [ "$1" != mtu ]; do shift; done',
-    'mtu=$2',
-    ...(tapOf === undefined ? [`ip link del ${POD_TAP} 2>/dev/null || :`, `ip tuntap add dev ${POD_TAP} mode tap vnet_hdr`] : []),
-    `ip link set dev ${POD_TAP} mtu "$mtu" up`,
-    `tc qdisc del dev ${POD_INTERFACE} ingress 2>/dev/null || :`,
-    ...batch('tc', [...redirect(POD_INTERFACE, POD_TAP), ...redirect(POD_TAP, POD_INTERFACE)]),
-  ].join('\n');
-  // $1 the pod's namespace, $2 the script above: the tap moves in (over one left there), then the script runs there.
-  const move = [
-    `ip link set dev ${POD_TAP} netns "$1" 2>/dev/null || { nsenter --net="$1" ip link del ${POD_TAP}; ip link set dev ${POD_TAP} netns "$1"; }`,
-    'exec nsenter --net="$1" sh -ec "$2"',
-  ].join('\n');
-  const output = tapOf === undefined ? inNetns(netns, plug) : inNetns(`/proc/${tapOf}/ns/net`, move, [netns, plug]);
+/** Reads eth0's addresses and routes as JSON, one line each. */
+const READ = batch('ip -j', [`addr show dev ${POD_INTERFACE}`, `route show dev ${POD_INTERFACE}`]);
+
+/** Brings the tap up at $mtu and redirects it to and from eth0 (over redirects left by a VM before: a retried boot). */
+const CONNECT = [
+  `ip link set dev ${POD_TAP} mtu "$mtu" up`,
+  `tc qdisc del dev ${POD_INTERFACE} ingress 2>/dev/null || :`,
+  ...batch('tc', [...redirect(POD_INTERFACE, POD_TAP), ...redirect(POD_TAP, POD_INTERFACE)]),
+];
+
+function parseNetwork(output: string, netns: string): PodNetwork {
   const [addrJson, routesJson] = output.split('\n').filter((line) => line.startsWith('['));
   const [link] = JSON.parse(addrJson ?? '[]') as Array<{ address: string; mtu: number; addr_info?: Array<{ family: string; local: string; prefixlen: number }> }>;
   if (!link) throw new SandboxError(`the pod's network namespace ${netns} has no ${POD_INTERFACE}`);
@@ -79,6 +65,50 @@ export function plugPodNetwork(netns: string, { tapOf }: { tapOf?: number } = {}
     addresses: (link.addr_info ?? []).filter((info) => info.family === 'inet').map((info) => `${info.local}/${info.prefixlen}`),
     routes: routes.map(({ dst, gateway }) => ({ dst, ...(gateway && { gateway }) })),
   };
+}
+
+/**
+ * Reads what CNI gave the pod (eth0's MAC, MTU, IPv4 addresses, routes) and plugs a new tap into it with tc
+ * redirects both ways (a tap left by a VM before is replaced). Each process costs a few ms: it is one shell in the
+ * pod's namespace, with `ip` and `tc` in batch mode.
+ */
+export function plugPodNetwork(netns: string): PodNetwork {
+  return parseNetwork(inNetns(netns, [
+    ...READ,
+    // eth0's MTU, the word after `mtu` (/sys would show the namespace of whoever mounted sysfs, not this one).
+    `set -- $(ip -o link show dev ${POD_INTERFACE})`,
+    'while [ $# -gt 1 ] && [ "$1" != mtu ]; do shift; done',
+    'mtu=$2',
+    `ip link del ${POD_TAP} 2>/dev/null || :`,
+    `ip tuntap add dev ${POD_TAP} mode tap vnet_hdr`,
+    ...CONNECT,
+  ].join('\n')), netns);
+}
+
+/** What CNI gave the pod, for a VM already running whose tap is then moved in (moveTapIn). */
+export function readPodNetwork(netns: string): PodNetwork {
+  return parseNetwork(inNetns(netns, READ.join('\n')), netns);
+}
+
+/**
+ * Moves the tap in the network namespace of process `tapOf` (a waiting VM's QEMU, vm-reserve.ts) into the pod's,
+ * over one left there, and connects it as plugPodNetwork does; resolves once it is done. The move waits for the
+ * kernel (~25 ms: a device leaving a namespace waits for an RCU grace period), which the caller overlaps with the
+ * guest's work.
+ */
+export function moveTapIn(netns: string, tapOf: number, mtu: number): Promise<void> {
+  const connect = [`mtu=${mtu}`, ...CONNECT].join('\n');
+  // $1 the pod's namespace, $2 the script that connects the tap there.
+  const move = [
+    `ip link set dev ${POD_TAP} netns "$1" 2>/dev/null || { nsenter --net="$1" ip link del ${POD_TAP}; ip link set dev ${POD_TAP} netns "$1"; }`,
+    'exec nsenter --net="$1" sh -ec "$2"',
+  ].join('\n');
+  return new Promise((resolve, reject) => {
+    execFile('nsenter', [`--net=/proc/${tapOf}/ns/net`, 'sh', '-ec', move, 'sh', netns, connect], (error, _stdout, stderr) => {
+      if (error) reject(new SandboxError(`the pod's network namespace ${netns}: ${(stderr || error.message).trim()}`));
+      else resolve();
+    });
+  });
 }
 
 /** Removes the tap (and so its redirect) from the pod's namespace, if both are still there. */

@@ -30,7 +30,7 @@ import { createRootfsDisk, fillRootfsDisk, nextImageOffset, recordDiskEnd } from
 import { lazyDiskOf, type LazyDisk } from '../../lazy-loader/lazy-disk.js';
 import { guestPodSpec, podMember } from './pod-in-vm.js';
 import { createVolumesExport, unbindVolumes } from './pod-volumes.js';
-import { plugPodNetwork, podNetnsPath, unplugPodNetwork, type PodNetwork } from './pod-network.js';
+import { moveTapIn, plugPodNetwork, podNetnsPath, readPodNetwork, unplugPodNetwork, type PodNetwork } from './pod-network.js';
 import { refuseHostResources } from './vm-host-resources.js';
 import { AGENT_GREETING_TIMEOUT_MS } from '../../generated/facts.js';
 import { holdReserve, reserveDir, reserveKey, sweepReserves, takeReserve } from './vm-reserve.js';
@@ -226,9 +226,12 @@ export class QemuDriver implements Driver {
     const { vm, template } = taken;
     const handle: QemuHandle = { ...vm.handle, driver: this.name, template: template.key, podNetns: netns };
     try {
-      const network = plugPodNetwork(netns, { tapOf: vm.handle.pid });
+      const network = readPodNetwork(netns);
+      // The tap's move overlaps the sandbox container's create in the guest, which waits for it before it answers.
+      const connected = moveTapIn(netns, vm.handle.pid, network.mtu);
+      connected.catch(() => {}); // a create that never comes does not wait for it
       // The sandbox container's image is appended after the warm-up's, as a pod's later containers' are.
-      return this.sandboxOver(handle, vm.client, () => this.cleanup(handle), () => this.vmGone(handle), { bootImage: false, network });
+      return this.sandboxOver(handle, vm.client, () => this.cleanup(handle), () => this.vmGone(handle), { bootImage: false, network, connected });
     } catch (error) {
       vm.client.close();
       vm.child.kill('SIGKILL');

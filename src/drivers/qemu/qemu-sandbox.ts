@@ -44,6 +44,8 @@ export interface FirstContainer {
   bootImage: boolean;
   /** The pod's network, which the first container's create configures in the guest. */
   network?: PodNetwork;
+  /** The host end of the pod's network while it is being connected: the first container's create waits for it. */
+  connected?: Promise<void>;
 }
 
 /** Where the container's rootfs is in the guest (the overlay the agent mounts over the disk). */
@@ -207,7 +209,15 @@ export class QemuSandbox extends AgentSandbox {
     this.guestRecords.set(config.id, records);
     try {
       for (const volume of volumes) bindVolume(this.handle.dir, config.id, volume.index, volume.source, volume.readonly);
-      return { ...(await super.createContainer(guest, output)), pid: this.handle.pid };
+      const created = await super.createContainer(guest, output);
+      // The pod's network is the first container's to configure, once.
+      const { connected } = this.first;
+      this.first = { bootImage: false };
+      await connected?.catch(async (error: unknown) => {
+        await super.deleteContainer(config.id).catch(() => {});
+        throw error;
+      });
+      return { ...created, pid: this.handle.pid };
     } catch (error) {
       unbindVolumes(this.handle.dir, config.id);
       if (error instanceof SandboxError) throw error;
