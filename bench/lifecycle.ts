@@ -113,6 +113,7 @@ export async function lifecycleBench(context: Context): Promise<string> {
     ready: () => poolReady(poolDir),
     env: pooled,
   });
+  poolReady(poolDir); // the refill after the last call has started its member
   const workers = poolMembers(poolDir).filter((member) => member.kind === 'cli' && member.alive);
   const workerRss = workers.length ? (workers[0]!.rssKib ?? 0) / 1024 : NaN;
   const floor = median(floorSamples);

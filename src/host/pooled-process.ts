@@ -38,6 +38,10 @@ function settle(): void {
   preloadFileLocks();
   setFlagsFromString('--expose-gc');
   (runInNewContext('gc') as () => void)();
+  // V8's code cache carries a hash of the flags it was made under: a flag left changed would make the cache this
+  // process writes once taken one that every other process rejects (and compiles the bundle anew), and the cache
+  // it was loaded with one it could not have used.
+  setFlagsFromString('--no-expose-gc');
 }
 
 function socketInode(path: string): number | undefined {
