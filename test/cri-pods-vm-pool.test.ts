@@ -1,7 +1,7 @@
 // Pods through containerd's CRI with the microVM handler and `"pool": {"vms": 1}` in its runtime options: a pod's
 // sandbox is handed a pooled shim that holds a restored, warmed-up microVM (docs/warm-pool.md, "VM members"), and the
 // pod runs in that VM. The tests run one at a time: they share the file's one VM member.
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -12,7 +12,10 @@ import { poolMembers } from '../src/host/warm-pool.js';
 import { sandboxDir, shimSocketPath, shimStateDir } from '../src/shim/shim-socket.js';
 import { pidsWith } from './helpers/containerd.js';
 import { nothingLeft, sharedCriEnv } from './helpers/cri-pod-cases.js';
-import type { CriEnv, Pod } from './helpers/cri.js';
+import { CriEnv, type Pod } from './helpers/cri.js';
+import { endPool } from './helpers/private-pool.js';
+import { cleanupList } from './helpers/teardown.js';
+import { guestAssets } from '../src/drivers/qemu/guest-assets.js';
 import { RUNBOX, runCommand } from './helpers/runbox.js';
 
 const QEMU = 'qemu-system-x86_64';
@@ -45,16 +48,16 @@ interface VmMember {
 }
 
 /** The idle shimvm member once its VM is restored and warmed up (it joins the pool only then). */
-async function vmMember(): Promise<VmMember> {
+async function vmMember(pool = poolDir): Promise<VmMember> {
   for (const end = Date.now() + 120_000; Date.now() < end; await sleep(100)) {
-    const member = poolMembers(poolDir).find((m) => m.kind === 'shimvm' && m.usable);
+    const member = poolMembers(pool).find((m) => m.kind === 'shimvm' && m.usable);
     if (!member) continue;
-    const dir = join(poolDir, `vm.${member.pid}.${member.startTime}`);
+    const dir = join(pool, `vm.${member.pid}.${member.startTime}`);
     const [qemu] = pidsWith(QEMU, `${dir}/`);
     if (qemu === undefined) continue;
     return { pid: member.pid, qemu, qemuStart: processStartTime(qemu)!, dir };
   }
-  throw new Error(`no VM member joined the pool ${poolDir}`);
+  throw new Error(`no VM member joined the pool ${pool}`);
 }
 
 const podVmDir = (cri: CriEnv, pod: Pod) => sandboxDir(shimStateDir(shimSocketPath(cri.containerd.address, 'k8s.io', pod.id)));
@@ -154,4 +157,34 @@ avaTest.serial('runbox-vm with pool.vms: `runbox pool --drain` ends the VM membe
   t.true(await gone(member.qemu, member.qemuStart));
   t.false(existsSync(member.dir));
   t.false(existsSync(volumesExport(member.dir)));
+});
+
+avaTest.serial('runbox-vm with pool.vms: a VM restored before the guest\'s files changed (an upgrade) is not given to a pod', async (t) => {
+  t.timeout(300_000);
+  // A containerd of its own, whose guest initramfs is a copy this test can change, with a pool of its own.
+  const dir = mkdtempSync(join(tmpdir(), 'runbox-cri-vm-pool-upgrade-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const initrd = join(dir, 'initrd.img');
+  copyFileSync(guestAssets().initrd, initrd);
+  const pool = join(dir, 'pool');
+  const cleanups = cleanupList();
+  t.teardown(() => cleanups.run());
+  const cri = await CriEnv.start(cleanups, {
+    env: { RUNBOX_QEMU_TEMPLATE_DIR: join(dir, 'templates'), RUNBOX_QEMU_ACCEL: 'tcg', RUNBOX_QEMU_INITRD: initrd, RUNBOX_POOL_DIR: pool },
+    vmPool: { vms: 1 },
+  });
+  t.teardown(() => endPool(pool));
+  await removePod(cri, await cri.runPod({ handler: 'runbox-vm' }));
+  const member = await vmMember(pool);
+  const later = new Date(Date.now() + 5000);
+  utimesSync(initrd, later, later);
+  const pod = await cri.runPod({ handler: 'runbox-vm' });
+  t.teardown(() => removePod(cri, pod).catch(() => {}));
+  t.deepEqual(pidsWith('containerd-shim-runbox-v2', pod.id), [member.pid], 'the VM member serves the pod');
+  t.true(await gone(member.qemu, member.qemuStart), 'its VM, restored from the old files, is ended');
+  const [qemu] = processesIn(QEMU, podVmDir(cri, pod));
+  t.truthy(qemu);
+  t.not(qemu, member.qemu);
+  const id = await cri.startContainer(pod, { name: 'app', image: 'first', args: ['sleep', '100000'] });
+  t.is((await cri.execSync(id, ['cat', '/etc/image'])).stdout, 'first\n');
 });

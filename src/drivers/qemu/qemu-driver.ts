@@ -33,8 +33,8 @@ import { createVolumesExport, unbindVolumes } from './pod-volumes.js';
 import { moveTapIn, plugPodNetwork, podNetnsPath, readPodNetwork, unplugPodNetwork, type PodNetwork } from './pod-network.js';
 import { refuseHostResources } from './vm-host-resources.js';
 import { AGENT_GREETING_TIMEOUT_MS } from '../../generated/facts.js';
-import { holdReserve, reserveDir, reserveKey, sweepReserves, takeReserve } from './vm-reserve.js';
 import { OCI_VERSION } from '../../oci/spec.js';
+import { holdReserve, reserveDir, sweepReserves, takeReserve } from './vm-reserve.js';
 
 const CONNECT_TIMEOUT_MS = 30_000;
 
@@ -202,9 +202,8 @@ export class QemuDriver implements Driver {
   }
 
   /**
-   * Restores a pod VM ahead of need in the pool directory `poolDir` and keeps it for this process's first pod
-   * (vm-reserve.ts); false when none can be kept here: the acceleration is not known yet (the first VM probes it),
-   * or templates are off or cannot be kept.
+   * Restores a pod VM ahead of need in `poolDir` for this process's first pod (vm-reserve.ts); false when none can
+   * be kept here: the acceleration is not known yet (the first VM probes it), or templates are off or impossible.
    */
   async reserve(poolDir: string, startTime: string): Promise<boolean> {
     sweepReserves(poolDir);
@@ -215,22 +214,20 @@ export class QemuDriver implements Driver {
     const timeout = bootTimeoutSeconds(config.spec);
     const template = await this.template(guest, plan.accel, deadlineIn(timeout));
     if (!template) return false;
-    await holdReserve(reserveDir(poolDir, process.pid, startTime), reserveKey(guest, plan.accel), guest, plan.accel, template, deadlineIn(timeout));
+    await holdReserve(reserveDir(poolDir, process.pid, startTime), template.key, guest, plan.accel, template, deadlineIn(timeout));
     return true;
   }
 
-  /** The pod sandbox's VM from this process's reserve (vm-reserve.ts), its network plugged; undefined without one. */
+  /** This process's waiting VM (vm-reserve.ts) if it is what this VM's template would be (files as they are now). */
   private async fromReserve(config: SandboxConfig, guest: Guest, accel: Accel, netns: string): Promise<Sandbox | undefined> {
-    const taken = takeReserve(reserveKey(guest, accel), config.dir);
-    if (!taken) return undefined;
-    const { vm, template } = taken;
+    const { vm, template } = takeReserve(this.templates.describe({ qemu: QEMU_BINARY, ...guest, accel, agentPorts: AGENT_PORTS }).key, config.dir) ?? {};
+    if (!vm || !template) return undefined;
     const handle: QemuHandle = { ...vm.handle, driver: this.name, template: template.key, podNetns: netns };
     try {
       const network = readPodNetwork(netns);
-      // The tap's move overlaps the sandbox container's create in the guest, which waits for it before it answers.
+      // The tap's move overlaps the sandbox container's create in the guest, which waits for it (qemu-sandbox.ts).
       const connected = moveTapIn(netns, vm.handle.pid, network.mtu);
       connected.catch(() => {}); // a create that never comes does not wait for it
-      // The sandbox container's image is appended after the warm-up's, as a pod's later containers' are.
       return this.sandboxOver(handle, vm.client, () => this.cleanup(handle), () => this.vmGone(handle), { bootImage: false, network, connected });
     } catch (error) {
       vm.client.close();

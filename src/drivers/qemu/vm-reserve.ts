@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { isProcessAlive, withParentDeath } from '../../host/host-process.js';
 import type { Guest } from './guest-assets.js';
 import type { Accel } from './qemu-accel.js';
-import { QEMU_BINARY, qemuArgs, vmFiles } from './qemu-command.js';
+import { qemuArgs, vmFiles } from './qemu-command.js';
 import { AGENT_PORTS, removeVmFiles, startVm, type Deadline, type StartedVm } from './qemu-process.js';
 import type { VmTemplate } from './qemu-template.js';
 import { createVolumesExport, unbindVolumes, volumesExport } from './pod-volumes.js';
@@ -23,18 +23,13 @@ import { restoreClone, wakeClone } from './template-vm.js';
 const RESERVE_DIR = /^vm\.(\d+)\.(\d+)$/;
 
 export interface ReservedVm {
-  /** What the VM is (reserveKey): a pod's sandbox takes it only when the VM it would start is the same. */
+  /** What the VM is (its template's key): a pod's sandbox takes it only when the VM it would start is the same. */
   key: string;
   vm: StartedVm;
   template: VmTemplate;
 }
 
 let reserved: (ReservedVm & { dir: string }) | undefined;
-
-/** What makes two pod VMs interchangeable: QEMU, the guest (kernel, initramfs, parameters, size) and the acceleration. */
-export function reserveKey(guest: Guest, accel: Accel): string {
-  return JSON.stringify({ qemu: QEMU_BINARY, guest, accel });
-}
 
 /** Where a member's VM waits: in the pool's directory, named by the member's pid and start time. */
 export function reserveDir(poolDir: string, pid: number, startTime: string): string {
