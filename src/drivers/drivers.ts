@@ -2,7 +2,6 @@
 // pay for evaluating the qemu driver's.
 import type { Driver, DriverRegistry } from '../sandbox/driver.js';
 import { kvmProven } from './qemu/qemu-accel.js';
-import { discardReserve } from './qemu/vm-reserve.js';
 import { SandboxError } from '../errors/errors.js';
 
 export const DRIVER_NAMES = ['emulated', 'qemu', 'enclave', 'auto'] as const;
@@ -56,5 +55,6 @@ export const driverRegistry: DriverRegistry = {
   forSpec: (annotations, choice) => getDriver(chooseDriverName(annotations?.[DRIVER_ANNOTATION], choice)),
   named: getDriver,
   endAbandoned: endAbandonedSandboxes,
-  sandboxBooted: discardReserve,
+  // Loaded on demand, as the drivers are: a process that restored a VM ahead of need has it loaded already.
+  sandboxBooted: () => void import('./qemu/vm-reserve.js').then(({ discardReserve }) => discardReserve()),
 };
