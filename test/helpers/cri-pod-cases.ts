@@ -1,6 +1,6 @@
 // The pod tests through containerd's CRI, written once and run per handler (runc as the reference, runbox's
 // emulated driver, runbox's microVMs): what kubelet would see of a pod, and what a pod leaves on the host.
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -32,6 +32,8 @@ export function podLeftovers(cri: CriEnv, pod: Pod, containerIds: string[]): str
   const stateDir = shimStateDir(socket);
   const described = (pid: number) => `process ${pid} (${procFile(pid, 'cmdline').replaceAll('\0', ' ').trim()})`;
   for (const needle of [...ids, stateDir]) for (const pid of pidsWith(needle)) left.push(described(pid));
+  // A VM restored ahead of need names the directory it waited in (docs/warm-pool.md): it runs in the pod's.
+  for (const pid of processesRunningIn(sandboxDir(stateDir))) left.push(described(pid));
   for (const pid of processesWithEnvironment(`${POD_MARKER}=${pod.config.metadata.uid}`)) left.push(described(pid));
   for (const path of [socket, stateDir, volumesExport(sandboxDir(stateDir))]) if (existsSync(path)) left.push(`shim file ${path}`);
   for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
@@ -46,6 +48,21 @@ export function podLeftovers(cri: CriEnv, pod: Pod, containerIds: string[]): str
   if (netns && existsSync(netns)) left.push(`network namespace ${netns}`);
   for (const address of cri.addressesHeld(pod.id)) left.push(`pod address ${address}`);
   return left;
+}
+
+/** Processes whose working directory is `dir`, or was before it was removed. */
+function processesRunningIn(dir: string): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cwd = readlinkSync(`/proc/${entry}/cwd`);
+      if (cwd === dir || cwd === `${dir} (deleted)`) found.push(Number(entry));
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return found;
 }
 
 async function until(condition: () => boolean | Promise<boolean>, what: string, ms = 60_000): Promise<void> {
@@ -82,10 +99,12 @@ function podShims(pod: Pod): number[] {
   return pidsWith('containerd-shim-runbox-v2', pod.id);
 }
 
-export function podTests(handler: Handler, env: () => Promise<CriEnv>, options: { timeoutMs?: number; only?: RegExp } = {}): void {
+export function podTests(
+  handler: Handler, env: () => Promise<CriEnv>, options: { timeoutMs?: number; only?: RegExp; serial?: boolean } = {},
+): void {
   const timeout = (t: ExecutionContext, factor = 1) => t.timeout((options.timeoutMs ?? 120_000) * factor);
   const test = (title: string, body: (t: ExecutionContext) => Promise<void>) => {
-    if (!options.only || options.only.test(title)) avaTest(title, body);
+    if (!options.only || options.only.test(title)) (options.serial ? avaTest.serial : avaTest)(title, body);
   };
 
   test(`${handler}: a pod of two containers from different images, each with its own image's files, ExecSync and CRI's logs`, async (t) => {
