@@ -214,7 +214,7 @@ export class QemuDriver implements Driver {
     const timeout = bootTimeoutSeconds(config.spec);
     const template = await this.template(guest, plan.accel, deadlineIn(timeout));
     if (!template) return false;
-    await holdReserve(reserveDir(poolDir, process.pid, startTime), template.key, guest, plan.accel, template, deadlineIn(timeout));
+    await holdReserve(reserveDir(poolDir, process.pid, startTime), guest, plan.accel, template, deadlineIn(timeout));
     return true;
   }
 

@@ -23,9 +23,8 @@ import { restoreClone, wakeClone } from './template-vm.js';
 const RESERVE_DIR = /^vm\.(\d+)\.(\d+)$/;
 
 export interface ReservedVm {
-  /** What the VM is (its template's key): a pod's sandbox takes it only when the VM it would start is the same. */
-  key: string;
   vm: StartedVm;
+  /** What the VM is (the template's key): a pod's sandbox takes it only when the VM it would start is the same. */
   template: VmTemplate;
 }
 
@@ -63,10 +62,10 @@ const WARM_UP_BUSYBOX = '/bin/busybox';
  * container in it (QemuSandbox.warmUp: its image, busybox alone, is the first in the VM's disk, the pod's go after
  * it), and keeps it for this process's first pod.
  */
-export async function holdReserve(dir: string, key: string, guest: Guest, accel: Accel, template: VmTemplate, deadline: Deadline): Promise<void> {
+export async function holdReserve(dir: string, guest: Guest, accel: Accel, template: VmTemplate, deadline: Deadline): Promise<void> {
   mkdirSync(dir, { mode: 0o700 });
   try {
-    await startReserve(dir, key, guest, accel, template, deadline);
+    await startReserve(dir, guest, accel, template, deadline);
   } catch (error) {
     removeReserveDir(dir);
     throw error;
@@ -83,7 +82,7 @@ async function warmUp(dir: string, vm: StartedVm): Promise<void> {
   await new QemuSandbox(vm.handle, vm.client, async () => {}, async () => {}).warmUp({ offset: 0, size }, ['/bin/busybox', 'sh', '-c', 'true']);
 }
 
-async function startReserve(dir: string, key: string, guest: Guest, accel: Accel, template: VmTemplate, deadline: Deadline): Promise<void> {
+async function startReserve(dir: string, guest: Guest, accel: Accel, template: VmTemplate, deadline: Deadline): Promise<void> {
   const files = vmFiles(dir);
   createEmptyDisk(files.image);
   const vm = await startVm({
@@ -110,7 +109,7 @@ async function startReserve(dir: string, key: string, guest: Guest, accel: Accel
     await vm.exited;
     throw error;
   }
-  const held = { key, vm, template, dir };
+  const held = { vm, template, dir };
   reserved = held;
   // A VM that ends while it waits is dropped; one that outlives its process's end is ended with it.
   void vm.exited.then(() => {
@@ -137,13 +136,13 @@ export function discardReserve(): void {
 
 /**
  * This process's waiting VM, moved to `dir` (an empty directory, replaced) with its export, and reniced to this
- * process's priority (it was restored at a pool's); undefined when there is none or it is not `key` (then it is
- * ended). The caller moves its tap (pod-network.ts) and owns it from then on.
+ * process's priority (it was restored at a pool's); undefined when there is none or its template's key is not
+ * `key` (then it is ended). The caller moves its tap (pod-network.ts) and owns it from then on.
  */
 export function takeReserve(key: string, dir: string): ReservedVm | undefined {
   const held = reserved;
   if (!held) return undefined;
-  if (held.key !== key) {
+  if (held.template.key !== key) {
     discardReserve();
     return undefined;
   }
@@ -165,7 +164,7 @@ export function takeReserve(key: string, dir: string): ReservedVm | undefined {
     return undefined;
   }
   reniceThreads(held.vm.handle.pid, getPriority());
-  return { key, vm: { ...held.vm, handle: { ...held.vm.handle, dir } }, template: held.template };
+  return { vm: { ...held.vm, handle: { ...held.vm.handle, dir } }, template: held.template };
 }
 
 /** Sets the priority of every thread of a process (setpriority(2) sets one thread's: QEMU's vCPUs are threads). */
