@@ -3,10 +3,10 @@
 // pod runs in that VM. The tests run one at a time: they share the file's one VM member.
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import avaTest from 'ava';
-import { volumesExport } from '../src/drivers/qemu/pod-volumes.js';
+import { EXPORTS } from '../src/drivers/qemu/pod-volumes.js';
 import { isProcessAlive, processesIn, processStartTime } from '../src/host/host-process.js';
 import { poolMembers } from '../src/host/warm-pool.js';
 import { sandboxDir, shimSocketPath, shimStateDir } from '../src/shim/shim-socket.js';
@@ -59,6 +59,9 @@ async function vmMember(pool = poolDir): Promise<VmMember> {
   }
   throw new Error(`no VM member joined the pool ${pool}`);
 }
+
+/** A waiting VM's 9p export: named as its directory is (vm-reserve.ts). */
+const memberExport = (member: VmMember) => join(EXPORTS, basename(member.dir));
 
 const podVmDir = (cri: CriEnv, pod: Pod) => sandboxDir(shimStateDir(shimSocketPath(cri.containerd.address, 'k8s.io', pod.id)));
 
@@ -113,7 +116,7 @@ avaTest.serial('runbox-vm with pool.vms: kill -9 of an idle VM member ends its V
   t.timeout(300_000);
   const cri = await env();
   const member = await vmMember();
-  const exported = volumesExport(member.dir);
+  const exported = memberExport(member);
   t.true(existsSync(exported));
   process.kill(member.pid, 'SIGKILL');
   t.true(await gone(member.qemu, member.qemuStart), 'its QEMU died with it');
@@ -156,7 +159,7 @@ avaTest.serial('runbox-vm with pool.vms: `runbox pool --drain` ends the VM membe
   t.false((JSON.parse(drained.stdout) as { members: Array<{ kind: string }> }).members.some((m) => m.kind === 'shimvm'));
   t.true(await gone(member.qemu, member.qemuStart));
   t.false(existsSync(member.dir));
-  t.false(existsSync(volumesExport(member.dir)));
+  t.false(existsSync(memberExport(member)));
 });
 
 avaTest.serial('runbox-vm with pool.vms: a VM restored before the guest\'s files changed (an upgrade) is not given to a pod', async (t) => {

@@ -1,17 +1,26 @@
 // Each test file's runbox calls (and the shims of its containerds) use a warm pool of their own, ended with the
 // file's process: no pooled process outlives the tests, nor serves another file's calls (docs/warm-pool.md).
 import { mkdtempSync, rmSync } from 'node:fs';
+import { sweepReserves } from '../../src/drivers/qemu/vm-reserve.js';
+import { isProcessAlive } from '../../src/host/host-process.js';
 import { poolMembers } from '../../src/host/warm-pool.js';
 
-/** Kills every member of the pool at dir and removes it; a member still starting finds it gone and exits. */
+/**
+ * Kills every member of the pool at dir and removes it, with what the VM members' waiting VMs left (their QEMUs die
+ * with them); a member still starting finds the pool gone and exits.
+ */
 export function endPool(dir: string): void {
-  for (const member of poolMembers(dir)) {
+  const members = poolMembers(dir).filter((member) => member.alive);
+  for (const member of members) {
     try {
-      if (member.alive) process.kill(member.pid, 'SIGKILL');
+      process.kill(member.pid, 'SIGKILL');
     } catch {
       // gone
     }
   }
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (const end = Date.now() + 2000; members.some((m) => isProcessAlive(m.pid, m.startTime)) && Date.now() < end;) Atomics.wait(pause, 0, 0, 10);
+  sweepReserves(dir);
   rmSync(dir, { recursive: true, force: true });
 }
 

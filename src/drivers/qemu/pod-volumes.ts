@@ -15,7 +15,8 @@ import { SandboxError } from '../../errors/errors.js';
 /** The 9p mount tag of the export; in the guest it is mounted at GUEST_VOLUMES. */
 export const VOLUMES_TAG = 'volumes';
 export const GUEST_VOLUMES = '/run/runbox-volumes';
-const EXPORTS = '/run/runbox-volumes';
+/** Where every VM's export is: one directory each. */
+export const EXPORTS = '/run/runbox-volumes';
 
 /** The host directory QEMU exports for the VM in `vmDir`. */
 export function volumesExport(vmDir: string): string {

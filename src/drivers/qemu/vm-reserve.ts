@@ -8,14 +8,14 @@
 // process that restored it, and a process that ends without handing it on removes its directory.
 import { copyFileSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, rmSync } from 'node:fs';
 import { getPriority, setPriority } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { isProcessAlive, withParentDeath } from '../../host/host-process.js';
 import type { Guest } from './guest-assets.js';
 import type { Accel } from './qemu-accel.js';
 import { qemuArgs, vmFiles } from './qemu-command.js';
 import { AGENT_PORTS, removeVmFiles, startVm, type Deadline, type StartedVm } from './qemu-process.js';
 import type { VmTemplate } from './qemu-template.js';
-import { createVolumesExport, unbindVolumes, volumesExport } from './pod-volumes.js';
+import { EXPORTS, volumesExport } from './pod-volumes.js';
 import { createEmptyDisk, fillRootfsDisk, nextImageOffset, recordDiskEnd } from './rootfs-image.js';
 import { QemuSandbox } from './qemu-sandbox.js';
 import { restoreClone, wakeClone } from './template-vm.js';
@@ -35,23 +35,46 @@ export function reserveDir(poolDir: string, pid: number, startTime: string): str
   return join(poolDir, `vm.${pid}.${startTime}`);
 }
 
+/**
+ * A waiting VM's 9p export: named as its directory is (its member's pid and start time), so that one whose member
+ * died is found without its pool; nothing is ever bound in it. A pod that takes the VM renames it to its own.
+ */
+function reserveExport(dir: string): string {
+  return join(EXPORTS, basename(dir));
+}
+
+function createReserveExport(dir: string): string {
+  const path = reserveExport(dir);
+  mkdirSync(path, { recursive: true, mode: 0o700 });
+  return path;
+}
+
 function removeReserveDir(dir: string): void {
-  unbindVolumes(dir); // nothing is ever bound in a waiting VM's export: this removes the empty directory
+  rmSync(reserveExport(dir), { recursive: true, force: true });
   rmSync(dir, { recursive: true, force: true });
 }
 
-/** Removes the directories (and exports) of VMs whose member died without removing them (kill -9): QEMU died with it. */
-export function sweepReserves(poolDir: string): void {
+/** The entries of `dir` named as a waiting VM's directory whose member is dead. */
+function deadReserves(dir: string): string[] {
   let names: string[];
   try {
-    names = readdirSync(poolDir);
+    names = readdirSync(dir);
   } catch {
-    return;
+    return [];
   }
-  for (const name of names) {
+  return names.filter((name) => {
     const match = RESERVE_DIR.exec(name);
-    if (match && !isProcessAlive(Number(match[1]), match[2]!)) removeReserveDir(join(poolDir, name));
-  }
+    return match && !isProcessAlive(Number(match[1]), match[2]!);
+  });
+}
+
+/**
+ * Removes what waiting VMs left whose member died without removing it (kill -9; QEMU died with it): their
+ * directories in the pool at `poolDir`, and every such export, whichever pool it was of.
+ */
+export function sweepReserves(poolDir: string): void {
+  for (const name of deadReserves(poolDir)) removeReserveDir(join(poolDir, name));
+  for (const name of deadReserves(EXPORTS)) rmSync(join(EXPORTS, name), { recursive: true, force: true });
 }
 
 /** A static busybox (Debian's busybox-static): a waiting VM's warm-up container runs it. */
@@ -94,7 +117,7 @@ async function startReserve(dir: string, guest: Guest, accel: Accel, template: V
     netns: 'private',
     args: () => qemuArgs({
       ...guest, dir, accel, agentPorts: AGENT_PORTS, stdio: {}, image: files.image, everyStdioPort: true, incoming: true,
-      memory: { path: template.ram, shared: false }, nic: {}, volumes: createVolumesExport(dir),
+      memory: { path: template.ram, shared: false }, nic: {}, volumes: createReserveExport(dir),
     }),
     launcher: withParentDeath,
     spawned: (signal) => restoreClone(files.qmp, signal),
@@ -155,12 +178,12 @@ export function takeReserve(key: string, dir: string): ReservedVm | undefined {
   }
   reserved = undefined;
   try {
-    renameSync(volumesExport(held.dir), volumesExport(dir));
+    renameSync(reserveExport(held.dir), volumesExport(dir));
   } catch {
     held.vm.client.close();
     held.vm.child.kill('SIGKILL');
     removeVmFiles({ dir, agentPorts: AGENT_PORTS });
-    rmSync(volumesExport(held.dir), { recursive: true, force: true });
+    rmSync(reserveExport(held.dir), { recursive: true, force: true });
     return undefined;
   }
   reniceThreads(held.vm.handle.pid, getPriority());
