@@ -99,12 +99,10 @@ function podShims(pod: Pod): number[] {
   return pidsWith('containerd-shim-runbox-v2', pod.id);
 }
 
-export function podTests(
-  handler: Handler, env: () => Promise<CriEnv>, options: { timeoutMs?: number; only?: RegExp; serial?: boolean } = {},
-): void {
+export function podTests(handler: Handler, env: () => Promise<CriEnv>, options: { timeoutMs?: number; only?: RegExp } = {}): void {
   const timeout = (t: ExecutionContext, factor = 1) => t.timeout((options.timeoutMs ?? 120_000) * factor);
   const test = (title: string, body: (t: ExecutionContext) => Promise<void>) => {
-    if (!options.only || options.only.test(title)) (options.serial ? avaTest.serial : avaTest)(title, body);
+    if (!options.only || options.only.test(title)) avaTest(title, body);
   };
 
   test(`${handler}: a pod of two containers from different images, each with its own image's files, ExecSync and CRI's logs`, async (t) => {
