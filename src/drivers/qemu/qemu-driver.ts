@@ -13,7 +13,7 @@ import {
 import type { AgentClient } from '../../agent-client/agent-client.js';
 import { HOOK_STATE_LIMIT } from '../../agent-client/agent-sandbox.js';
 import { guestAssets, type Guest } from './guest-assets.js';
-import { buildTemplate, restoreClone, wakeClone } from './template-vm.js';
+import { buildTemplate, cloneArgs, restoreClone, wakeClone } from './template-vm.js';
 import { isProcessAlive, killProcessesUnder, processStartTime, withParentDeath } from '../../host/host-process.js';
 import { KvmProbe } from './kvm-probe.js';
 import { accelOutlook, ACCEL_ANNOTATION, KVM_VERDICT_FILE, kvmProbeTimeoutSeconds, parseAccelChoice, planAccel, type Accel } from './qemu-accel.js';
@@ -220,7 +220,8 @@ export class QemuDriver implements Driver {
 
   /** This process's waiting VM (vm-reserve.ts) if it is what this VM's template would be (files as they are now). */
   private async fromReserve(config: SandboxConfig, guest: Guest, accel: Accel, netns: string): Promise<Sandbox | undefined> {
-    const { vm, template } = takeReserve(this.templates.describe({ qemu: QEMU_BINARY, ...guest, accel, agentPorts: AGENT_PORTS }).key, config.dir) ?? {};
+    const key = () => this.templates.describe({ qemu: QEMU_BINARY, ...guest, accel, agentPorts: AGENT_PORTS }).key;
+    const { vm, template } = takeReserve(key, config.dir) ?? {};
     if (!vm || !template) return undefined;
     const handle: QemuHandle = { ...vm.handle, driver: this.name, template: template.key, podNetns: netns };
     try {
@@ -288,7 +289,7 @@ export class QemuDriver implements Driver {
         ...(podNet && { netns: podNet.netns }),
         args: (stdio) => qemuArgs({
           ...guest, dir: config.dir, accel, agentPorts: AGENT_PORTS, stdio, image: disk ?? files.image,
-          ...(template && { everyStdioPort: true, incoming: true, memory: { path: template.ram, shared: false } }),
+          ...(template && cloneArgs(template)),
           ...(podNet && { nic: { mac: podNet.network.mac }, volumes: createVolumesExport(config.dir) }),
           ...(additions?.devices && { devices: additions.devices }),
         }),

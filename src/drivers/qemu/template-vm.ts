@@ -13,7 +13,7 @@ import { qemuArgs, vmFiles, type InheritedStdio } from './qemu-command.js';
 import { AGENT_PORTS, removeVmFiles, SNAPSHOT_FD, startVm, type Deadline } from './qemu-process.js';
 import { QmpClient } from './qemu-qmp.js';
 import { restoreSnapshot, saveSnapshot, stopWhenQuiet } from './qemu-snapshot.js';
-import { TEMPLATE_ANNOTATION } from './qemu-template.js';
+import { TEMPLATE_ANNOTATION, type VmTemplate } from './qemu-template.js';
 import { createEmptyDisk } from './rootfs-image.js';
 
 /** What a clone's kernel is reseeded with: as much as its CRNG's key, twice. */
@@ -62,6 +62,14 @@ export async function buildTemplate(dir: string, guest: Guest, accel: Accel, dea
     }
     removeVmFiles(vm.handle);
   }
+}
+
+/**
+ * What a clone's QEMU command line has besides its own files (qemuArgs): its template's devices, every stdio port
+ * among them, nothing booted (the snapshot comes over QMP) and the template's RAM mapped copy-on-write.
+ */
+export function cloneArgs(template: VmTemplate): { everyStdioPort: true; incoming: true; memory: { path: string; shared: false } } {
+  return { everyStdioPort: true, incoming: true, memory: { path: template.ram, shared: false } };
 }
 
 /** Restores the template's snapshot (QEMU inherited it as SNAPSHOT_FD) into a clone that has just started. */

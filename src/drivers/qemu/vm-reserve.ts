@@ -18,7 +18,7 @@ import type { VmTemplate } from './qemu-template.js';
 import { EXPORTS, volumesExport } from './pod-volumes.js';
 import { createEmptyDisk, fillRootfsDisk, nextImageOffset, recordDiskEnd } from './rootfs-image.js';
 import { QemuSandbox } from './qemu-sandbox.js';
-import { restoreClone, wakeClone } from './template-vm.js';
+import { cloneArgs, restoreClone, wakeClone } from './template-vm.js';
 
 const RESERVE_DIR = /^vm\.(\d+)\.(\d+)$/;
 
@@ -116,8 +116,8 @@ async function startReserve(dir: string, guest: Guest, accel: Accel, template: V
     snapshotFd: openSync(template.state, 'r'),
     netns: 'private',
     args: () => qemuArgs({
-      ...guest, dir, accel, agentPorts: AGENT_PORTS, stdio: {}, image: files.image, everyStdioPort: true, incoming: true,
-      memory: { path: template.ram, shared: false }, nic: {}, volumes: createReserveExport(dir),
+      ...guest, dir, accel, agentPorts: AGENT_PORTS, stdio: {}, image: files.image, ...cloneArgs(template), nic: {},
+      volumes: createReserveExport(dir),
     }),
     launcher: withParentDeath,
     spawned: (signal) => restoreClone(files.qmp, signal),
@@ -160,12 +160,13 @@ export function discardReserve(): void {
 /**
  * This process's waiting VM, moved to `dir` (an empty directory, replaced) with its export, and reniced to this
  * process's priority (it was restored at a pool's); undefined when there is none or its template's key is not
- * `key` (then it is ended). The caller moves its tap (pod-network.ts) and owns it from then on.
+ * `key()` (then it is ended: key is asked only when there is a VM, as it reads the guest's files). The caller moves
+ * its tap (pod-network.ts) and owns it from then on.
  */
-export function takeReserve(key: string, dir: string): ReservedVm | undefined {
+export function takeReserve(key: () => string, dir: string): ReservedVm | undefined {
   const held = reserved;
   if (!held) return undefined;
-  if (held.template.key !== key) {
+  if (held.template.key !== key()) {
     discardReserve();
     return undefined;
   }
