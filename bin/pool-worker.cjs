@@ -23,9 +23,9 @@ const entries = {
   cli: () => {
     const bundle = join(dist, 'runbox-lifecycle.cjs');
     const lifecycle = loadBundle(bundle, { writeCache: false });
-    return lifecycle.lifecyclePoolWorker(Number(idle), dir).then((argv) => {
+    return lifecycle.lifecyclePoolWorker(Number(idle), dir).then((call) => {
       writeCacheAtExit(bundle);
-      return require('./runbox.cjs').runCli(argv, lifecycle);
+      return require('./runbox.cjs').runCli(call.argv, lifecycle, call.exit);
     });
   },
 };

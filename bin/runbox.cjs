@@ -15,13 +15,16 @@ const dist = join(__dirname, '..', 'dist');
 // cache written by `state` or `list` would leave the rest to be compiled on every create.
 const exercisesLifecycle = (argv) => argv.includes('create') || argv.includes('run');
 
-/** Runs one call of the CLI; lifecycle is the loaded dist/runbox-lifecycle.cjs. */
-function runCli(argv, lifecycle = loadBundle(join(dist, 'runbox-lifecycle.cjs'), { writeCache: exercisesLifecycle(argv) })) {
+/**
+ * Runs one call of the CLI; lifecycle is the loaded dist/runbox-lifecycle.cjs, exit how a lifecycle call ends (a
+ * pooled worker's own: src/cli/cli-pool-worker.ts).
+ */
+function runCli(argv, lifecycle = loadBundle(join(dist, 'runbox-lifecycle.cjs'), { writeCache: exercisesLifecycle(argv) }), exit = process.exit) {
   return lifecycle.lifecycleMain(argv).then((code) => {
     // A lifecycle call is over once it has answered: exiting at once spares it the idle-time garbage collection
     // and the event loop's teardown (2–5 ms). lifecycleMain resolves once its output is out (a pipe that was
     // full holds the rest in Node's queue until the reader takes it: src/cli/stdio-drained.ts).
-    if (code !== undefined) process.exit(code);
+    if (code !== undefined) exit(code);
     return loadBundle(join(dist, 'runbox.cjs')).main(argv).then((status) => {
       process.exitCode = status;
     });

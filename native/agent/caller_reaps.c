@@ -1,7 +1,9 @@
 #define _GNU_SOURCE
 #include "caller_reaps.h"
 
+#include <linux/sched.h>
 #include <sched.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,9 +31,21 @@ bool caller_reaps_enabled(void)
 	return enabled;
 }
 
-pid_t caller_reaps_fork(bool adopted)
+pid_t caller_reaps_fork(bool adopted, int cgroup_fd, bool *in_cgroup)
 {
-	pid_t pid = adopted ? (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0) : fork();
+	pid_t pid = -1;
+	*in_cgroup = false;
+	if (cgroup_fd >= 0) {
+		/* Started in its cgroup, the child is never moved there: a move into a cgroup2 cgroup takes the kernel's
+		 * global threadgroup lock, whose first taking waits for an RCU grace period (5-15 ms). */
+		struct clone_args args = { .flags = CLONE_INTO_CGROUP | (adopted ? CLONE_PARENT : 0),
+					   .exit_signal = SIGCHLD,
+					   .cgroup = (uint64_t)cgroup_fd };
+		pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+		*in_cgroup = pid >= 0;
+	}
+	if (pid < 0)
+		pid = adopted ? (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0) : fork();
 	if (pid == 0 && adopted)
 		adopted_child = true;
 	return pid;

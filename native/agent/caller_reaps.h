@@ -13,8 +13,12 @@
 
 /* Whether this agent leaves detached processes to its caller (read once, at the first call). */
 bool caller_reaps_enabled(void);
-/* fork(), or with `adopted` clone(CLONE_PARENT): the child belongs to the agent's parent. */
-pid_t caller_reaps_fork(bool adopted);
+/*
+ * fork(), or with `adopted` clone(CLONE_PARENT): the child belongs to the agent's parent. With a cgroup2 directory
+ * (cgroup_fd >= 0), the child starts in it (clone3's CLONE_INTO_CGROUP) where the kernel can: *in_cgroup says
+ * whether it did, in the parent and in the child; otherwise the child has to join it.
+ */
+pid_t caller_reaps_fork(bool adopted, int cgroup_fd, bool *in_cgroup);
 /* In a forked child: whether it (or the process that cloned it) was forked adopted. Such a child sets no
  * parent-death signal: its parent is the caller, which exits long before it. */
 bool caller_reaps_child(void);

@@ -526,19 +526,31 @@ int cgroups_apply(struct cgroups *cg, const struct records *r, char *err, size_t
 	return result;
 }
 
-int cgroups_join(const struct cgroups *cg, const char **failed)
+int cgroups_join(const struct cgroups *cg, bool in_unified, const char **failed)
 {
 	for (size_t i = 0; cg && i < cg->n; i++) {
 		char path[4096];
-		if (cg->dirs[i].shared)
+		if (cg->dirs[i].shared || (in_unified && !cg->dirs[i].controller[0]))
 			continue;
-		snprintf(path, sizeof path, "%s/cgroup.procs", cg->dirs[i].path);
+		/* A v1 hierarchy's tasks file moves the calling thread without the kernel's global threadgroup lock,
+		 * which cgroup.procs takes and whose first taking waits for an RCU grace period (some 5-15 ms on a host,
+		 * more in a TCG guest). The caller is a fork of the agent, one thread: moving it moves the process. A
+		 * cgroup2 domain cgroup takes whole processes only. */
+		snprintf(path, sizeof path, "%s/%s", cg->dirs[i].path, cg->dirs[i].controller[0] ? "tasks" : "cgroup.procs");
 		if (write_file(path, "0") < 0) {
 			*failed = cg->dirs[i].path;
 			return -1;
 		}
 	}
 	return 0;
+}
+
+int cgroups_open_unified(const struct cgroups *cg)
+{
+	for (size_t i = 0; cg && i < cg->n; i++)
+		if (!cg->dirs[i].controller[0])
+			return open(cg->dirs[i].path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return -1;
 }
 
 const char *cgroups_unified(const struct cgroups *cg)

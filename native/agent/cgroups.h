@@ -23,8 +23,11 @@ struct cgroups;
 struct cgroups *cgroups_create(const char *id, const char *path, const char *cgroup2_mount, char *err, size_t errlen);
 /* Writes every `cgroup_set` record of r; -1 with errno and a message in err. */
 int cgroups_apply(struct cgroups *cg, const struct records *r, char *err, size_t errlen);
-/* Moves the calling process into every directory (for a child before it execs); -1 with errno, *failed says where. */
-int cgroups_join(const struct cgroups *cg, const char **failed);
+/* Moves the calling process into every directory (for a child before it execs), but the cgroup2 one if it started
+ * there (in_unified); -1 with errno, *failed says where. */
+int cgroups_join(const struct cgroups *cg, bool in_unified, const char **failed);
+/* The container's cgroup2 directory, opened (close-on-exec) for a child to start in, or -1. */
+int cgroups_open_unified(const struct cgroups *cg);
 /* The container's cgroup2 directory (cgroup v2, or cgroup2_mount's), or NULL. */
 const char *cgroups_unified(const struct cgroups *cg);
 /* The v1 freezer directory (pause/resume), or NULL. */

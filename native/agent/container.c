@@ -371,12 +371,15 @@ void op_create(struct request *r)
 	const char *transient = records_get(&r->rec, "transient");
 	c->transient = transient && !strcmp(transient, "1");
 	c->phase = PHASE_SPAWNING;
-	struct init_args a = { &s, sv[1], io, console, c->cgroups, c->seccomp };
+	struct init_args a = { &s, sv[1], io, console, c->cgroups, false, c->seccomp };
 	bool adopted = caller_reaps_enabled();
-	pid_t pid = caller_reaps_fork(adopted);
+	int unified = cgroups_open_unified(c->cgroups);
+	pid_t pid = caller_reaps_fork(adopted, unified, &a.in_unified);
 	if (pid == 0)
 		container_init_stage1(&a);
 	int fork_errno = errno;
+	if (unified >= 0)
+		close(unified);
 	close(sv[1]);
 	sv[1] = -1;
 	if (pid < 0) {

@@ -77,7 +77,7 @@ _Noreturn void container_init_stage1(const struct init_args *a)
 	int keep[] = { 0, 1, 2, a->sync_fd, a->console_fd };
 	close_fds_except(keep, (int)ARRAY_LEN(keep));
 	const char *cgroup;
-	if (cgroups_join(a->cgroups, &cgroup) < 0)
+	if (cgroups_join(a->cgroups, a->in_unified, &cgroup) < 0)
 		child_fail(errno, "join the cgroup %s", cgroup);
 
 	/* Open every namespace to join first: the paths are the agent's, before any setns changes the view. */

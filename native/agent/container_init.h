@@ -14,6 +14,7 @@ struct init_args {
 	struct stdio_plan stdio;
 	int console_fd;	     /* connected console socket, or -1 */
 	const struct cgroups *cgroups; /* the container's, or NULL */
+	bool in_unified;	       /* started in the container's cgroup2 directory (caller_reaps_fork) */
 	const struct seccomp_filter *seccomp; /* the container's, or NULL */
 };
 

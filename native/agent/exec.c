@@ -42,6 +42,7 @@ static const int join_order[] = { NS_IPC, NS_UTS, NS_NET, NS_CGROUP, NS_MNT, NS_
 struct exec_args {
 	const char *id;
 	const struct cgroups *cgroups;
+	bool in_unified; /* started in the container's cgroup2 directory (caller_reaps_fork) */
 	const struct seccomp_filter *seccomp;
 	const struct procspec *proc;
 	int sync_fd, console_fd;
@@ -64,7 +65,7 @@ static _Noreturn void exec_child(const struct exec_args *a)
 		keep[6 + i] = a->ns[i];
 	close_fds_except(keep, (int)ARRAY_LEN(keep));
 	const char *cgroup;
-	if (cgroups_join(a->cgroups, &cgroup) < 0)
+	if (cgroups_join(a->cgroups, a->in_unified, &cgroup) < 0)
 		child_fail(errno, "exec: join the cgroup %s", cgroup);
 	if (p->has_oom_score_adj) {
 		char text[16];
@@ -266,10 +267,13 @@ void op_exec(struct request *r)
 	}
 	a.sync_fd = sv[1];
 	bool adopted = caller_reaps_enabled() && ps.stdio != STDIO_STREAM;
-	pid_t pid = caller_reaps_fork(adopted);
+	int unified = cgroups_open_unified(c->cgroups);
+	pid_t pid = caller_reaps_fork(adopted, unified, &a.in_unified);
 	if (pid == 0)
 		exec_child(&a);
 	int fork_errno = errno;
+	if (unified >= 0)
+		close(unified);
 	if (pidns >= 0 && setns(own_pidns, CLONE_NEWPID) < 0)
 		log_msg("cannot return to the agent's pid namespace: %s", errtext(errno));
 	if (pid < 0) {

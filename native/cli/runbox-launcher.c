@@ -31,7 +31,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "cgroup-prime.h"
 #include "facts.h"
 #include "frame.h"
 #include "node-exec.h"
@@ -146,7 +145,6 @@ static void try_pool(const char *entry, int argc, char **argv, int agent_fd, pid
 	/* The worker holds Node's end of the agent's socketpair now. */
 	close(agent_fd);
 	forward_signals(worker);
-	prime_cgroup_migration();
 	relay(connection);
 }
 

@@ -9,6 +9,7 @@ import { FAST_PATH_FLAGS, lifecycleOperation } from './lifecycle-operations.js';
 import { parseManifestArgv, readManifestCommand, withOnlyFlags } from './manifest-argv.js';
 import { runReported } from './run-reported.js';
 import { stdioDrained } from './stdio-drained.js';
+import type { PooledCall } from './cli-pool-worker.js';
 
 
 /**
@@ -34,7 +35,7 @@ export async function lifecycleMain(argv: string[]): Promise<number | undefined>
   return status;
 }
 
-/** A pooled CLI worker (bin/pool-worker.cjs): resolves to the argv of the call it was handed, to run as bin/runbox.cjs does. */
-export async function lifecyclePoolWorker(idleSeconds: number, dir: string): Promise<string[]> {
+/** A pooled CLI worker (bin/pool-worker.cjs): resolves to the call it was handed, to run as bin/runbox.cjs does. */
+export async function lifecyclePoolWorker(idleSeconds: number, dir: string): Promise<PooledCall> {
   return (await import('./cli-pool-worker.js')).cliPoolWorker(idleSeconds, dir);
 }

@@ -9,7 +9,6 @@ import { AgentSandbox, HOOK_STATE_LIMIT } from '../../agent-client/agent-sandbox
 import { hostCgroupMode } from '../../agent-client/cgroup-records.js';
 import { SandboxError } from '../../errors/errors.js';
 import { type Driver, type DriverCapabilities, type Sandbox, type SandboxConfig, type SandboxHandle } from '../../sandbox/driver.js';
-import { primeCgroupMigration } from '../../host/cgroup-prime.js';
 import { endProcesses, isProcessAlive, processesIn, processStartTime } from '../../host/host-process.js';
 import { takePreforkedAgent } from './preforked-agent.js';
 import { removeRecordedCgroups } from './recorded-cgroups.js';
@@ -118,7 +117,6 @@ export class EmulatedDriver implements Driver {
 
   async boot(config: SandboxConfig): Promise<Sandbox> {
     if (!existsSync(AGENT_BINARY)) throw new SandboxError(`the sandbox agent ${AGENT_BINARY} is not built (run npm run build)`);
-    if (this.cgroupMode) primeCgroupMigration();
     const socket = join(config.dir, 'agent.sock');
     const logFile = join(config.dir, 'agent.log');
     const stdio = config.stdio === 'inherit' ? 'inherit' : 'ignore';
