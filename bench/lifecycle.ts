@@ -1,8 +1,8 @@
 // The lifecycle part of npm run bench: the median latency of each runc lifecycle operation for runbox and for runc
 // in the same run, beside a clean `node -e 0` (no NODE_EXTRA_CA_CERTS: what a user's machine pays to start any Node
 // CLI), sampled between runbox's calls so that both see the same load. runbox runs with its warm pool of CLI
-// workers (a private pool, waited for before each create and run: the steady state of a pool that keeps up), and
-// `run` of /bin/true once more without it. Returns a markdown section.
+// workers (a private pool, waited for before each call it serves and each cycle: the steady state of a pool that
+// keeps up), and once more without it. Returns a markdown section.
 import { spawnSync } from 'node:child_process';
 import { cpSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -46,7 +46,7 @@ function waitStopped(command: string, root: string, id: string, env: NodeJS.Proc
 interface Options {
   /** Runs before each measured call: the floor is sampled between runbox's calls, under the same load. */
   alongside?: () => void;
-  /** Runs (untimed) before each create and run: waits for the pool to hold an idle worker. */
+  /** Runs (untimed) before each call the pool serves but start, and each cycle: waits for an idle pooled worker. */
   ready?: () => void;
   env?: NodeJS.ProcessEnv;
   tag?: string;
@@ -66,11 +66,14 @@ function measure(context: Context, command: string, { alongside = () => {}, read
     samples.create.push(timed(['--root', root, 'create', '--bundle', sleeper, id]));
     alongside();
     samples.start.push(timed(['--root', root, 'start', id]));
+    ready();
     alongside();
     samples.state.push(timed(['--root', root, 'state', id]));
+    ready();
     alongside();
     samples.kill.push(timed(['--root', root, 'kill', id, 'KILL']));
     waitStopped(command, root, id, env);
+    ready();
     alongside();
     samples.delete.push(timed(['--root', root, 'delete', id]));
 
@@ -122,8 +125,9 @@ export async function lifecycleBench(context: Context): Promise<string> {
   return [
     `Median of ${ROUNDS} rounds, each call timed from spawn to exit. Floor: a clean \`node -e 0\` = ${floor.toFixed(1)} ms. ` +
       'cycle = create → start → (poll state until stopped) → delete of /bin/true, against 4 floors; run = `run` of ' +
-      '/bin/true in the foreground. runbox with its warm pool (one CLI worker, refilled before each create and run: a ' +
-      'pool that keeps up); without the pool, a fresh Node for each call.',
+      '/bin/true in the foreground. runbox with its warm pool (one CLI worker, refilled before each call it serves and ' +
+      'each cycle: a pool that keeps up; start is C, and the state calls inside a cycle find the pool as they find ' +
+      'it); without the pool, a fresh Node for each call.',
     '',
     '| operation | runbox ms (pool) | runbox ms (no pool) | runc ms | runbox (pool) ÷ floor | target |',
     '| --- | ---: | ---: | ---: | ---: | --- |',

@@ -1,5 +1,5 @@
-// The warm pool's CLI workers (docs/warm-pool.md): `runbox create` and `run` handed by bin/runbox's launcher to a
-// pre-started worker give what a fresh Node gives (output, exit status, errors, runc's process tree under a
+// The warm pool's CLI workers (docs/warm-pool.md): `runbox create`, `run`, `state`, `kill` and `delete` handed by
+// bin/runbox's launcher to a pre-started worker give what a fresh Node gives (output, exit status, errors, runc's process tree under a
 // subreaper), a kill -9 of the launcher or of the worker mid-call ends the other and leaves nothing behind, and a
 // kill -9 of a refill while it starts members leaves its lock free and nothing a drain would miss.
 import { spawn } from 'node:child_process';
@@ -65,6 +65,41 @@ test('run and create handed to a pooled worker give the output, status and error
   const message = (text: string) => text.replace(/^time="[^"]*" /, '');
   t.is(message(failed.stderr), message(plain.stderr));
   t.regex(failed.stderr, /level=error msg=.*config\.json not found/);
+});
+
+test('state, kill and delete handed to a pooled worker give the output, status and errors a fresh Node gives', async (t) => {
+  const { env, dir, pooled } = await warmPool(t, ['true']);
+  const fresh = { ...process.env, RUNBOX_POOL_SIZE: '0' };
+  const bundle = env.bundle((spec) => {
+    spec.process!.args = ['sleep', '1000'];
+  });
+  const id = env.id();
+  t.is((await env.run(['create', '--bundle', bundle, id], { env: pooled })).code, 0);
+  // Each call below finds an idle worker, and is that worker's: it ends with the call.
+  const pooledCall = async (args: string[]) => {
+    const worker = await idleWorker(dir);
+    const result = await env.run(args, { env: pooled });
+    t.true(await until(() => gone(worker)), `${args[0]} was the pooled worker's`);
+    return result;
+  };
+  const stateOf = (text: string) => JSON.parse(text) as { id: string; status: string; pid: number };
+  const state = await pooledCall(['state', id]);
+  t.is(state.code, 0, state.stderr);
+  t.deepEqual(stateOf(state.stdout), stateOf((await env.run(['state', id], { env: fresh })).stdout));
+  t.is(stateOf(state.stdout).status, 'created');
+  t.is((await pooledCall(['kill', id, 'KILL'])).code, 0);
+  t.true(await until(() => !processesMentioning('sleep 1000').includes(stateOf(state.stdout).pid)), 'the init is gone');
+  const message = (text: string) => text.replace(/^time="[^"]*" /, '');
+  const refusedFresh = await env.run(['kill', id, 'KILL'], { env: fresh });
+  const refused = await pooledCall(['kill', id, 'KILL']);
+  t.deepEqual({ ...refused, stderr: message(refused.stderr) }, { ...refusedFresh, stderr: message(refusedFresh.stderr) });
+  t.is(refused.code, 1);
+  t.regex(refused.stderr, /level=error msg="container [^:]+: container not running"/);
+  t.is((await pooledCall(['delete', id])).code, 0);
+  const missing = await pooledCall(['delete', id]);
+  t.is(missing.code, 1);
+  t.is(message(missing.stderr), message((await env.run(['delete', id], { env: fresh })).stderr));
+  t.is((await env.run(['list', '-q'])).stdout, '');
 });
 
 test('a pooled create under a subreaper keeps runc\'s process tree: the subreaper reaps the init', async (t) => {

@@ -533,9 +533,9 @@ int cgroups_join(const struct cgroups *cg, bool in_unified, const char **failed)
 		if (cg->dirs[i].shared || (in_unified && !cg->dirs[i].controller[0]))
 			continue;
 		/* A v1 hierarchy's tasks file moves the calling thread without the kernel's global threadgroup lock,
-		 * which cgroup.procs takes and whose first taking waits for an RCU grace period (some 5-15 ms on a host,
-		 * more in a TCG guest). The caller is a fork of the agent, one thread: moving it moves the process. A
-		 * cgroup2 domain cgroup takes whole processes only. */
+		 * which cgroup.procs takes and whose first taking waits for an RCU grace period (some 5-15 ms). The
+		 * caller is a fork of the agent, one thread: moving it moves the process. A cgroup2 domain cgroup takes
+		 * whole processes only (caller_reaps_fork starts the child in it instead, where it can). */
 		snprintf(path, sizeof path, "%s/%s", cg->dirs[i].path, cg->dirs[i].controller[0] ? "tasks" : "cgroup.procs");
 		if (write_file(path, "0") < 0) {
 			*failed = cg->dirs[i].path;

@@ -7,6 +7,7 @@
  * the agent, exits, and the agent with it.
  *
  *   runbox-launcher ENTRY AGENT [ARG...]   forks AGENT, then runs `node ENTRY ARG...`
+ *   runbox-launcher ENTRY - [ARG...]       no agent (state, kill, delete): the pool, else `node ENTRY ARG...`
  *
  * The agent's end is its fd 3 (AGENT_DRIVER_FD); Node's end and the agent's pid are in RUNBOX_PREFORKED_AGENT
  * ("FD PID"). Anything that goes wrong here falls back to running Node without the agent: the driver then spawns
@@ -16,7 +17,8 @@
  * (docs/warm-pool.md): it is handed argv, environment, cwd, umask, priority, fds 0-2 and Node's end of the agent's
  * socketpair, and this process stays the agent's parent (so the container's init is still the caller's
  * grandchild, as runc's is: native/agent/caller_reaps.h), passes signals on to the worker, and exits with the
- * worker's exit status. The pool is refilled in the background.
+ * worker's exit status. The pool is refilled in the background. A call without an agent goes to the pool the same
+ * way, with fds 0-2 only.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -119,7 +121,8 @@ static bool handable(int argc, char **argv)
 	return !getenv("LISTEN_FDS");
 }
 
-/* Hands the call to a pooled worker and relays its exit status; returns only when no worker took it. */
+/* Hands the call to a pooled worker (with the preforked agent's end, agent_fd, unless -1) and relays its exit
+ * status; returns only when no worker took it. */
 static void try_pool(const char *entry, int argc, char **argv, int agent_fd, pid_t agent_pid)
 {
 	struct pool pool;
@@ -134,16 +137,18 @@ static void try_pool(const char *entry, int argc, char **argv, int agent_fd, pid
 	if (errno == 0)
 		record_addf(&records, "nice", "%d", nice_value);
 	record_addf(&records, "launcher", "%d", (int)getpid());
-	record_addf(&records, "agent-pid", "%d", (int)agent_pid);
+	if (agent_fd >= 0)
+		record_addf(&records, "agent-pid", "%d", (int)agent_pid);
 	const int fds[] = { 0, 1, 2, agent_fd };
 	pid_t worker;
-	int connection = pool_take(&pool, &records, fds, ARRAY_LEN(fds), &worker);
+	int connection = pool_take(&pool, &records, fds, agent_fd >= 0 ? ARRAY_LEN(fds) : 3, &worker);
 	buf_free(&records);
 	pool_refill(&pool);
 	if (connection < 0)
 		return;
 	/* The worker holds Node's end of the agent's socketpair now. */
-	close(agent_fd);
+	if (agent_fd >= 0)
+		close(agent_fd);
 	forward_signals(worker);
 	relay(connection);
 }
@@ -191,10 +196,13 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *entry = argv[1], *agent = getenv(ENV_AGENT_BINARY);
+	bool with_agent = strcmp(argv[2], "-") != 0;
 	if (!agent || !*agent)
 		agent = argv[2];
 	unsetenv(ENV_PREFORKED_AGENT);
-	if (access(agent, X_OK) == 0) {
+	if (!with_agent) {
+		try_pool(entry, argc - 3, argv + 3, -1, 0);
+	} else if (access(agent, X_OK) == 0) {
 		pid_t pid;
 		int fd = fork_agent(agent, &pid);
 		char value[32];
