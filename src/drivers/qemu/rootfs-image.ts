@@ -2,11 +2,13 @@
 // device and mounts under a writable overlay (native/agent/guest-rootfs.c). Both builders keep symlinks, hardlinks,
 // device nodes, fifos, sockets, permissions (setuid/setgid/sticky too), ownership and timestamps.
 import { execFile } from 'node:child_process';
-import { closeSync, createReadStream, createWriteStream, existsSync, ftruncateSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { closeSync, createReadStream, createWriteStream, existsSync, fstatSync, ftruncateSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { writeFileAtomic } from '../../host/atomic-file.js';
 import { vmFiles } from './qemu-command.js';
+import { cachedRootfsImage } from './rootfs-image-cache.js';
 import { SandboxError } from '../../errors/errors.js';
 
 const run = promisify(execFile);
@@ -108,26 +110,49 @@ export function nextImageOffset(offset: number, size: number): number {
 /**
  * Builds the image of rootfsDir into a disk from createRootfsDisk at `offset` (0: the VM's first container), which
  * a VM may have open already: beside it first, then copied in without truncating it (QEMU keeps the size it saw;
- * mkfs would truncate its output). Returns the image's size.
+ * mkfs would truncate its output). A rootfs that is its image's layers alone comes from the cache of such images
+ * (rootfs-image-cache.ts), but for an enclave's (reproducible, with what it appends), which is its own. Returns the
+ * image's size.
  */
 export async function fillRootfsDisk(
   rootfsDir: string, diskPath: string, offset = 0, fstype: RootfsFsType = ROOTFS_FSTYPE,
   options: { reproducible?: boolean; appended?: (image: string) => Promise<void> } = {},
 ): Promise<number> {
+  if (!options.reproducible && !options.appended) {
+    const cached = await cachedRootfsImage(rootfsDir, fstype, async (path) => {
+      await buildRootfsImage(rootfsDir, path, fstype);
+    });
+    const fd = cached === undefined ? undefined : openIfThere(cached);
+    if (fd !== undefined) return copyIntoDisk(createReadStream('', { fd }), fstatSync(fd).size, rootfsDir, diskPath, offset, fstype);
+  }
   const staging = `${diskPath}.building-${offset}`;
   try {
     await buildRootfsImage(rootfsDir, staging, fstype, options.reproducible);
     // What a caller adds after the image (an enclave's dm-verity hash tree) goes into the disk with it.
     await options.appended?.(staging);
-    const size = statSync(staging).size;
-    if (offset + size > ROOTFS_DISK_BYTES) {
-      throw new SandboxError(`the ${fstype} image of ${rootfsDir} does not fit in the VM's rootfs disk (${ROOTFS_DISK_BYTES} bytes, ${offset} used)`);
-    }
-    await pipeline(createReadStream(staging), createWriteStream(diskPath, { flags: 'r+', start: offset }));
-    return size;
+    return await copyIntoDisk(createReadStream(staging), statSync(staging).size, rootfsDir, diskPath, offset, fstype);
   } finally {
     rmSync(staging, { force: true });
   }
+}
+
+function openIfThere(path: string): number | undefined {
+  try {
+    return openSync(path, 'r');
+  } catch {
+    return undefined;
+  }
+}
+
+async function copyIntoDisk(
+  image: Readable, size: number, rootfsDir: string, diskPath: string, offset: number, fstype: RootfsFsType,
+): Promise<number> {
+  if (offset + size > ROOTFS_DISK_BYTES) {
+    image.destroy();
+    throw new SandboxError(`the ${fstype} image of ${rootfsDir} does not fit in the VM's rootfs disk (${ROOTFS_DISK_BYTES} bytes, ${offset} used)`);
+  }
+  await pipeline(image, createWriteStream(diskPath, { flags: 'r+', start: offset }));
+  return size;
 }
 
 /** Records that the disk of the VM in `dir` holds images up to `end` (the next goes there). */
