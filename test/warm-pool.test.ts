@@ -173,7 +173,7 @@ test('after an upgrade (a rebuilt shim bundle) the old build\'s pooled shims are
   t.teardown(() => rmSync(install, { recursive: true, force: true }));
   cpSync(join(PROJECT, 'bin'), join(install, 'bin'), { recursive: true });
   mkdirSync(join(install, 'dist'));
-  for (const file of ['containerd-shim-runbox-v2.cjs', 'shim-launcher', 'handoff.node', 'runbox-agent']) {
+  for (const file of ['containerd-shim-runbox-v2.cjs', 'shim-launcher', 'handoff.node', 'mount.node', 'runbox-agent']) {
     cpSync(join(PROJECT, 'dist', file), join(install, 'dist', file));
   }
   symlinkSync(join(PROJECT, 'dist', 'proto'), join(install, 'dist', 'proto'));

@@ -1,9 +1,11 @@
 // The container's root filesystem, mounted by the shim from the Mounts of CreateTaskRequest (an overlay with
-// lowerdir/upperdir/workdir from the overlayfs snapshotter, or a bind) on BUNDLE/rootfs, with mount(8).
+// lowerdir/upperdir/workdir from the overlayfs snapshotter, or a bind) on BUNDLE/rootfs, by mount(2).
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { RuntimeError } from '../errors/errors.js';
+import { mountAddon } from '../host/mount-addon.js';
+import { MS, parseMountOptions } from '../oci/mount-options.js';
 
 const run = promisify(execFile);
 
@@ -18,17 +20,35 @@ export async function mountRootfs(mounts: Mount[], target: string): Promise<void
   try {
     for (const mount of mounts) {
       if (mount.target) throw new RuntimeError(`rootfs mount with a target (${mount.target}) is not supported`);
-      // mount(8) spells a bind mount as an option; its fstype is then ignored.
-      const type = mount.type === 'bind' || mount.type === 'rbind' ? 'none' : mount.type;
-      const args = ['-t', type, ...(mount.options.length ? ['-o', mount.options.join(',')] : []), mount.source, target];
-      await run('mount', args).catch((error: { stderr?: string; message: string }) => {
-        throw new RuntimeError(`mount ${mount.type} ${mount.source} on ${target}: ${(error.stderr || error.message).trim()}`);
-      });
+      try {
+        mountOne(mount, target);
+      } catch (error) {
+        throw new RuntimeError(`mount ${mount.type} ${mount.source} on ${target}: ${(error as Error).message}`);
+      }
     }
   } catch (error) {
     await unmountRootfs(target);
     throw error;
   }
+}
+
+/**
+ * One mount by mount(2), its options taken as mount(8) takes them: flags, and the rest as the filesystem's data. A
+ * bind mount (type bind, or the option bind or rbind) that asks for read-only flags is remounted with them, as a
+ * bind mount ignores them.
+ */
+function mountOne(mount: Mount, target: string): void {
+  const { flags, data } = parseMountOptions(mount.options);
+  const bind = (flags & MS.BIND) !== 0 || mount.type === 'bind' || mount.type === 'rbind';
+  const { mount: mountCall } = mountAddon();
+  if (!bind) {
+    mountCall(mount.source, target, mount.type, flags, data || null);
+    return;
+  }
+  const recursive = mount.type === 'rbind' || (flags & MS.REC) !== 0 ? MS.REC : 0;
+  mountCall(mount.source, target, null, MS.BIND | recursive, null);
+  const remountFlags = flags & ~(MS.BIND | MS.REC);
+  if (remountFlags) mountCall(null, target, null, MS.REMOUNT | MS.BIND | remountFlags, null);
 }
 
 function isMountPoint(path: string): boolean {

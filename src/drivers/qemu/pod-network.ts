@@ -3,7 +3,7 @@
 // and back, so that the VM's virtio-net device (QEMU's end of the tap) is the pod's interface; the guest gives
 // its NIC the veth's MAC, MTU, address and routes (agent/guest-net.c). QEMU runs in that namespace (nsenter
 // --net, which leaves the mount namespace alone) and opens the tap by name.
-import { execFile, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { SandboxError } from '../../errors/errors.js';
 import { UNIT_SEPARATOR, type RecordList } from '../../agent-client/agent-records.js';
 import type { Spec } from '../../oci/spec.js';
@@ -47,6 +47,13 @@ const redirect = (from: string, to: string) => [
 /** Reads eth0's addresses and routes as JSON, one line each. */
 const READ = batch('ip -j', [`addr show dev ${POD_INTERFACE}`, `route show dev ${POD_INTERFACE}`]);
 
+/** eth0's MTU into $mtu: the word after `mtu` (/sys would show the namespace of whoever mounted sysfs, not this one). */
+const READ_MTU = [
+  `set -- $(ip -o link show dev ${POD_INTERFACE})`,
+  'while [ $# -gt 1 ] && [ "$1" != mtu ]; do shift; done',
+  'mtu=$2',
+];
+
 /** Brings the tap up at $mtu and redirects it to and from eth0 (over redirects left by a VM before: a retried boot). */
 const CONNECT = [
   `ip link set dev ${POD_TAP} mtu "$mtu" up`,
@@ -75,40 +82,54 @@ function parseNetwork(output: string, netns: string): PodNetwork {
 export function plugPodNetwork(netns: string): PodNetwork {
   return parseNetwork(inNetns(netns, [
     ...READ,
-    // eth0's MTU, the word after `mtu` (/sys would show the namespace of whoever mounted sysfs, not this one).
-    `set -- $(ip -o link show dev ${POD_INTERFACE})`,
-    'while [ $# -gt 1 ] && [ "$1" != mtu ]; do shift; done',
-    'mtu=$2',
+    ...READ_MTU,
     `ip link del ${POD_TAP} 2>/dev/null || :`,
     `ip tuntap add dev ${POD_TAP} mode tap vnet_hdr`,
     ...CONNECT,
   ].join('\n')), netns);
 }
 
-/** What CNI gave the pod, for a VM already running whose tap is then moved in (moveTapIn). */
-export function readPodNetwork(netns: string): PodNetwork {
-  return parseNetwork(inNetns(netns, READ.join('\n')), netns);
-}
-
 /**
- * Moves the tap in the network namespace of process `tapOf` (a waiting VM's QEMU, vm-reserve.ts) into the pod's,
- * over one left there, and connects it as plugPodNetwork does; resolves once it is done. The move waits for the
+ * Reads what CNI gave the pod, moves the tap in the network namespace of process `tapOf` (a waiting VM's QEMU,
+ * vm-reserve.ts) into the pod's, over one left there, and connects it as plugPodNetwork does: one process tree. The
+ * network comes as soon as it is read; `connected` once the tap is connected, after the move has waited for the
  * kernel (~25 ms: a device leaving a namespace waits for an RCU grace period), which the caller overlaps with the
  * guest's work.
  */
-export function moveTapIn(netns: string, tapOf: number, mtu: number): Promise<void> {
-  const connect = [`mtu=${mtu}`, ...CONNECT].join('\n');
-  // $1 the pod's namespace, $2 the script that connects the tap there.
+export function moveTapIn(netns: string, tapOf: number): { network: Promise<PodNetwork>; connected: Promise<void> } {
+  // $1 the pod's namespace, $2 the script that reads its network, $3 the one that connects the tap there.
   const move = [
+    'nsenter --net="$1" sh -ec "$2"',
     `ip link set dev ${POD_TAP} netns "$1" 2>/dev/null || { nsenter --net="$1" ip link del ${POD_TAP}; ip link set dev ${POD_TAP} netns "$1"; }`,
-    'exec nsenter --net="$1" sh -ec "$2"',
+    'exec nsenter --net="$1" sh -ec "$3"',
   ].join('\n');
-  return new Promise((resolve, reject) => {
-    execFile('nsenter', [`--net=/proc/${tapOf}/ns/net`, 'sh', '-ec', move, 'sh', netns, connect], (error, _stdout, stderr) => {
-      if (error) reject(new SandboxError(`the pod's network namespace ${netns}: ${(stderr || error.message).trim()}`));
-      else resolve();
-    });
+  const child = spawn('nsenter', [`--net=/proc/${tapOf}/ns/net`, 'sh', '-ec', move, 'sh', netns, READ.join('\n'), [...READ_MTU, ...CONNECT].join('\n')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
+  let stdout = '';
+  let stderr = '';
+  const failure = (error?: Error) => new SandboxError(`the pod's network namespace ${netns}: ${(stderr || error?.message || 'the network script failed').trim()}`);
+  const network = new Promise<PodNetwork>((resolve, reject) => {
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+      // READ's two JSON lines, whole: the address, then the routes.
+      if (stdout.split('\n').filter((line) => line.startsWith('[')).length === 2 && stdout.endsWith('\n')) {
+        try {
+          resolve(parseNetwork(stdout, netns));
+        } catch (error) {
+          reject(error);
+        }
+      }
+    });
+    child.once('error', (error) => reject(failure(error))).once('close', () => reject(failure()));
+  });
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+  });
+  const connected = new Promise<void>((resolve, reject) => {
+    child.once('error', (error) => reject(failure(error))).once('close', (code) => (code === 0 ? resolve() : reject(failure())));
+  });
+  return { network, connected };
 }
 
 /** Removes the tap (and so its redirect) from the pod's namespace, if both are still there. */

@@ -30,7 +30,7 @@ import { createRootfsDisk, fillRootfsDisk, nextImageOffset, recordDiskEnd } from
 import { lazyDiskOf, type LazyDisk } from '../../lazy-loader/lazy-disk.js';
 import { guestPodSpec, podMember } from './pod-in-vm.js';
 import { createVolumesExport, unbindVolumes } from './pod-volumes.js';
-import { moveTapIn, plugPodNetwork, podNetnsPath, readPodNetwork, unplugPodNetwork, type PodNetwork } from './pod-network.js';
+import { moveTapIn, plugPodNetwork, podNetnsPath, unplugPodNetwork, type PodNetwork } from './pod-network.js';
 import { refuseHostResources } from './vm-host-resources.js';
 import { AGENT_GREETING_TIMEOUT_MS } from '../../generated/facts.js';
 import { OCI_VERSION } from '../../oci/spec.js';
@@ -225,10 +225,12 @@ export class QemuDriver implements Driver {
     if (!vm || !template) return undefined;
     const handle: QemuHandle = { ...vm.handle, driver: this.name, template: template.key, podNetns: netns };
     try {
-      const network = readPodNetwork(netns);
-      // The tap's move overlaps the sandbox container's create in the guest, which waits for it (qemu-sandbox.ts).
-      const connected = moveTapIn(netns, vm.handle.pid, network.mtu);
-      connected.catch(() => {}); // a create that never comes does not wait for it
+      // The network is read while the sandbox container's create is prepared, which waits for it; the tap's move
+      // overlaps that create in the guest, which waits for it in turn (qemu-sandbox.ts). A create that never comes
+      // does not wait for either.
+      const { network, connected } = moveTapIn(netns, vm.handle.pid);
+      network.catch(() => {});
+      connected.catch(() => {});
       return this.sandboxOver(handle, vm.client, () => this.cleanup(handle), () => this.vmGone(handle), { bootImage: false, network, connected });
     } catch (error) {
       vm.client.close();

@@ -42,8 +42,9 @@ export interface QemuHandle extends SandboxHandle {
 export interface FirstContainer {
   /** The disk's first image (the bundle the VM was booted for). */
   bootImage: boolean;
-  /** The pod's network, which the first container's create configures in the guest. */
-  network?: PodNetwork;
+  /** The pod's network, which the first container's create configures in the guest (still being read, for a VM
+   * taken from the pool: moveTapIn). */
+  network?: PodNetwork | Promise<PodNetwork>;
   /** The host end of the pod's network while it is being connected: the first container's create waits for it. */
   connected?: Promise<void>;
 }
@@ -130,7 +131,8 @@ export class QemuSandbox extends AgentSandbox {
     const spec = { ...base, process: { ...base.process!, terminal: false, args }, root: { path: '/', readonly: true } };
     // Through a loop device over its range, as every pod container's image is mounted (rootfsImage).
     const device = [ROOTFS_DEVICE, this.handle.rootfsFstype, image.offset, image.size].join(UNIT_SEPARATOR);
-    this.guestRecords.set(id, [['rootfs_image', device], ['transient', '1']]);
+    // The NIC comes up too (net_up): filling its receive buffers is TCG work a pod's network would wait for.
+    this.guestRecords.set(id, [['rootfs_image', device], ['transient', '1'], ['net_up', '1']]);
     try {
       await super.createContainer({ id, bundle: '/', spec, stdio: 'null', finish: true });
       await this.startContainer(id);
@@ -200,7 +202,7 @@ export class QemuSandbox extends AgentSandbox {
     } else {
       refuseHostResources(config.id, config.spec);
     }
-    if (this.first.network) records.push(...podNetworkRecords(this.first.network));
+    if (this.first.network) records.push(...podNetworkRecords(await this.first.network));
     try {
       records.push(['rootfs_image', await this.rootfsImage(config.spec.root!.path)]);
     } catch (error) {

@@ -123,18 +123,21 @@ export async function fillRootfsDisk(
       await buildRootfsImage(rootfsDir, path, fstype);
     });
     const fd = cached === undefined ? undefined : openIfThere(cached);
-    if (fd !== undefined) return copyIntoDisk(createReadStream('', { fd }), fstatSync(fd).size, rootfsDir, diskPath, offset, fstype);
+    if (fd !== undefined) return copyIntoDisk(createReadStream('', { fd, highWaterMark: COPY_CHUNK }), fstatSync(fd).size, rootfsDir, diskPath, offset, fstype);
   }
   const staging = `${diskPath}.building-${offset}`;
   try {
     await buildRootfsImage(rootfsDir, staging, fstype, options.reproducible);
     // What a caller adds after the image (an enclave's dm-verity hash tree) goes into the disk with it.
     await options.appended?.(staging);
-    return await copyIntoDisk(createReadStream(staging), statSync(staging).size, rootfsDir, diskPath, offset, fstype);
+    return await copyIntoDisk(createReadStream(staging, { highWaterMark: COPY_CHUNK }), statSync(staging).size, rootfsDir, diskPath, offset, fstype);
   } finally {
     rmSync(staging, { force: true });
   }
 }
+
+/** The copy's reads and writes: few and large (each is a trip through libuv's thread pool). */
+const COPY_CHUNK = 1 << 20;
 
 function openIfThere(path: string): number | undefined {
   try {
