@@ -108,7 +108,7 @@ test.serial('a writable layer with something in it, or layers made anew at the s
   t.is(cacheEntries().filter((name) => !before.includes(name)).length, 1, 'the entry of the removed layer is dropped');
 });
 
-test.serial('the cache keeps within RUNBOX_QEMU_ROOTFS_CACHE_BYTES, the least recently used going first; 0 turns it off', async (t) => {
+test.serial('the cache keeps within RUNBOX_QEMU_ROOTFS_CACHE_BYTES, the least recently used going first, drops what a killed builder left; 0 turns it off', async (t) => {
   const work = mkdtempSync('/tmp/rbx-rootfs-cache-work-');
   t.teardown(() => rmSync(work, { recursive: true, force: true }));
   t.teardown(() => delete process.env.RUNBOX_QEMU_ROOTFS_CACHE_BYTES);
@@ -130,6 +130,16 @@ test.serial('the cache keeps within RUNBOX_QEMU_ROOTFS_CACHE_BYTES, the least re
   t.deepEqual(cacheEntries(), [a!, c!].sort(), 'the least recently used entry went');
   const size = await fillRootfsDisk(rootfs(t, work, 'cb2', [layers[1]!]), disk, 0);
   t.deepEqual(filesIn(t, work, disk, 0, size), { 'b.txt': 'b'.repeat(64 * 1024) }, 'an entry that went is built again');
+
+  // What a builder killed midway left (its pid gone) goes at the next build.
+  const cacheDir = process.env.RUNBOX_QEMU_ROOTFS_CACHE_DIR!;
+  const deadPid = spawnSync('true').pid!;
+  writeFileSync(join(cacheDir, `${'0'.repeat(64)}.erofs.building-${deadPid}`), 'partial');
+  writeFileSync(join(cacheDir, `${'0'.repeat(64)}.json.${deadPid}`), '{');
+  writeFileSync(join(cacheDir, `${'1'.repeat(64)}.erofs.building-${process.pid}`), 'a live builder\'s');
+  await fillRootfsDisk(rootfs(t, work, 'cc2', [layer(work, 'd', { 'd.txt': 'd' })]), disk, 0);
+  t.deepEqual(readdirSync(cacheDir).filter((name) => name.startsWith('0'.repeat(64)) || name.startsWith('1'.repeat(64))), [`${'1'.repeat(64)}.erofs.building-${process.pid}`]);
+  rmSync(join(cacheDir, `${'1'.repeat(64)}.erofs.building-${process.pid}`));
 
   process.env.RUNBOX_QEMU_ROOTFS_CACHE_BYTES = '0';
   for (const entry of readdirSync(process.env.RUNBOX_QEMU_ROOTFS_CACHE_DIR!)) rmSync(join(process.env.RUNBOX_QEMU_ROOTFS_CACHE_DIR!, entry));

@@ -6,6 +6,7 @@
 import { chmodSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
+import { processStartTime } from '../../host/host-process.js';
 
 export const DEFAULT_ROOTFS_CACHE_DIR = '/run/runbox-qemu/rootfs-images';
 
@@ -83,7 +84,16 @@ interface Entry {
   usedMs: number;
 }
 
-/** The cache's entries: each image beside the record of the layers it was built from. */
+/** What KEY.json says of the image KEY.FSTYPE beside it. */
+interface EntryRecord {
+  fstype: string;
+  lowers: string[];
+}
+
+/**
+ * The cache's entries (each image beside the record of the layers it was built from); what a builder killed midway
+ * left (NAME.building-PID, NAME.PID of a dead PID) is removed.
+ */
 function entries(cacheDir: string): Entry[] {
   let names: string[];
   try {
@@ -91,12 +101,17 @@ function entries(cacheDir: string): Entry[] {
   } catch {
     return [];
   }
+  for (const name of names) {
+    const builder = /\.(?:building-)?(\d+)$/.exec(name)?.[1];
+    if (builder && processStartTime(Number(builder)) === undefined) rmSync(join(cacheDir, name), { force: true });
+  }
   return names.filter((name) => name.endsWith('.json')).flatMap((name) => {
     const record = join(cacheDir, name);
     try {
-      const { image } = JSON.parse(readFileSync(record, 'utf8')) as { image: string };
-      const stat = statSync(join(cacheDir, image));
-      return [{ image: join(cacheDir, image), record, bytes: stat.size, usedMs: stat.mtimeMs }];
+      const { fstype } = JSON.parse(readFileSync(record, 'utf8')) as EntryRecord;
+      const image = join(cacheDir, `${name.slice(0, -'.json'.length)}.${fstype}`);
+      const stat = statSync(image);
+      return [{ image, record, bytes: stat.size, usedMs: stat.mtimeMs }];
     } catch {
       rmSync(record, { force: true });
       return [];
@@ -107,7 +122,7 @@ function entries(cacheDir: string): Entry[] {
 /** Whether the layers an entry was built from are still there, as they were (its key is still theirs). */
 function layersThere(entry: Entry): boolean {
   try {
-    const { fstype, lowers } = JSON.parse(readFileSync(entry.record, 'utf8')) as { fstype: string; lowers: string[] };
+    const { fstype, lowers } = JSON.parse(readFileSync(entry.record, 'utf8')) as EntryRecord;
     return entry.record.endsWith(`${keyOf(fstype, lowers)}.json`);
   } catch {
     return false;
@@ -171,7 +186,8 @@ export async function cachedRootfsImage(
     renameSync(building, image);
     // The record last: an entry is whole once it is there.
     const temporary = `${record}.${process.pid}`;
-    writeFileSync(temporary, JSON.stringify({ image: `${key}.${fstype}`, fstype, lowers: layers.lowers }), { mode: 0o600 });
+    const entry: EntryRecord = { fstype, lowers: layers.lowers };
+    writeFileSync(temporary, JSON.stringify(entry), { mode: 0o600 });
     renameSync(temporary, record);
   } finally {
     rmSync(building, { force: true });
