@@ -1,7 +1,7 @@
 // dist/handoff.node (native/addon/handoff.c): what a pooled process needs of the system that Node does not offer —
 // a handoff's bytes and fds taken off its socket (SCM_RIGHTS), a received fd put at a given number, every thread
 // reniced once taken.
-import { projectPath } from './install-paths.js';
+import { nativeAddon } from './native-addon.js';
 
 export interface HandoffAddon {
   /** Reads a 4-byte big-endian length and that many bytes from the socket fd, with the fds sent along (close-on-exec). */
@@ -12,15 +12,6 @@ export interface HandoffAddon {
   renice(value: number): void;
 }
 
-export const HANDOFF_ADDON = projectPath('dist', 'handoff.node');
-
-let loaded: HandoffAddon | undefined;
-
 export function handoffAddon(): HandoffAddon {
-  if (!loaded) {
-    const module = { exports: {} as HandoffAddon };
-    process.dlopen(module, HANDOFF_ADDON);
-    loaded = module.exports;
-  }
-  return loaded;
+  return nativeAddon<HandoffAddon>('handoff.node');
 }
