@@ -360,3 +360,29 @@ for (const [window, answered] of handoffWindows) test(`kill -9 of a shim start $
   t.deepEqual(pidsWith(namespace, '-id pod '), [], 'no process is left with the killed start\'s container');
   t.deepEqual(poolMembers(dir).filter((m) => m.pid === member!.pid), [], 'the pool does not list it');
 });
+
+test('a VM member that cannot keep a VM says why in `runbox pool`, and exits', async (t) => {
+  const dir = privatePool(t);
+  const templates = mkdtempSync('/tmp/rbx-templates-');
+  t.teardown(() => rmSync(templates, { recursive: true, force: true }));
+  const member = (env: NodeJS.ProcessEnv) => spawnSync('node', [join(PROJECT, 'bin', 'pool-worker.cjs'), 'shimvm', '60', dir], {
+    env: { PATH: process.env.PATH, RUNBOX_QEMU_TEMPLATE_DIR: templates, RUNBOX_QEMU_ACCEL: 'tcg', ...env }, encoding: 'utf8', timeout: 60_000,
+  });
+  const pool = () => {
+    const shown = spawnSync(join(PROJECT, 'bin', 'runbox'), ['pool', '--format', 'json'], { env: { ...process.env, RUNBOX_POOL_DIR: dir }, encoding: 'utf8' });
+    return JSON.parse(shown.stdout) as { members: unknown[]; lastFailures: Record<string, { pid: number; message: string }> };
+  };
+
+  const off = member({ RUNBOX_QEMU_TEMPLATE: 'off' });
+  t.is(off.status, 1);
+  t.is(pool().lastFailures.shimvm?.pid, off.pid);
+  t.is(pool().lastFailures.shimvm?.message, 'no VM can wait: VM templates are off (RUNBOX_QEMU_TEMPLATE)');
+  t.deepEqual(pool().members, [], 'it did not join');
+
+  const broken = member({ RUNBOX_QEMU: '/bin/false' });
+  t.is(broken.status, 1);
+  t.is(pool().lastFailures.shimvm?.pid, broken.pid, 'the last failure replaces the one before');
+  t.regex(pool().lastFailures.shimvm!.message, /\S/);
+  const table = spawnSync(join(PROJECT, 'bin', 'runbox'), ['pool'], { env: { ...process.env, RUNBOX_POOL_DIR: dir }, encoding: 'utf8' }).stdout;
+  t.true(table.includes(`the last shimvm member that could not join (pid ${broken.pid}, `), table);
+});

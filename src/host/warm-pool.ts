@@ -1,8 +1,9 @@
 // The warm pool (docs/warm-pool.md) as the TypeScript sees it: where an install's idle pooled processes wait, how
 // their sockets are named, the build id of each kind's code, the size and idle time configured, and what a pool
 // holds now. The launchers' C (native/common/warm-pool.c) takes from it and refills it by the same rules.
-import { lstatSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFileAtomic } from './atomic-file.js';
 import { isProcessAlive, processRssKib } from './host-process.js';
 import { PROJECT_ROOT } from './install-paths.js';
 import {
@@ -124,4 +125,37 @@ export function poolMembers(dir = poolDirectory(), install = installDirectory())
     });
   }
   return members;
+}
+
+/** Why the last member of a kind could not join its pool: written by the member before it exits. */
+export interface MemberFailure {
+  pid: number;
+  at: string;
+  message: string;
+}
+
+function failureFile(dir: string, kind: PoolKind): string {
+  return join(dir, `${kind}.failed`);
+}
+
+/** Records (replacing the last) why this process cannot be a member of kind in the pool at dir. */
+export function recordMemberFailure(dir: string, kind: PoolKind, message: string): void {
+  try {
+    writeFileAtomic(failureFile(dir, kind), `${JSON.stringify({ pid: process.pid, at: new Date().toISOString(), message })}\n`, 0o600, false);
+  } catch {
+    // the pool directory is gone: there is no pool to tell
+  }
+}
+
+/** The last failure recorded for each kind that has one. */
+export function memberFailures(dir = poolDirectory()): Partial<Record<PoolKind, MemberFailure>> {
+  const failures: Partial<Record<PoolKind, MemberFailure>> = {};
+  for (const kind of POOL_KINDS) {
+    try {
+      failures[kind] = JSON.parse(readFileSync(failureFile(dir, kind), 'utf8')) as MemberFailure;
+    } catch {
+      // none, or one being replaced
+    }
+  }
+  return failures;
 }

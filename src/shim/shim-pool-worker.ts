@@ -3,7 +3,9 @@
 // and the bundle as cwd), it serves that pod exactly as a shim `start` spawned would, and nothing else.
 import { lstatSync, rmSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import { describe } from '../errors/errors.js';
 import { processStartTime } from '../host/host-process.js';
+import { recordMemberFailure } from '../host/warm-pool.js';
 import { waitForWork } from '../host/pooled-process.js';
 import { precompileCodecs } from '../rpc/protos.js';
 import { parseShimFlags } from './shim-flags.js';
@@ -25,7 +27,7 @@ function toldToServe(connection: Socket): Promise<boolean> {
 
 /**
  * kind shim: a pooled shim; shimvm: one that first restores a pod's microVM and keeps it for the pod it is handed
- * (drivers/qemu/vm-reserve.ts): a member whose VM cannot be kept here exits.
+ * (drivers/qemu/vm-reserve.ts): a member whose VM cannot be kept here records why (KIND.failed) and exits.
  */
 export async function shimPoolWorker(kind: 'shim' | 'shimvm', idleSeconds: number, dir: string, entry: string, taken?: () => void): Promise<void> {
   const { serve, TTRPC_TASK_SERVICE } = await import('./shim-serve.js');
@@ -33,7 +35,13 @@ export async function shimPoolWorker(kind: 'shim' | 'shimvm', idleSeconds: numbe
   precompileCodecs([TTRPC_TASK_SERVICE, EVENTS_SERVICE], [...Object.values(EVENT_TYPES), 'ttrpc.Request', 'ttrpc.Response']);
   if (kind === 'shimvm') {
     const { QemuDriver } = await import('../drivers/qemu/qemu-driver.js');
-    if (!(await new QemuDriver().reserve(dir, processStartTime(process.pid) ?? ''))) process.exit(1);
+    try {
+      await new QemuDriver().reserve(dir, processStartTime(process.pid) ?? '');
+    } catch (error) {
+      // Its stderr is /dev/null (a refill's): `runbox pool` shows why instead.
+      recordMemberFailure(dir, kind, describe(error));
+      process.exit(1);
+    }
   }
   // Titled as a spawned shim's command line reads (ps, and whoever looks for a pod's shim by it).
   const work = await waitForWork(kind, idleSeconds, dir, (args) => ['node', entry, ...args].join(' '));

@@ -4,7 +4,7 @@ import { Command } from '@oclif/core/command';
 import * as Flags from '@oclif/core/flags';
 import { sweepReserves } from '../../drivers/qemu/vm-reserve.js';
 import { isProcessAlive } from '../../host/host-process.js';
-import { buildId, POOL_KINDS, poolDirectory, poolMembers, poolSettingsFromEnv, type PoolMemberState } from '../../host/warm-pool.js';
+import { buildId, memberFailures, POOL_KINDS, poolDirectory, poolMembers, poolSettingsFromEnv, type PoolMemberState } from '../../host/warm-pool.js';
 
 const CLOCK_TICKS_PER_SECOND = 100;
 const DRAIN_WAIT_MS = 5000;
@@ -54,6 +54,7 @@ export default class Pool extends Command {
       ...poolSettingsFromEnv(),
       builds: Object.fromEntries(POOL_KINDS.map((kind) => [kind, buildId(kind) ?? null])),
       members,
+      lastFailures: memberFailures(dir),
     };
     if (flags.format === 'json') {
       process.stdout.write(`${JSON.stringify(state)}\n`);
@@ -64,6 +65,9 @@ export default class Pool extends Command {
     for (const m of members) rows.push([m.kind, String(m.pid), m.state, m.build, `${m.ageSeconds}s`, `${(m.rssKib / 1024).toFixed(1)} MiB`]);
     const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
     lines.push(...rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('   ').trimEnd()));
+    for (const [kind, failure] of Object.entries(state.lastFailures)) {
+      lines.push(`the last ${kind} member that could not join (pid ${failure.pid}, ${failure.at}): ${failure.message}`);
+    }
     process.stdout.write(`${lines.join('\n')}\n`);
   }
 }

@@ -202,20 +202,21 @@ export class QemuDriver implements Driver {
   }
 
   /**
-   * Restores a pod VM ahead of need in `poolDir` for this process's first pod (vm-reserve.ts); false when none can
-   * be kept here: the acceleration is not known yet (the first VM probes it), or templates are off or impossible.
+   * Restores a pod VM ahead of need in `poolDir` for this process's first pod (vm-reserve.ts); throws, saying why,
+   * when none can be kept here: the acceleration is not known yet (the first VM probes it), templates are off or
+   * impossible, or the restore or its warm-up failed.
    */
-  async reserve(poolDir: string, startTime: string): Promise<boolean> {
+  async reserve(poolDir: string, startTime: string): Promise<void> {
     sweepReserves(poolDir);
     const config: SandboxConfig = { id: 'reserve', dir: poolDir, stdio: 'null', spec: { ociVersion: OCI_VERSION } };
     const guest = { ...this.guest(config), pod: true };
     const plan = planAccel(parseAccelChoice(process.env.RUNBOX_QEMU_ACCEL));
-    if (plan.probe || !this.templatesFor(config)) return false;
+    if (plan.probe) throw new SandboxError('no VM can wait yet: this host\'s first VM has not found out whether KVM works');
+    if (!this.templatesFor(config)) throw new SandboxError('no VM can wait: VM templates are off (RUNBOX_QEMU_TEMPLATE)');
     const timeout = bootTimeoutSeconds(config.spec);
     const template = await this.template(guest, plan.accel, deadlineIn(timeout));
-    if (!template) return false;
+    if (!template) throw new SandboxError(`no VM can wait: no VM template can be kept in ${this.templates.root}`);
     await holdReserve(reserveDir(poolDir, process.pid, startTime), guest, plan.accel, template, deadlineIn(timeout));
-    return true;
   }
 
   /** This process's waiting VM (vm-reserve.ts) if it is what this VM's template would be (files as they are now). */
