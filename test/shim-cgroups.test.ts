@@ -51,7 +51,10 @@ test('containerd\'s runc shim with runbox as its binary: the limits apply, its O
   const events = await containerd.watchEvents(t);
   const runc = ['--runc-binary', RUNBOX];
   const hogId = containerd.id('runc-oom');
-  const hog = await containerd.run(hogId, ['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=64M', 'count=1'], ['--rm', '--memory-limit', String(16 * MiB), ...runc], RUNC_RUNTIME);
+  // containerd's runc shim adds the container to its OOM watch only once `start` has returned (so with runc too): a
+  // hog that fills its memory at once can be killed before the watch exists. This one waits a moment first.
+  const hogArgs = ['sh', '-c', 'sleep 0.5; exec dd if=/dev/zero of=/dev/null bs=64M count=1'];
+  const hog = await containerd.run(hogId, hogArgs, ['--rm', '--memory-limit', String(16 * MiB), ...runc], RUNC_RUNTIME);
   t.is(hog.code, 137, hog.stderr);
   for (let i = 0; i < 50 && !events.topics(hogId).includes('/tasks/delete'); i++) await sleep(100);
   const topics = events.topics(hogId);

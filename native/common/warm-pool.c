@@ -308,9 +308,10 @@ static int start_member(const struct pool *pool, char *const envp[])
 	return ready[0];
 }
 
-/* Makes this process's command line (and name) `title`, by overwriting its argument strings in place: a refill
- * forked from a launcher would otherwise show the caller's command line, container id included, for as long as
- * it runs. arg_start and arg_end are fields 48 and 49 of /proc/self/stat. */
+/* Makes this process's command line (and name) `title` and empties its environment, by overwriting both in
+ * place: a refill forked from a launcher would otherwise show the caller's command line, container id included,
+ * and its environment (/proc/PID/environ), for as long as it runs. arg_start, arg_end, env_start and env_end are
+ * fields 48 to 51 of /proc/self/stat. */
 static void retitle(const char *title)
 {
 	char stat[2048];
@@ -319,7 +320,7 @@ static void retitle(const char *title)
 	char *fields = strrchr(stat, ')');
 	if (!fields)
 		return;
-	unsigned long start = 0, end = 0;
+	unsigned long start = 0, end = 0, env_start = 0, env_end = 0;
 	char *field = fields + 2;
 	/* Field 3 (state) is the first after the name: arg_start is 45 fields further on. */
 	for (int n = 3; n < 48 && field; n++) {
@@ -327,16 +328,36 @@ static void retitle(const char *title)
 		if (field)
 			field++;
 	}
-	if (!field || sscanf(field, "%lu %lu", &start, &end) != 2 || end <= start)
+	if (!field || sscanf(field, "%lu %lu %lu %lu", &start, &end, &env_start, &env_end) != 4 || end <= start)
 		return;
 	char *area = (char *)start;
 	size_t len = end - start;
 	memset(area, 0, len);
 	memcpy(area, title, strlen(title) < len - 1 ? strlen(title) : len - 1);
+	if (env_end > env_start)
+		memset((char *)env_start, 0, env_end - env_start);
 	prctl(PR_SET_NAME, "runbox-refill");
 }
 
-static _Noreturn void refill(const struct pool *pool)
+/* What new members are started with: Node's search path and nothing else of the caller's environment (a handoff
+ * brings theirs), but for a shimvm member what its VM is made with (POOL_VM_ENV_PREFIX): a member whose VM is not
+ * what a pod's environment asks for does not use it. Copied, as the caller's environment is emptied (retitle). */
+static char **member_environment(const struct pool *pool)
+{
+	static char *envp[64];
+	const char *path = getenv("PATH");
+	size_t envc = 0;
+	if (asprintf(&envp[envc], "PATH=%s", path ? path : "/usr/local/bin:/usr/bin:/bin") >= 0)
+		envc++;
+	for (char **var = environ; pool->kind == POOL_KIND_SHIM_VM && *var && envc < ARRAY_LEN(envp) - 1; var++) {
+		if (!strncmp(*var, POOL_VM_ENV_PREFIX, strlen(POOL_VM_ENV_PREFIX)) && (envp[envc] = strdup(*var)))
+			envc++;
+	}
+	envp[envc] = NULL;
+	return envp;
+}
+
+static _Noreturn void refill(const struct pool *pool, char **envp)
 {
 	int lock_len = snprintf(NULL, 0, POOL_REFILL_LOCK, kind_names[pool->kind]);
 	char lock_name[64], lock_path[4200];
@@ -346,19 +367,6 @@ static _Noreturn void refill(const struct pool *pool)
 	if (!join_path(lock_path, sizeof lock_path, pool->dir, lock_name) || file_lock(lock_path, false) < 0)
 		_exit(0); /* another refill of this kind is under way */
 	int wanted = pool->size - sweep(pool);
-	/* New members get Node's search path and nothing else of the caller's environment (a handoff brings theirs),
-	 * but for a shimvm member what its VM is made with (POOL_VM_ENV_PREFIX): a member whose VM is not what a pod's
-	 * environment asks for does not use it. */
-	const char *path = getenv("PATH");
-	char path_env[8192];
-	snprintf(path_env, sizeof path_env, "PATH=%s", path ? path : "/usr/local/bin:/usr/bin:/bin");
-	char *envp[64] = { path_env };
-	size_t envc = 1;
-	for (char **var = environ; pool->kind == POOL_KIND_SHIM_VM && *var && envc < ARRAY_LEN(envp) - 1; var++) {
-		if (!strncmp(*var, POOL_VM_ENV_PREFIX, strlen(POOL_VM_ENV_PREFIX)))
-			envp[envc++] = *var;
-	}
-	envp[envc] = NULL;
 	struct pollfd waiting[POOL_MAX_SIZE];
 	int count = 0;
 	for (int i = 0; i < wanted && count < POOL_MAX_SIZE; i++) {
@@ -403,12 +411,15 @@ void pool_refill(const struct pool *pool)
 	reset_signals();
 	if (setsid() < 0 || setpriority(PRIO_PROCESS, 0, 19) != 0)
 		_exit(0);
-	/* Titled before the caller's wait for this process ends, so that no process with the caller's command line
-	 * outlives the caller. */
+	char **envp = member_environment(pool);
+	/* Titled before the caller's wait for this process ends, so that no process with the caller's command line or
+	 * environment outlives the caller. */
 	retitle("runbox pool refill");
+	/* The members' environment is this process's now: execvpe looks node up in its PATH. */
+	environ = envp;
 	/* Its own child refills, reparented at once: the caller waits for nothing. */
 	pid_t refiller = fork();
 	if (refiller == 0)
-		refill(pool);
+		refill(pool, envp);
 	_exit(0);
 }
