@@ -136,12 +136,12 @@ test.serial('the cache keeps within RUNBOX_QEMU_ROOTFS_CACHE_BYTES, the least re
   // What a builder killed midway left (its pid gone) goes at the next build.
   const cacheDir = process.env.RUNBOX_QEMU_ROOTFS_CACHE_DIR!;
   const deadPid = spawnSync('true').pid!;
-  writeFileSync(join(cacheDir, `${'0'.repeat(64)}.erofs.building-${deadPid}`), 'partial');
-  writeFileSync(join(cacheDir, `${'0'.repeat(64)}.json.${deadPid}`), '{');
-  writeFileSync(join(cacheDir, `${'1'.repeat(64)}.erofs.building-${process.pid}`), 'a live builder\'s');
+  writeFileSync(join(cacheDir, `${'0'.repeat(64)}.erofs.tmp-${deadPid}`), 'partial');
+  writeFileSync(join(cacheDir, `${'0'.repeat(64)}.json.tmp-${deadPid}`), '{');
+  writeFileSync(join(cacheDir, `${'1'.repeat(64)}.erofs.tmp-${process.pid}`), 'a live builder\'s');
   await fillRootfsDisk(rootfs(t, work, 'cc2', [layer(work, 'd', { 'd.txt': 'd' })]), disk, 0);
-  t.deepEqual(readdirSync(cacheDir).filter((name) => name.startsWith('0'.repeat(64)) || name.startsWith('1'.repeat(64))), [`${'1'.repeat(64)}.erofs.building-${process.pid}`]);
-  rmSync(join(cacheDir, `${'1'.repeat(64)}.erofs.building-${process.pid}`));
+  t.deepEqual(readdirSync(cacheDir).filter((name) => name.startsWith('0'.repeat(64)) || name.startsWith('1'.repeat(64))), [`${'1'.repeat(64)}.erofs.tmp-${process.pid}`]);
+  rmSync(join(cacheDir, `${'1'.repeat(64)}.erofs.tmp-${process.pid}`));
 
   process.env.RUNBOX_QEMU_ROOTFS_CACHE_BYTES = '0';
   for (const entry of readdirSync(process.env.RUNBOX_QEMU_ROOTFS_CACHE_DIR!)) rmSync(join(process.env.RUNBOX_QEMU_ROOTFS_CACHE_DIR!, entry));

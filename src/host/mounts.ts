@@ -3,16 +3,39 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
+/** mountinfo's octal escapes (\040 for a space) undone. */
 function unescape(field: string): string {
   return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8)));
+}
+
+export interface MountInfo {
+  mountPoint: string;
+  fstype: string;
+  /** The filesystem's own options (an overlay's lowerdir, upperdir, …), each value unescaped. */
+  superOptions: Map<string, string>;
+}
+
+/** This process's mounts, in /proc/self/mountinfo's order (a later mount on a point covers an earlier one). */
+export function mountInfo(): MountInfo[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean).map((line) => {
+    const [before = '', after = ''] = line.split(' - ');
+    const [fstype = '', , superOptions = ''] = after.split(' ');
+    return {
+      mountPoint: unescape(before.split(' ')[4] ?? ''),
+      fstype,
+      superOptions: new Map(superOptions.split(',').map((option) => {
+        const equals = option.indexOf('=');
+        return equals < 0 ? [option, ''] : [option.slice(0, equals), unescape(option.slice(equals + 1))];
+      })),
+    };
+  });
 }
 
 /** Mount points at or under `dir`, deepest first. */
 export function mountPointsUnder(dir: string): string[] {
   const prefix = dir.replace(/\/$/, '');
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((line) => unescape(line.split(' ')[4] ?? ''))
+  return mountInfo()
+    .map((mount) => mount.mountPoint)
     .filter((point) => point === prefix || point.startsWith(`${prefix}/`))
     .sort((a, b) => b.length - a.length);
 }

@@ -3,54 +3,37 @@
 // that writable layer is empty (a container not yet started), the image of the rootfs is the image of its layers,
 // the same for every container of them: it is built once (mkfs.erofs reads the whole tree, 10-30 ms for busybox and
 // seconds for a large image) and copied into each VM's disk from here.
-import { chmodSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../../host/atomic-file.js';
 import { processStartTime } from '../../host/host-process.js';
+import { mountInfo } from '../../host/mounts.js';
+import { ATOMIC_TEMPORARY } from '../../generated/facts.js';
 
 export const DEFAULT_ROOTFS_CACHE_DIR = '/run/runbox-qemu/rootfs-images';
 
 /** What the cache may hold (its oldest entries go first beyond it): RUNBOX_QEMU_ROOTFS_CACHE_BYTES, else 1 GiB. */
 const DEFAULT_CACHE_BYTES = 2 ** 30;
 
-export interface OverlayLayers {
+interface OverlayLayers {
   /** The read-only layers, topmost first, as the mount lists them. */
   lowers: string[];
   upper?: string;
 }
 
-/** mountinfo's octal escapes (\040 for a space) undone. */
-function unescape(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_all, octal: string) => String.fromCharCode(parseInt(octal, 8)));
-}
-
 /** The layers of the overlay mounted at dir (the last mount there), or undefined when dir is no overlay's root. */
-export function overlayLayersOf(dir: string, mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): OverlayLayers | undefined {
+function overlayLayersOf(dir: string): OverlayLayers | undefined {
   let target: string;
   try {
     target = realpathSync(dir);
   } catch {
     return undefined;
   }
-  let found: OverlayLayers | undefined;
-  for (const line of mountinfo.split('\n')) {
-    const [before, after] = line.split(' - ');
-    const mountPoint = before?.split(' ')[4];
-    const [fstype, , superOptions] = after?.split(' ') ?? [];
-    if (!mountPoint || unescape(mountPoint) !== target) continue;
-    if (fstype !== 'overlay' || !superOptions) {
-      found = undefined;
-      continue;
-    }
-    const options = new Map(superOptions.split(',').map((option) => {
-      const equals = option.indexOf('=');
-      return equals < 0 ? [option, ''] : [option.slice(0, equals), unescape(option.slice(equals + 1))];
-    }));
-    const lowers = options.get('lowerdir')?.split(':').filter(Boolean) ?? [];
-    const upper = options.get('upperdir');
-    found = lowers.length ? { lowers, ...(upper ? { upper } : {}) } : undefined;
-  }
-  return found;
+  const mount = mountInfo().filter((m) => m.mountPoint === target).pop();
+  const lowers = mount?.fstype === 'overlay' ? mount.superOptions.get('lowerdir')?.split(':').filter(Boolean) ?? [] : [];
+  const upper = mount?.superOptions.get('upperdir');
+  return lowers.length ? { lowers, ...(upper ? { upper } : {}) } : undefined;
 }
 
 /**
@@ -58,7 +41,7 @@ export function overlayLayersOf(dir: string, mountinfo = readFileSync('/proc/sel
  * writable layer holds something). A layer is named by its path and the identity of its directory (device, inode,
  * change time): a snapshot removed and another made at the same path is another key.
  */
-export function rootfsImageKey(fstype: string, layers: OverlayLayers): string | undefined {
+function rootfsImageKey(fstype: string, layers: OverlayLayers): string | undefined {
   try {
     if (layers.upper && readdirSync(layers.upper).length > 0) return undefined;
     return keyOf(fstype, layers.lowers);
@@ -77,22 +60,22 @@ function keyOf(fstype: string, lowers: string[]): string {
   return createHash('sha256').update(JSON.stringify({ fstype, identities })).digest('hex');
 }
 
-interface Entry {
-  image: string;
-  record: string;
-  bytes: number;
-  usedMs: number;
-}
-
 /** What KEY.json says of the image KEY.FSTYPE beside it. */
 interface EntryRecord {
   fstype: string;
   lowers: string[];
 }
 
+interface Entry extends EntryRecord {
+  image: string;
+  record: string;
+  bytes: number;
+  usedMs: number;
+}
+
 /**
  * The cache's entries (each image beside the record of the layers it was built from); what a builder killed midway
- * left (NAME.building-PID, NAME.PID of a dead PID) is removed.
+ * left (an atomic write's temporary of a dead pid) is removed.
  */
 function entries(cacheDir: string): Entry[] {
   let names: string[];
@@ -102,16 +85,16 @@ function entries(cacheDir: string): Entry[] {
     return [];
   }
   for (const name of names) {
-    const builder = /\.(?:building-)?(\d+)$/.exec(name)?.[1];
+    const builder = /\.tmp-(\d+)$/.exec(name)?.[1];
     if (builder && processStartTime(Number(builder)) === undefined) rmSync(join(cacheDir, name), { force: true });
   }
   return names.filter((name) => name.endsWith('.json')).flatMap((name) => {
     const record = join(cacheDir, name);
     try {
-      const { fstype } = JSON.parse(readFileSync(record, 'utf8')) as EntryRecord;
+      const { fstype, lowers } = JSON.parse(readFileSync(record, 'utf8')) as EntryRecord;
       const image = join(cacheDir, `${name.slice(0, -'.json'.length)}.${fstype}`);
       const stat = statSync(image);
-      return [{ image, record, bytes: stat.size, usedMs: stat.mtimeMs }];
+      return [{ fstype, lowers, image, record, bytes: stat.size, usedMs: stat.mtimeMs }];
     } catch {
       rmSync(record, { force: true });
       return [];
@@ -122,8 +105,7 @@ function entries(cacheDir: string): Entry[] {
 /** Whether the layers an entry was built from are still there, as they were (its key is still theirs). */
 function layersThere(entry: Entry): boolean {
   try {
-    const { fstype, lowers } = JSON.parse(readFileSync(entry.record, 'utf8')) as EntryRecord;
-    return entry.record.endsWith(`${keyOf(fstype, lowers)}.json`);
+    return entry.record.endsWith(`${keyOf(entry.fstype, entry.lowers)}.json`);
   } catch {
     return false;
   }
@@ -179,16 +161,14 @@ export async function cachedRootfsImage(
     // not cached yet
   }
   mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
-  const building = `${image}.building-${process.pid}`;
+  const building = ATOMIC_TEMPORARY(image, process.pid);
   try {
     await build(building);
     chmodSync(building, 0o600);
     renameSync(building, image);
     // The record last: an entry is whole once it is there.
-    const temporary = `${record}.${process.pid}`;
     const entry: EntryRecord = { fstype, lowers: layers.lowers };
-    writeFileSync(temporary, JSON.stringify(entry), { mode: 0o600 });
-    renameSync(temporary, record);
+    writeFileAtomic(record, JSON.stringify(entry), 0o600, false);
   } finally {
     rmSync(building, { force: true });
   }
