@@ -23,10 +23,17 @@ test('containerd\'s runc shim with runbox as its binary: a detached task gets an
   const started = await containerd.run(id, ['sleep', '1000'], ['-d', '--runc-binary', RUNBOX], RUNC_RUNTIME);
   t.is(started.code, 0, started.stderr);
   await containerd.waitForStatus(id, 'RUNNING');
-  // The runc shim runs `runbox exec --detach` with its own pipes as the process's stdio.
-  const exec = await containerd.ctr(['task', 'exec', '--fifo-dir', containerd.fifoDir, '--exec-id', 'e1', id, 'sh', '-c', 'echo out; echo err >&2; exit 3']);
+  // The runc shim runs `runbox exec --detach` with its own pipes as the process's stdio, and connects them to
+  // ctr's FIFOs only once that has returned. What a process writes before it is sure of a reader can be lost,
+  // with runc as with runbox (seen with both under load): ctr opens its ends of the FIFOs in goroutines, and once
+  // the exit is in, it cancels any open that has not returned yet (containerd 1.6). So the process reads its stdin
+  // first, which the shim feeds once it has connected the output FIFOs, and gives ctr's goroutines a second.
+  const exec = await containerd.ctr(
+    ['task', 'exec', '--fifo-dir', containerd.fifoDir, '--exec-id', 'e1', id, 'sh', '-c', 'read line; sleep 1; echo "out $line"; echo err >&2; exit 3'],
+    { input: 'in\n' },
+  );
   t.is(exec.code, 3, exec.stderr);
-  t.is(exec.stdout, 'out\n');
+  t.is(exec.stdout, 'out in\n');
   t.regex(exec.stderr, /err/);
   const killed = await containerd.ctr(['task', 'kill', '-s', 'KILL', id]);
   t.is(killed.code, 0, killed.stderr);
