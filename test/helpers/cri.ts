@@ -288,13 +288,24 @@ export class CriEnv {
     return this.netnsFiles.get(pod.id);
   }
 
-  /** The pod addresses host-local still holds for the sandbox `id` (one file per address, naming its holder). */
+  /**
+   * The pod addresses host-local still holds for the sandbox `id` (one file per address, naming its holder). Another
+   * pod's address may be released between the listing and the read: a file gone by then is not held.
+   */
   addressesHeld(id: string): string[] {
     const held: string[] = [];
     const ipam = join(this.dir, 'cni-ipam');
+    const holder = (path: string): string => {
+      try {
+        return readFileSync(path, 'utf8');
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return '';
+        throw error;
+      }
+    };
     for (const network of existsSync(ipam) ? readdirSync(ipam) : []) {
       for (const address of readdirSync(join(ipam, network))) {
-        if (/^\d+\.\d+\.\d+\.\d+$/.test(address) && readFileSync(join(ipam, network, address), 'utf8').includes(id)) held.push(address);
+        if (/^\d+\.\d+\.\d+\.\d+$/.test(address) && holder(join(ipam, network, address)).includes(id)) held.push(address);
       }
     }
     return held;
