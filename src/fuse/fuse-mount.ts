@@ -1,7 +1,7 @@
 // Mounting a FUSE filesystem without libfuse or fusermount: /dev/fuse opened here, its descriptor handed to
 // mount(8) as `fd=3` (as root: `mount -i` so that no mount helper runs); unmounting it lazily.
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 
 /** Opens /dev/fuse and mounts a read-only FUSE filesystem of type `fuse.NAME` on `dir`; returns the descriptor. */
 export async function mountFuse(dir: string, name: string): Promise<number> {
@@ -19,12 +19,6 @@ export async function mountFuse(dir: string, name: string): Promise<number> {
 /** Detaches the mount at `dir` (lazily: users keep what they hold open). */
 export async function unmount(dir: string): Promise<void> {
   await run('umount', ['-l', dir]);
-}
-
-/** Whether something is mounted at `dir` (per /proc/self/mountinfo). */
-export function isMountPoint(dir: string): boolean {
-  const escaped = dir.replace(/[ \t\n\\]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`);
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((line) => line.split(' ')[4] === escaped);
 }
 
 function run(command: string, args: string[], fd3?: number): Promise<void> {

@@ -31,6 +31,11 @@ export function mountInfo(): MountInfo[] {
   });
 }
 
+/** Whether something is mounted at `path` (exactly there). */
+export function isMountPoint(path: string): boolean {
+  return mountInfo().some((mount) => mount.mountPoint === path);
+}
+
 /** Mount points at or under `dir`, deepest first. */
 export function mountPointsUnder(dir: string): string[] {
   const prefix = dir.replace(/\/$/, '');

@@ -8,7 +8,8 @@ import { closeSync, openSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { FileLock } from '../host/file-lock.js';
-import { isMountPoint, mountFuse, unmount } from '../fuse/fuse-mount.js';
+import { mountFuse, unmount } from '../fuse/fuse-mount.js';
+import { isMountPoint } from '../host/mounts.js';
 import { loaderPaths, makeLoaderDirs } from './loader-paths.js';
 
 /** Restarts allowed within RESTART_WINDOW_MS before the keeper gives up (a server that cannot start). */

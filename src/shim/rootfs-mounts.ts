@@ -1,10 +1,10 @@
 // The container's root filesystem, mounted by the shim from the Mounts of CreateTaskRequest (an overlay with
 // lowerdir/upperdir/workdir from the overlayfs snapshotter, or a bind) on BUNDLE/rootfs, by mount(2).
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { RuntimeError } from '../errors/errors.js';
 import { mountAddon } from '../host/mount-addon.js';
+import { isMountPoint } from '../host/mounts.js';
 import { MS, parseMountOptions } from '../oci/mount-options.js';
 
 const run = promisify(execFile);
@@ -49,11 +49,6 @@ function mountOne(mount: Mount, target: string): void {
   mountCall(mount.source, target, null, MS.BIND | recursive, null);
   const remountFlags = flags & ~(MS.BIND | MS.REC);
   if (remountFlags) mountCall(null, target, null, MS.REMOUNT | MS.BIND | remountFlags, null);
-}
-
-function isMountPoint(path: string): boolean {
-  const escaped = path.replace(/[ \t\n\\]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`);
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((line) => line.split(' ')[4] === escaped);
 }
 
 async function unmountOnce(target: string): Promise<void> {
