@@ -139,7 +139,7 @@ test('kill -9 of the idle pool and of a just-taken shim leaves nothing behind, a
   t.false((await containerd.tasks()).has(id));
   for (let i = 0; i < 50 && pidsWith('sleep 4343').length; i++) await sleep(100);
   t.deepEqual(pidsWith('sleep 4343'), []);
-  t.deepEqual(mountsUnder(containerd.dir).filter((line) => line.includes(`/${id}/rootfs`)), []);
+  t.deepEqual(mountsUnder(containerd.dir).filter((line) => line.includes(`/${id}/rootfs`)), [], containerd.complaints([id]));
   const next = await containerd.run(containerd.id(), ['echo', 'next'], ['--rm']);
   t.is(next.code, 0, next.stderr);
   t.is(next.stdout, 'next\n');
@@ -215,6 +215,12 @@ function bytesQueuedFor(pid: number): number {
   const result = spawnSync('ss', ['-xpn'], { encoding: 'utf8' });
   return result.stdout.split('\n').filter((line) => line.includes(`pid=${pid},`))
     .reduce((sum, line) => sum + Number(line.trim().split(/\s+/)[2] ?? 0), 0);
+}
+
+/** The processes listening on the unix socket at path, as ss shows them. */
+function listenersOf(path: string): string {
+  const lines = spawnSync('ss', ['-xlpn'], { encoding: 'utf8' }).stdout.split('\n').filter((line) => line.includes(path));
+  return lines.length ? lines.join('; ') : 'none';
 }
 
 /** 'connected', or the error code of a connection to the unix socket at path. */
@@ -346,7 +352,8 @@ for (const [window, answered] of handoffWindows) test(`kill -9 of a shim start $
   }
 
   t.true(await until(() => processStartTime(member!.pid) !== member!.startTime), 'the shim whose start died exits');
-  t.is(await connectionTo(socketOf('pod')), existsSync(socketOf('pod')) ? 'ECONNREFUSED' : 'ENOENT', 'nothing serves the pod\'s socket');
+  t.is(await connectionTo(socketOf('pod')), existsSync(socketOf('pod')) ? 'ECONNREFUSED' : 'ENOENT',
+    `nothing serves the pod's socket; listening there: ${listenersOf(socketOf('pod'))}`);
   // The socket `start` bound before it was killed is left unserved when no member took it, as without a pool.
   if (answered) t.false(existsSync(socketOf('pod')), 'the shim that took the pod removed its socket');
   const again = start('pod-again');

@@ -23,38 +23,44 @@ async function endAbandonedBoot(dir: string, warn: (message: string) => void): P
 }
 
 export async function deleteAfterShim(flags: ShimFlags, warn: (message: string) => void): Promise<Buffer> {
+  // Every step is tried whatever the others did: containerd removes the bundle only when this command answers,
+  // within its clean-up timeout (5 s in 1.6), so one that fails (or a step that races another container's delete
+  // of the same pod) must not keep the rest from being done, nor the answer from being given.
+  const step = async (what: string, body: () => unknown): Promise<void> => {
+    try {
+      await body();
+    } catch (error) {
+      warn(`${what} of ${flags.id}: ${describe(error)}`);
+    }
+  };
   const record = readBundleRecord(flags.bundle);
   const address = readShimAddress(flags.bundle);
   const socket = address?.replace(/^unix:\/\//, '');
   const shimAlive = socket !== undefined && await isServed(socket);
   if (record && !shimAlive) {
-    try {
+    await step('cleaning up the sandbox', async () => {
       // Only a shim that died leaves a record: the normal path does not load the drivers.
       const { getDriver } = await import('../drivers/drivers.js');
       await (await getDriver(record.sandbox.driver)).cleanup(record.sandbox);
-    } catch (error) {
-      warn(`cleaning up the sandbox of ${flags.id}: ${describe(error)}`);
-    }
-    if (isProcessAlive(record.pid, record.pidStartTime)) {
-      try {
-        process.kill(record.pid, 'SIGKILL');
-      } catch {
-        // gone meanwhile
-      }
-    }
-    rmSync(record.stateDir, { recursive: true, force: true });
+    });
+    await step('ending the container\'s process', () => {
+      if (isProcessAlive(record.pid, record.pidStartTime)) process.kill(record.pid, 'SIGKILL');
+    });
+    await step('removing the sandbox\'s state', () => rmSync(record.stateDir, { recursive: true, force: true }));
   }
   if (!shimAlive) {
     // The socket of a shim that was killed stays behind: nobody serves it any more.
-    if (socket && lstatSync(socket, { throwIfNoEntry: false })?.isSocket()) rmSync(socket, { force: true });
+    await step('removing the shim\'s socket', () => {
+      if (socket && lstatSync(socket, { throwIfNoEntry: false })?.isSocket()) rmSync(socket, { force: true });
+    });
     // And so does its private directory, even when it had no task (killed between start and Create), with
     // whatever a boot it did not live to record left there (a microVM clone waiting for its restore).
     if (socket) {
-      await endAbandonedBoot(sandboxDir(shimStateDir(socket)), warn);
-      rmSync(shimStateDir(socket), { recursive: true, force: true });
+      await step('ending an abandoned boot', () => endAbandonedBoot(sandboxDir(shimStateDir(socket)), warn));
+      await step('removing the shim\'s directory', () => rmSync(shimStateDir(socket), { recursive: true, force: true, maxRetries: 3 }));
     }
-    await unmountRootfs(join(flags.bundle, 'rootfs'));
-    removeBundleRecord(flags.bundle);
+    await step('unmounting the rootfs', () => unmountRootfs(join(flags.bundle, 'rootfs')));
+    await step('removing the bundle record', () => removeBundleRecord(flags.bundle));
   }
   return encodeMessage('containerd.task.v2.DeleteResponse', {
     pid: record?.pid ?? 0,

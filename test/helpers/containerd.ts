@@ -119,6 +119,12 @@ export class PrivateContainerd {
     }
   }
 
+  /** containerd's warnings and errors about these containers (a failed shim clean-up names its stderr there). */
+  complaints(ids: string[]): string {
+    const lines = this.log().split('\n').filter((line) => /level=(warning|error)/.test(line) && ids.some((id) => line.includes(id)));
+    return lines.length ? `containerd said:\n${lines.join('\n')}` : 'containerd said nothing about them';
+  }
+
   id(prefix = 'c'): string {
     return `${prefix}-${process.pid}-${++this.count}-${Math.random().toString(36).slice(2, 6)}`;
   }

@@ -91,7 +91,7 @@ export async function runningPair(cri: CriEnv, handler: Handler): Promise<{ pod:
 /** Fails the test with whatever the pod still has on the host once its removal has had a while to finish. */
 export async function nothingLeft(t: ExecutionContext, cri: CriEnv, pod: Pod, ids: string[]): Promise<void> {
   await until(() => podLeftovers(cri, pod, ids).length === 0, 'the pod to leave nothing', 30_000).catch(() => {});
-  t.deepEqual(podLeftovers(cri, pod, ids), []);
+  t.deepEqual(podLeftovers(cri, pod, ids), [], cri.containerd.complaints([pod.id, ...ids]));
 }
 
 /** The shims serving the pod: one process per pod, started with the sandbox's id. */

@@ -232,7 +232,7 @@ export class QemuDriver implements Driver {
       const { network, connected } = moveTapIn(netns, vm.handle.pid);
       network.catch(() => {});
       connected.catch(() => {});
-      return this.sandboxOver(handle, vm.client, () => this.cleanup(handle), () => this.vmGone(handle), { bootImage: false, network, connected });
+      return this.sandboxOver(handle, vm.client, () => this.endAfterShutdown(handle), () => this.vmGone(handle), { bootImage: false, network, connected });
     } catch (error) {
       vm.client.close();
       vm.child.kill('SIGKILL');
@@ -324,7 +324,7 @@ export class QemuDriver implements Driver {
     const handle: QemuHandle = {
       ...vm.handle, driver: this.name, ...(template && { template: template.key }), ...(podNet && { podNetns: podNet.netns }),
     };
-    return this.sandboxOver(handle, vm.client, () => this.cleanup(handle), () => this.vmGone(handle), {
+    return this.sandboxOver(handle, vm.client, () => this.endAfterShutdown(handle), () => this.vmGone(handle), {
       bootImage: true, ...(podNet && { network: podNet.network }),
     });
   }
@@ -338,7 +338,7 @@ export class QemuDriver implements Driver {
     for (;;) {
       try {
         const socket = await openSession(agentPortSocket(vm.dir, lease.index), AbortSignal.timeout(AGENT_GREETING_TIMEOUT_MS));
-        return this.sandboxOver(vm, clientOnSession(socket, lease), () => this.cleanup(vm), () => this.vmGone(vm));
+        return this.sandboxOver(vm, clientOnSession(socket, lease), () => this.endAfterShutdown(vm), () => this.vmGone(vm));
       } catch (error) {
         // No greeting: the VM is going (it powers off after its container), or the port still held an old
         // session; leaving makes the agent start a new one.
@@ -381,9 +381,15 @@ export class QemuDriver implements Driver {
     for (const until = Date.now() + ms; this.isAlive(vm) && Date.now() < until;) await sleep(10);
   }
 
+  /** After the agent was told to shut down: the guest powers off, and QEMU exits, by itself unless it is slow to. */
+  private async endAfterShutdown(vm: QemuHandle): Promise<void> {
+    await this.vmGone(vm, 2000);
+    await this.cleanup(vm);
+  }
+
+  /** Nothing waits for a guest that cannot be reached (its shim died): QEMU is told to quit at once. */
   async cleanup(handle: SandboxHandle): Promise<void> {
     const vm = this.asVm(handle);
-    await this.vmGone(vm, 2000);
     if (this.isAlive(vm)) {
       await quitQemu(vmFiles(vm.dir).qmp);
       await this.vmGone(vm, 1000);

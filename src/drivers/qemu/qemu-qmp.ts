@@ -80,16 +80,22 @@ export async function queryRunState(path: string): Promise<string | undefined> {
   }
 }
 
-/** Asks QEMU to exit at once; false when it could not be asked. */
-export async function quitQemu(path: string): Promise<boolean> {
+/** Asks QEMU to exit at once; false when it could not be asked within ms (a QEMU that does not answer). */
+export async function quitQemu(path: string, ms = 1000): Promise<boolean> {
   let client: QmpClient | undefined;
-  try {
+  let timer: NodeJS.Timeout | undefined;
+  const asked = (async () => {
     client = await QmpClient.connect(path);
     await client.execute('quit').catch(() => {}); // QEMU may close before it answers
     return true;
+  })();
+  try {
+    return await Promise.race([asked, new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)))]);
   } catch {
     return false;
   } finally {
-    client?.close();
+    clearTimeout(timer);
+    // One that connects after the time is up is closed then.
+    asked.catch(() => false).then(() => client?.close(), () => {});
   }
 }
