@@ -290,8 +290,11 @@ for (const [window, answered] of handoffWindows) test(`kill -9 of a shim start $
     return bundle;
   };
   const started: number[] = [];
-  t.teardown(() => {
-    for (const pid of started) spawnSync('kill', ['-9', String(pid)]);
+  t.teardown(async () => {
+    const ending = started.map((pid) => ({ pid, startTime: processStartTime(pid) }));
+    for (const { pid } of ending) spawnSync('kill', ['-9', String(pid)]);
+    // As containerd does, delete once the shims are gone: one still dying would be found serving its socket.
+    for (let i = 0; i < 100 && ending.some(({ pid, startTime }) => startTime && processStartTime(pid) === startTime); i++) await sleep(20);
     for (const id of readdirSync(work).filter((name) => name !== 'containerd.sock')) {
       spawnSync(shim, [...flagsOf(id), '-bundle', join(work, id), 'delete'], { cwd: join(work, id), env });
     }

@@ -366,6 +366,8 @@ static _Noreturn void refill(const struct pool *pool, char **envp)
 	snprintf(lock_name, sizeof lock_name, POOL_REFILL_LOCK, kind_names[pool->kind]);
 	if (!join_path(lock_path, sizeof lock_path, pool->dir, lock_name) || file_lock(lock_path, false) < 0)
 		_exit(0); /* another refill of this kind is under way */
+	if (pool->kind == POOL_KIND_SHIM_VM)
+		usleep(POOL_VM_REFILL_DELAY_MS * 1000);
 	int wanted = pool->size - sweep(pool);
 	struct pollfd waiting[POOL_MAX_SIZE];
 	int count = 0;

@@ -202,9 +202,13 @@ export class QemuSandbox extends AgentSandbox {
     } else {
       refuseHostResources(config.id, config.spec);
     }
-    if (this.first.network) records.push(...podNetworkRecords(await this.first.network));
+    // The image goes into the disk while the pod's network (the first container's) is read.
+    const { network } = this.first;
+    const image = this.rootfsImage(config.spec.root!.path);
+    image.catch(() => {});
+    if (network) records.push(...podNetworkRecords(await network));
     try {
-      records.push(['rootfs_image', await this.rootfsImage(config.spec.root!.path)]);
+      records.push(['rootfs_image', await image]);
     } catch (error) {
       throw new SandboxError(`cannot add the container's rootfs to the microVM: ${(error as Error).message}`, { containerId: config.id });
     }
@@ -212,6 +216,7 @@ export class QemuSandbox extends AgentSandbox {
     try {
       for (const volume of volumes) bindVolume(this.handle.dir, config.id, volume.index, volume.source, volume.readonly);
       const created = await super.createContainer(guest, output);
+
       // The pod's network is the first container's to configure, once.
       const { connected } = this.first;
       this.first = { bootImage: false };
