@@ -7,6 +7,7 @@ import { Client, credentials, Metadata, type ServiceError } from '@grpc/grpc-js'
 import test, { type ExecutionContext } from 'ava';
 import { defaultSpec } from '../src/oci/default-spec.js';
 import { decodeMessage, encodeMessage } from '../src/rpc/protos.js';
+import { killShims } from './helpers/containerd.js';
 import { FIXTURE_ROOTFS, PROJECT } from './helpers/runbox.js';
 
 const SHIM = join(PROJECT, 'bin', 'containerd-shim-runbox-v2');
@@ -35,11 +36,11 @@ function startGrpcShim(t: ExecutionContext, args: string[]): GrpcShim {
   const id = `g-${process.pid}-${++shims}`;
   const flags = ['-namespace', 'test', '-address', join(dir, 'containerd.sock'), '-publish-binary', '/bin/true', '-id', id];
   const env = { ...process.env, RUNBOX_SHIM_PROTOCOL: 'grpc' };
-  t.teardown(() => {
+  t.teardown(async () => {
     // Whatever the test left: a shim still running is killed, then its sandbox goes through the clean-up
     // containerd runs after a shim died (`delete`).
     const pid = Number(spawnSync('cat', [join(bundle, 'shim.pid')], { encoding: 'utf8' }).stdout);
-    if (pid) spawnSync('kill', ['-9', String(pid)]);
+    if (pid) await killShims([pid]);
     spawnSync(SHIM, [...flags, '-bundle', bundle, 'delete'], { cwd: bundle, env });
     rmSync(dir, { recursive: true, force: true });
   });

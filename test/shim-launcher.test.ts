@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { decodeMessage } from '../src/rpc/protos.js';
+import { killShims } from './helpers/containerd.js';
 import { PROJECT } from './helpers/runbox.js';
 
 const SHIM = join(PROJECT, 'bin', 'containerd-shim-runbox-v2');
@@ -31,9 +32,9 @@ function bundleWith(t: ExecutionContext, dir: string, containerdAddress: string,
   mkdirSync(bundle);
   writeFileSync(join(bundle, 'config.json'), configJson);
   const flags = ['-namespace', NAMESPACE, '-address', containerdAddress, '-publish-binary', '/bin/true', '-id', id];
-  t.teardown(() => {
+  t.teardown(async () => {
     // The shim started for the test is killed, then cleaned up after as containerd would (`delete`).
-    if (existsSync(join(bundle, 'shim.pid'))) spawnSync('kill', ['-9', readFileSync(join(bundle, 'shim.pid'), 'utf8')]);
+    if (existsSync(join(bundle, 'shim.pid'))) await killShims([Number(readFileSync(join(bundle, 'shim.pid'), 'utf8'))]);
     spawnSync(SHIM, [...flags, '-bundle', bundle, 'delete'], { cwd: bundle });
   });
   return { bundle, flags };

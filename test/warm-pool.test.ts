@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import test, { type ExecutionContext } from 'ava';
 import { processStartTime } from '../src/host/host-process.js';
 import { poolMembers, type PoolMemberState } from '../src/host/warm-pool.js';
-import { pidsWith, PrivateContainerd } from './helpers/containerd.js';
+import { killShims, pidsWith, PrivateContainerd } from './helpers/containerd.js';
 import { privatePool } from './helpers/private-pool.js';
 import { mountsUnder, PROJECT } from './helpers/runbox.js';
 
@@ -291,10 +291,7 @@ for (const [window, answered] of handoffWindows) test(`kill -9 of a shim start $
   };
   const started: number[] = [];
   t.teardown(async () => {
-    const ending = started.map((pid) => ({ pid, startTime: processStartTime(pid) }));
-    for (const { pid } of ending) spawnSync('kill', ['-9', String(pid)]);
-    // As containerd does, delete once the shims are gone: one still dying would be found serving its socket.
-    for (let i = 0; i < 100 && ending.some(({ pid, startTime }) => startTime && processStartTime(pid) === startTime); i++) await sleep(20);
+    await killShims(started);
     for (const id of readdirSync(work).filter((name) => name !== 'containerd.sock')) {
       spawnSync(shim, [...flagsOf(id), '-bundle', join(work, id), 'delete'], { cwd: join(work, id), env });
     }
