@@ -199,6 +199,6 @@ test('a shim killed with SIGKILL leaves no container process and no mount behind
   for (let i = 0; i < 50 && pidsWith('sleep 4242').length; i++) await sleep(100);
   t.deepEqual(pidsWith('sleep 4242'), []);
   t.throws(() => readFileSync(`/proc/${pid}/stat`));
-  t.false(existsSync(socket), 'the dead shim\'s socket is removed');
-  t.deepEqual(mountsUnder(containerd.dir).filter((line) => line.includes(`/${id}/rootfs`)), []);
+  t.false(existsSync(socket), `the dead shim's socket is removed; ${containerd.complaints([id])}`);
+  t.deepEqual(mountsUnder(containerd.dir).filter((line) => line.includes(`/${id}/rootfs`)), [], containerd.complaints([id]));
 });

@@ -249,7 +249,7 @@ export function podTests(handler: Handler, env: () => Promise<CriEnv>, options: 
     const ips = await Promise.all(pods.map(async (pod) => (await cri.podStatus(pod.id)).network.ip as string));
     t.is(new Set(ips).size, 10, 'ten pod IPs');
     await Promise.all(pods.map((pod) => removePod(cri, pod)));
-    for (const pod of pods) t.deepEqual(podLeftovers(cri, pod, []), []);
+    for (const pod of pods) await nothingLeft(t, cri, pod, []);
   });
 
   test(`${handler}: nothing is left after RemovePodSandbox`, async (t) => {
