@@ -11,6 +11,7 @@ import { processesIn } from '../src/host/host-process.js';
 import { pidsWith } from '../test/helpers/containerd.js';
 import { CriEnv, VM_POOL_MEMBERS, type Handler, type Pod } from '../test/helpers/cri.js';
 import { poolMembers } from '../src/host/warm-pool.js';
+import { POOL_VM_REFILL_DELAY_MS } from '../src/generated/facts.js';
 import { cleanupList } from '../test/helpers/teardown.js';
 import { median } from './stats.js';
 import { verdict } from './verdict.js';
@@ -135,7 +136,7 @@ export async function podsBench(work: string): Promise<string> {
       row('runbox-vm', 'runbox, microVM', verdict(firstOutput.get('runbox-vm')! / runc, 2, '× runc\'s first output')),
       row('runbox-vm-pool', `runbox, microVM from the warm pool (${VM_POOL_MEMBERS} VM members)`, verdict(firstOutput.get('runbox-vm-pool')! / runc, 2, '× runc\'s first output')),
       '',
-      `The warm pool's row: each measured pod starts once the pool holds ${VM_POOL_MEMBERS} idle VM members (pooled shims, each holding a restored, warmed-up VM: docs/warm-pool.md), as after a pause between pods; its pods/min starts pods as fast as they come, so the refill (a restore and warm-up at nice 19) competes with them and most find the pool empty.`,
+      `The warm pool's row: each measured pod starts once the pool holds ${VM_POOL_MEMBERS} idle VM members (pooled shims, each holding a restored, warmed-up VM: docs/warm-pool.md), as after a pause between pods; its pods/min starts pods as fast as they come, so the refill (a restore and warm-up at nice 19, ${POOL_VM_REFILL_DELAY_MS} ms after a take) competes with them and most find the pool empty.`,
       '',
       memoryLine(`Host memory per pod VM (median of ${MEMORY_PODS} pods running at once, one container each)`, vmMemory),
       memoryLine('The same for pods whose VM came from the warm pool', pooledMemory),
