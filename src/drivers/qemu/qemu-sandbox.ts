@@ -216,7 +216,6 @@ export class QemuSandbox extends AgentSandbox {
     try {
       for (const volume of volumes) bindVolume(this.handle.dir, config.id, volume.index, volume.source, volume.readonly);
       const created = await super.createContainer(guest, output);
-
       // The pod's network is the first container's to configure, once.
       const { connected } = this.first;
       this.first = { bootImage: false };
