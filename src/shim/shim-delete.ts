@@ -43,9 +43,13 @@ export async function deleteAfterShim(flags: ShimFlags, warn: (message: string) 
       const { getDriver } = await import('../drivers/drivers.js');
       await (await getDriver(record.sandbox.driver)).cleanup(record.sandbox);
     });
-    await step('ending the container\'s process', () => {
-      if (isProcessAlive(record.pid, record.pidStartTime)) process.kill(record.pid, 'SIGKILL');
-    });
+    if (isProcessAlive(record.pid, record.pidStartTime)) {
+      try {
+        process.kill(record.pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
     await step('removing the sandbox\'s state', () => rmSync(record.stateDir, { recursive: true, force: true }));
   }
   if (!shimAlive) {

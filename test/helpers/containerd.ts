@@ -6,8 +6,9 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { processStartTime } from '../../src/host/host-process.js';
+import { isProcessAlive, processStartTime } from '../../src/host/host-process.js';
 import { inNetns, type NetNamespace } from './netns.js';
+import { killAll } from './qemu.js';
 import { PROJECT, runCommand, type Result } from './runbox.js';
 import type { TeardownOwner } from './teardown.js';
 
@@ -20,15 +21,9 @@ const FIXTURE_OCI = join(PROJECT, 'fixtures', 'busybox', 'build', 'oci');
  * the shim has closed: a `delete` run while a shim is still dying finds its socket served, and leaves it be.
  */
 export async function killShims(pids: number[]): Promise<void> {
-  const ending = pids.map((pid) => ({ pid, startTime: processStartTime(pid) })).filter(({ startTime }) => startTime);
-  for (const { pid } of ending) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone already
-    }
-  }
-  for (let i = 0; i < 100 && ending.some(({ pid, startTime }) => processStartTime(pid) === startTime); i++) await sleep(20);
+  const ending = pids.map((pid) => ({ pid, startTime: processStartTime(pid) }));
+  killAll(pids);
+  for (let i = 0; i < 100 && ending.some(({ pid, startTime }) => isProcessAlive(pid, startTime)); i++) await sleep(20);
 }
 
 /** Host pids whose command line contains every needle. */
