@@ -15,6 +15,8 @@
 #define NAPI_VERSION 8
 #include <node_api.h>
 
+#include "errno-error.h"
+
 /* A string argument (NULL for null or undefined), malloc'd. */
 static char *string_arg(napi_env env, napi_value value)
 {
@@ -49,14 +51,7 @@ static napi_value do_mount(napi_env env, napi_callback_info info)
 	free(target);
 	free(fstype);
 	free(data);
-	if (rc == 0)
-		return NULL;
-	napi_value message, code, error;
-	napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &message);
-	napi_create_string_utf8(env, strerrorname_np(err) ? strerrorname_np(err) : "EIO", NAPI_AUTO_LENGTH, &code);
-	napi_create_error(env, code, message, &error);
-	napi_throw(env, error);
-	return NULL;
+	return rc == 0 ? NULL : throw_errno_error(env, err);
 }
 
 static napi_value init(napi_env env, napi_value exports)

@@ -11,6 +11,7 @@ import type { AgentClient } from '../../agent-client/agent-client.js';
 import type { Spec } from '../../oci/spec.js';
 import { SandboxError, VmStartError } from '../../errors/errors.js';
 import { processStartTime } from '../../host/host-process.js';
+import { withoutHugePages } from '../../host/huge-pages.js';
 import { untilListening } from '../../host/until-listening.js';
 import type { KvmProbe } from './kvm-probe.js';
 import type { Accel } from './qemu-accel.js';
@@ -226,7 +227,9 @@ export async function startVm(start: VmStart): Promise<StartedVm> {
   let child: ChildProcess;
   try {
     // In the VM's directory: QEMU binds its sockets there by name (qemu-command.ts).
-    child = spawn(command!, args, { detached: true, stdio: fds, cwd: dir });
+    const spawnQemu = () => spawn(command!, args, { detached: true, stdio: fds, cwd: dir });
+    // TCG's code buffer asks for huge pages: each 2 MiB it has touched would count whole in QEMU's memory.
+    child = accel === 'tcg' ? withoutHugePages(spawnQemu) : spawnQemu();
   } finally {
     process.umask(umask);
     closeSync(log);
