@@ -228,7 +228,8 @@ export async function startVm(start: VmStart): Promise<StartedVm> {
   try {
     // In the VM's directory: QEMU binds its sockets there by name (qemu-command.ts).
     const spawnQemu = () => spawn(command!, args, { detached: true, stdio: fds, cwd: dir });
-    // TCG's code buffer asks for huge pages: each 2 MiB it has touched would count whole in QEMU's memory.
+    // QEMU asks for huge pages for TCG's code buffer and buffers of its own, where each 2 MiB page would count
+    // whole in its memory however little of it is used (docs/microvm.md).
     child = accel === 'tcg' ? withoutHugePages(spawnQemu) : spawnQemu();
   } finally {
     process.umask(umask);
