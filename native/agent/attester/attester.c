@@ -14,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "attester.h"
+#include "attestation.h"
 #include "kbs-client.h"
 #include "kcrypto.h"
 #include "tpm2.h"
@@ -22,16 +22,6 @@
 
 #define TPM_DEVICE "/dev/tpmrm0"
 #define MAX_INITDATA (8u << 20)
-
-_Noreturn void die(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
 
 static void read_initdata(uint8_t digest[32])
 {

@@ -5,7 +5,7 @@
  * nonce and a TEE key held in the TPM), then each resource as a JWE encrypted to that TEE key.
  */
 #pragma once
-#include "attester.h"
+#include "attestation.h"
 
 /* Attests and writes each secret asked for into the secrets directory; dies saying why on any failure. */
 void attest_and_fetch(struct attestation *a);

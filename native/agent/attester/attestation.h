@@ -1,4 +1,4 @@
-/* What one run of the attester is asked to do, and how it gives up (attester.c). */
+/* What one run of the attester is asked to do, and how it gives up (attestation.c). */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
