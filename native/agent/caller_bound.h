@@ -4,7 +4,7 @@
  * signal is SIGTERM (the agent stops as on `shutdown`, ending whatever it made) and lasts until `recorded`.
  */
 #pragma once
-#include "server.h"
+#include "request.h"
 
 /* Binds us to the process at the other end of fd (the socketpair the caller started us with), which must be our
  * parent. 0, or -1 when it has died already. */

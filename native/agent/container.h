@@ -5,7 +5,7 @@
  */
 #pragma once
 #include "registry.h"
-#include "server.h"
+#include "request.h"
 
 void op_create(struct request *r);
 void op_finish_create(struct request *r);

@@ -8,7 +8,7 @@
 #pragma once
 #include <stdbool.h>
 
-#include "server.h"
+#include "request.h"
 #include "spec.h"
 #include "stdio.h"
 

@@ -5,7 +5,7 @@
  */
 #pragma once
 #include "registry.h"
-#include "server.h"
+#include "request.h"
 
 /* At start-up: the agent's own pid namespace, to go back to after each exec. */
 int exec_init(void);

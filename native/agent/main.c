@@ -19,6 +19,7 @@
 #include "conn.h"
 #include "container.h"
 #include "creds.h"
+#include "enclave.h"
 #include "exec.h"
 #include "facts.h"
 #include "cgroups.h"
@@ -143,6 +144,7 @@ static void setup_vm(void)
 {
 	if (vm_init() < 0)
 		vm_power_off();
+	enclave_detect();
 	stdio_save_inherited();
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC), log = vm_log_fd();
 	dup2(null, 0);

@@ -7,7 +7,7 @@
 #include <sys/types.h>
 
 #include "registry.h"
-#include "server.h"
+#include "request.h"
 
 /* Reaps every child that has exited (after SIGCHLD). */
 void reaper_reap(void);

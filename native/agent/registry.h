@@ -4,7 +4,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "server.h"
+#include "request.h"
 
 /* Where a container's init process is in create → finish_create → start. */
 enum phase {

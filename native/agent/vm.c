@@ -12,7 +12,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "enclave.h"
 #include "guest.h"
 #include "log.h"
 #include "ports.h"
@@ -51,7 +50,6 @@ int vm_init(void)
 	}
 	if (guest_init() < 0)
 		return -1;
-	enclave_detect();
 	console_fd = open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);
 	static const struct {
 		const char *name;
