@@ -1,4 +1,5 @@
-/* A request decoded from a REQUEST frame, and its answer, given now or later: where the response goes and what it says. */
+/* A request decoded from a REQUEST frame, and its answer, given now or later: where the response goes and what it
+ * says. */
 #pragma once
 #include <stdint.h>
 
