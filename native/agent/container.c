@@ -205,7 +205,7 @@ static void sync_closed(struct proc *init)
 	}
 }
 
-void container_sync_drain(struct proc *init)
+static void init_sync_drain(struct proc *init)
 {
 	sync_drain(init, on_message, sync_closed);
 }
@@ -213,7 +213,7 @@ void container_sync_drain(struct proc *init)
 static void on_sync(void *ctx, short revents)
 {
 	(void)revents;
-	container_sync_drain(ctx);
+	init_sync_drain(ctx);
 }
 
 void container_settle(struct container *c)
@@ -233,6 +233,13 @@ void container_settle(struct container *c)
 		ctr_forget(c);
 	}
 }
+
+static void init_settle(struct proc *init)
+{
+	container_settle(init->ctr);
+}
+
+static const struct proc_kind init_kind = { init_sync_drain, init_settle };
 
 static struct container *find(struct request *r)
 {
@@ -350,6 +357,7 @@ void op_create(struct request *r)
 		goto fail;
 	}
 	struct container *c = ctr_add(id);
+	c->init->kind = &init_kind;
 	if (vm_mode && records_get(&r->rec, "rootfs_image"))
 		c->guest_rootfs = xstrdup(s.rootfs);
 	c->cgroups = cgroups;

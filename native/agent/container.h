@@ -14,8 +14,6 @@ void op_delete(struct request *r);
 /* Writes the `cgroup_set` records into the container's cgroups (resources of a live container). */
 void op_update(struct request *r);
 
-/* Reads what the init's sync channel holds (also called by the reaper before it records an exit). */
-void container_sync_drain(struct proc *init);
 /* After a reap: answers a failed op or a delete once every process of the container is gone. */
 void container_settle(struct container *c);
 /* Whether s is an acceptable container id (it names a cgroup directory). */

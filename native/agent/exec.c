@@ -28,12 +28,12 @@
 #include "unix-socket.h"
 #include "util.h"
 
-static int own_pidns = -1;
+static int agent_pidns = -1;
 
 int exec_init(void)
 {
-	own_pidns = ns_open(0, NS_PID);
-	return own_pidns < 0 ? -1 : 0;
+	agent_pidns = ns_open(0, NS_PID);
+	return agent_pidns < 0 ? -1 : 0;
 }
 
 /* The namespaces an exec'd process joins, in order: as host root any setns is allowed, so user last. */
@@ -146,7 +146,7 @@ static void sync_closed(struct proc *p)
 	buf_free(&b);
 }
 
-void exec_sync_drain(struct proc *p)
+static void exec_sync_drain(struct proc *p)
 {
 	sync_drain(p, on_message, sync_closed);
 }
@@ -157,7 +157,8 @@ static void on_sync(void *ctx, short revents)
 	exec_sync_drain(ctx);
 }
 
-void exec_settle(struct proc *p)
+/* After a reap: answers a failed exec and forgets it. */
+static void exec_settle(struct proc *p)
 {
 	struct container *c = p->ctr;
 	if (p->error && p->exited) {
@@ -167,6 +168,8 @@ void exec_settle(struct proc *p)
 	}
 	container_settle(c);
 }
+
+static const struct proc_kind exec_kind = { exec_sync_drain, exec_settle };
 
 static void close_all(int *fds, int n)
 {
@@ -274,7 +277,7 @@ void op_exec(struct request *r)
 	int fork_errno = errno;
 	if (unified >= 0)
 		close(unified);
-	if (pidns >= 0 && setns(own_pidns, CLONE_NEWPID) < 0)
+	if (pidns >= 0 && setns(agent_pidns, CLONE_NEWPID) < 0)
 		log_msg("cannot return to the agent's pid namespace: %s", errtext(errno));
 	if (pid < 0) {
 		reply_error(r->to, fork_errno, "container %s: exec: fork: %s", id, errtext(fork_errno));
@@ -283,6 +286,7 @@ void op_exec(struct request *r)
 	close(sv[1]);
 	stdio_spawned(&a.stdio);
 	struct proc *p = proc_add(c, exec_id);
+	p->kind = &exec_kind;
 	p->pid = pid;
 	p->sync_fd = sv[0];
 	p->sync_watch = loop_watch(sv[0], NULL, on_sync, p);

@@ -10,6 +10,3 @@
 /* At start-up: the agent's own pid namespace, to go back to after each exec. */
 int exec_init(void);
 void op_exec(struct request *r);
-void exec_sync_drain(struct proc *p);
-/* After a reap: answers a failed exec and forgets it. */
-void exec_settle(struct proc *p);

@@ -13,8 +13,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "container.h"
-#include "exec.h"
 #include "frame.h"
 #include "log.h"
 #include "oom_events.h"
@@ -92,8 +90,8 @@ static void exited(pid_t pid, int status)
 	for (struct container *c = containers; c; c = c->next) {
 		if (c->stage1_pid == pid) {
 			c->stage1_pid = 0;
-			container_sync_drain(c->init);
-			container_settle(c);
+			c->init->kind->sync_drain(c->init);
+			c->init->kind->settle(c->init);
 			return;
 		}
 	}
@@ -106,12 +104,8 @@ static void exited(pid_t pid, int status)
 	}
 	struct container *c = p->ctr;
 	/* What the child said before it died comes first (e.g. start's answer before the exit). */
-	if (p->sync_fd >= 0) {
-		if (p->exec_id)
-			exec_sync_drain(p);
-		else
-			container_sync_drain(p);
-	}
+	if (p->sync_fd >= 0)
+		p->kind->sync_drain(p);
 	p->exited = true;
 	p->exit_status = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
 	p->exited_at = now_unix_ns();
@@ -126,10 +120,7 @@ static void exited(pid_t pid, int status)
 	/* A process that never ran (failed create or exec) has no exit to tell. */
 	if (!p->error && !(c->create_failed && !p->exec_id))
 		send_exit_event(p);
-	if (p->exec_id)
-		exec_settle(p);
-	else
-		container_settle(c);
+	p->kind->settle(p);
 }
 
 void reaper_exited(pid_t pid, int status)

@@ -24,9 +24,19 @@ struct waiter {
 
 struct relay;
 struct watch;
+struct proc;
+
+/* What the reaper does with a kind of process (a container's init, an exec'd process), told by whoever made it. */
+struct proc_kind {
+	/* Reads what the child said on its sync channel, before its exit is recorded. */
+	void (*sync_drain)(struct proc *p);
+	/* After its exit is recorded: answers what waited on it once the container's processes allow. */
+	void (*settle)(struct proc *p);
+};
 
 struct proc {
 	struct container *ctr;
+	const struct proc_kind *kind;
 	char *exec_id; /* NULL: the container's init process */
 	pid_t pid;     /* 0 until known */
 	bool exited;
